@@ -1,0 +1,130 @@
+//! The `[store]` section of the configuration file. The `///` comments are the user
+//! documentation: `spyglass config` prints them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// When an append is acknowledged relative to the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync before acknowledging: nothing acknowledged is lost, even on power loss.
+    #[default]
+    Fsync,
+    /// fsync at most every `wal_sync_interval_ms`: a power loss may lose that much.
+    Interval,
+    /// Never fsync the WAL: a crash of the process loses nothing, a power loss may lose
+    /// everything not yet written back by the OS.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// When an append is acknowledged: "fsync" (default), "interval" or "none".
+    pub durability: Durability,
+    /// With durability = "interval": longest time between WAL fsyncs, in milliseconds.
+    pub wal_sync_interval_ms: u64,
+    /// Size at which the WAL starts a new segment file, in bytes.
+    pub wal_segment_bytes: u64,
+    /// Appends that may wait for the WAL writer before appends are answered "retry later".
+    pub wal_queue_depth: usize,
+    /// Memory the memtables (data acknowledged but not yet in Parquet) may use, in bytes.
+    /// When it is full, appends are answered "retry later" until a flush frees it.
+    pub memtable_max_bytes: u64,
+    /// Flush the memtables to Parquet parts once they hold this many bytes.
+    pub flush_bytes: u64,
+    /// Flush the memtables at least this often, in seconds, so that the WAL stays short.
+    pub flush_interval_secs: u64,
+    /// Parquet zstd compression level (1-22).
+    pub parquet_zstd_level: i32,
+    /// Rows per Parquet row group.
+    pub parquet_row_group_rows: usize,
+    /// Parts of one hour smaller than this are merged by the compactor, in bytes.
+    pub compaction_small_part_bytes: u64,
+    /// The compactor merges a partition once it has at least this many small parts.
+    pub compaction_min_parts: usize,
+    /// How often compaction and retention run, in seconds.
+    pub maintenance_interval_secs: u64,
+    /// Spans older than this are deleted, in hours (0 keeps them forever).
+    pub spans_retention_hours: u64,
+    /// Metric points older than this are deleted, in hours (0 keeps them forever).
+    pub metrics_retention_hours: u64,
+    /// Log records older than this are deleted, in hours (0 keeps them forever).
+    pub logs_retention_hours: u64,
+    /// Most bytes the spans may take on disk; the oldest parts go first (0: no limit).
+    pub spans_max_bytes: u64,
+    /// Most bytes the metrics may take on disk; the oldest parts go first (0: no limit).
+    pub metrics_max_bytes: u64,
+    /// Most bytes the logs may take on disk; the oldest parts go first (0: no limit).
+    pub logs_max_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            wal_sync_interval_ms: 200,
+            wal_segment_bytes: 64 << 20,
+            wal_queue_depth: 4096,
+            memtable_max_bytes: 512 << 20,
+            flush_bytes: 128 << 20,
+            flush_interval_secs: 60,
+            parquet_zstd_level: 3,
+            parquet_row_group_rows: 64 * 1024,
+            compaction_small_part_bytes: 32 << 20,
+            compaction_min_parts: 4,
+            maintenance_interval_secs: 60,
+            spans_retention_hours: 24 * 7,
+            metrics_retention_hours: 24 * 30,
+            logs_retention_hours: 24 * 7,
+            spans_max_bytes: 0,
+            metrics_max_bytes: 0,
+            logs_max_bytes: 0,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<()> {
+        let fail = |what: &str| Err(Error::Config(what.to_owned()));
+        if self.memtable_max_bytes == 0 || self.flush_bytes == 0 {
+            return fail("memtable_max_bytes and flush_bytes must be above 0");
+        }
+        if self.flush_bytes > self.memtable_max_bytes {
+            return fail("flush_bytes must not exceed memtable_max_bytes");
+        }
+        if !(1..=22).contains(&self.parquet_zstd_level) {
+            return fail("parquet_zstd_level must be between 1 and 22");
+        }
+        if self.wal_queue_depth == 0 || self.parquet_row_group_rows == 0 {
+            return fail("wal_queue_depth and parquet_row_group_rows must be above 0");
+        }
+        Ok(())
+    }
+
+    pub fn wal_sync_interval(&self) -> Duration {
+        Duration::from_millis(self.wal_sync_interval_ms.max(1))
+    }
+
+    pub(crate) fn retention_hours(&self, signal: crate::model::Signal) -> u64 {
+        use crate::model::Signal::*;
+        match signal {
+            Spans => self.spans_retention_hours,
+            Metrics => self.metrics_retention_hours,
+            Logs => self.logs_retention_hours,
+        }
+    }
+
+    pub(crate) fn max_bytes(&self, signal: crate::model::Signal) -> u64 {
+        use crate::model::Signal::*;
+        match signal {
+            Spans => self.spans_max_bytes,
+            Metrics => self.metrics_max_bytes,
+            Logs => self.logs_max_bytes,
+        }
+    }
+}

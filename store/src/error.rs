@@ -1,0 +1,86 @@
+//! The store's error type. Callers branch on [`Error::kind`], never on message text.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The memtable is full or the WAL is behind: the caller should retry after a delay.
+    #[error("store is busy ({reason}), retry later")]
+    TryLater { reason: &'static str },
+    /// The WAL could not make a write durable; nothing in the failed group was acknowledged.
+    #[error("failed to write the write-ahead log")]
+    WalWrite {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the store is shut down")]
+    Closed,
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to convert a batch to or from arrow")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("failed to {action} parquet part {path}")]
+    Parquet {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("failed to {action} the trace index {path}")]
+    Index {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: tantivy::TantivyError,
+    },
+    #[error("failed to read manifest {path}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("a background store task failed: {0}")]
+    Task(String),
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+/// What a caller at the edge (HTTP, gRPC) needs to know to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Retry after a delay (HTTP 429, gRPC RESOURCE_EXHAUSTED/UNAVAILABLE with retry info).
+    TryLater,
+    /// The store cannot accept writes right now (HTTP 503, gRPC UNAVAILABLE).
+    Unavailable,
+    Internal,
+    InvalidInput,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::TryLater { .. } => ErrorKind::TryLater,
+            Error::WalWrite { .. } | Error::Closed => ErrorKind::Unavailable,
+            Error::Config(_) => ErrorKind::InvalidInput,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The trace index: one tantivy index per spans part, one document per trace in that part.
+//!
+//! A document per span would cap ingest near tantivy's ~100k documents/s per core (DESIGN.md
+//! §10); a document per trace holds what search needs to pick candidate traces — services,
+//! operations, `key=value` terms of every scalar span and resource attribute, kinds, statuses,
+//! status and exception messages as full text, and the trace's time and duration bounds — and the
+//! query engine checks span-level conditions on the few candidates in Parquet. The trace id is an
+//! indexed term, so a trace is found in any part without knowing its time range.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, FixedSizeBinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray, UInt64Array};
+use arrow::datatypes::{Float64Type, Int64Type};
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{BytesOptions, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::{Error, Result};
+use crate::model::TraceId;
+
+/// Attribute values longer than this are indexed by their first bytes only.
+pub const MAX_TERM_VALUE_BYTES: usize = 256;
+/// Separates a service from the operation in `op` terms.
+const SEP: char = '\u{1f}';
+
+#[derive(Clone, Copy)]
+struct Fields {
+    trace_id: Field,
+    service: Field,
+    op: Field,
+    name: Field,
+    attr: Field,
+    kind: Field,
+    status: Field,
+    error_service: Field,
+    text: Field,
+    start: Field,
+    end: Field,
+    min_span_duration: Field,
+    max_span_duration: Field,
+    span_count: Field,
+    error_count: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    let fields = Fields {
+        trace_id: b.add_bytes_field("trace_id", BytesOptions::default().set_indexed().set_fast()),
+        service: b.add_text_field("service", STRING),
+        op: b.add_text_field("op", STRING),
+        name: b.add_text_field("name", STRING),
+        attr: b.add_text_field("attr", STRING),
+        kind: b.add_text_field("kind", STRING),
+        status: b.add_text_field("status", STRING),
+        error_service: b.add_text_field("error_service", STRING),
+        text: b.add_text_field("text", text),
+        start: b.add_u64_field("start", FAST),
+        end: b.add_u64_field("end", FAST),
+        min_span_duration: b.add_u64_field("min_span_duration", FAST),
+        max_span_duration: b.add_u64_field("max_span_duration", FAST),
+        span_count: b.add_u64_field("span_count", FAST),
+        error_count: b.add_u64_field("error_count", FAST),
+    };
+    (b.build(), fields)
+}
+
+fn index_err(action: &'static str, path: &Path) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
+    let path = path.to_owned();
+    move |source| Error::Index { action, path, source }
+}
+
+fn truncated(value: &str) -> &str {
+    if value.len() <= MAX_TERM_VALUE_BYTES {
+        return value;
+    }
+    let mut end = MAX_TERM_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// The `key=value` term of an attribute, as search looks it up.
+pub fn attribute_term(key: &str, value: &str) -> String {
+    format!("{key}={}", truncated(value))
+}
+
+/// Scalar entries of the typed attribute maps stored under one prefix.
+struct ScalarMaps<'a> {
+    maps: Vec<(usize, &'a MapArray)>,
+}
+
+impl<'a> ScalarMaps<'a> {
+    fn new(get: impl Fn(&str) -> Option<&'a MapArray>, prefix: &str) -> Result<Self> {
+        let mut maps = Vec::new();
+        for (kind, suffix) in ["", "_int", "_double", "_bool"].iter().enumerate() {
+            let name = format!("{prefix}{suffix}");
+            maps.push((kind, get(&name).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))?));
+        }
+        Ok(Self { maps })
+    }
+
+    fn for_each(&self, row: usize, mut f: impl FnMut(&str, Cow<'_, str>)) {
+        for (kind, map) in &self.maps {
+            let offsets = map.value_offsets();
+            let keys = map.keys().as_string::<i32>();
+            let values = map.values();
+            for i in offsets[row] as usize..offsets[row + 1] as usize {
+                let value: Cow<'_, str> = match kind {
+                    0 => Cow::Borrowed(values.as_string::<i32>().value(i)),
+                    1 => Cow::Owned(values.as_primitive::<Int64Type>().value(i).to_string()),
+                    2 => Cow::Owned(values.as_primitive::<Float64Type>().value(i).to_string()),
+                    _ => Cow::Owned(values.as_boolean().value(i).to_string()),
+                };
+                f(keys.value(i), value);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct TraceDoc {
+    services: BTreeSet<String>,
+    ops: BTreeSet<String>,
+    names: BTreeSet<String>,
+    attrs: BTreeSet<String>,
+    kinds: BTreeSet<&'static str>,
+    statuses: BTreeSet<String>,
+    error_services: BTreeSet<String>,
+    text: String,
+    start: u64,
+    end: u64,
+    min_span_duration: u64,
+    max_span_duration: u64,
+    span_count: u64,
+    error_count: u64,
+}
+
+fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
+}
+
+fn u64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt64Array> {
+    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    crate::model::SpanKind::parse(kind).unwrap_or_default().as_str()
+}
+
+/// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
+pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create index directory", dir))?;
+    let (schema, f) = schema();
+    let index = Index::create_in_dir(dir, schema).map_err(index_err("create", dir))?;
+    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 32 << 20).map_err(index_err("open writer for", dir))?;
+
+    let ids: &FixedSizeBinaryArray = batch.column_by_name("trace_id").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
+    let service = string_col(batch, "service_name")?;
+    let name = string_col(batch, "name")?;
+    let kind = string_col(batch, "kind")?;
+    let status = string_col(batch, "status_code")?;
+    let status_message = string_col(batch, "status_message")?;
+    let start = u64_col(batch, "start_time_unix_nano")?;
+    let end = u64_col(batch, "end_time_unix_nano")?;
+    let duration = u64_col(batch, "duration_nano")?;
+    let map = |n: &str| batch.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<MapArray>());
+    let span_attrs = ScalarMaps::new(map, "attributes")?;
+    let resource_attrs = ScalarMaps::new(map, "resource_attributes")?;
+    let events: &ListArray = batch.column_by_name("events").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("spans lack events".into()))?;
+    let event_items: &StructArray = events.values().as_struct();
+    let event_name: &StringArray = event_items.column_by_name("name").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("events lack name".into()))?;
+    let event_map = |n: &str| event_items.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<MapArray>());
+    let event_attrs = ScalarMaps::new(event_map, "attributes")?;
+
+    let mut row = 0;
+    while row < batch.num_rows() {
+        let trace = ids.value(row);
+        let mut doc = TraceDoc { start: u64::MAX, min_span_duration: u64::MAX, ..Default::default() };
+        while row < batch.num_rows() && ids.value(row) == trace {
+            let svc = service.value(row);
+            let is_error = status.value(row) == "error";
+            doc.services.insert(svc.to_owned());
+            doc.ops.insert(format!("{svc}{SEP}{}", name.value(row)));
+            doc.names.insert(name.value(row).to_owned());
+            doc.kinds.insert(kind_name(kind.value(row)));
+            doc.statuses.insert(status.value(row).to_owned());
+            if is_error {
+                doc.error_services.insert(svc.to_owned());
+                doc.error_count += 1;
+            }
+            if !status_message.value(row).is_empty() {
+                doc.text.push_str(status_message.value(row));
+                doc.text.push('\n');
+            }
+            span_attrs.for_each(row, |k, v| {
+                doc.attrs.insert(attribute_term(k, &v));
+            });
+            resource_attrs.for_each(row, |k, v| {
+                doc.attrs.insert(attribute_term(k, &v));
+            });
+            let offsets = events.value_offsets();
+            for e in offsets[row] as usize..offsets[row + 1] as usize {
+                if event_name.value(e) == "exception" {
+                    event_attrs.for_each(e, |k, v| {
+                        if k == "exception.message" || k == "exception.type" {
+                            doc.text.push_str(&v);
+                            doc.text.push('\n');
+                        }
+                    });
+                }
+            }
+            doc.start = doc.start.min(start.value(row));
+            doc.end = doc.end.max(end.value(row));
+            doc.min_span_duration = doc.min_span_duration.min(duration.value(row));
+            doc.max_span_duration = doc.max_span_duration.max(duration.value(row));
+            doc.span_count += 1;
+            row += 1;
+        }
+        let mut d = TantivyDocument::default();
+        d.add_bytes(f.trace_id, trace);
+        let add_all = |d: &mut TantivyDocument, field: Field, values: &BTreeSet<String>| {
+            for v in values {
+                d.add_text(field, v);
+            }
+        };
+        add_all(&mut d, f.service, &doc.services);
+        add_all(&mut d, f.op, &doc.ops);
+        add_all(&mut d, f.name, &doc.names);
+        add_all(&mut d, f.attr, &doc.attrs);
+        add_all(&mut d, f.status, &doc.statuses);
+        add_all(&mut d, f.error_service, &doc.error_services);
+        for k in &doc.kinds {
+            d.add_text(f.kind, k);
+        }
+        if !doc.text.is_empty() {
+            d.add_text(f.text, &doc.text);
+        }
+        d.add_u64(f.start, doc.start);
+        d.add_u64(f.end, doc.end);
+        d.add_u64(f.min_span_duration, doc.min_span_duration);
+        d.add_u64(f.max_span_duration, doc.max_span_duration);
+        d.add_u64(f.span_count, doc.span_count);
+        d.add_u64(f.error_count, doc.error_count);
+        writer.add_document(d).map_err(index_err("add a document to", dir))?;
+    }
+    writer.commit().map_err(index_err("commit", dir))?;
+    writer.wait_merging_threads().map_err(index_err("finish", dir))?;
+    dir_size(dir)
+}
+
+pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).map_err(Error::io("list", dir))? {
+        let entry = entry.map_err(Error::io("list", dir))?;
+        total += entry.metadata().map_err(Error::io("stat", entry.path()))?.len();
+    }
+    Ok(total)
+}
+
+/// What trace search asks of the index. Every condition present must hold for a trace.
+#[derive(Clone, Debug, Default)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    /// Span name; with `service`, a span of that service with that name.
+    pub operation: Option<String>,
+    /// `(key, value)` pairs of span or resource attributes, compared as strings.
+    pub attributes: Vec<(String, String)>,
+    /// Only traces with an error span (of `service`, when given).
+    pub errors_only: bool,
+    /// Some span lasts at least this long.
+    pub min_duration_nano: Option<u64>,
+    /// Some span lasts at most this long.
+    pub max_duration_nano: Option<u64>,
+    /// Words that must all occur in status or exception messages.
+    pub text: Option<String>,
+    /// The trace overlaps `[start, end]`.
+    pub start_unix_nano: Option<u64>,
+    pub end_unix_nano: Option<u64>,
+}
+
+/// A trace found in one part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceHit {
+    pub trace_id: TraceId,
+    pub part_id: u64,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub span_count: u64,
+    pub error_count: u64,
+}
+
+/// An open part index. Parts are immutable, so the reader never reloads.
+pub(crate) struct PartIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl PartIndex {
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        let index = Index::open_in_dir(dir).map_err(index_err("open", dir))?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_err("open a reader for", dir))?;
+        Ok(Self { index, reader, fields: schema().1 })
+    }
+
+    pub(crate) fn contains(&self, trace_id: &TraceId) -> Result<bool> {
+        let term = Term::from_field_bytes(self.fields.trace_id, &trace_id.0);
+        let n = self.reader.searcher().doc_freq(&term).map_err(|source| Error::Index { action: "look up a trace in", path: Default::default(), source })?;
+        Ok(n > 0)
+    }
+
+    pub(crate) fn search(&self, part_id: u64, q: &TraceQuery) -> Result<Vec<TraceHit>> {
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        let range = |field: Field, lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
+            Box::new(RangeQuery::new(lo.map(|v| Term::from_field_u64(field, v)), hi.map(|v| Term::from_field_u64(field, v))))
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut must = |q: Box<dyn Query>| clauses.push((Occur::Must, q));
+        match (&q.service, &q.operation) {
+            (Some(s), Some(op)) => must(term(f.op, &format!("{s}{SEP}{op}"))),
+            (Some(s), None) => must(term(f.service, s)),
+            (None, Some(op)) => must(term(f.name, op)),
+            (None, None) => {}
+        }
+        for (k, v) in &q.attributes {
+            must(term(f.attr, &attribute_term(k, v)));
+        }
+        if q.errors_only {
+            match &q.service {
+                Some(s) => must(term(f.error_service, s)),
+                None => must(term(f.status, "error")),
+            }
+        }
+        if let Some(min) = q.min_duration_nano {
+            must(range(f.max_span_duration, Bound::Included(min), Bound::Unbounded));
+        }
+        if let Some(max) = q.max_duration_nano {
+            must(range(f.min_span_duration, Bound::Unbounded, Bound::Included(max)));
+        }
+        if let Some(end) = q.end_unix_nano {
+            must(range(f.start, Bound::Unbounded, Bound::Included(end)));
+        }
+        if let Some(start) = q.start_unix_nano {
+            must(range(f.end, Bound::Included(start), Bound::Unbounded));
+        }
+        if let Some(text) = &q.text {
+            let mut tokenizer = self.index.tokenizer_for_field(f.text).map_err(|source| Error::Index { action: "tokenize for", path: Default::default(), source })?;
+            let mut stream = tokenizer.token_stream(text);
+            while let Some(token) = stream.next() {
+                must(term(f.text, &token.text));
+            }
+        }
+        let query: Box<dyn Query> = if clauses.is_empty() { Box::new(AllQuery) } else { Box::new(BooleanQuery::new(clauses)) };
+        let searcher = self.reader.searcher();
+        let search_err = |source| Error::Index { action: "search", path: Default::default(), source };
+        let docs = searcher.search(&query, &DocSetCollector).map_err(search_err)?;
+        let mut hits = Vec::with_capacity(docs.len());
+        for addr in docs {
+            let seg = searcher.segment_reader(addr.segment_ord);
+            let ff = seg.fast_fields();
+            let bytes = ff.bytes("trace_id").map_err(search_err)?.ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?;
+            let mut id = Vec::with_capacity(16);
+            if let Some(ord) = bytes.term_ords(addr.doc_id).next() {
+                bytes.ord_to_bytes(ord, &mut id).map_err(Error::io("read trace id from index", ""))?;
+            }
+            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else { continue };
+            let num = |name: &str| -> Result<u64> { Ok(ff.u64(name).map_err(search_err)?.first(addr.doc_id).unwrap_or(0)) };
+            hits.push(TraceHit {
+                trace_id: TraceId(id),
+                part_id,
+                start_time_unix_nano: num("start")?,
+                end_time_unix_nano: num("end")?,
+                span_count: num("span_count")?,
+                error_count: num("error_count")?,
+            });
+        }
+        Ok(hits)
+    }
+}

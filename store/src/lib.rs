@@ -1,0 +1,44 @@
+//! `spyglass-store`: where Spyglass keeps what it has acknowledged.
+//!
+//! It owns the data model ([`model`]), the Arrow schemas of the `spans`, `metrics` and `logs`
+//! tables ([`schema`]), the write-ahead log, the memtables, Parquet parts, the tantivy trace
+//! index, the manifest, compaction and retention. It must not know OTLP, HTTP, gRPC or
+//! DataFusion: `ingest` converts OTLP into [`model`] types, `query` reads [`Snapshot`]s.
+//!
+//! ```text
+//! append(Records) ─▶ Arrow batch ─▶ WAL (group commit, fsync) ─▶ memtable ─▶ ack
+//!                                                                   │ flush (size / age)
+//!                          manifest.json ◀── commit ◀── Parquet part + trace index per hour
+//!                                │
+//!           Snapshot = manifest version + memtables (readers never see half a flush)
+//! ```
+//!
+//! Main types: [`Store`] (open, append, snapshot, flush, close), [`Snapshot`],
+//! [`Maintenance`] (the background flusher, compactor and retention, run by the binary).
+
+mod config;
+mod error;
+mod index;
+mod ipc;
+mod maintenance;
+mod manifest;
+mod memtable;
+pub mod model;
+mod part;
+pub mod schema;
+mod snapshot;
+mod store;
+pub mod synth;
+#[cfg(test)]
+mod roundtrip_tests;
+pub mod wal;
+
+pub use config::{Durability, StoreConfig};
+pub use error::{Error, ErrorKind, Result};
+pub use index::{TraceHit, TraceQuery, attribute_term};
+pub use maintenance::Maintenance;
+pub use manifest::{Manifest, Part, PartMeta};
+pub use schema::Records;
+pub use snapshot::Snapshot;
+pub use store::{FlushReport, Store, StoreStats};
+pub use wal::{ReplayReport, WalStats};

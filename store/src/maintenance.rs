@@ -1,0 +1,174 @@
+//! Background work on the store: flushing, compaction of small parts, retention.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::manifest::{Manifest, Part};
+use crate::model::Signal;
+use crate::part::{NANOS_PER_HOUR, partition_and_sort, read_part};
+use crate::store::{Store, blocking};
+
+/// Most parts one compaction merges, bounding its memory.
+const MAX_PARTS_PER_MERGE: usize = 16;
+
+impl Store {
+    /// Merges the small parts of each hour that has at least `compaction_min_parts` of them.
+    /// Returns how many parts were merged away.
+    pub async fn compact(&self) -> Result<usize> {
+        let _guard = self.inner.maintenance.lock().await;
+        let config = &self.inner.config;
+        let manifest = self.current_manifest();
+        let mut groups: BTreeMap<(Signal, u64), Vec<Arc<Part>>> = BTreeMap::new();
+        for part in &manifest.parts {
+            if part.meta().bytes < config.compaction_small_part_bytes {
+                groups.entry((part.meta().signal, part.meta().hour)).or_default().push(part.clone());
+            }
+        }
+        let mut merged = 0;
+        for ((signal, hour), mut group) in groups {
+            if group.len() < config.compaction_min_parts.max(2) {
+                continue;
+            }
+            group.truncate(MAX_PARTS_PER_MERGE);
+            let started = Instant::now();
+            let inner = self.inner.clone();
+            let inputs = group.clone();
+            let base = self.current_manifest();
+            let next = blocking(move || {
+                let mut batches = Vec::new();
+                for part in &inputs {
+                    batches.extend(read_part(&part.path())?);
+                }
+                let mut next = (*base).clone();
+                next.generation += 1;
+                let level = inputs.iter().map(|p| p.meta().level).max().unwrap_or(0) + 1;
+                for (h, batch) in partition_and_sort(signal, &batches)? {
+                    debug_assert_eq!(h, hour, "a partition's rows share its hour");
+                    let id = next.next_part_id;
+                    next.next_part_id += 1;
+                    let meta = inner.write_part_files(signal, h, id, &batch, level)?;
+                    next.parts.push(Part::new(meta, &inner.root));
+                }
+                let gone: HashSet<u64> = inputs.iter().map(|p| p.meta().id).collect();
+                next.parts.retain(|p| !gone.contains(&p.meta().id));
+                next.persist(&inner.root)?;
+                Ok(next)
+            })
+            .await?;
+            self.install(next, &group);
+            merged += group.len();
+            let stats = &self.inner.stats;
+            stats.compactions_total.fetch_add(1, Ordering::Relaxed);
+            stats.compaction_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            tracing::debug!(%signal, hour, parts = group.len(), "compacted");
+        }
+        Ok(merged)
+    }
+
+    /// Drops parts older than each signal's retention and, per signal, the oldest parts beyond
+    /// its byte limit. Returns how many parts were dropped.
+    pub async fn enforce_retention(&self, now_unix_nano: u64) -> Result<usize> {
+        let _guard = self.inner.maintenance.lock().await;
+        let config = &self.inner.config;
+        let manifest = self.current_manifest();
+        let mut dropped: Vec<Arc<Part>> = Vec::new();
+        for signal in Signal::ALL {
+            let mut parts: Vec<&Arc<Part>> = manifest.parts_of(signal).collect();
+            parts.sort_by_key(|p| (p.meta().max_time_unix_nano, p.meta().id));
+            let hours = config.retention_hours(signal);
+            let cutoff = now_unix_nano.saturating_sub(hours.saturating_mul(NANOS_PER_HOUR));
+            let (old, mut kept): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| hours > 0 && p.meta().max_time_unix_nano < cutoff);
+            dropped.extend(old.into_iter().cloned());
+            let max_bytes = config.max_bytes(signal);
+            if max_bytes > 0 {
+                let mut total: u64 = kept.iter().map(|p| p.meta().bytes + p.meta().index_bytes).sum();
+                while total > max_bytes && !kept.is_empty() {
+                    let oldest = kept.remove(0);
+                    total -= oldest.meta().bytes + oldest.meta().index_bytes;
+                    dropped.push(oldest.clone());
+                }
+            }
+        }
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        let gone: HashSet<u64> = dropped.iter().map(|p| p.meta().id).collect();
+        let mut next = (*manifest).clone();
+        next.generation += 1;
+        next.parts.retain(|p| !gone.contains(&p.meta().id));
+        let root = self.inner.root.clone();
+        let next = blocking(move || next.persist(&root).map(|_| next)).await?;
+        self.install(next, &dropped);
+        self.inner.stats.parts_dropped_by_retention_total.fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        tracing::info!(parts = dropped.len(), "retention dropped parts");
+        Ok(dropped.len())
+    }
+
+    fn current_manifest(&self) -> Arc<Manifest> {
+        self.inner.state.read().expect("store state lock").manifest.clone()
+    }
+
+    /// Makes a committed manifest current; the removed parts' files go once unused.
+    fn install(&self, next: Manifest, removed: &[Arc<Part>]) {
+        self.inner.state.write().expect("store state lock").manifest = Arc::new(next);
+        for part in removed {
+            part.mark_obsolete();
+        }
+    }
+
+    /// The long-running component that flushes, compacts and applies retention.
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance { store: self.clone() }
+    }
+}
+
+/// Flushes when the memtables are big or old enough; compacts and applies retention every
+/// `maintenance_interval_secs`. Errors are logged and retried on the next round.
+pub struct Maintenance {
+    store: Store,
+}
+
+impl Maintenance {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let inner = self.store.inner.clone();
+        let config = inner.config.clone();
+        let maintenance_every = Duration::from_secs(config.maintenance_interval_secs.max(1));
+        let flush_every = Duration::from_secs(config.flush_interval_secs.max(1));
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_maintenance = Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+                _ = inner.flush_wanted.notified() => {}
+            }
+            let due = {
+                let state = inner.state.read().expect("store state lock");
+                state.frozen.is_some()
+                    || state.active.bytes >= config.flush_bytes
+                    || state.active.oldest.is_some_and(|t| t.elapsed() >= flush_every)
+                    || inner.budget.used() >= config.flush_bytes
+            };
+            if due {
+                if let Err(e) = self.store.flush().await {
+                    tracing::error!(error = %e, "flush failed; will retry");
+                }
+            }
+            if last_maintenance.elapsed() >= maintenance_every {
+                last_maintenance = Instant::now();
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                if let Err(e) = self.store.enforce_retention(now).await {
+                    tracing::error!(error = %e, "retention failed; will retry");
+                }
+                if let Err(e) = self.store.compact().await {
+                    tracing::error!(error = %e, "compaction failed; will retry");
+                }
+            }
+        }
+    }
+}

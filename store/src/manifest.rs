@@ -1,0 +1,180 @@
+//! The manifest: which parts and index segments are live, and how far the WAL is in them.
+//!
+//! `manifest.json` is replaced atomically: written to `manifest.json.tmp`, fsynced, renamed over
+//! the old one, and the directory fsynced. Readers hold an `Arc<Manifest>`; a part dropped from
+//! the manifest keeps its files until the last snapshot using it is gone.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::PartIndex;
+use crate::model::Signal;
+
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// What the manifest records of one part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartMeta {
+    pub id: u64,
+    pub signal: Signal,
+    /// Hours since the Unix epoch of every row's event time.
+    pub hour: u64,
+    /// The Parquet file, relative to the data directory.
+    pub file: String,
+    /// The tantivy index directory (spans only), relative to the data directory.
+    pub index: Option<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub index_bytes: u64,
+    pub min_time_unix_nano: u64,
+    pub max_time_unix_nano: u64,
+    /// 0 for a flushed part; one more than its inputs' highest for a compacted one.
+    pub level: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestFile {
+    format_version: u32,
+    generation: u64,
+    flushed_lsn: u64,
+    next_part_id: u64,
+    parts: Vec<PartMeta>,
+}
+
+/// A live part: its metadata and, once opened, its index. Files are removed when the part has
+/// been dropped from the manifest and no snapshot holds it any more.
+pub struct Part {
+    meta: PartMeta,
+    root: PathBuf,
+    obsolete: AtomicBool,
+    index: OnceLock<PartIndex>,
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Part").field("meta", &self.meta).finish()
+    }
+}
+
+impl Part {
+    pub(crate) fn new(meta: PartMeta, root: &Path) -> Arc<Self> {
+        Arc::new(Self { meta, root: root.to_owned(), obsolete: AtomicBool::new(false), index: OnceLock::new() })
+    }
+
+    pub fn meta(&self) -> &PartMeta {
+        &self.meta
+    }
+
+    /// Absolute path of the Parquet file.
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.meta.file)
+    }
+
+    pub fn index_path(&self) -> Option<PathBuf> {
+        self.meta.index.as_ref().map(|i| self.root.join(i))
+    }
+
+    pub(crate) fn index(&self) -> Result<Option<&PartIndex>> {
+        let Some(dir) = self.index_path() else { return Ok(None) };
+        if self.index.get().is_none() {
+            let _ = self.index.set(PartIndex::open(&dir)?);
+        }
+        Ok(self.index.get())
+    }
+
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+
+    /// Whether both the Parquet file and the index are on disk.
+    pub fn files_exist(&self) -> bool {
+        self.path().exists() && self.index_path().is_none_or(|p| p.exists())
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.obsolete.load(Ordering::Acquire) {
+            return;
+        }
+        let path = self.path();
+        if let Err(e) = fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete an obsolete part");
+        }
+        if let Some(dir) = self.index_path() {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(path = %dir.display(), error = %e, "could not delete an obsolete index");
+            }
+        }
+    }
+}
+
+/// One immutable version of the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    pub generation: u64,
+    /// Every WAL record at or below this LSN is in a part.
+    pub flushed_lsn: u64,
+    pub next_part_id: u64,
+    pub parts: Vec<Arc<Part>>,
+}
+
+impl Manifest {
+    pub(crate) fn load(root: &Path) -> Result<Self> {
+        let path = root.join(MANIFEST_FILE);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self { next_part_id: 1, ..Self::default() }),
+            Err(e) => return Err(Error::io("read manifest", &path)(e)),
+        };
+        let file: ManifestFile = serde_json::from_slice(&text).map_err(|source| Error::Manifest { path: path.clone(), source })?;
+        if file.format_version != FORMAT_VERSION {
+            return Err(Error::Corrupt(format!("manifest {} has format version {}, this build reads {FORMAT_VERSION}", path.display(), file.format_version)));
+        }
+        Ok(Self {
+            generation: file.generation,
+            flushed_lsn: file.flushed_lsn,
+            next_part_id: file.next_part_id,
+            parts: file.parts.into_iter().map(|m| Part::new(m, root)).collect(),
+        })
+    }
+
+    /// Writes this version durably and atomically as the current manifest.
+    pub(crate) fn persist(&self, root: &Path) -> Result<()> {
+        let file = ManifestFile {
+            format_version: FORMAT_VERSION,
+            generation: self.generation,
+            flushed_lsn: self.flushed_lsn,
+            next_part_id: self.next_part_id,
+            parts: self.parts.iter().map(|p| p.meta.clone()).collect(),
+        };
+        let text = serde_json::to_vec_pretty(&file).expect("the manifest always serializes");
+        let tmp = root.join(format!("{MANIFEST_FILE}.tmp"));
+        let mut f = fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        f.write_all(&text).map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("sync", &tmp))?;
+        let path = root.join(MANIFEST_FILE);
+        fs::rename(&tmp, &path).map_err(Error::io("replace manifest with", &tmp))?;
+        fs::File::open(root).and_then(|d| d.sync_all()).map_err(Error::io("sync directory", root))?;
+        Ok(())
+    }
+
+    pub fn parts_of(&self, signal: Signal) -> impl Iterator<Item = &Arc<Part>> {
+        self.parts.iter().filter(move |p| p.meta.signal == signal)
+    }
+
+    /// Relative paths of every file and index directory the manifest references.
+    pub(crate) fn referenced(&self) -> std::collections::HashSet<PathBuf> {
+        self.parts
+            .iter()
+            .flat_map(|p| std::iter::once(PathBuf::from(&p.meta.file)).chain(p.meta.index.as_ref().map(PathBuf::from)))
+            .collect()
+    }
+}

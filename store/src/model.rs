@@ -1,0 +1,608 @@
+//! The data model: plain Rust types for spans, metric points and log records.
+//!
+//! Nothing here knows OTLP protobuf or Arrow. Conversion from OTLP (in `ingest`) is lossless for
+//! every field a user can see; conversion to and from Arrow lives in [`crate::schema`].
+
+use std::fmt;
+
+/// A 16-byte W3C trace id. All zeros is invalid in OTLP and rejected by ingest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// An 8-byte span id. All zeros is invalid in OTLP and rejected by ingest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+impl TraceId {
+    /// Lowercase hex, as Jaeger, Tempo and the W3C `traceparent` header print it.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Parses 32 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 16];
+        unhex(s, &mut out).then_some(Self(out))
+    }
+}
+
+impl SpanId {
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Parses 16 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 8];
+        unhex(s, &mut out).then_some(Self(out))
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+fn unhex(s: &str, out: &mut [u8]) -> bool {
+    let s = s.as_bytes();
+    if s.len() != out.len() * 2 {
+        return false;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    for (i, byte) in out.iter_mut().enumerate() {
+        match (nibble(s[2 * i]), nibble(s[2 * i + 1])) {
+            (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// An OTLP `AnyValue`, keeping its type.
+#[derive(Clone, Debug)]
+pub enum AttrValue {
+    /// An `AnyValue` with no value set (allowed by OTLP, shown as empty).
+    Empty,
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<AttrValue>),
+    KvList(Vec<KeyValue>),
+}
+
+/// Doubles compare by bit pattern so that NaN round trips are checkable.
+impl PartialEq for AttrValue {
+    fn eq(&self, other: &Self) -> bool {
+        use AttrValue::*;
+        match (self, other) {
+            (Empty, Empty) => true,
+            (Str(a), Str(b)) => a == b,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (Double(a), Double(b)) => a.to_bits() == b.to_bits(),
+            (Bytes(a), Bytes(b)) => a == b,
+            (Array(a), Array(b)) => a == b,
+            (KvList(a), KvList(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl AttrValue {
+    /// The value as a user reads it: strings as they are, numbers in decimal, the rest as JSON.
+    pub fn to_display_string(&self) -> String {
+        match self {
+            AttrValue::Str(s) => s.clone(),
+            AttrValue::Bool(b) => b.to_string(),
+            AttrValue::Int(i) => i.to_string(),
+            AttrValue::Double(d) => d.to_string(),
+            other => crate::schema::typed_json::encode(other),
+        }
+    }
+}
+
+/// One key and its value. Keys inside a kvlist value keep their order and may repeat, as in OTLP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: AttrValue,
+}
+
+/// A set of attributes, kept sorted by key with unique keys.
+///
+/// OTLP requires attribute keys to be unique; when a sender repeats one, the last value wins (as
+/// a map insert would). Sorting makes the stored form canonical, so a round trip through storage
+/// returns exactly what went in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes(Vec<KeyValue>);
+
+impl Attributes {
+    pub fn new(mut pairs: Vec<KeyValue>) -> Self {
+        // Stable sort keeps sender order among equal keys, so "last wins" below is well defined.
+        pairs.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut out: Vec<KeyValue> = Vec::with_capacity(pairs.len());
+        for kv in pairs {
+            match out.last_mut() {
+                Some(last) if last.key == kv.key => *last = kv,
+                _ => out.push(kv),
+            }
+        }
+        Self(out)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, KeyValue> {
+        self.0.iter()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&AttrValue> {
+        self.0
+            .binary_search_by(|kv| kv.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, AttrValue)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (String, AttrValue)>>(iter: I) -> Self {
+        Self::new(
+            iter.into_iter()
+                .map(|(key, value)| KeyValue { key, value })
+                .collect(),
+        )
+    }
+}
+
+/// The entity that produced telemetry: OTLP `Resource` plus the resource's schema URL.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resource {
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+    pub schema_url: String,
+}
+
+impl Resource {
+    /// `service.name`, or `unknown_service` as the OpenTelemetry SDKs default to.
+    pub fn service_name(&self) -> String {
+        match self.attributes.get("service.name") {
+            Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
+            _ => "unknown_service".to_owned(),
+        }
+    }
+}
+
+/// The instrumentation scope (library) that produced telemetry, with its schema URL.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    pub name: String,
+    pub version: String,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+    pub schema_url: String,
+}
+
+/// OTLP `Span.SpanKind`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub const ALL: [SpanKind; 6] = [
+        SpanKind::Unspecified,
+        SpanKind::Internal,
+        SpanKind::Server,
+        SpanKind::Client,
+        SpanKind::Producer,
+        SpanKind::Consumer,
+    ];
+
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "unspecified",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// OTLP `Status.StatusCode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    pub const ALL: [StatusCode; 3] = [StatusCode::Unset, StatusCode::Ok, StatusCode::Error];
+
+    /// The name stored in the `status_code` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "unset",
+            StatusCode::Ok => "ok",
+            StatusCode::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A span event (`Span.Event`); exceptions are events named `exception`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanEvent {
+    pub time_unix_nano: u64,
+    pub name: String,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+}
+
+/// A link to another span (`Span.Link`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_state: String,
+    pub flags: u32,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+}
+
+/// One span with its resource and scope, as stored in the `spans` table.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `None` for a root span (OTLP sends an empty `parent_span_id`).
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub status_code: StatusCode,
+    pub status_message: String,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<SpanEvent>,
+    pub dropped_events_count: u32,
+    pub links: Vec<SpanLink>,
+    pub dropped_links_count: u32,
+    pub resource: Resource,
+    pub scope: Scope,
+}
+
+impl Span {
+    pub fn service_name(&self) -> String {
+        self.resource.service_name()
+    }
+
+    /// End minus start; zero when a sender reports an end before the start.
+    pub fn duration_nano(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+}
+
+/// The kind of a metric and, for sums and histograms, how points aggregate over time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    #[default]
+    Gauge,
+    Sum,
+    Histogram,
+    ExponentialHistogram,
+    Summary,
+}
+
+impl MetricType {
+    pub const ALL: [MetricType; 5] = [
+        MetricType::Gauge,
+        MetricType::Sum,
+        MetricType::Histogram,
+        MetricType::ExponentialHistogram,
+        MetricType::Summary,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Gauge => "gauge",
+            MetricType::Sum => "sum",
+            MetricType::Histogram => "histogram",
+            MetricType::ExponentialHistogram => "exponential_histogram",
+            MetricType::Summary => "summary",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// OTLP `AggregationTemporality`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Temporality {
+    #[default]
+    Unspecified,
+    Delta,
+    Cumulative,
+}
+
+impl Temporality {
+    pub const ALL: [Temporality; 3] = [
+        Temporality::Unspecified,
+        Temporality::Delta,
+        Temporality::Cumulative,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Temporality::Unspecified => "unspecified",
+            Temporality::Delta => "delta",
+            Temporality::Cumulative => "cumulative",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A number as OTLP sends it: integer and double points stay distinct.
+#[derive(Clone, Copy, Debug)]
+pub enum NumberValue {
+    Int(i64),
+    Double(f64),
+}
+
+impl NumberValue {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            NumberValue::Int(i) => i as f64,
+            NumberValue::Double(d) => d,
+        }
+    }
+}
+
+impl PartialEq for NumberValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (NumberValue::Int(a), NumberValue::Int(b)) => a == b,
+            (NumberValue::Double(a), NumberValue::Double(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+}
+
+/// A sampled measurement linked to the trace that was active when it was recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    pub time_unix_nano: u64,
+    pub value: NumberValue,
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    pub filtered_attributes: Attributes,
+}
+
+/// Buckets of one sign of an exponential histogram.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExpBuckets {
+    pub offset: i32,
+    pub bucket_counts: Vec<u64>,
+}
+
+/// One quantile of a summary point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quantile {
+    pub quantile: f64,
+    pub value: f64,
+}
+
+/// The value part of a data point, by metric type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PointValue {
+    Number(NumberValue),
+    Histogram {
+        count: u64,
+        sum: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+        bucket_counts: Vec<u64>,
+        explicit_bounds: Vec<f64>,
+    },
+    ExponentialHistogram {
+        count: u64,
+        sum: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+        scale: i32,
+        zero_count: u64,
+        zero_threshold: f64,
+        positive: ExpBuckets,
+        negative: ExpBuckets,
+    },
+    Summary {
+        count: u64,
+        sum: f64,
+        quantiles: Vec<Quantile>,
+    },
+}
+
+/// One data point with its metric's identity, as stored in the `metrics` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricPoint {
+    /// The metric name as the sender wrote it (OTLP name).
+    pub metric_name: String,
+    pub description: String,
+    pub unit: String,
+    pub metric_type: MetricType,
+    pub temporality: Temporality,
+    pub is_monotonic: bool,
+    pub attributes: Attributes,
+    pub time_unix_nano: u64,
+    pub start_time_unix_nano: u64,
+    /// OTLP `DataPointFlags` (bit 0: no recorded value).
+    pub flags: u32,
+    pub value: PointValue,
+    pub exemplars: Vec<Exemplar>,
+    pub resource: Resource,
+    pub scope: Scope,
+}
+
+impl MetricPoint {
+    pub fn service_name(&self) -> String {
+        self.resource.service_name()
+    }
+}
+
+/// One log record with its resource and scope, as stored in the `logs` table.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogRecord {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: String,
+    /// `None` when the sender set no body.
+    pub body: Option<AttrValue>,
+    pub event_name: String,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    pub resource: Resource,
+    pub scope: Scope,
+}
+
+impl LogRecord {
+    pub fn service_name(&self) -> String {
+        self.resource.service_name()
+    }
+}
+
+/// The three signals; each has its own table, memtable and parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Spans,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Spans, Signal::Metrics, Signal::Logs];
+
+    /// The table name, also the folder name of the signal's parts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Spans => "spans",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Signal::Spans => 1,
+            Signal::Metrics => 2,
+            Signal::Logs => 3,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.tag() == tag)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_and_parse_as_lowercase_hex() {
+        let id = TraceId([0xab; 16]);
+        assert_eq!(id.to_hex(), "ab".repeat(16));
+        assert_eq!(TraceId::from_hex(&"AB".repeat(16)), Some(id));
+        assert_eq!(TraceId::from_hex("abc"), None);
+        assert_eq!(SpanId::from_hex("zz00000000000000"), None);
+    }
+
+    #[test]
+    fn attributes_are_sorted_and_the_last_repeated_key_wins() {
+        let attrs: Attributes = [
+            ("b".to_owned(), AttrValue::Int(1)),
+            ("a".to_owned(), AttrValue::Bool(true)),
+            ("b".to_owned(), AttrValue::Int(2)),
+        ]
+        .into_iter()
+        .collect();
+        let keys: Vec<_> = attrs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(attrs.get("b"), Some(&AttrValue::Int(2)));
+    }
+
+    #[test]
+    fn missing_service_name_is_unknown_service() {
+        assert_eq!(Resource::default().service_name(), "unknown_service");
+    }
+}

@@ -1,0 +1,213 @@
+//! Attribute sets as five typed maps, and the resource and scope columns every table shares.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapArray, MapBuilder,
+    StringArray, StringBuilder, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type};
+
+use super::columns::{Columns, col};
+use super::typed_json;
+use crate::error::{Error, Result};
+use crate::model::{AttrValue, Attributes, KeyValue, Resource, Scope};
+
+/// Column-name suffixes of the five maps, in column order.
+const SUFFIXES: [&str; 5] = ["", "_int", "_double", "_bool", "_other"];
+
+fn map_type(value: DataType) -> DataType {
+    let entries = Fields::from(vec![
+        Field::new("keys", DataType::Utf8, false),
+        Field::new("values", value, true),
+    ]);
+    DataType::Map(
+        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        false,
+    )
+}
+
+/// The five map fields of an attribute set stored under `prefix` (e.g. `attributes`).
+pub(crate) fn attr_fields(prefix: &str) -> Vec<Field> {
+    let types = [
+        DataType::Utf8,
+        DataType::Int64,
+        DataType::Float64,
+        DataType::Boolean,
+        DataType::Utf8,
+    ];
+    SUFFIXES
+        .iter()
+        .zip(types)
+        .map(|(suffix, ty)| Field::new(format!("{prefix}{suffix}"), map_type(ty), false))
+        .collect()
+}
+
+/// The five map columns for `rows`, in the order of [`attr_fields`].
+pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes>) -> Vec<ArrayRef> {
+    let mut strs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    let mut ints = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    let mut doubles = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
+    let mut bools = MapBuilder::new(None, StringBuilder::new(), BooleanBuilder::new());
+    let mut others = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for attrs in rows {
+        for KeyValue { key, value } in attrs.iter() {
+            match value {
+                AttrValue::Str(s) => {
+                    strs.keys().append_value(key);
+                    strs.values().append_value(s);
+                }
+                AttrValue::Int(i) => {
+                    ints.keys().append_value(key);
+                    ints.values().append_value(*i);
+                }
+                AttrValue::Double(d) => {
+                    doubles.keys().append_value(key);
+                    doubles.values().append_value(*d);
+                }
+                AttrValue::Bool(b) => {
+                    bools.keys().append_value(key);
+                    bools.values().append_value(*b);
+                }
+                other => {
+                    others.keys().append_value(key);
+                    others.values().append_value(typed_json::encode(other));
+                }
+            }
+        }
+        const CONSISTENT: &str = "keys and values are appended in pairs";
+        strs.append(true).expect(CONSISTENT);
+        ints.append(true).expect(CONSISTENT);
+        doubles.append(true).expect(CONSISTENT);
+        bools.append(true).expect(CONSISTENT);
+        others.append(true).expect(CONSISTENT);
+    }
+    vec![
+        Arc::new(strs.finish()),
+        Arc::new(ints.finish()),
+        Arc::new(doubles.finish()),
+        Arc::new(bools.finish()),
+        Arc::new(others.finish()),
+    ]
+}
+
+/// Reads the attribute set stored under `prefix`, row by row.
+pub(crate) struct AttrReader<'a> {
+    maps: [&'a MapArray; 5],
+}
+
+impl<'a> AttrReader<'a> {
+    pub(crate) fn new(src: &'a dyn Columns, prefix: &str) -> Result<Self> {
+        let get = |i: usize| col::<MapArray>(src, &format!("{prefix}{}", SUFFIXES[i]));
+        Ok(Self {
+            maps: [get(0)?, get(1)?, get(2)?, get(3)?, get(4)?],
+        })
+    }
+
+    pub(crate) fn row(&self, row: usize) -> Result<Attributes> {
+        let mut pairs = Vec::new();
+        for (kind, map) in self.maps.iter().enumerate() {
+            let offsets = map.value_offsets();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let keys = map.keys().as_string::<i32>();
+            let values = map.values();
+            for i in start..end {
+                let value = match kind {
+                    0 => AttrValue::Str(values.as_string::<i32>().value(i).to_owned()),
+                    1 => AttrValue::Int(values.as_primitive::<Int64Type>().value(i)),
+                    2 => AttrValue::Double(values.as_primitive::<Float64Type>().value(i)),
+                    3 => AttrValue::Bool(values.as_boolean().value(i)),
+                    _ => typed_json::decode(values.as_string::<i32>().value(i))?,
+                };
+                pairs.push(KeyValue {
+                    key: keys.value(i).to_owned(),
+                    value,
+                });
+            }
+        }
+        Ok(Attributes::new(pairs))
+    }
+
+    /// Number of rows, for callers that convert a whole nested array.
+    pub(crate) fn len(&self) -> usize {
+        self.maps[0].len()
+    }
+}
+
+/// Columns of the resource and the instrumentation scope, shared by all tables.
+pub(crate) fn resource_scope_fields() -> Vec<Field> {
+    let mut fields = attr_fields("resource_attributes");
+    fields.push(Field::new(
+        "resource_dropped_attributes_count",
+        DataType::UInt32,
+        false,
+    ));
+    fields.push(Field::new("resource_schema_url", DataType::Utf8, false));
+    fields.push(Field::new("scope_name", DataType::Utf8, false));
+    fields.push(Field::new("scope_version", DataType::Utf8, false));
+    fields.extend(attr_fields("scope_attributes"));
+    fields.push(Field::new(
+        "scope_dropped_attributes_count",
+        DataType::UInt32,
+        false,
+    ));
+    fields.push(Field::new("scope_schema_url", DataType::Utf8, false));
+    fields
+}
+
+pub(crate) fn resource_scope_arrays(rows: &[(&Resource, &Scope)]) -> Vec<ArrayRef> {
+    let mut arrays = attr_arrays(rows.iter().map(|(r, _)| &r.attributes));
+    arrays.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|(r, _)| r.dropped_attributes_count),
+    )));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|(r, _)| r.schema_url.as_str()),
+    )));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|(_, s)| s.name.as_str()),
+    )));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|(_, s)| s.version.as_str()),
+    )));
+    arrays.extend(attr_arrays(rows.iter().map(|(_, s)| &s.attributes)));
+    arrays.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|(_, s)| s.dropped_attributes_count),
+    )));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|(_, s)| s.schema_url.as_str()),
+    )));
+    arrays
+}
+
+/// Reads resource and scope per row.
+pub(crate) fn read_resource_scope(src: &dyn Columns, rows: usize) -> Result<Vec<(Resource, Scope)>> {
+    let resource_attrs = AttrReader::new(src, "resource_attributes")?;
+    let resource_dropped: &UInt32Array = col(src, "resource_dropped_attributes_count")?;
+    let resource_url: &StringArray = col(src, "resource_schema_url")?;
+    let scope_name: &StringArray = col(src, "scope_name")?;
+    let scope_version: &StringArray = col(src, "scope_version")?;
+    let scope_attrs = AttrReader::new(src, "scope_attributes")?;
+    let scope_dropped: &UInt32Array = col(src, "scope_dropped_attributes_count")?;
+    let scope_url: &StringArray = col(src, "scope_schema_url")?;
+    if resource_attrs.len() != rows {
+        return Err(Error::Corrupt("resource columns have the wrong length".into()));
+    }
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        out.push((
+            Resource {
+                attributes: resource_attrs.row(row)?,
+                dropped_attributes_count: resource_dropped.value(row),
+                schema_url: resource_url.value(row).to_owned(),
+            },
+            Scope {
+                name: scope_name.value(row).to_owned(),
+                version: scope_version.value(row).to_owned(),
+                attributes: scope_attrs.row(row)?,
+                dropped_attributes_count: scope_dropped.value(row),
+                schema_url: scope_url.value(row).to_owned(),
+            },
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,250 @@
+//! The `spans` table.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, StructArray,
+    UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+
+use super::attrs::{AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays, resource_scope_fields};
+use super::columns::{
+    col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids, strings,
+    trace_ids, u32s, u64s,
+};
+use crate::error::Result;
+use crate::model::{AttrValue, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+
+/// Attributes copied into their own columns because search, RED metrics and the service graph
+/// read them most: `(column, attribute names, old semantic-convention names first-come)`.
+/// The attribute itself also stays in the attribute maps, so nothing depends on the copy.
+pub const PROMOTED_SPAN_ATTRIBUTES: [(&str, &[&str]); 10] = [
+    ("http_request_method", &["http.request.method", "http.method"]),
+    ("http_response_status_code", &["http.response.status_code", "http.status_code"]),
+    ("http_route", &["http.route"]),
+    ("rpc_service", &["rpc.service"]),
+    ("rpc_method", &["rpc.method"]),
+    ("db_system", &["db.system.name", "db.system"]),
+    ("server_address", &["server.address", "net.peer.name"]),
+    ("peer_service", &["peer.service"]),
+    ("messaging_system", &["messaging.system"]),
+    ("error_type", &["error.type"]),
+];
+
+/// The one promoted column that is an integer.
+const INT_PROMOTED: &str = "http_response_status_code";
+
+pub fn spans_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![
+                Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+                Field::new("span_id", DataType::FixedSizeBinary(8), false),
+                Field::new("parent_span_id", DataType::FixedSizeBinary(8), true),
+                Field::new("trace_state", DataType::Utf8, false),
+                Field::new("flags", DataType::UInt32, false),
+                Field::new("service_name", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("start_time_unix_nano", DataType::UInt64, false),
+                Field::new("end_time_unix_nano", DataType::UInt64, false),
+                Field::new("duration_nano", DataType::UInt64, false),
+                Field::new("status_code", DataType::Utf8, false),
+                Field::new("status_message", DataType::Utf8, false),
+            ];
+            for (column, _) in PROMOTED_SPAN_ATTRIBUTES {
+                let ty = if column == INT_PROMOTED { DataType::Int64 } else { DataType::Utf8 };
+                fields.push(Field::new(column, ty, true));
+            }
+            fields.extend(attr_fields("attributes"));
+            fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+            fields.push(Field::new("events", list_of(event_fields()), false));
+            fields.push(Field::new("dropped_events_count", DataType::UInt32, false));
+            fields.push(Field::new("links", list_of(link_fields()), false));
+            fields.push(Field::new("dropped_links_count", DataType::UInt32, false));
+            fields.extend(resource_scope_fields());
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+fn event_fields() -> Fields {
+    let mut fields = vec![
+        Field::new("time_unix_nano", DataType::UInt64, false),
+        Field::new("name", DataType::Utf8, false),
+    ];
+    fields.extend(attr_fields("attributes"));
+    fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+    Fields::from(fields)
+}
+
+fn link_fields() -> Fields {
+    let mut fields = vec![
+        Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+        Field::new("span_id", DataType::FixedSizeBinary(8), false),
+        Field::new("trace_state", DataType::Utf8, false),
+        Field::new("flags", DataType::UInt32, false),
+    ];
+    fields.extend(attr_fields("attributes"));
+    fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+    Fields::from(fields)
+}
+
+fn promoted_value<'a>(span: &'a Span, names: &[&str]) -> Option<&'a AttrValue> {
+    names.iter().find_map(|name| span.attributes.get(name))
+}
+
+pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = vec![
+        trace_ids(spans.iter().map(|s| Some(&s.trace_id))),
+        span_ids(spans.iter().map(|s| Some(&s.span_id))),
+        span_ids(spans.iter().map(|s| s.parent_span_id.as_ref())),
+        strings(spans.iter().map(|s| s.trace_state.as_str())),
+        u32s(spans.iter().map(|s| s.flags)),
+        Arc::new(StringArray::from_iter_values(spans.iter().map(|s| s.service_name()))),
+        strings(spans.iter().map(|s| s.name.as_str())),
+        strings(spans.iter().map(|s| s.kind.as_str())),
+        u64s(spans.iter().map(|s| s.start_time_unix_nano)),
+        u64s(spans.iter().map(|s| s.end_time_unix_nano)),
+        u64s(spans.iter().map(|s| s.duration_nano())),
+        strings(spans.iter().map(|s| s.status_code.as_str())),
+        strings(spans.iter().map(|s| s.status_message.as_str())),
+    ];
+    for (column, names) in PROMOTED_SPAN_ATTRIBUTES {
+        let values = spans.iter().map(|s| promoted_value(s, names));
+        if column == INT_PROMOTED {
+            columns.push(Arc::new(Int64Array::from_iter(values.map(|v| match v {
+                Some(AttrValue::Int(i)) => Some(*i),
+                Some(AttrValue::Str(s)) => s.parse().ok(),
+                _ => None,
+            }))));
+        } else {
+            columns.push(Arc::new(StringArray::from_iter(
+                values.map(|v| v.map(AttrValue::to_display_string)),
+            )));
+        }
+    }
+    columns.extend(attr_arrays(spans.iter().map(|s| &s.attributes)));
+    columns.push(u32s(spans.iter().map(|s| s.dropped_attributes_count)));
+    columns.push(events_array(spans)?);
+    columns.push(u32s(spans.iter().map(|s| s.dropped_events_count)));
+    columns.push(links_array(spans)?);
+    columns.push(u32s(spans.iter().map(|s| s.dropped_links_count)));
+    let owners: Vec<_> = spans.iter().map(|s| (&s.resource, &s.scope)).collect();
+    columns.extend(resource_scope_arrays(&owners));
+    Ok(RecordBatch::try_new(spans_schema(), columns)?)
+}
+
+fn events_array(spans: &[Span]) -> Result<ArrayRef> {
+    let events: Vec<&SpanEvent> = spans.iter().flat_map(|s| &s.events).collect();
+    let mut children = vec![
+        u64s(events.iter().map(|e| e.time_unix_nano)),
+        strings(events.iter().map(|e| e.name.as_str())),
+    ];
+    children.extend(attr_arrays(events.iter().map(|e| &e.attributes)));
+    children.push(u32s(events.iter().map(|e| e.dropped_attributes_count)));
+    let lens: Vec<usize> = spans.iter().map(|s| s.events.len()).collect();
+    list_array(event_fields(), children, &lens)
+}
+
+fn links_array(spans: &[Span]) -> Result<ArrayRef> {
+    let links: Vec<&SpanLink> = spans.iter().flat_map(|s| &s.links).collect();
+    let mut children = vec![
+        trace_ids(links.iter().map(|l| Some(&l.trace_id))),
+        span_ids(links.iter().map(|l| Some(&l.span_id))),
+        strings(links.iter().map(|l| l.trace_state.as_str())),
+        u32s(links.iter().map(|l| l.flags)),
+    ];
+    children.extend(attr_arrays(links.iter().map(|l| &l.attributes)));
+    children.push(u32s(links.iter().map(|l| l.dropped_attributes_count)));
+    let lens: Vec<usize> = spans.iter().map(|s| s.links.len()).collect();
+    list_array(link_fields(), children, &lens)
+}
+
+fn read_events(items: &StructArray) -> Result<Vec<SpanEvent>> {
+    let time: &UInt64Array = col(items, "time_unix_nano")?;
+    let name: &StringArray = col(items, "name")?;
+    let attrs = AttrReader::new(items, "attributes")?;
+    let dropped: &UInt32Array = col(items, "dropped_attributes_count")?;
+    (0..items.len())
+        .map(|i| {
+            Ok(SpanEvent {
+                time_unix_nano: time.value(i),
+                name: name.value(i).to_owned(),
+                attributes: attrs.row(i)?,
+                dropped_attributes_count: dropped.value(i),
+            })
+        })
+        .collect()
+}
+
+fn read_links(items: &StructArray) -> Result<Vec<SpanLink>> {
+    let trace_id: &FixedSizeBinaryArray = col(items, "trace_id")?;
+    let span_id: &FixedSizeBinaryArray = col(items, "span_id")?;
+    let trace_state: &StringArray = col(items, "trace_state")?;
+    let flags: &UInt32Array = col(items, "flags")?;
+    let attrs = AttrReader::new(items, "attributes")?;
+    let dropped: &UInt32Array = col(items, "dropped_attributes_count")?;
+    (0..items.len())
+        .map(|i| {
+            Ok(SpanLink {
+                trace_id: read_trace_id(trace_id, i).unwrap_or_default(),
+                span_id: read_span_id(span_id, i).unwrap_or_default(),
+                trace_state: trace_state.value(i).to_owned(),
+                flags: flags.value(i),
+                attributes: attrs.row(i)?,
+                dropped_attributes_count: dropped.value(i),
+            })
+        })
+        .collect()
+}
+
+pub fn spans_from_batch(batch: &RecordBatch) -> Result<Vec<Span>> {
+    let trace_id: &FixedSizeBinaryArray = col(batch, "trace_id")?;
+    let span_id: &FixedSizeBinaryArray = col(batch, "span_id")?;
+    let parent: &FixedSizeBinaryArray = col(batch, "parent_span_id")?;
+    let trace_state: &StringArray = col(batch, "trace_state")?;
+    let flags: &UInt32Array = col(batch, "flags")?;
+    let name: &StringArray = col(batch, "name")?;
+    let kind: &StringArray = col(batch, "kind")?;
+    let start: &UInt64Array = col(batch, "start_time_unix_nano")?;
+    let end: &UInt64Array = col(batch, "end_time_unix_nano")?;
+    let status_code: &StringArray = col(batch, "status_code")?;
+    let status_message: &StringArray = col(batch, "status_message")?;
+    let attrs = AttrReader::new(batch, "attributes")?;
+    let dropped_attrs: &UInt32Array = col(batch, "dropped_attributes_count")?;
+    let dropped_events: &UInt32Array = col(batch, "dropped_events_count")?;
+    let dropped_links: &UInt32Array = col(batch, "dropped_links_count")?;
+    let mut events = read_list(batch, "events", read_events)?.into_iter();
+    let mut links = read_list(batch, "links", read_links)?.into_iter();
+    let owners = read_resource_scope(batch, batch.num_rows())?;
+    owners
+        .into_iter()
+        .enumerate()
+        .map(|(i, (resource, scope))| {
+            Ok(Span {
+                trace_id: read_trace_id(trace_id, i).unwrap_or_default(),
+                span_id: read_span_id(span_id, i).unwrap_or_default(),
+                parent_span_id: read_span_id(parent, i),
+                trace_state: trace_state.value(i).to_owned(),
+                flags: flags.value(i),
+                name: name.value(i).to_owned(),
+                kind: parse_enum(SpanKind::parse, "span kind", kind.value(i))?,
+                start_time_unix_nano: start.value(i),
+                end_time_unix_nano: end.value(i),
+                status_code: parse_enum(StatusCode::parse, "status code", status_code.value(i))?,
+                status_message: status_message.value(i).to_owned(),
+                attributes: attrs.row(i)?,
+                dropped_attributes_count: dropped_attrs.value(i),
+                events: events.next().unwrap_or_default(),
+                dropped_events_count: dropped_events.value(i),
+                links: links.next().unwrap_or_default(),
+                dropped_links_count: dropped_links.value(i),
+                resource,
+                scope,
+            })
+        })
+        .collect()
+}

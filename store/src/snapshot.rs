@@ -1,0 +1,148 @@
+//! Snapshots: an immutable view of the store for readers.
+//!
+//! A snapshot holds the manifest version and the memtables of one instant. Flushes,
+//! compactions and retention passes after it change nothing it sees, and the files of parts it
+//! holds stay on disk until it is dropped. Its methods read files: call them from blocking
+//! contexts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+
+use crate::error::{Error, Result};
+use crate::index::{TraceHit, TraceQuery};
+use crate::manifest::{Manifest, Part};
+use crate::memtable::Memtable;
+use crate::model::{Signal, Span, TraceId};
+use crate::part::{read_part, read_trace};
+use crate::schema::{Records, spans_from_batch};
+
+#[derive(Clone)]
+pub struct Snapshot {
+    manifest: Arc<Manifest>,
+    memtables: Vec<Arc<Memtable>>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(manifest: Arc<Manifest>, memtables: Vec<Arc<Memtable>>) -> Self {
+        Self { manifest, memtables }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Live parts of a signal.
+    pub fn parts(&self, signal: Signal) -> Vec<Arc<Part>> {
+        self.manifest.parts_of(signal).cloned().collect()
+    }
+
+    /// Rows not yet in parts, as Arrow batches in the signal's schema.
+    pub fn memtable_batches(&self, signal: Signal) -> Vec<RecordBatch> {
+        self.memtables.iter().flat_map(|m| m.batches(signal).iter().cloned()).collect()
+    }
+
+    /// Every row of a signal: all parts, then the memtables.
+    pub fn read_all(&self, signal: Signal) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for part in self.manifest.parts_of(signal) {
+            out.extend(read_part(&part.path())?);
+        }
+        out.extend(self.memtable_batches(signal));
+        Ok(out)
+    }
+
+    /// Every row of a signal in model form.
+    pub fn read_records(&self, signal: Signal) -> Result<Records> {
+        let mut all = match signal {
+            Signal::Spans => Records::Spans(Vec::new()),
+            Signal::Metrics => Records::Metrics(Vec::new()),
+            Signal::Logs => Records::Logs(Vec::new()),
+        };
+        for batch in self.read_all(signal)? {
+            match (&mut all, Records::from_batch(signal, &batch)?) {
+                (Records::Spans(a), Records::Spans(b)) => a.extend(b),
+                (Records::Metrics(a), Records::Metrics(b)) => a.extend(b),
+                (Records::Logs(a), Records::Logs(b)) => a.extend(b),
+                _ => unreachable!("from_batch returns the signal it was asked for"),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Parts whose index holds the trace, whatever their time.
+    pub fn parts_with_trace(&self, trace_id: &TraceId) -> Result<Vec<Arc<Part>>> {
+        let mut out = Vec::new();
+        for part in self.manifest.parts_of(Signal::Spans) {
+            match part.index()? {
+                Some(index) if index.contains(trace_id)? => out.push(part.clone()),
+                Some(_) => {}
+                None => return Err(Error::Corrupt(format!("spans part {} has no index", part.meta().id))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every span of a trace from parts and memtables, each `span_id` once (retried exports
+    /// store a span twice), ordered by start time.
+    pub fn find_trace(&self, trace_id: &TraceId) -> Result<Vec<Span>> {
+        let mut batches = Vec::new();
+        for part in self.parts_with_trace(trace_id)? {
+            batches.extend(read_trace(&part.path(), trace_id)?);
+        }
+        for batch in self.memtable_batches(Signal::Spans) {
+            let ids = batch
+                .column_by_name("trace_id")
+                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
+            let rows: Vec<u32> = (0..ids.len() as u32).filter(|&i| ids.value(i as usize) == trace_id.0).collect();
+            if !rows.is_empty() {
+                batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut spans = Vec::new();
+        for batch in &batches {
+            for span in spans_from_batch(batch)? {
+                if seen.insert(span.span_id) {
+                    spans.push(span);
+                }
+            }
+        }
+        spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+        Ok(spans)
+    }
+
+    /// Traces in parts matching the query, newest first, one hit per trace (bounds and counts
+    /// merged over the parts holding it). Memtable rows are not indexed: the query engine scans
+    /// them itself.
+    pub fn search_traces(&self, query: &TraceQuery, limit: usize) -> Result<Vec<TraceHit>> {
+        let mut by_trace: BTreeMap<TraceId, TraceHit> = BTreeMap::new();
+        for part in self.manifest.parts_of(Signal::Spans) {
+            let meta = part.meta();
+            let outside = query.start_unix_nano.is_some_and(|s| meta.max_time_unix_nano < s)
+                || query.end_unix_nano.is_some_and(|e| meta.min_time_unix_nano > e);
+            if outside {
+                continue;
+            }
+            let Some(index) = part.index()? else { continue };
+            for hit in index.search(meta.id, query)? {
+                by_trace
+                    .entry(hit.trace_id)
+                    .and_modify(|h| {
+                        h.start_time_unix_nano = h.start_time_unix_nano.min(hit.start_time_unix_nano);
+                        h.end_time_unix_nano = h.end_time_unix_nano.max(hit.end_time_unix_nano);
+                        h.span_count += hit.span_count;
+                        h.error_count += hit.error_count;
+                    })
+                    .or_insert(hit);
+            }
+        }
+        let mut hits: Vec<TraceHit> = by_trace.into_values().collect();
+        hits.sort_by(|a, b| b.start_time_unix_nano.cmp(&a.start_time_unix_nano).then(a.trace_id.cmp(&b.trace_id)));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+}

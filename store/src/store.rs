@@ -1,0 +1,344 @@
+//! The store: one data directory, one WAL writer, memtables, and the manifest of parts.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::Notify;
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, Part, PartMeta};
+use crate::memtable::{Budget, Memtable};
+use crate::model::Signal;
+use crate::part::{hour_folder, partition_and_sort, time_range, write_part};
+use crate::schema::{Records, schema_for};
+use crate::snapshot::Snapshot;
+use crate::wal::{self, OsFs, ReplayReport, Wal, WalFs, WalStats, WriterOptions};
+use crate::{index, ipc};
+
+/// A batch on its way through the WAL into the memtable.
+pub(crate) struct Pending {
+    signal: Signal,
+    batch: RecordBatch,
+    bytes: u64,
+}
+
+pub(crate) struct State {
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) active: Memtable,
+    /// A memtable being written to parts; still read by snapshots until the manifest has it.
+    pub(crate) frozen: Option<Arc<Memtable>>,
+}
+
+/// Counters of the store, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub appends_total: AtomicU64,
+    pub rows_appended_total: AtomicU64,
+    pub throttled_total: AtomicU64,
+    pub flushes_total: AtomicU64,
+    pub flush_nanos_total: AtomicU64,
+    pub compactions_total: AtomicU64,
+    pub compaction_nanos_total: AtomicU64,
+    pub parts_dropped_by_retention_total: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) root: PathBuf,
+    pub(crate) config: StoreConfig,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) budget: Arc<Budget>,
+    wal: Wal<Pending>,
+    /// Serializes everything that writes the manifest: flush, compaction, retention.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
+    pub(crate) flush_wanted: Notify,
+    pub(crate) stats: StoreStats,
+}
+
+/// The storage engine. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Default)]
+pub struct FlushReport {
+    pub rows: u64,
+    pub parts: Vec<PartMeta>,
+    pub flushed_lsn: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `root`, replaying the WAL. Blocking: call it before
+    /// serving, or from `spawn_blocking`.
+    pub fn open(root: impl AsRef<Path>, config: StoreConfig) -> Result<(Self, ReplayReport)> {
+        Self::open_with_fs(root, config, Arc::new(OsFs))
+    }
+
+    /// Like [`Store::open`], with the WAL writing through `fs` (tests inject failures there).
+    pub fn open_with_fs(root: impl AsRef<Path>, config: StoreConfig, fs: Arc<dyn WalFs>) -> Result<(Self, ReplayReport)> {
+        config.validate()?;
+        let root = root.as_ref().to_owned();
+        std::fs::create_dir_all(&root).map_err(Error::io("create data directory", &root))?;
+        let manifest = Manifest::load(&root)?;
+        remove_unreferenced_parts(&root, &manifest)?;
+        let budget = Arc::new(Budget::new(config.memtable_max_bytes));
+        let mut active = Memtable::default();
+        let wal_dir = root.join("wal");
+        let replayed = wal::replay(&wal_dir, manifest.flushed_lsn, &mut |lsn, tag, payload| {
+            let signal = Signal::from_tag(tag).ok_or_else(|| format!("unknown signal tag {tag}"))?;
+            let batch = ipc::decode(signal, payload).map_err(|e| e.to_string())?;
+            let bytes = batch.get_array_memory_size() as u64;
+            budget.force_reserve(bytes);
+            active.insert(lsn, signal, batch, bytes);
+            Ok(())
+        })?;
+        let next_lsn = replayed.max_lsn.max(manifest.flushed_lsn) + 1;
+        let report = replayed.report;
+        tracing::info!(records = report.records_replayed, damaged = report.damaged.len(), bytes_set_aside = report.bytes_set_aside(), "wal replayed");
+        let state = Arc::new(RwLock::new(State { manifest: Arc::new(manifest), active, frozen: None }));
+        let apply_to = state.clone();
+        let apply: wal::Apply<Pending> = Box::new(move |items| {
+            let mut state = apply_to.write().expect("store state lock");
+            for (lsn, p) in items {
+                state.active.insert(lsn, p.signal, p.batch, p.bytes);
+            }
+        });
+        let options = WriterOptions {
+            durability: config.durability,
+            sync_interval: config.wal_sync_interval(),
+            segment_bytes: config.wal_segment_bytes,
+            queue_depth: config.wal_queue_depth,
+            max_group_bytes: 16 << 20,
+        };
+        let wal = Wal::start(wal_dir, options, fs, replayed.segments, next_lsn, apply)?;
+        let inner = Inner {
+            root,
+            config,
+            state,
+            budget,
+            wal,
+            maintenance: tokio::sync::Mutex::new(()),
+            flush_wanted: Notify::new(),
+            stats: StoreStats::default(),
+        };
+        Ok((Self { inner: Arc::new(inner) }, report))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Appends rows. Resolves once they are durable and queryable, with the WAL sequence number
+    /// that holds them. [`Error::TryLater`] when the memtable is full or the WAL is behind;
+    /// [`Error::WalWrite`] when the disk failed (nothing was acknowledged).
+    pub async fn append(&self, records: &Records) -> Result<u64> {
+        self.append_batch(records.signal(), records.to_batch()?).await
+    }
+
+    /// Appends a batch already in the signal's Arrow schema.
+    pub async fn append_batch(&self, signal: Signal, batch: RecordBatch) -> Result<u64> {
+        if batch.schema().fields() != schema_for(signal).fields() {
+            return Err(Error::Corrupt(format!("batch is not in the {signal} schema")));
+        }
+        let inner = &self.inner;
+        let bytes = batch.get_array_memory_size() as u64;
+        if !inner.budget.try_reserve(bytes) {
+            inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
+            inner.flush_wanted.notify_one();
+            return Err(Error::TryLater { reason: "memtable is full" });
+        }
+        let rows = batch.num_rows() as u64;
+        let result = match ipc::encode(&batch) {
+            Ok(payload) => inner.wal.append(signal.tag(), payload, Pending { signal, batch, bytes }).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(lsn) => {
+                inner.stats.appends_total.fetch_add(1, Ordering::Relaxed);
+                inner.stats.rows_appended_total.fetch_add(rows, Ordering::Relaxed);
+                if inner.budget.used() >= inner.config.flush_bytes {
+                    inner.flush_wanted.notify_one();
+                }
+                Ok(lsn)
+            }
+            Err(e) => {
+                if matches!(e, Error::TryLater { .. }) {
+                    inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
+                }
+                inner.budget.release(bytes);
+                Err(e)
+            }
+        }
+    }
+
+    /// An immutable view of everything acknowledged so far: live parts and memtables.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.inner.state.read().expect("store state lock");
+        let mut memtables = Vec::with_capacity(2);
+        if let Some(frozen) = &state.frozen {
+            memtables.push(frozen.clone());
+        }
+        memtables.push(Arc::new(state.active.clone()));
+        Snapshot::new(state.manifest.clone(), memtables)
+    }
+
+    /// Writes the memtables to Parquet parts (and the trace index), commits the manifest and
+    /// deletes WAL segments it covers. `None` when there was nothing to flush.
+    pub async fn flush(&self) -> Result<Option<FlushReport>> {
+        let _guard = self.inner.maintenance.lock().await;
+        let started = Instant::now();
+        let (frozen, manifest) = {
+            let mut state = self.inner.state.write().expect("store state lock");
+            if state.frozen.is_none() {
+                if state.active.is_empty() {
+                    return Ok(None);
+                }
+                state.frozen = Some(Arc::new(std::mem::take(&mut state.active)));
+            }
+            (state.frozen.clone().expect("frozen was just set"), state.manifest.clone())
+        };
+        let inner = self.inner.clone();
+        let table = frozen.clone();
+        let (next, report) = blocking(move || inner.write_flush(&manifest, &table)).await?;
+        {
+            let mut state = self.inner.state.write().expect("store state lock");
+            state.manifest = Arc::new(next);
+            state.frozen = None;
+        }
+        self.inner.budget.release(frozen.bytes);
+        self.inner.wal.checkpoint(report.flushed_lsn)?;
+        self.inner.stats.flushes_total.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.flush_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        tracing::debug!(rows = report.rows, parts = report.parts.len(), "flushed memtable");
+        Ok(Some(report))
+    }
+
+    /// Stops taking appends, waits for queued ones, and flushes the memtables.
+    pub async fn close(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.wal.close();
+            Ok(())
+        })
+        .await?;
+        self.flush().await.map(|_| ())
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    pub fn wal_stats(&self) -> &WalStats {
+        self.inner.wal.stats()
+    }
+
+    /// Bytes the memtables hold now (including one being flushed).
+    pub fn memtable_bytes(&self) -> u64 {
+        self.inner.budget.used()
+    }
+
+    /// Number of WAL segment files on disk.
+    pub fn wal_segments(&self) -> usize {
+        self.inner.wal.segment_count()
+    }
+}
+
+impl Inner {
+    fn write_flush(&self, manifest: &Manifest, table: &Memtable) -> Result<(Manifest, FlushReport)> {
+        let mut next = manifest.clone();
+        next.generation += 1;
+        let mut report = FlushReport::default();
+        for signal in Signal::ALL {
+            let batches = table.batches(signal);
+            if batches.is_empty() {
+                continue;
+            }
+            for (hour, batch) in partition_and_sort(signal, batches)? {
+                let id = next.next_part_id;
+                next.next_part_id += 1;
+                let meta = self.write_part_files(signal, hour, id, &batch, 0)?;
+                report.rows += meta.rows;
+                report.parts.push(meta.clone());
+                next.parts.push(Part::new(meta, &self.root));
+            }
+        }
+        next.flushed_lsn = table.max_lsn.max(manifest.flushed_lsn);
+        report.flushed_lsn = next.flushed_lsn;
+        next.persist(&self.root)?;
+        Ok((next, report))
+    }
+
+    /// Writes one part's Parquet file and, for spans, its index (on a second thread).
+    pub(crate) fn write_part_files(&self, signal: Signal, hour: u64, id: u64, batch: &RecordBatch, level: u32) -> Result<PartMeta> {
+        let dir = format!("parts/{signal}/{}", hour_folder(hour));
+        let file = format!("{dir}/{id:012}.parquet");
+        let index_rel = (signal == Signal::Spans).then(|| format!("{dir}/{id:012}.index"));
+        let (bytes, index_bytes) = std::thread::scope(|scope| {
+            let index_job = index_rel.as_ref().map(|rel| {
+                let path = self.root.join(rel);
+                scope.spawn(move || index::build(&path, batch))
+            });
+            let bytes = write_part(&self.root.join(&file), signal, batch, self.config.parquet_zstd_level, self.config.parquet_row_group_rows);
+            let index_bytes = match index_job {
+                Some(job) => job.join().map_err(|_| Error::Task("index builder panicked".into()))?,
+                None => Ok(0),
+            };
+            Ok::<_, Error>((bytes?, index_bytes?))
+        })?;
+        let (min, max) = time_range(signal, batch);
+        Ok(PartMeta {
+            id,
+            signal,
+            hour,
+            file,
+            index: index_rel,
+            rows: batch.num_rows() as u64,
+            bytes,
+            index_bytes,
+            min_time_unix_nano: min,
+            max_time_unix_nano: max,
+            level,
+        })
+    }
+}
+
+/// Runs blocking work off the async threads and waits for it.
+pub(crate) async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// Deletes part files and index directories the manifest does not name: leftovers of a flush or
+/// compaction that crashed before its manifest commit, or of a deletion that crashed midway.
+fn remove_unreferenced_parts(root: &Path, manifest: &Manifest) -> Result<()> {
+    let referenced = manifest.referenced();
+    let parts = root.join("parts");
+    if !parts.exists() {
+        return Ok(());
+    }
+    for signal in std::fs::read_dir(&parts).map_err(Error::io("list", &parts))? {
+        let signal = signal.map_err(Error::io("list", &parts))?.path();
+        for hour in std::fs::read_dir(&signal).map_err(Error::io("list", &signal))? {
+            let hour = hour.map_err(Error::io("list", &signal))?.path();
+            for entry in std::fs::read_dir(&hour).map_err(Error::io("list", &hour))? {
+                let path = entry.map_err(Error::io("list", &hour))?.path();
+                let rel = path.strip_prefix(root).expect("under the data directory");
+                if referenced.contains(rel) {
+                    continue;
+                }
+                tracing::info!(path = %path.display(), "removing a part file the manifest does not reference");
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                removed.map_err(Error::io("remove unreferenced part", &path))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! The write-ahead log: what `append` acknowledges is in here, fsynced, before the caller hears
+//! back.
+//!
+//! One writer thread owns the active segment. Appenders hand it encoded records through a bounded
+//! queue; it takes everything queued (group commit), writes it with one `write`, makes it durable
+//! with one `fdatasync`, hands the group to the memtable in LSN order, and only then answers the
+//! appenders. A failed write or fsync answers every appender of the group with an error, cuts the
+//! segment back, and moves on to a fresh segment: a file whose fsync failed is never trusted again.
+//!
+//! On open, [`replay`] reads every segment in order. Damage (a torn or bad record, an unreadable
+//! segment) stops that segment there; the bytes from the damage on are moved to `wal/corrupt/`,
+//! counted in the [`ReplayReport`], and replay goes on with the next segment.
+
+mod file;
+mod record;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use file::{OsFs, WalFile, WalFs};
+pub use record::Damage;
+pub(crate) use record::segment_header;
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+
+/// Where the WAL writer is, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub bytes_written_total: AtomicU64,
+    pub records_total: AtomicU64,
+    pub fsyncs_total: AtomicU64,
+    pub fsync_nanos_total: AtomicU64,
+    pub write_failures_total: AtomicU64,
+}
+
+/// What replay found. Damaged ranges are kept under `wal/corrupt/`, never deleted.
+#[derive(Debug, Default, Clone)]
+pub struct ReplayReport {
+    pub segments: usize,
+    pub records_replayed: u64,
+    /// Records already in Parquet parts (at or below the manifest's flushed LSN).
+    pub records_already_flushed: u64,
+    pub damaged: Vec<DamagedRange>,
+}
+
+impl ReplayReport {
+    pub fn bytes_set_aside(&self) -> u64 {
+        self.damaged.iter().map(|d| d.bytes_set_aside).sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DamagedRange {
+    pub segment: PathBuf,
+    pub offset: u64,
+    pub damage: Damage,
+    pub bytes_set_aside: u64,
+    pub set_aside_to: PathBuf,
+}
+
+#[derive(Debug)]
+pub(crate) struct SegmentInfo {
+    path: PathBuf,
+    /// Highest LSN written to the segment; 0 when it holds no record.
+    last_lsn: u64,
+    active: bool,
+}
+
+fn segment_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}.wal")
+}
+
+fn parse_segment_name(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_suffix(".wal")?.parse().ok()
+}
+
+/// What replay hands to its caller for each record.
+pub(crate) type Visit<'a> = dyn FnMut(u64, u8, &[u8]) -> std::result::Result<(), String> + 'a;
+
+pub(crate) struct Replayed {
+    pub report: ReplayReport,
+    pub segments: Vec<SegmentInfo>,
+    pub max_lsn: u64,
+}
+
+/// Replays every segment in `dir`, calling `visit` for each record above `flushed_lsn`.
+pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Result<Replayed> {
+    fs::create_dir_all(dir).map_err(Error::io("create wal directory", dir))?;
+    let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map_err(Error::io("list wal directory", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| parse_segment_name(&p).map(|lsn| (lsn, p)))
+        .collect();
+    paths.sort();
+    let mut report = ReplayReport::default();
+    let mut segments = Vec::new();
+    let mut max_lsn = 0;
+    for (_, path) in paths {
+        report.segments += 1;
+        let mut last_lsn = 0;
+        let bytes = match read_file(&path) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                set_aside_whole(dir, &path, Damage::Unreadable, &mut report)?;
+                continue;
+            }
+        };
+        if bytes.len() < record::SEGMENT_HEADER_LEN || bytes[..record::SEGMENT_HEADER_LEN] != segment_header() {
+            set_aside_whole(dir, &path, Damage::BadHeader, &mut report)?;
+            continue;
+        }
+        let mut pos = record::SEGMENT_HEADER_LEN;
+        let damage = loop {
+            match record::decode(&bytes[pos..]) {
+                Ok(None) => break None,
+                Err(damage) => break Some(damage),
+                Ok(Some(rec)) => {
+                    if rec.lsn > flushed_lsn {
+                        if visit(rec.lsn, rec.tag, rec.payload).is_err() {
+                            break Some(Damage::BadContent);
+                        }
+                        report.records_replayed += 1;
+                    } else {
+                        report.records_already_flushed += 1;
+                    }
+                    last_lsn = last_lsn.max(rec.lsn);
+                    pos += rec.framed_len;
+                }
+            }
+        };
+        if let Some(damage) = damage {
+            set_aside_tail(dir, &path, &bytes, pos, damage, &mut report)?;
+        }
+        max_lsn = max_lsn.max(last_lsn);
+        if last_lsn == 0 {
+            // Nothing acknowledged lives here (damage, if any, is kept aside): drop the file so
+            // that a new segment may reuse its name.
+            fs::remove_file(&path).map_err(Error::io("remove empty wal segment", &path))?;
+        } else {
+            segments.push(SegmentInfo { path, last_lsn, active: false });
+        }
+    }
+    Ok(Replayed { report, segments, max_lsn })
+}
+
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn corrupt_dir(dir: &Path) -> Result<PathBuf> {
+    let corrupt = dir.join("corrupt");
+    fs::create_dir_all(&corrupt).map_err(Error::io("create directory", &corrupt))?;
+    Ok(corrupt)
+}
+
+fn set_aside_tail(dir: &Path, path: &Path, bytes: &[u8], pos: usize, damage: Damage, report: &mut ReplayReport) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+    let to = corrupt_dir(dir)?.join(format!("{name}.at-{pos}"));
+    let tail = &bytes[pos..];
+    fs::write(&to, tail).map_err(Error::io("set aside damaged wal bytes to", &to))?;
+    fs::File::open(&to).and_then(|f| f.sync_all()).map_err(Error::io("sync", &to))?;
+    let file = fs::OpenOptions::new().write(true).open(path).map_err(Error::io("open wal segment", path))?;
+    file.set_len(pos as u64).map_err(Error::io("truncate wal segment", path))?;
+    file.sync_all().map_err(Error::io("sync wal segment", path))?;
+    tracing::warn!(segment = %path.display(), offset = pos, damage = damage.as_str(), bytes = tail.len(), set_aside_to = %to.display(), "wal damage: replay of this segment stopped here");
+    report.damaged.push(DamagedRange { segment: path.to_owned(), offset: pos as u64, damage, bytes_set_aside: tail.len() as u64, set_aside_to: to });
+    Ok(())
+}
+
+fn set_aside_whole(dir: &Path, path: &Path, damage: Damage, report: &mut ReplayReport) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+    let to = corrupt_dir(dir)?.join(format!("{name}.whole"));
+    let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    fs::rename(path, &to).map_err(Error::io("set aside wal segment", path))?;
+    tracing::warn!(segment = %path.display(), damage = damage.as_str(), set_aside_to = %to.display(), "wal damage: segment skipped");
+    report.damaged.push(DamagedRange { segment: path.to_owned(), offset: 0, damage, bytes_set_aside: bytes, set_aside_to: to });
+    Ok(())
+}
+
+/// Settings the writer needs, taken from [`crate::config::StoreConfig`].
+#[derive(Clone, Debug)]
+pub(crate) struct WriterOptions {
+    pub durability: Durability,
+    pub sync_interval: Duration,
+    pub segment_bytes: u64,
+    pub queue_depth: usize,
+    pub max_group_bytes: usize,
+}
+
+struct Request<T> {
+    tag: u8,
+    payload: Vec<u8>,
+    item: T,
+    reply: tokio::sync::oneshot::Sender<Result<u64>>,
+}
+
+/// Called by the writer with each durable group, in LSN order, before anyone is answered.
+pub(crate) type Apply<T> = Box<dyn FnMut(Vec<(u64, T)>) + Send>;
+
+pub(crate) struct Wal<T> {
+    sender: Mutex<Option<SyncSender<Request<T>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    segments: Arc<Mutex<Vec<SegmentInfo>>>,
+    stats: Arc<WalStats>,
+}
+
+impl<T: Send + 'static> Wal<T> {
+    pub(crate) fn start(
+        dir: PathBuf,
+        options: WriterOptions,
+        fs: Arc<dyn WalFs>,
+        replayed: Vec<SegmentInfo>,
+        next_lsn: u64,
+        apply: Apply<T>,
+    ) -> Result<Self> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(options.queue_depth);
+        let segments = Arc::new(Mutex::new(replayed));
+        let stats = Arc::new(WalStats::default());
+        let writer = Writer {
+            dir,
+            options,
+            fs,
+            file: None,
+            file_len: 0,
+            next_lsn,
+            unsynced: false,
+            last_sync: Instant::now(),
+            segments: segments.clone(),
+            stats: stats.clone(),
+            apply,
+        };
+        let thread = std::thread::Builder::new()
+            .name("spyglass-wal".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(Error::io("start wal writer thread", "spyglass-wal"))?;
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            segments,
+            stats,
+        })
+    }
+
+    /// Appends one record; resolves once it is durable (per the durability setting) and handed
+    /// to the memtable. A full queue answers [`Error::TryLater`] at once.
+    pub(crate) async fn append(&self, tag: u8, payload: Vec<u8>, item: T) -> Result<u64> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = self.sender.lock().expect("wal sender lock").clone().ok_or(Error::Closed)?;
+        sender.try_send(Request { tag, payload, item, reply }).map_err(|e| match e {
+            TrySendError::Full(_) => Error::TryLater { reason: "write-ahead log is behind" },
+            TrySendError::Disconnected(_) => Error::Closed,
+        })?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Deletes segments whose every record is at or below `flushed_lsn`.
+    pub(crate) fn checkpoint(&self, flushed_lsn: u64) -> Result<usize> {
+        let mut segments = self.segments.lock().expect("wal segments lock");
+        let mut removed = 0;
+        let mut kept = Vec::with_capacity(segments.len());
+        for seg in segments.drain(..) {
+            if !seg.active && seg.last_lsn <= flushed_lsn {
+                fs::remove_file(&seg.path).map_err(Error::io("remove checkpointed wal segment", &seg.path))?;
+                removed += 1;
+            } else {
+                kept.push(seg);
+            }
+        }
+        *segments = kept;
+        Ok(removed)
+    }
+
+    pub(crate) fn stats(&self) -> &Arc<WalStats> {
+        &self.stats
+    }
+
+    /// Number of segment files the WAL holds now.
+    pub(crate) fn segment_count(&self) -> usize {
+        self.segments.lock().expect("wal segments lock").len()
+    }
+
+    /// Stops accepting appends, lets the writer finish what is queued, and waits for it.
+    pub(crate) fn close(&self) {
+        self.sender.lock().expect("wal sender lock").take();
+        if let Some(thread) = self.thread.lock().expect("wal thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<T> Drop for Wal<T> {
+    fn drop(&mut self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+    }
+}
+
+struct Writer<T> {
+    dir: PathBuf,
+    options: WriterOptions,
+    fs: Arc<dyn WalFs>,
+    file: Option<Box<dyn WalFile>>,
+    file_len: u64,
+    next_lsn: u64,
+    unsynced: bool,
+    last_sync: Instant,
+    segments: Arc<Mutex<Vec<SegmentInfo>>>,
+    stats: Arc<WalStats>,
+    apply: Apply<T>,
+}
+
+impl<T> Writer<T> {
+    fn run(mut self, receiver: Receiver<Request<T>>) {
+        let mut buf = Vec::new();
+        loop {
+            let first = if self.unsynced {
+                match receiver.recv_timeout(self.options.sync_interval) {
+                    Ok(req) => req,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = self.sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(req) => req,
+                    Err(_) => break,
+                }
+            };
+            let mut group = vec![first];
+            let mut group_bytes = group[0].payload.len();
+            while group_bytes < self.options.max_group_bytes {
+                match receiver.try_recv() {
+                    Ok(req) => {
+                        group_bytes += req.payload.len();
+                        group.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group, &mut buf);
+        }
+        if self.unsynced {
+            let _ = self.sync();
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Request<T>>, buf: &mut Vec<u8>) {
+        buf.clear();
+        let first_lsn = self.next_lsn;
+        for req in &group {
+            record::encode(buf, self.next_lsn, req.tag, &req.payload);
+            self.next_lsn += 1;
+        }
+        match self.write_durably(first_lsn, buf) {
+            Ok(()) => {
+                let last_lsn = self.next_lsn - 1;
+                if let Some(seg) = self.segments.lock().expect("wal segments lock").last_mut() {
+                    seg.last_lsn = last_lsn;
+                }
+                self.stats.records_total.fetch_add(group.len() as u64, Ordering::Relaxed);
+                let mut replies = Vec::with_capacity(group.len());
+                let mut items = Vec::with_capacity(group.len());
+                for (i, req) in group.into_iter().enumerate() {
+                    let lsn = first_lsn + i as u64;
+                    items.push((lsn, req.item));
+                    replies.push((lsn, req.reply));
+                }
+                (self.apply)(items);
+                for (lsn, reply) in replies {
+                    let _ = reply.send(Ok(lsn));
+                }
+            }
+            Err(source) => {
+                self.stats.write_failures_total.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %source, records = group.len(), "wal write failed; the group is not acknowledged");
+                for req in group {
+                    let error = std::io::Error::new(source.kind(), source.to_string());
+                    let _ = req.reply.send(Err(Error::WalWrite { source: error }));
+                }
+            }
+        }
+    }
+
+    fn write_durably(&mut self, first_lsn: u64, buf: &[u8]) -> std::io::Result<()> {
+        let full = self.file_len + buf.len() as u64 > self.options.segment_bytes
+            && self.file_len > record::SEGMENT_HEADER_LEN as u64;
+        if self.file.is_none() || full {
+            self.roll(first_lsn)?;
+        }
+        let group_start = self.file_len;
+        let result = self.write_and_sync(buf);
+        if result.is_err() {
+            self.abandon_segment(group_start);
+        }
+        result
+    }
+
+    fn write_and_sync(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let file = self.file.as_mut().expect("a segment is open after roll");
+        file.write_all(buf)?;
+        self.file_len += buf.len() as u64;
+        self.stats.bytes_written_total.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.unsynced = true;
+        match self.options.durability {
+            Durability::Fsync => self.sync(),
+            Durability::Interval if self.last_sync.elapsed() >= self.options.sync_interval => self.sync(),
+            Durability::Interval | Durability::None => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(file) = self.file.as_mut() {
+            let started = Instant::now();
+            file.sync_data()?;
+            self.stats.fsyncs_total.fetch_add(1, Ordering::Relaxed);
+            self.stats.fsync_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Starts a new segment whose first record will be `first_lsn`.
+    fn roll(&mut self, first_lsn: u64) -> std::io::Result<()> {
+        if self.file.is_some() {
+            self.sync()?;
+        }
+        let path = self.dir.join(segment_name(first_lsn));
+        let mut file = self.fs.create(&path)?;
+        let header = segment_header();
+        file.write_all(&header)?;
+        file.sync_data()?;
+        self.fs.sync_dir(&self.dir)?;
+        let mut segments = self.segments.lock().expect("wal segments lock");
+        for seg in segments.iter_mut() {
+            seg.active = false;
+        }
+        segments.push(SegmentInfo { path, last_lsn: 0, active: true });
+        self.file = Some(file);
+        self.file_len = header.len() as u64;
+        Ok(())
+    }
+
+    /// After a failed write or fsync: cut the group's bytes off if the file lets us, and never
+    /// write to this file again (after a failed fsync the page cache cannot be trusted).
+    fn abandon_segment(&mut self, group_start: u64) {
+        if let Some(mut file) = self.file.take() {
+            let _ = file.set_len(group_start);
+        }
+        if let Some(seg) = self.segments.lock().expect("wal segments lock").last_mut() {
+            seg.active = false;
+        }
+        self.unsynced = false;
+    }
+}
