@@ -38,6 +38,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use index::{TraceHit, TraceQuery, attribute_term};
 pub use maintenance::Maintenance;
 pub use manifest::{Manifest, Part, PartMeta};
+pub use model::Signal;
 pub use schema::Records;
 pub use snapshot::Snapshot;
 pub use store::{FlushReport, Store, StoreStats};

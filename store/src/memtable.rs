@@ -79,3 +79,13 @@ impl Budget {
         self.used.load(Ordering::Acquire)
     }
 }
+
+/// Bytes a batch's rows take in memory. Counts the used part of each buffer, so that batches
+/// decoded from the WAL (whose columns slice shared buffers) are not counted many times over.
+pub(crate) fn batch_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()) as u64)
+        .sum()
+}

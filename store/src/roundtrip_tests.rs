@@ -185,3 +185,4 @@ proptest! {
         round_trip(&Records::Logs(logs))?;
     }
 }
+

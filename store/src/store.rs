@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Part, PartMeta};
-use crate::memtable::{Budget, Memtable};
+use crate::memtable::{Budget, Memtable, batch_bytes};
 use crate::model::Signal;
 use crate::part::{hour_folder, partition_and_sort, time_range, write_part};
 use crate::schema::{Records, schema_for};
@@ -92,7 +92,7 @@ impl Store {
         let replayed = wal::replay(&wal_dir, manifest.flushed_lsn, &mut |lsn, tag, payload| {
             let signal = Signal::from_tag(tag).ok_or_else(|| format!("unknown signal tag {tag}"))?;
             let batch = ipc::decode(signal, payload).map_err(|e| e.to_string())?;
-            let bytes = batch.get_array_memory_size() as u64;
+            let bytes = batch_bytes(&batch);
             budget.force_reserve(bytes);
             active.insert(lsn, signal, batch, bytes);
             Ok(())
@@ -150,7 +150,7 @@ impl Store {
             return Err(Error::Corrupt(format!("batch is not in the {signal} schema")));
         }
         let inner = &self.inner;
-        let bytes = batch.get_array_memory_size() as u64;
+        let bytes = batch_bytes(&batch);
         if !inner.budget.try_reserve(bytes) {
             inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
             inner.flush_wanted.notify_one();

@@ -103,8 +103,10 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
     let mut report = ReplayReport::default();
     let mut segments = Vec::new();
     let mut max_lsn = 0;
-    for (_, path) in paths {
+    for (first_lsn, path) in paths {
         report.segments += 1;
+        // Never reuse an LSN a segment was named for, even when its records are set aside.
+        max_lsn = max_lsn.max(first_lsn);
         let mut last_lsn = 0;
         let bytes = match read_file(&path) {
             Ok(bytes) => bytes,

@@ -44,12 +44,33 @@ pub(crate) fn attr_fields(prefix: &str) -> Vec<Field> {
 }
 
 /// The five map columns for `rows`, in the order of [`attr_fields`].
-pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes>) -> Vec<ArrayRef> {
-    let mut strs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-    let mut ints = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
-    let mut doubles = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
-    let mut bools = MapBuilder::new(None, StringBuilder::new(), BooleanBuilder::new());
-    let mut others = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes> + Clone) -> Vec<ArrayRef> {
+    // Size every builder exactly: default capacities would hold kilobytes per column even for
+    // a one-row batch, and the memtable budget counts what batches hold.
+    let (mut n_rows, mut counts, mut key_bytes, mut str_bytes) = (0, [0usize; 5], [0usize; 5], 0);
+    for attrs in rows.clone() {
+        n_rows += 1;
+        for kv in attrs.iter() {
+            let kind = match &kv.value {
+                AttrValue::Str(s) => {
+                    str_bytes += s.len();
+                    0
+                }
+                AttrValue::Int(_) => 1,
+                AttrValue::Double(_) => 2,
+                AttrValue::Bool(_) => 3,
+                _ => 4,
+            };
+            counts[kind] += 1;
+            key_bytes[kind] += kv.key.len();
+        }
+    }
+    let keys = |i: usize| StringBuilder::with_capacity(counts[i], key_bytes[i]);
+    let mut strs = MapBuilder::with_capacity(None, keys(0), StringBuilder::with_capacity(counts[0], str_bytes), n_rows);
+    let mut ints = MapBuilder::with_capacity(None, keys(1), Int64Builder::with_capacity(counts[1]), n_rows);
+    let mut doubles = MapBuilder::with_capacity(None, keys(2), Float64Builder::with_capacity(counts[2]), n_rows);
+    let mut bools = MapBuilder::with_capacity(None, keys(3), BooleanBuilder::with_capacity(counts[3]), n_rows);
+    let mut others = MapBuilder::with_capacity(None, keys(4), StringBuilder::with_capacity(counts[4], 16 * counts[4]), n_rows);
     for attrs in rows {
         for KeyValue { key, value } in attrs.iter() {
             match value {
