@@ -1,0 +1,65 @@
+//! The `[ingest]` section of the configuration file.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A bearer token. Its `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// Compares in time independent of where the first difference is.
+    pub fn matches(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address of the OTLP/gRPC receiver.
+    pub otlp_grpc_addr: SocketAddr,
+    /// Address of the OTLP/HTTP receiver (`/v1/traces`, `/v1/metrics`, `/v1/logs`).
+    pub otlp_http_addr: SocketAddr,
+    /// Bearer tokens accepted from exporters (`Authorization: Bearer <token>`); empty accepts
+    /// every request. Set them whenever a receiver listens beyond loopback.
+    pub tokens: Vec<Token>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            otlp_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_print_and_match_exactly() {
+        let token = Token::new("s3cret");
+        assert_eq!(format!("{:?}", IngestConfig { tokens: vec![token.clone()], ..IngestConfig::default() }).contains("s3cret"), false);
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!token.matches("s3creT"));
+    }
+}

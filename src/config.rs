@@ -1,0 +1,153 @@
+//! The configuration file: one section per crate, loaded and validated only here.
+//!
+//! The `///` comments on each crate's config fields are the user documentation;
+//! `spyglass config` prints the defaults with them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use spyglass_ingest::IngestConfig;
+use spyglass_store::StoreConfig;
+use spyglass_ui::UiConfig;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the WAL, the Parquet parts, the trace index and the manifest.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub ingest: IngestConfig,
+    pub ui: UiConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            store: StoreConfig::default(),
+            ingest: IngestConfig::default(),
+            ui: UiConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.store.validate().context("invalid [store] section")?;
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Addresses bound beyond loopback while no ingest token is configured.
+    pub fn exposed_without_tokens(&self) -> Vec<SocketAddr> {
+        if !self.ingest.tokens.is_empty() {
+            return Vec::new();
+        }
+        [self.ingest.otlp_grpc_addr, self.ingest.otlp_http_addr, self.ui.http_addr]
+            .into_iter()
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
+    }
+}
+
+/// Sources whose field comments document each section.
+const DOCUMENTED: [(&str, &str, &str); 4] = [
+    ("", "Config", include_str!("config.rs")),
+    ("store", "StoreConfig", include_str!("../store/src/config.rs")),
+    ("ingest", "IngestConfig", include_str!("../ingest/src/config.rs")),
+    ("ui", "UiConfig", include_str!("../ui/src/config.rs")),
+];
+
+/// `(section, field) → doc comment` read from the config structs' sources.
+fn field_docs() -> Vec<(&'static str, String, String)> {
+    let mut docs = Vec::new();
+    for (section, name, source) in DOCUMENTED {
+        let header = format!("pub struct {name} {{");
+        let Some(start) = source.find(&header) else { continue };
+        let mut pending: Vec<&str> = Vec::new();
+        for line in source[start + header.len()..].lines() {
+            let line = line.trim();
+            if line == "}" {
+                break;
+            }
+            if let Some(doc) = line.strip_prefix("///") {
+                pending.push(doc.trim());
+            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split(':').next()) {
+                docs.push((section, field.trim().to_owned(), pending.join("\n")));
+                pending.clear();
+            } else {
+                pending.clear();
+            }
+        }
+    }
+    docs
+}
+
+/// The default configuration as TOML, every field preceded by its documentation.
+pub fn documented_defaults() -> String {
+    let docs = field_docs();
+    let toml = toml::to_string(&Config::default()).expect("the default config serializes");
+    let mut out = String::from("# Spyglass configuration. Every value shown is the default.\n\n");
+    let mut section = "";
+    for line in toml.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = DOCUMENTED.iter().map(|d| d.0).find(|s| *s == name).unwrap_or("");
+            out.push('\n');
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            if let Some((_, _, doc)) = docs.iter().find(|(s, f, _)| *s == section && f == key.trim()) {
+                for doc_line in doc.lines() {
+                    out.push_str(&format!("# {doc_line}\n").replace("# \n", "#\n"));
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_document_every_field_and_parse_back() {
+        let text = documented_defaults();
+        let parsed: Config = toml::from_str(&text).expect("the printed config is valid");
+        assert_eq!(parsed, Config::default());
+        let mut previous = "";
+        for line in text.lines() {
+            if line.contains(" = ") && !line.starts_with('#') {
+                assert!(previous.starts_with('#'), "no comment above `{line}`");
+            }
+            previous = line;
+        }
+        for key in ["durability", "memtable_max_bytes", "otlp_grpc_addr", "http_addr", "data_dir", "tokens"] {
+            assert!(text.contains(&format!("\n{key} = ")), "{key} is printed");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("[store]\nflush_byte = 1\n").is_err());
+    }
+
+    #[test]
+    fn exposed_addresses_without_tokens_are_reported() {
+        let mut config = Config::default();
+        assert!(config.exposed_without_tokens().is_empty());
+        config.ui.http_addr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(config.exposed_without_tokens(), vec![config.ui.http_addr]);
+        config.ingest.tokens.push(spyglass_ingest::Token::new("t"));
+        assert!(config.exposed_without_tokens().is_empty());
+    }
+}

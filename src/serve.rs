@@ -1,0 +1,72 @@
+//! `spyglass serve`: start-up in order, then one ordered, timed shutdown.
+//!
+//! Start: bind the UI port (so `/healthz` answers during replay) → open the store and replay
+//! the WAL → ready → maintenance (flush, compaction, retention).
+//! Stop (SIGINT/SIGTERM): stop maintenance → close the store (queued appends finish, memtable
+//! flushed) → stop the UI.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use spyglass_store::Store;
+use spyglass_ui::{Readiness, UiServer};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+
+/// How long the final flush may take before Spyglass exits anyway (the WAL still has the data).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    for addr in config.exposed_without_tokens() {
+        tracing::warn!(%addr, "listening beyond loopback with no ingest tokens configured: anyone who can reach this address can use it");
+    }
+    let readiness = Readiness::default();
+    let ui = UiServer::bind(config.ui.http_addr, readiness.clone())
+        .await
+        .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?;
+    tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
+    let (stop_ui, ui_stopped) = oneshot::channel::<()>();
+    let ui_task = tokio::spawn(ui.run(async {
+        let _ = ui_stopped.await;
+    }));
+
+    let data_dir = config.data_dir.clone();
+    let store_config = config.store.clone();
+    let (store, report) = tokio::task::spawn_blocking(move || Store::open(&data_dir, store_config))
+        .await?
+        .with_context(|| format!("failed to open the store in {}", config.data_dir.display()))?;
+    if !report.damaged.is_empty() {
+        tracing::warn!(ranges = report.damaged.len(), bytes = report.bytes_set_aside(), "damaged WAL ranges were set aside under wal/corrupt/");
+    }
+    readiness.set_ready();
+    tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
+    tracing::info!(grpc = %config.ingest.otlp_grpc_addr, http = %config.ingest.otlp_http_addr, "OTLP receivers are not part of this build yet");
+
+    let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
+    let maintenance_task = tokio::spawn(store.maintenance().run(async {
+        let _ = maintenance_stopped.await;
+    }));
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: flushing the memtable");
+    let _ = stop_maintenance.send(());
+    maintenance_task.await.context("maintenance task failed")?;
+    match tokio::time::timeout(CLOSE_TIMEOUT, store.close()).await {
+        Ok(result) => result.context("failed to flush the memtable")?,
+        Err(_) => tracing::warn!("final flush timed out; the WAL still holds the data and is replayed on start"),
+    }
+    let _ = stop_ui.send(());
+    ui_task.await.context("UI task failed")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
