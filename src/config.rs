@@ -35,7 +35,8 @@ impl Default for Config {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -52,18 +53,30 @@ impl Config {
         if !self.ingest.tokens.is_empty() {
             return Vec::new();
         }
-        [self.ingest.otlp_grpc_addr, self.ingest.otlp_http_addr, self.ui.http_addr]
-            .into_iter()
-            .filter(|a| !a.ip().is_loopback())
-            .collect()
+        [
+            self.ingest.otlp_grpc_addr,
+            self.ingest.otlp_http_addr,
+            self.ui.http_addr,
+        ]
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback())
+        .collect()
     }
 }
 
 /// Sources whose field comments document each section.
 const DOCUMENTED: [(&str, &str, &str); 4] = [
     ("", "Config", include_str!("config.rs")),
-    ("store", "StoreConfig", include_str!("../store/src/config.rs")),
-    ("ingest", "IngestConfig", include_str!("../ingest/src/config.rs")),
+    (
+        "store",
+        "StoreConfig",
+        include_str!("../store/src/config.rs"),
+    ),
+    (
+        "ingest",
+        "IngestConfig",
+        include_str!("../ingest/src/config.rs"),
+    ),
     ("ui", "UiConfig", include_str!("../ui/src/config.rs")),
 ];
 
@@ -72,7 +85,9 @@ fn field_docs() -> Vec<(&'static str, String, String)> {
     let mut docs = Vec::new();
     for (section, name, source) in DOCUMENTED {
         let header = format!("pub struct {name} {{");
-        let Some(start) = source.find(&header) else { continue };
+        let Some(start) = source.find(&header) else {
+            continue;
+        };
         let mut pending: Vec<&str> = Vec::new();
         for line in source[start + header.len()..].lines() {
             let line = line.trim();
@@ -81,7 +96,8 @@ fn field_docs() -> Vec<(&'static str, String, String)> {
             }
             if let Some(doc) = line.strip_prefix("///") {
                 pending.push(doc.trim());
-            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split(':').next()) {
+            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split(':').next())
+            {
                 docs.push((section, field.trim().to_owned(), pending.join("\n")));
                 pending.clear();
             } else {
@@ -100,10 +116,17 @@ pub fn documented_defaults() -> String {
     let mut section = "";
     for line in toml.lines() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = DOCUMENTED.iter().map(|d| d.0).find(|s| *s == name).unwrap_or("");
+            section = DOCUMENTED
+                .iter()
+                .map(|d| d.0)
+                .find(|s| *s == name)
+                .unwrap_or("");
             out.push('\n');
         } else if let Some((key, _)) = line.split_once(" = ") {
-            if let Some((_, _, doc)) = docs.iter().find(|(s, f, _)| *s == section && f == key.trim()) {
+            if let Some((_, _, doc)) = docs
+                .iter()
+                .find(|(s, f, _)| *s == section && f == key.trim())
+            {
                 for doc_line in doc.lines() {
                     out.push_str(&format!("# {doc_line}\n").replace("# \n", "#\n"));
                 }
@@ -131,7 +154,14 @@ mod tests {
             }
             previous = line;
         }
-        for key in ["durability", "memtable_max_bytes", "otlp_grpc_addr", "http_addr", "data_dir", "tokens"] {
+        for key in [
+            "durability",
+            "memtable_max_bytes",
+            "otlp_grpc_addr",
+            "http_addr",
+            "data_dir",
+            "tokens",
+        ] {
             assert!(text.contains(&format!("\n{key} = ")), "{key} is printed");
         }
     }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "spyglass", version, about = "Observability and alerting backend for OpenTelemetry")]
+#[command(
+    name = "spyglass",
+    version,
+    about = "Observability and alerting backend for OpenTelemetry"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -52,8 +56,11 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -67,7 +74,13 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config::documented_defaults());
             Ok(())
         }
-        Command::Serve { config, data_dir, otlp_grpc, otlp_http, http } => {
+        Command::Serve {
+            config,
+            data_dir,
+            otlp_grpc,
+            otlp_http,
+            http,
+        } => {
             init_logging(cli.log_format);
             let mut cfg = match config {
                 Some(path) => Config::load(&path)?,

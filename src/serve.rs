@@ -37,7 +37,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("failed to open the store in {}", config.data_dir.display()))?;
     if !report.damaged.is_empty() {
-        tracing::warn!(ranges = report.damaged.len(), bytes = report.bytes_set_aside(), "damaged WAL ranges were set aside under wal/corrupt/");
+        tracing::warn!(
+            ranges = report.damaged.len(),
+            bytes = report.bytes_set_aside(),
+            "damaged WAL ranges were set aside under wal/corrupt/"
+        );
     }
     readiness.set_ready();
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
@@ -54,7 +58,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     maintenance_task.await.context("maintenance task failed")?;
     match tokio::time::timeout(CLOSE_TIMEOUT, store.close()).await {
         Ok(result) => result.context("failed to flush the memtable")?,
-        Err(_) => tracing::warn!("final flush timed out; the WAL still holds the data and is replayed on start"),
+        Err(_) => tracing::warn!(
+            "final flush timed out; the WAL still holds the data and is replayed on start"
+        ),
     }
     let _ = stop_ui.send(());
     ui_task.await.context("UI task failed")??;

@@ -10,13 +10,21 @@ use spyglass_store::model::{AttrValue, Attributes, KeyValue, Resource, Span, Spa
 use spyglass_store::{Records, Signal, Store, StoreConfig};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -32,7 +40,10 @@ fn spans(n: u64) -> Vec<Span> {
             start_time_unix_nano: 1_795_737_600_000_000_000 + i,
             end_time_unix_nano: 1_795_737_600_000_000_000 + i + 1000,
             resource: Resource {
-                attributes: Attributes::new(vec![KeyValue { key: "service.name".into(), value: AttrValue::Str("web".into()) }]),
+                attributes: Attributes::new(vec![KeyValue {
+                    key: "service.name".into(),
+                    value: AttrValue::Str("web".into()),
+                }]),
                 ..Resource::default()
             },
             ..Span::default()
@@ -47,14 +58,23 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
     {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        runtime.block_on(store.append(&Records::Spans(spans(25)))).unwrap();
+        runtime
+            .block_on(store.append(&Records::Spans(spans(25))))
+            .unwrap();
     }
 
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .args(["serve", "--data-dir"])
         .arg(dir.path())
-        .args(["--http", &format!("127.0.0.1:{port}"), "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args([
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -75,20 +95,28 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     let mut log = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_to_string(&mut log).unwrap();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(status.success(), "exit status {status:?}\n{log}");
     assert!(log.lines().any(|l| l.contains("stopped")), "{log}");
 
     // The flush on shutdown left the spans in a part and nothing to replay.
     let (store, report) = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    assert_eq!(report.records_replayed, 0, "the WAL was checkpointed after the final flush");
+    assert_eq!(
+        report.records_replayed, 0,
+        "the WAL was checkpointed after the final flush"
+    );
     let parts = store.snapshot().parts(Signal::Spans);
     assert_eq!(parts.iter().map(|p| p.meta().rows).sum::<u64>(), 25);
 }
 
 #[test]
 fn config_prints_documented_defaults() {
-    let output = Command::new(env!("CARGO_BIN_EXE_spyglass")).arg("config").output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .arg("config")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("# When an append is acknowledged"), "{text}");
@@ -100,7 +128,11 @@ fn a_bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spyglass.toml");
     std::fs::write(&path, "[store]\nflush_bytes = 0\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_spyglass")).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("flush_bytes"), "{stderr}");

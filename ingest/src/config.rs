@@ -57,7 +57,17 @@ mod tests {
     #[test]
     fn tokens_never_print_and_match_exactly() {
         let token = Token::new("s3cret");
-        assert_eq!(format!("{:?}", IngestConfig { tokens: vec![token.clone()], ..IngestConfig::default() }).contains("s3cret"), false);
+        assert_eq!(
+            format!(
+                "{:?}",
+                IngestConfig {
+                    tokens: vec![token.clone()],
+                    ..IngestConfig::default()
+                }
+            )
+            .contains("s3cret"),
+            false
+        );
         assert!(token.matches("s3cret"));
         assert!(!token.matches("s3cre"));
         assert!(!token.matches("s3creT"));

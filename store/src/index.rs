@@ -12,11 +12,16 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, FixedSizeBinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray, UInt64Array};
+use arrow::array::{
+    Array, AsArray, FixedSizeBinaryArray, ListArray, MapArray, RecordBatch, StringArray,
+    StructArray, UInt64Array,
+};
 use arrow::datatypes::{Float64Type, Int64Type};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{BytesOptions, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::schema::{
+    BytesOptions, FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+};
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
@@ -73,9 +78,16 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-fn index_err(action: &'static str, path: &Path) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
+fn index_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
     let path = path.to_owned();
-    move |source| Error::Index { action, path, source }
+    move |source| Error::Index {
+        action,
+        path,
+        source,
+    }
 }
 
 fn truncated(value: &str) -> &str {
@@ -104,7 +116,10 @@ impl<'a> ScalarMaps<'a> {
         let mut maps = Vec::new();
         for (kind, suffix) in ["", "_int", "_double", "_bool"].iter().enumerate() {
             let name = format!("{prefix}{suffix}");
-            maps.push((kind, get(&name).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))?));
+            maps.push((
+                kind,
+                get(&name).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))?,
+            ));
         }
         Ok(Self { maps })
     }
@@ -146,15 +161,23 @@ struct TraceDoc {
 }
 
 fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
 }
 
 fn u64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt64Array> {
-    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
 }
 
 fn kind_name(kind: &str) -> &'static str {
-    crate::model::SpanKind::parse(kind).unwrap_or_default().as_str()
+    crate::model::SpanKind::parse(kind)
+        .unwrap_or_default()
+        .as_str()
 }
 
 /// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
@@ -162,9 +185,14 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
     std::fs::create_dir_all(dir).map_err(Error::io("create index directory", dir))?;
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema).map_err(index_err("create", dir))?;
-    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 32 << 20).map_err(index_err("open writer for", dir))?;
+    let mut writer = index
+        .writer_with_num_threads::<TantivyDocument>(1, 32 << 20)
+        .map_err(index_err("open writer for", dir))?;
 
-    let ids: &FixedSizeBinaryArray = batch.column_by_name("trace_id").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
+    let ids: &FixedSizeBinaryArray = batch
+        .column_by_name("trace_id")
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
     let service = string_col(batch, "service_name")?;
     let name = string_col(batch, "name")?;
     let kind = string_col(batch, "kind")?;
@@ -173,19 +201,37 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
     let start = u64_col(batch, "start_time_unix_nano")?;
     let end = u64_col(batch, "end_time_unix_nano")?;
     let duration = u64_col(batch, "duration_nano")?;
-    let map = |n: &str| batch.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<MapArray>());
+    let map = |n: &str| {
+        batch
+            .column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<MapArray>())
+    };
     let span_attrs = ScalarMaps::new(map, "attributes")?;
     let resource_attrs = ScalarMaps::new(map, "resource_attributes")?;
-    let events: &ListArray = batch.column_by_name("events").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("spans lack events".into()))?;
+    let events: &ListArray = batch
+        .column_by_name("events")
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt("spans lack events".into()))?;
     let event_items: &StructArray = events.values().as_struct();
-    let event_name: &StringArray = event_items.column_by_name("name").and_then(|c| c.as_any().downcast_ref()).ok_or_else(|| Error::Corrupt("events lack name".into()))?;
-    let event_map = |n: &str| event_items.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<MapArray>());
+    let event_name: &StringArray = event_items
+        .column_by_name("name")
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt("events lack name".into()))?;
+    let event_map = |n: &str| {
+        event_items
+            .column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<MapArray>())
+    };
     let event_attrs = ScalarMaps::new(event_map, "attributes")?;
 
     let mut row = 0;
     while row < batch.num_rows() {
         let trace = ids.value(row);
-        let mut doc = TraceDoc { start: u64::MAX, min_span_duration: u64::MAX, ..Default::default() };
+        let mut doc = TraceDoc {
+            start: u64::MAX,
+            min_span_duration: u64::MAX,
+            ..Default::default()
+        };
         while row < batch.num_rows() && ids.value(row) == trace {
             let svc = service.value(row);
             let is_error = status.value(row) == "error";
@@ -251,10 +297,14 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
         d.add_u64(f.max_span_duration, doc.max_span_duration);
         d.add_u64(f.span_count, doc.span_count);
         d.add_u64(f.error_count, doc.error_count);
-        writer.add_document(d).map_err(index_err("add a document to", dir))?;
+        writer
+            .add_document(d)
+            .map_err(index_err("add a document to", dir))?;
     }
     writer.commit().map_err(index_err("commit", dir))?;
-    writer.wait_merging_threads().map_err(index_err("finish", dir))?;
+    writer
+        .wait_merging_threads()
+        .map_err(index_err("finish", dir))?;
     dir_size(dir)
 }
 
@@ -262,7 +312,10 @@ pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).map_err(Error::io("list", dir))? {
         let entry = entry.map_err(Error::io("list", dir))?;
-        total += entry.metadata().map_err(Error::io("stat", entry.path()))?.len();
+        total += entry
+            .metadata()
+            .map_err(Error::io("stat", entry.path()))?
+            .len();
     }
     Ok(total)
 }
@@ -309,23 +362,45 @@ pub(crate) struct PartIndex {
 impl PartIndex {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         let index = Index::open_in_dir(dir).map_err(index_err("open", dir))?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_err("open a reader for", dir))?;
-        Ok(Self { index, reader, fields: schema().1 })
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_err("open a reader for", dir))?;
+        Ok(Self {
+            index,
+            reader,
+            fields: schema().1,
+        })
     }
 
     pub(crate) fn contains(&self, trace_id: &TraceId) -> Result<bool> {
         let term = Term::from_field_bytes(self.fields.trace_id, &trace_id.0);
-        let n = self.reader.searcher().doc_freq(&term).map_err(|source| Error::Index { action: "look up a trace in", path: Default::default(), source })?;
+        let n = self
+            .reader
+            .searcher()
+            .doc_freq(&term)
+            .map_err(|source| Error::Index {
+                action: "look up a trace in",
+                path: Default::default(),
+                source,
+            })?;
         Ok(n > 0)
     }
 
     pub(crate) fn search(&self, part_id: u64, q: &TraceQuery) -> Result<Vec<TraceHit>> {
         let f = self.fields;
         let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
         };
         let range = |field: Field, lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
-            Box::new(RangeQuery::new(lo.map(|v| Term::from_field_u64(field, v)), hi.map(|v| Term::from_field_u64(field, v))))
+            Box::new(RangeQuery::new(
+                lo.map(|v| Term::from_field_u64(field, v)),
+                hi.map(|v| Term::from_field_u64(field, v)),
+            ))
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut must = |q: Box<dyn Query>| clauses.push((Occur::Must, q));
@@ -345,10 +420,18 @@ impl PartIndex {
             }
         }
         if let Some(min) = q.min_duration_nano {
-            must(range(f.max_span_duration, Bound::Included(min), Bound::Unbounded));
+            must(range(
+                f.max_span_duration,
+                Bound::Included(min),
+                Bound::Unbounded,
+            ));
         }
         if let Some(max) = q.max_duration_nano {
-            must(range(f.min_span_duration, Bound::Unbounded, Bound::Included(max)));
+            must(range(
+                f.min_span_duration,
+                Bound::Unbounded,
+                Bound::Included(max),
+            ));
         }
         if let Some(end) = q.end_unix_nano {
             must(range(f.start, Bound::Unbounded, Bound::Included(end)));
@@ -357,27 +440,57 @@ impl PartIndex {
             must(range(f.end, Bound::Included(start), Bound::Unbounded));
         }
         if let Some(text) = &q.text {
-            let mut tokenizer = self.index.tokenizer_for_field(f.text).map_err(|source| Error::Index { action: "tokenize for", path: Default::default(), source })?;
+            let mut tokenizer =
+                self.index
+                    .tokenizer_for_field(f.text)
+                    .map_err(|source| Error::Index {
+                        action: "tokenize for",
+                        path: Default::default(),
+                        source,
+                    })?;
             let mut stream = tokenizer.token_stream(text);
             while let Some(token) = stream.next() {
                 must(term(f.text, &token.text));
             }
         }
-        let query: Box<dyn Query> = if clauses.is_empty() { Box::new(AllQuery) } else { Box::new(BooleanQuery::new(clauses)) };
+        let query: Box<dyn Query> = if clauses.is_empty() {
+            Box::new(AllQuery)
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
         let searcher = self.reader.searcher();
-        let search_err = |source| Error::Index { action: "search", path: Default::default(), source };
-        let docs = searcher.search(&query, &DocSetCollector).map_err(search_err)?;
+        let search_err = |source| Error::Index {
+            action: "search",
+            path: Default::default(),
+            source,
+        };
+        let docs = searcher
+            .search(&query, &DocSetCollector)
+            .map_err(search_err)?;
         let mut hits = Vec::with_capacity(docs.len());
         for addr in docs {
             let seg = searcher.segment_reader(addr.segment_ord);
             let ff = seg.fast_fields();
-            let bytes = ff.bytes("trace_id").map_err(search_err)?.ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?;
+            let bytes = ff
+                .bytes("trace_id")
+                .map_err(search_err)?
+                .ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?;
             let mut id = Vec::with_capacity(16);
             if let Some(ord) = bytes.term_ords(addr.doc_id).next() {
-                bytes.ord_to_bytes(ord, &mut id).map_err(Error::io("read trace id from index", ""))?;
+                bytes
+                    .ord_to_bytes(ord, &mut id)
+                    .map_err(Error::io("read trace id from index", ""))?;
             }
-            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else { continue };
-            let num = |name: &str| -> Result<u64> { Ok(ff.u64(name).map_err(search_err)?.first(addr.doc_id).unwrap_or(0)) };
+            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                continue;
+            };
+            let num = |name: &str| -> Result<u64> {
+                Ok(ff
+                    .u64(name)
+                    .map_err(search_err)?
+                    .first(addr.doc_id)
+                    .unwrap_or(0))
+            };
             hits.push(TraceHit {
                 trace_id: TraceId(id),
                 part_id,

@@ -25,12 +25,12 @@ mod manifest;
 mod memtable;
 pub mod model;
 mod part;
+#[cfg(test)]
+mod roundtrip_tests;
 pub mod schema;
 mod snapshot;
 mod store;
 pub mod synth;
-#[cfg(test)]
-mod roundtrip_tests;
 pub mod wal;
 
 pub use config::{Durability, StoreConfig};

@@ -25,7 +25,10 @@ impl Store {
         let mut groups: BTreeMap<(Signal, u64), Vec<Arc<Part>>> = BTreeMap::new();
         for part in &manifest.parts {
             if part.meta().bytes < config.compaction_small_part_bytes {
-                groups.entry((part.meta().signal, part.meta().hour)).or_default().push(part.clone());
+                groups
+                    .entry((part.meta().signal, part.meta().hour))
+                    .or_default()
+                    .push(part.clone());
             }
         }
         let mut merged = 0;
@@ -63,7 +66,9 @@ impl Store {
             merged += group.len();
             let stats = &self.inner.stats;
             stats.compactions_total.fetch_add(1, Ordering::Relaxed);
-            stats.compaction_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            stats
+                .compaction_nanos_total
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             tracing::debug!(%signal, hour, parts = group.len(), "compacted");
         }
         Ok(merged)
@@ -81,11 +86,16 @@ impl Store {
             parts.sort_by_key(|p| (p.meta().max_time_unix_nano, p.meta().id));
             let hours = config.retention_hours(signal);
             let cutoff = now_unix_nano.saturating_sub(hours.saturating_mul(NANOS_PER_HOUR));
-            let (old, mut kept): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| hours > 0 && p.meta().max_time_unix_nano < cutoff);
+            let (old, mut kept): (Vec<_>, Vec<_>) = parts
+                .into_iter()
+                .partition(|p| hours > 0 && p.meta().max_time_unix_nano < cutoff);
             dropped.extend(old.into_iter().cloned());
             let max_bytes = config.max_bytes(signal);
             if max_bytes > 0 {
-                let mut total: u64 = kept.iter().map(|p| p.meta().bytes + p.meta().index_bytes).sum();
+                let mut total: u64 = kept
+                    .iter()
+                    .map(|p| p.meta().bytes + p.meta().index_bytes)
+                    .sum();
                 while total > max_bytes && !kept.is_empty() {
                     let oldest = kept.remove(0);
                     total -= oldest.meta().bytes + oldest.meta().index_bytes;
@@ -103,13 +113,21 @@ impl Store {
         let root = self.inner.root.clone();
         let next = blocking(move || next.persist(&root).map(|_| next)).await?;
         self.install(next, &dropped);
-        self.inner.stats.parts_dropped_by_retention_total.fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        self.inner
+            .stats
+            .parts_dropped_by_retention_total
+            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
         tracing::info!(parts = dropped.len(), "retention dropped parts");
         Ok(dropped.len())
     }
 
     fn current_manifest(&self) -> Arc<Manifest> {
-        self.inner.state.read().expect("store state lock").manifest.clone()
+        self.inner
+            .state
+            .read()
+            .expect("store state lock")
+            .manifest
+            .clone()
     }
 
     /// Makes a committed manifest current; the removed parts' files go once unused.
@@ -122,7 +140,9 @@ impl Store {
 
     /// The long-running component that flushes, compacts and applies retention.
     pub fn maintenance(&self) -> Maintenance {
-        Maintenance { store: self.clone() }
+        Maintenance {
+            store: self.clone(),
+        }
     }
 }
 
@@ -151,7 +171,10 @@ impl Maintenance {
                 let state = inner.state.read().expect("store state lock");
                 state.frozen.is_some()
                     || state.active.bytes >= config.flush_bytes
-                    || state.active.oldest.is_some_and(|t| t.elapsed() >= flush_every)
+                    || state
+                        .active
+                        .oldest
+                        .is_some_and(|t| t.elapsed() >= flush_every)
                     || inner.budget.used() >= config.flush_bytes
             };
             if due {
@@ -161,7 +184,10 @@ impl Maintenance {
             }
             if last_maintenance.elapsed() >= maintenance_every {
                 last_maintenance = Instant::now();
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
                 if let Err(e) = self.store.enforce_retention(now).await {
                     tracing::error!(error = %e, "retention failed; will retry");
                 }

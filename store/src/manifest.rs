@@ -65,7 +65,12 @@ impl std::fmt::Debug for Part {
 
 impl Part {
     pub(crate) fn new(meta: PartMeta, root: &Path) -> Arc<Self> {
-        Arc::new(Self { meta, root: root.to_owned(), obsolete: AtomicBool::new(false), index: OnceLock::new() })
+        Arc::new(Self {
+            meta,
+            root: root.to_owned(),
+            obsolete: AtomicBool::new(false),
+            index: OnceLock::new(),
+        })
     }
 
     pub fn meta(&self) -> &PartMeta {
@@ -82,7 +87,9 @@ impl Part {
     }
 
     pub(crate) fn index(&self) -> Result<Option<&PartIndex>> {
-        let Some(dir) = self.index_path() else { return Ok(None) };
+        let Some(dir) = self.index_path() else {
+            return Ok(None);
+        };
         if self.index.get().is_none() {
             let _ = self.index.set(PartIndex::open(&dir)?);
         }
@@ -131,12 +138,25 @@ impl Manifest {
         let path = root.join(MANIFEST_FILE);
         let text = match fs::read(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self { next_part_id: 1, ..Self::default() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    next_part_id: 1,
+                    ..Self::default()
+                });
+            }
             Err(e) => return Err(Error::io("read manifest", &path)(e)),
         };
-        let file: ManifestFile = serde_json::from_slice(&text).map_err(|source| Error::Manifest { path: path.clone(), source })?;
+        let file: ManifestFile =
+            serde_json::from_slice(&text).map_err(|source| Error::Manifest {
+                path: path.clone(),
+                source,
+            })?;
         if file.format_version != FORMAT_VERSION {
-            return Err(Error::Corrupt(format!("manifest {} has format version {}, this build reads {FORMAT_VERSION}", path.display(), file.format_version)));
+            return Err(Error::Corrupt(format!(
+                "manifest {} has format version {}, this build reads {FORMAT_VERSION}",
+                path.display(),
+                file.format_version
+            )));
         }
         Ok(Self {
             generation: file.generation,
@@ -162,7 +182,9 @@ impl Manifest {
         f.sync_all().map_err(Error::io("sync", &tmp))?;
         let path = root.join(MANIFEST_FILE);
         fs::rename(&tmp, &path).map_err(Error::io("replace manifest with", &tmp))?;
-        fs::File::open(root).and_then(|d| d.sync_all()).map_err(Error::io("sync directory", root))?;
+        fs::File::open(root)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("sync directory", root))?;
         Ok(())
     }
 
@@ -174,7 +196,10 @@ impl Manifest {
     pub(crate) fn referenced(&self) -> std::collections::HashSet<PathBuf> {
         self.parts
             .iter()
-            .flat_map(|p| std::iter::once(PathBuf::from(&p.meta.file)).chain(p.meta.index.as_ref().map(PathBuf::from)))
+            .flat_map(|p| {
+                std::iter::once(PathBuf::from(&p.meta.file))
+                    .chain(p.meta.index.as_ref().map(PathBuf::from))
+            })
             .collect()
     }
 }

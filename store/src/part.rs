@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use arrow::compute::{concat_batches, take_record_batch};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -31,7 +33,10 @@ fn row_hours(signal: Signal, batch: &RecordBatch) -> Result<Vec<u64>> {
 /// Splits rows by hour and sorts each hour's rows for its part: spans by trace id then start
 /// time (a trace's spans sit together, and trace-id statistics prune row groups), metric points
 /// by name, series and time, log records by time.
-pub(crate) fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec<(u64, RecordBatch)>> {
+pub(crate) fn partition_and_sort(
+    signal: Signal,
+    batches: &[RecordBatch],
+) -> Result<Vec<(u64, RecordBatch)>> {
     let batch = concat_batches(&schema_for(signal), batches)?;
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
@@ -65,7 +70,12 @@ pub(crate) fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Res
             let t = time("time_unix_nano")?.values();
             order.sort_by(|&a, &b| {
                 let (a, b) = (a as usize, b as usize);
-                (hours[a], names.value(a), series[a], t[a]).cmp(&(hours[b], names.value(b), series[b], t[b]))
+                (hours[a], names.value(a), series[a], t[a]).cmp(&(
+                    hours[b],
+                    names.value(b),
+                    series[b],
+                    t[b],
+                ))
             });
         }
         Signal::Logs => {
@@ -77,7 +87,11 @@ pub(crate) fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Res
     let mut start = 0;
     while start < order.len() {
         let hour = hours[order[start] as usize];
-        let end = start + order[start..].iter().take_while(|&&i| hours[i as usize] == hour).count();
+        let end = start
+            + order[start..]
+                .iter()
+                .take_while(|&&i| hours[i as usize] == hour)
+                .count();
         let indices = UInt32Array::from(order[start..end].to_vec());
         out.push((hour, take_record_batch(&batch, &indices)?));
         start = end;
@@ -87,7 +101,12 @@ pub(crate) fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Res
 
 /// Writer settings of every part: zstd, dictionaries, page-level statistics and the page
 /// index, delta encoding for times, a bloom filter on `trace_id`.
-fn writer_properties(signal: Signal, rows: usize, zstd_level: i32, row_group_rows: usize) -> Result<WriterProperties> {
+fn writer_properties(
+    signal: Signal,
+    rows: usize,
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(zstd_level)
         .map_err(|e| Error::Config(format!("parquet_zstd_level: {e}")))?;
     let mut builder = WriterProperties::builder()
@@ -99,7 +118,13 @@ fn writer_properties(signal: Signal, rows: usize, zstd_level: i32, row_group_row
             KeyValue::new("spyglass.signal".into(), signal.as_str().to_owned()),
             KeyValue::new("spyglass.schema_version".into(), SCHEMA_VERSION.to_string()),
         ]));
-    for column in ["start_time_unix_nano", "end_time_unix_nano", "time_unix_nano", "observed_time_unix_nano", "duration_nano"] {
+    for column in [
+        "start_time_unix_nano",
+        "end_time_unix_nano",
+        "time_unix_nano",
+        "observed_time_unix_nano",
+        "duration_nano",
+    ] {
         let path = ColumnPath::from(column);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), false)
@@ -117,14 +142,27 @@ fn writer_properties(signal: Signal, rows: usize, zstd_level: i32, row_group_row
 }
 
 /// Writes one part file and makes it durable. Returns its size in bytes.
-pub(crate) fn write_part(path: &Path, signal: Signal, batch: &RecordBatch, zstd_level: i32, row_group_rows: usize) -> Result<u64> {
-    let wrap = |action| move |source| Error::Parquet { action, path: path.to_owned(), source };
+pub(crate) fn write_part(
+    path: &Path,
+    signal: Signal,
+    batch: &RecordBatch,
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> Result<u64> {
+    let wrap = |action| {
+        move |source| Error::Parquet {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create part directory", dir))?;
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
     let props = writer_properties(signal, batch.num_rows(), zstd_level, row_group_rows)?;
-    let mut writer = ArrowWriter::try_new(file, schema_for(signal), Some(props)).map_err(wrap("open"))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema_for(signal), Some(props)).map_err(wrap("open"))?;
     writer.write(batch).map_err(wrap("write"))?;
     let file = writer.into_inner().map_err(wrap("finish"))?;
     file.sync_all().map_err(Error::io("sync part", path))?;
@@ -133,16 +171,33 @@ pub(crate) fn write_part(path: &Path, signal: Signal, batch: &RecordBatch, zstd_
 
 /// Reads a whole part.
 pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
-    let wrap = |action| move |source| Error::Parquet { action, path: path.to_owned(), source };
+    let wrap = |action| {
+        move |source| Error::Parquet {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
     let file = File::open(path).map_err(Error::io("open part", path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(wrap("open"))?.build().map_err(wrap("read"))?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::Arrow)
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(wrap("open"))?
+        .build()
+        .map_err(wrap("read"))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::Arrow)
 }
 
 /// Reads the rows of one trace from a part, skipping row groups whose trace-id statistics rule
 /// it out (parts are sorted by trace id, so usually one row group is read).
 pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBatch>> {
-    let wrap = |action| move |source| Error::Parquet { action, path: path.to_owned(), source };
+    let wrap = |action| {
+        move |source| Error::Parquet {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
     let file = File::open(path).map_err(Error::io("open part", path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(wrap("open"))?;
     let column = builder
@@ -166,7 +221,10 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
         })
         .map(|(i, _)| i)
         .collect();
-    let reader = builder.with_row_groups(row_groups).build().map_err(wrap("read"))?;
+    let reader = builder
+        .with_row_groups(row_groups)
+        .build()
+        .map_err(wrap("read"))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch?;
@@ -174,7 +232,9 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
             .column_by_name("trace_id")
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
             .ok_or_else(|| Error::Corrupt("trace_id column has the wrong type".into()))?;
-        let rows: Vec<u32> = (0..ids.len() as u32).filter(|&i| ids.value(i as usize) == wanted).collect();
+        let rows: Vec<u32> = (0..ids.len() as u32)
+            .filter(|&i| ids.value(i as usize) == wanted)
+            .collect();
         if !rows.is_empty() {
             out.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
         }

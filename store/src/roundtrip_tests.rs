@@ -21,7 +21,11 @@ fn attr_value() -> impl Strategy<Value = AttrValue> {
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(AttrValue::Array),
-            vec(("[a-z.]{0,6}", inner), 0..4).prop_map(|kvs| AttrValue::KvList(kvs.into_iter().map(|(key, value)| KeyValue { key, value }).collect())),
+            vec(("[a-z.]{0,6}", inner), 0..4).prop_map(|kvs| AttrValue::KvList(
+                kvs.into_iter()
+                    .map(|(key, value)| KeyValue { key, value })
+                    .collect()
+            )),
         ]
     })
 }
@@ -31,18 +35,39 @@ fn attributes() -> impl Strategy<Value = Attributes> {
 }
 
 fn resource() -> impl Strategy<Value = Resource> {
-    (attributes(), option::of("[a-z]{1,8}"), any::<u32>(), ".{0,10}").prop_map(|(mut attributes, service, dropped, schema_url)| {
-        if let Some(service) = service {
-            let mut pairs: Vec<KeyValue> = attributes.iter().cloned().collect();
-            pairs.push(KeyValue { key: "service.name".into(), value: AttrValue::Str(service) });
-            attributes = Attributes::new(pairs);
-        }
-        Resource { attributes, dropped_attributes_count: dropped, schema_url }
-    })
+    (
+        attributes(),
+        option::of("[a-z]{1,8}"),
+        any::<u32>(),
+        ".{0,10}",
+    )
+        .prop_map(|(mut attributes, service, dropped, schema_url)| {
+            if let Some(service) = service {
+                let mut pairs: Vec<KeyValue> = attributes.iter().cloned().collect();
+                pairs.push(KeyValue {
+                    key: "service.name".into(),
+                    value: AttrValue::Str(service),
+                });
+                attributes = Attributes::new(pairs);
+            }
+            Resource {
+                attributes,
+                dropped_attributes_count: dropped,
+                schema_url,
+            }
+        })
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
-    (".{0,8}", ".{0,8}", attributes(), any::<u32>(), ".{0,8}").prop_map(|(name, version, attributes, dropped_attributes_count, schema_url)| Scope { name, version, attributes, dropped_attributes_count, schema_url })
+    (".{0,8}", ".{0,8}", attributes(), any::<u32>(), ".{0,8}").prop_map(
+        |(name, version, attributes, dropped_attributes_count, schema_url)| Scope {
+            name,
+            version,
+            attributes,
+            dropped_attributes_count,
+            schema_url,
+        },
+    )
 }
 
 fn trace_id() -> impl Strategy<Value = TraceId> {
@@ -54,11 +79,37 @@ fn span_id() -> impl Strategy<Value = SpanId> {
 }
 
 fn event() -> impl Strategy<Value = SpanEvent> {
-    (any::<u64>(), ".{0,10}", attributes(), any::<u32>()).prop_map(|(time_unix_nano, name, attributes, dropped_attributes_count)| SpanEvent { time_unix_nano, name, attributes, dropped_attributes_count })
+    (any::<u64>(), ".{0,10}", attributes(), any::<u32>()).prop_map(
+        |(time_unix_nano, name, attributes, dropped_attributes_count)| SpanEvent {
+            time_unix_nano,
+            name,
+            attributes,
+            dropped_attributes_count,
+        },
+    )
 }
 
 fn link() -> impl Strategy<Value = SpanLink> {
-    (trace_id(), span_id(), ".{0,10}", any::<u32>(), attributes(), any::<u32>()).prop_map(|(trace_id, span_id, trace_state, flags, attributes, dropped_attributes_count)| SpanLink { trace_id, span_id, trace_state, flags, attributes, dropped_attributes_count })
+    (
+        trace_id(),
+        span_id(),
+        ".{0,10}",
+        any::<u32>(),
+        attributes(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(trace_id, span_id, trace_state, flags, attributes, dropped_attributes_count)| {
+                SpanLink {
+                    trace_id,
+                    span_id,
+                    trace_state,
+                    flags,
+                    attributes,
+                    dropped_attributes_count,
+                }
+            },
+        )
 }
 
 prop_compose! {
@@ -88,7 +139,10 @@ prop_compose! {
 }
 
 fn number() -> impl Strategy<Value = NumberValue> {
-    prop_oneof![any::<i64>().prop_map(NumberValue::Int), any::<f64>().prop_map(NumberValue::Double)]
+    prop_oneof![
+        any::<i64>().prop_map(NumberValue::Int),
+        any::<f64>().prop_map(NumberValue::Double)
+    ]
 }
 
 fn opt_f64() -> impl Strategy<Value = Option<f64>> {
@@ -99,14 +153,94 @@ fn point_value() -> impl Strategy<Value = (MetricType, PointValue)> {
     prop_oneof![
         number().prop_map(|n| (MetricType::Gauge, PointValue::Number(n))),
         number().prop_map(|n| (MetricType::Sum, PointValue::Number(n))),
-        (any::<u64>(), opt_f64(), opt_f64(), opt_f64(), vec(any::<u64>(), 0..6), vec(any::<f64>(), 0..5)).prop_map(|(count, sum, min, max, bucket_counts, explicit_bounds)| (MetricType::Histogram, PointValue::Histogram { count, sum, min, max, bucket_counts, explicit_bounds })),
-        (any::<u64>(), opt_f64(), opt_f64(), opt_f64(), any::<i32>(), any::<u64>(), any::<f64>(), (any::<i32>(), vec(any::<u64>(), 0..5)), (any::<i32>(), vec(any::<u64>(), 0..5))).prop_map(|(count, sum, min, max, scale, zero_count, zero_threshold, pos, neg)| (MetricType::ExponentialHistogram, PointValue::ExponentialHistogram { count, sum, min, max, scale, zero_count, zero_threshold, positive: ExpBuckets { offset: pos.0, bucket_counts: pos.1 }, negative: ExpBuckets { offset: neg.0, bucket_counts: neg.1 } })),
-        (any::<u64>(), any::<f64>(), vec((any::<f64>(), any::<f64>()), 0..4)).prop_map(|(count, sum, qs)| (MetricType::Summary, PointValue::Summary { count, sum, quantiles: qs.into_iter().map(|(quantile, value)| Quantile { quantile, value }).collect() })),
+        (
+            any::<u64>(),
+            opt_f64(),
+            opt_f64(),
+            opt_f64(),
+            vec(any::<u64>(), 0..6),
+            vec(any::<f64>(), 0..5)
+        )
+            .prop_map(|(count, sum, min, max, bucket_counts, explicit_bounds)| (
+                MetricType::Histogram,
+                PointValue::Histogram {
+                    count,
+                    sum,
+                    min,
+                    max,
+                    bucket_counts,
+                    explicit_bounds
+                }
+            )),
+        (
+            any::<u64>(),
+            opt_f64(),
+            opt_f64(),
+            opt_f64(),
+            any::<i32>(),
+            any::<u64>(),
+            any::<f64>(),
+            (any::<i32>(), vec(any::<u64>(), 0..5)),
+            (any::<i32>(), vec(any::<u64>(), 0..5))
+        )
+            .prop_map(
+                |(count, sum, min, max, scale, zero_count, zero_threshold, pos, neg)| (
+                    MetricType::ExponentialHistogram,
+                    PointValue::ExponentialHistogram {
+                        count,
+                        sum,
+                        min,
+                        max,
+                        scale,
+                        zero_count,
+                        zero_threshold,
+                        positive: ExpBuckets {
+                            offset: pos.0,
+                            bucket_counts: pos.1
+                        },
+                        negative: ExpBuckets {
+                            offset: neg.0,
+                            bucket_counts: neg.1
+                        }
+                    }
+                )
+            ),
+        (
+            any::<u64>(),
+            any::<f64>(),
+            vec((any::<f64>(), any::<f64>()), 0..4)
+        )
+            .prop_map(|(count, sum, qs)| (
+                MetricType::Summary,
+                PointValue::Summary {
+                    count,
+                    sum,
+                    quantiles: qs
+                        .into_iter()
+                        .map(|(quantile, value)| Quantile { quantile, value })
+                        .collect()
+                }
+            )),
     ]
 }
 
 fn exemplar() -> impl Strategy<Value = Exemplar> {
-    (any::<u64>(), number(), option::of(trace_id()), option::of(span_id()), attributes()).prop_map(|(time_unix_nano, value, trace_id, span_id, filtered_attributes)| Exemplar { time_unix_nano, value, trace_id, span_id, filtered_attributes })
+    (
+        any::<u64>(),
+        number(),
+        option::of(trace_id()),
+        option::of(span_id()),
+        attributes(),
+    )
+        .prop_map(
+            |(time_unix_nano, value, trace_id, span_id, filtered_attributes)| Exemplar {
+                time_unix_nano,
+                value,
+                trace_id,
+                span_id,
+                filtered_attributes,
+            },
+        )
 }
 
 prop_compose! {
@@ -151,18 +285,26 @@ prop_compose! {
 
 /// Through Parquet (the part writer's settings) and through the WAL payload encoding.
 fn round_trip(records: &Records) -> Result<(), TestCaseError> {
-    let batch = records.to_batch().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let batch = records
+        .to_batch()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let path = dir.path().join("part.parquet");
-    part::write_part(&path, records.signal(), &batch, 3, 7).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    part::write_part(&path, records.signal(), &batch, 3, 7)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let read = part::read_part(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let merged = arrow::compute::concat_batches(&crate::schema::schema_for(records.signal()), &read).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back = Records::from_batch(records.signal(), &merged).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let merged =
+        arrow::compute::concat_batches(&crate::schema::schema_for(records.signal()), &read)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back = Records::from_batch(records.signal(), &merged)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, records);
 
     let payload = ipc::encode(&batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let decoded = ipc::decode(records.signal(), &payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back = Records::from_batch(records.signal(), &decoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let decoded =
+        ipc::decode(records.signal(), &payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back = Records::from_batch(records.signal(), &decoded)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, records);
     Ok(())
 }
@@ -185,4 +327,3 @@ proptest! {
         round_trip(&Records::Logs(logs))?;
     }
 }
-

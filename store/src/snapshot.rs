@@ -27,7 +27,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub(crate) fn new(manifest: Arc<Manifest>, memtables: Vec<Arc<Memtable>>) -> Self {
-        Self { manifest, memtables }
+        Self {
+            manifest,
+            memtables,
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -41,7 +44,10 @@ impl Snapshot {
 
     /// Rows not yet in parts, as Arrow batches in the signal's schema.
     pub fn memtable_batches(&self, signal: Signal) -> Vec<RecordBatch> {
-        self.memtables.iter().flat_map(|m| m.batches(signal).iter().cloned()).collect()
+        self.memtables
+            .iter()
+            .flat_map(|m| m.batches(signal).iter().cloned())
+            .collect()
     }
 
     /// Every row of a signal: all parts, then the memtables.
@@ -79,7 +85,12 @@ impl Snapshot {
             match part.index()? {
                 Some(index) if index.contains(trace_id)? => out.push(part.clone()),
                 Some(_) => {}
-                None => return Err(Error::Corrupt(format!("spans part {} has no index", part.meta().id))),
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "spans part {} has no index",
+                        part.meta().id
+                    )));
+                }
             }
         }
         Ok(out)
@@ -97,7 +108,9 @@ impl Snapshot {
                 .column_by_name("trace_id")
                 .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
                 .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
-            let rows: Vec<u32> = (0..ids.len() as u32).filter(|&i| ids.value(i as usize) == trace_id.0).collect();
+            let rows: Vec<u32> = (0..ids.len() as u32)
+                .filter(|&i| ids.value(i as usize) == trace_id.0)
+                .collect();
             if !rows.is_empty() {
                 batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
             }
@@ -122,8 +135,12 @@ impl Snapshot {
         let mut by_trace: BTreeMap<TraceId, TraceHit> = BTreeMap::new();
         for part in self.manifest.parts_of(Signal::Spans) {
             let meta = part.meta();
-            let outside = query.start_unix_nano.is_some_and(|s| meta.max_time_unix_nano < s)
-                || query.end_unix_nano.is_some_and(|e| meta.min_time_unix_nano > e);
+            let outside = query
+                .start_unix_nano
+                .is_some_and(|s| meta.max_time_unix_nano < s)
+                || query
+                    .end_unix_nano
+                    .is_some_and(|e| meta.min_time_unix_nano > e);
             if outside {
                 continue;
             }
@@ -132,7 +149,8 @@ impl Snapshot {
                 by_trace
                     .entry(hit.trace_id)
                     .and_modify(|h| {
-                        h.start_time_unix_nano = h.start_time_unix_nano.min(hit.start_time_unix_nano);
+                        h.start_time_unix_nano =
+                            h.start_time_unix_nano.min(hit.start_time_unix_nano);
                         h.end_time_unix_nano = h.end_time_unix_nano.max(hit.end_time_unix_nano);
                         h.span_count += hit.span_count;
                         h.error_count += hit.error_count;
@@ -141,7 +159,11 @@ impl Snapshot {
             }
         }
         let mut hits: Vec<TraceHit> = by_trace.into_values().collect();
-        hits.sort_by(|a, b| b.start_time_unix_nano.cmp(&a.start_time_unix_nano).then(a.trace_id.cmp(&b.trace_id)));
+        hits.sort_by(|a, b| {
+            b.start_time_unix_nano
+                .cmp(&a.start_time_unix_nano)
+                .then(a.trace_id.cmp(&b.trace_id))
+        });
         hits.truncate(limit);
         Ok(hits)
     }

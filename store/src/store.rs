@@ -80,7 +80,11 @@ impl Store {
     }
 
     /// Like [`Store::open`], with the WAL writing through `fs` (tests inject failures there).
-    pub fn open_with_fs(root: impl AsRef<Path>, config: StoreConfig, fs: Arc<dyn WalFs>) -> Result<(Self, ReplayReport)> {
+    pub fn open_with_fs(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        fs: Arc<dyn WalFs>,
+    ) -> Result<(Self, ReplayReport)> {
         config.validate()?;
         let root = root.as_ref().to_owned();
         std::fs::create_dir_all(&root).map_err(Error::io("create data directory", &root))?;
@@ -90,7 +94,8 @@ impl Store {
         let mut active = Memtable::default();
         let wal_dir = root.join("wal");
         let replayed = wal::replay(&wal_dir, manifest.flushed_lsn, &mut |lsn, tag, payload| {
-            let signal = Signal::from_tag(tag).ok_or_else(|| format!("unknown signal tag {tag}"))?;
+            let signal =
+                Signal::from_tag(tag).ok_or_else(|| format!("unknown signal tag {tag}"))?;
             let batch = ipc::decode(signal, payload).map_err(|e| e.to_string())?;
             let bytes = batch_bytes(&batch);
             budget.force_reserve(bytes);
@@ -99,8 +104,17 @@ impl Store {
         })?;
         let next_lsn = replayed.max_lsn.max(manifest.flushed_lsn) + 1;
         let report = replayed.report;
-        tracing::info!(records = report.records_replayed, damaged = report.damaged.len(), bytes_set_aside = report.bytes_set_aside(), "wal replayed");
-        let state = Arc::new(RwLock::new(State { manifest: Arc::new(manifest), active, frozen: None }));
+        tracing::info!(
+            records = report.records_replayed,
+            damaged = report.damaged.len(),
+            bytes_set_aside = report.bytes_set_aside(),
+            "wal replayed"
+        );
+        let state = Arc::new(RwLock::new(State {
+            manifest: Arc::new(manifest),
+            active,
+            frozen: None,
+        }));
         let apply_to = state.clone();
         let apply: wal::Apply<Pending> = Box::new(move |items| {
             let mut state = apply_to.write().expect("store state lock");
@@ -126,7 +140,12 @@ impl Store {
             flush_wanted: Notify::new(),
             stats: StoreStats::default(),
         };
-        Ok((Self { inner: Arc::new(inner) }, report))
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            report,
+        ))
     }
 
     pub fn root(&self) -> &Path {
@@ -141,30 +160,51 @@ impl Store {
     /// that holds them. [`Error::TryLater`] when the memtable is full or the WAL is behind;
     /// [`Error::WalWrite`] when the disk failed (nothing was acknowledged).
     pub async fn append(&self, records: &Records) -> Result<u64> {
-        self.append_batch(records.signal(), records.to_batch()?).await
+        self.append_batch(records.signal(), records.to_batch()?)
+            .await
     }
 
     /// Appends a batch already in the signal's Arrow schema.
     pub async fn append_batch(&self, signal: Signal, batch: RecordBatch) -> Result<u64> {
         if batch.schema().fields() != schema_for(signal).fields() {
-            return Err(Error::Corrupt(format!("batch is not in the {signal} schema")));
+            return Err(Error::Corrupt(format!(
+                "batch is not in the {signal} schema"
+            )));
         }
         let inner = &self.inner;
         let bytes = batch_bytes(&batch);
         if !inner.budget.try_reserve(bytes) {
             inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
             inner.flush_wanted.notify_one();
-            return Err(Error::TryLater { reason: "memtable is full" });
+            return Err(Error::TryLater {
+                reason: "memtable is full",
+            });
         }
         let rows = batch.num_rows() as u64;
         let result = match ipc::encode(&batch) {
-            Ok(payload) => inner.wal.append(signal.tag(), payload, Pending { signal, batch, bytes }).await,
+            Ok(payload) => {
+                inner
+                    .wal
+                    .append(
+                        signal.tag(),
+                        payload,
+                        Pending {
+                            signal,
+                            batch,
+                            bytes,
+                        },
+                    )
+                    .await
+            }
             Err(e) => Err(e),
         };
         match result {
             Ok(lsn) => {
                 inner.stats.appends_total.fetch_add(1, Ordering::Relaxed);
-                inner.stats.rows_appended_total.fetch_add(rows, Ordering::Relaxed);
+                inner
+                    .stats
+                    .rows_appended_total
+                    .fetch_add(rows, Ordering::Relaxed);
                 if inner.budget.used() >= inner.config.flush_bytes {
                     inner.flush_wanted.notify_one();
                 }
@@ -204,7 +244,10 @@ impl Store {
                 }
                 state.frozen = Some(Arc::new(std::mem::take(&mut state.active)));
             }
-            (state.frozen.clone().expect("frozen was just set"), state.manifest.clone())
+            (
+                state.frozen.clone().expect("frozen was just set"),
+                state.manifest.clone(),
+            )
         };
         let inner = self.inner.clone();
         let table = frozen.clone();
@@ -216,9 +259,19 @@ impl Store {
         }
         self.inner.budget.release(frozen.bytes);
         self.inner.wal.checkpoint(report.flushed_lsn)?;
-        self.inner.stats.flushes_total.fetch_add(1, Ordering::Relaxed);
-        self.inner.stats.flush_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        tracing::debug!(rows = report.rows, parts = report.parts.len(), "flushed memtable");
+        self.inner
+            .stats
+            .flushes_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .flush_nanos_total
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        tracing::debug!(
+            rows = report.rows,
+            parts = report.parts.len(),
+            "flushed memtable"
+        );
         Ok(Some(report))
     }
 
@@ -253,7 +306,11 @@ impl Store {
 }
 
 impl Inner {
-    fn write_flush(&self, manifest: &Manifest, table: &Memtable) -> Result<(Manifest, FlushReport)> {
+    fn write_flush(
+        &self,
+        manifest: &Manifest,
+        table: &Memtable,
+    ) -> Result<(Manifest, FlushReport)> {
         let mut next = manifest.clone();
         next.generation += 1;
         let mut report = FlushReport::default();
@@ -278,7 +335,14 @@ impl Inner {
     }
 
     /// Writes one part's Parquet file and, for spans, its index (on a second thread).
-    pub(crate) fn write_part_files(&self, signal: Signal, hour: u64, id: u64, batch: &RecordBatch, level: u32) -> Result<PartMeta> {
+    pub(crate) fn write_part_files(
+        &self,
+        signal: Signal,
+        hour: u64,
+        id: u64,
+        batch: &RecordBatch,
+        level: u32,
+    ) -> Result<PartMeta> {
         let dir = format!("parts/{signal}/{}", hour_folder(hour));
         let file = format!("{dir}/{id:012}.parquet");
         let index_rel = (signal == Signal::Spans).then(|| format!("{dir}/{id:012}.index"));
@@ -287,9 +351,17 @@ impl Inner {
                 let path = self.root.join(rel);
                 scope.spawn(move || index::build(&path, batch))
             });
-            let bytes = write_part(&self.root.join(&file), signal, batch, self.config.parquet_zstd_level, self.config.parquet_row_group_rows);
+            let bytes = write_part(
+                &self.root.join(&file),
+                signal,
+                batch,
+                self.config.parquet_zstd_level,
+                self.config.parquet_row_group_rows,
+            );
             let index_bytes = match index_job {
-                Some(job) => job.join().map_err(|_| Error::Task("index builder panicked".into()))?,
+                Some(job) => job
+                    .join()
+                    .map_err(|_| Error::Task("index builder panicked".into()))?,
                 None => Ok(0),
             };
             Ok::<_, Error>((bytes?, index_bytes?))
@@ -312,8 +384,12 @@ impl Inner {
 }
 
 /// Runs blocking work off the async threads and waits for it.
-pub(crate) async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(job).await.map_err(|e| Error::Task(e.to_string()))?
+pub(crate) async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
 }
 
 /// Deletes part files and index directories the manifest does not name: leftovers of a flush or
@@ -335,7 +411,11 @@ fn remove_unreferenced_parts(root: &Path, manifest: &Manifest) -> Result<()> {
                     continue;
                 }
                 tracing::info!(path = %path.display(), "removing a part file the manifest does not reference");
-                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
                 removed.map_err(Error::io("remove unreferenced part", &path))?;
             }
         }

@@ -9,19 +9,53 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::model::{AttrValue, Attributes, KeyValue, Resource, Scope, Span, SpanEvent, SpanId, SpanKind, StatusCode, TraceId};
+use crate::model::{
+    AttrValue, Attributes, KeyValue, Resource, Scope, Span, SpanEvent, SpanId, SpanKind,
+    StatusCode, TraceId,
+};
 
-const SERVICES: [&str; 6] = ["frontend", "checkout", "cart", "payments", "inventory", "shipping"];
-const ROUTES: [&str; 8] = ["/api/cart", "/api/checkout", "/api/products/{id}", "/api/orders/{id}", "/api/shipping/quote", "/api/payments/charge", "/api/inventory/reserve", "/health"];
+const SERVICES: [&str; 6] = [
+    "frontend",
+    "checkout",
+    "cart",
+    "payments",
+    "inventory",
+    "shipping",
+];
+const ROUTES: [&str; 8] = [
+    "/api/cart",
+    "/api/checkout",
+    "/api/products/{id}",
+    "/api/orders/{id}",
+    "/api/shipping/quote",
+    "/api/payments/charge",
+    "/api/inventory/reserve",
+    "/health",
+];
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 const TABLES: [&str; 5] = ["orders", "carts", "products", "payments", "shipments"];
 const OPERATIONS: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];
-const RPCS: [(&str, &str); 5] = [("CartService", "GetCart"), ("CartService", "AddItem"), ("PaymentService", "Charge"), ("InventoryService", "Reserve"), ("ShippingService", "Quote")];
+const RPCS: [(&str, &str); 5] = [
+    ("CartService", "GetCart"),
+    ("CartService", "AddItem"),
+    ("PaymentService", "Charge"),
+    ("InventoryService", "Reserve"),
+    ("ShippingService", "Quote"),
+];
 const EXCEPTIONS: [(&str, &str); 4] = [
-    ("TimeoutError", "deadline exceeded after 2000ms calling payments"),
-    ("ConnectionResetError", "connection reset by peer while reading response"),
+    (
+        "TimeoutError",
+        "deadline exceeded after 2000ms calling payments",
+    ),
+    (
+        "ConnectionResetError",
+        "connection reset by peer while reading response",
+    ),
     ("ValueError", "invalid quantity for product sku-4411: -1"),
-    ("DatabaseError", "could not serialize access due to concurrent update"),
+    (
+        "DatabaseError",
+        "could not serialize access due to concurrent update",
+    ),
 ];
 
 /// Generates traces; see the module doc for their shape.
@@ -33,7 +67,10 @@ pub struct SpanGenerator {
 }
 
 fn kv(key: &str, value: AttrValue) -> KeyValue {
-    KeyValue { key: key.to_owned(), value }
+    KeyValue {
+        key: key.to_owned(),
+        value,
+    }
 }
 
 fn s(v: impl Into<String>) -> AttrValue {
@@ -53,7 +90,10 @@ impl SpanGenerator {
                         kv("service.name", s(service)),
                         kv("service.version", s("1.4.2")),
                         kv("service.namespace", s("shop")),
-                        kv("service.instance.id", s(format!("{pod}-{:016x}", rng.random::<u64>()))),
+                        kv(
+                            "service.instance.id",
+                            s(format!("{pod}-{:016x}", rng.random::<u64>())),
+                        ),
                         kv("deployment.environment.name", s("production")),
                         kv("host.name", s(pod.clone())),
                         kv("k8s.pod.name", s(pod)),
@@ -66,8 +106,17 @@ impl SpanGenerator {
                 });
             }
         }
-        let scope = Scope { name: "spyglass-synth".into(), version: "1.0.0".into(), ..Scope::default() };
-        Self { rng, resources, scope, now_unix_nano: start_unix_nano }
+        let scope = Scope {
+            name: "spyglass-synth".into(),
+            version: "1.0.0".into(),
+            ..Scope::default()
+        };
+        Self {
+            rng,
+            resources,
+            scope,
+            now_unix_nano: start_unix_nano,
+        }
     }
 
     fn resource(&mut self, service: usize) -> Resource {
@@ -102,13 +151,23 @@ impl SpanGenerator {
         spans.push(self.http_server_span(trace_id, None, 0, start, root_duration));
         while spans.len() < count {
             let parent = &spans[self.rng.random_range(0..spans.len())];
-            let (parent_id, parent_start, parent_end) = (parent.span_id, parent.start_time_unix_nano, parent.end_time_unix_nano);
-            let parent_service = SERVICES.iter().position(|s| *s == parent.service_name()).unwrap_or(0);
-            let span_start = parent_start + self.rng.random_range(0..=(parent_end - parent_start) / 2);
+            let (parent_id, parent_start, parent_end) = (
+                parent.span_id,
+                parent.start_time_unix_nano,
+                parent.end_time_unix_nano,
+            );
+            let parent_service = SERVICES
+                .iter()
+                .position(|s| *s == parent.service_name())
+                .unwrap_or(0);
+            let span_start =
+                parent_start + self.rng.random_range(0..=(parent_end - parent_start) / 2);
             let duration = self.rng.random_range(1..=(parent_end - span_start).max(2));
             let span = match self.rng.random_range(0..10) {
                 0..=3 => self.db_span(trace_id, parent_id, parent_service, span_start, duration),
-                4..=6 => self.rpc_client_span(trace_id, parent_id, parent_service, span_start, duration),
+                4..=6 => {
+                    self.rpc_client_span(trace_id, parent_id, parent_service, span_start, duration)
+                }
                 _ => {
                     let callee = self.rng.random_range(1..SERVICES.len());
                     self.http_server_span(trace_id, Some(parent_id), callee, span_start, duration)
@@ -119,7 +178,14 @@ impl SpanGenerator {
         spans
     }
 
-    fn base(&mut self, trace_id: TraceId, parent: Option<SpanId>, service: usize, start: u64, duration: u64) -> Span {
+    fn base(
+        &mut self,
+        trace_id: TraceId,
+        parent: Option<SpanId>,
+        service: usize,
+        start: u64,
+        duration: u64,
+    ) -> Span {
         let mut span = Span {
             trace_id,
             span_id: SpanId(self.id()),
@@ -150,11 +216,22 @@ impl SpanGenerator {
         span
     }
 
-    fn http_server_span(&mut self, trace_id: TraceId, parent: Option<SpanId>, service: usize, start: u64, duration: u64) -> Span {
+    fn http_server_span(
+        &mut self,
+        trace_id: TraceId,
+        parent: Option<SpanId>,
+        service: usize,
+        start: u64,
+        duration: u64,
+    ) -> Span {
         let mut span = self.base(trace_id, parent, service, start, duration);
         let route = ROUTES[self.rng.random_range(0..ROUTES.len())];
         let method = METHODS[self.rng.random_range(0..METHODS.len())];
-        let status = if span.status_code == StatusCode::Error { 500 } else { [200, 200, 200, 201, 404][self.rng.random_range(0..5)] };
+        let status = if span.status_code == StatusCode::Error {
+            500
+        } else {
+            [200, 200, 200, 201, 404][self.rng.random_range(0..5)]
+        };
         let path = route.replace("{id}", &self.rng.random_range(1000..99999).to_string());
         span.name = format!("{method} {route}");
         span.kind = SpanKind::Server;
@@ -164,16 +241,36 @@ impl SpanGenerator {
             kv("url.path", s(path)),
             kv("url.scheme", s("http")),
             kv("http.response.status_code", AttrValue::Int(status)),
-            kv("server.address", s(format!("{}.shop.svc", SERVICES[service]))),
+            kv(
+                "server.address",
+                s(format!("{}.shop.svc", SERVICES[service])),
+            ),
             kv("server.port", AttrValue::Int(8080)),
             kv("network.protocol.version", s("1.1")),
-            kv("client.address", s(format!("10.0.{}.{}", self.rng.random_range(0..4), self.rng.random_range(1..255)))),
-            kv("user_agent.original", s("Mozilla/5.0 (X11; Linux x86_64) shop-web/2.3")),
+            kv(
+                "client.address",
+                s(format!(
+                    "10.0.{}.{}",
+                    self.rng.random_range(0..4),
+                    self.rng.random_range(1..255)
+                )),
+            ),
+            kv(
+                "user_agent.original",
+                s("Mozilla/5.0 (X11; Linux x86_64) shop-web/2.3"),
+            ),
         ]);
         span
     }
 
-    fn db_span(&mut self, trace_id: TraceId, parent: SpanId, service: usize, start: u64, duration: u64) -> Span {
+    fn db_span(
+        &mut self,
+        trace_id: TraceId,
+        parent: SpanId,
+        service: usize,
+        start: u64,
+        duration: u64,
+    ) -> Span {
         let mut span = self.base(trace_id, Some(parent), service, start, duration);
         let table = TABLES[self.rng.random_range(0..TABLES.len())];
         let op = OPERATIONS[self.rng.random_range(0..OPERATIONS.len())];
@@ -190,7 +287,10 @@ impl SpanGenerator {
                 kv("server.port", AttrValue::Int(6379)),
                 kv("network.peer.address", s("10.0.9.12")),
                 kv("network.transport", s("tcp")),
-                kv("db.response.returned_rows", AttrValue::Int(self.rng.random_range(0..2))),
+                kv(
+                    "db.response.returned_rows",
+                    AttrValue::Int(self.rng.random_range(0..2)),
+                ),
                 kv("cache.hit", AttrValue::Bool(self.rng.random_bool(0.8))),
             ]);
         } else {
@@ -200,18 +300,31 @@ impl SpanGenerator {
                 kv("db.operation.name", s(op)),
                 kv("db.namespace", s("shop")),
                 kv("db.collection.name", s(table)),
-                kv("db.query.text", s(format!("{op} * FROM {table} WHERE id = $1"))),
+                kv(
+                    "db.query.text",
+                    s(format!("{op} * FROM {table} WHERE id = $1")),
+                ),
                 kv("server.address", s("postgres.shop.svc")),
                 kv("server.port", AttrValue::Int(5432)),
                 kv("network.peer.address", s("10.0.9.5")),
                 kv("network.transport", s("tcp")),
-                kv("db.response.returned_rows", AttrValue::Int(self.rng.random_range(0..50))),
+                kv(
+                    "db.response.returned_rows",
+                    AttrValue::Int(self.rng.random_range(0..50)),
+                ),
             ]);
         }
         span
     }
 
-    fn rpc_client_span(&mut self, trace_id: TraceId, parent: SpanId, service: usize, start: u64, duration: u64) -> Span {
+    fn rpc_client_span(
+        &mut self,
+        trace_id: TraceId,
+        parent: SpanId,
+        service: usize,
+        start: u64,
+        duration: u64,
+    ) -> Span {
         let mut span = self.base(trace_id, Some(parent), service, start, duration);
         let (svc, method) = RPCS[self.rng.random_range(0..RPCS.len())];
         span.name = format!("shop.{svc}/{method}");
@@ -220,13 +333,32 @@ impl SpanGenerator {
             kv("rpc.system", s("grpc")),
             kv("rpc.service", s(format!("shop.{svc}"))),
             kv("rpc.method", s(method)),
-            kv("rpc.grpc.status_code", AttrValue::Int(if span.status_code == StatusCode::Error { 14 } else { 0 })),
-            kv("server.address", s(format!("{}.shop.svc", svc.trim_end_matches("Service").to_lowercase()))),
+            kv(
+                "rpc.grpc.status_code",
+                AttrValue::Int(if span.status_code == StatusCode::Error {
+                    14
+                } else {
+                    0
+                }),
+            ),
+            kv(
+                "server.address",
+                s(format!(
+                    "{}.shop.svc",
+                    svc.trim_end_matches("Service").to_lowercase()
+                )),
+            ),
             kv("server.port", AttrValue::Int(50051)),
-            kv("network.peer.address", s(format!("10.0.3.{}", self.rng.random_range(1..255)))),
+            kv(
+                "network.peer.address",
+                s(format!("10.0.3.{}", self.rng.random_range(1..255))),
+            ),
             kv("network.transport", s("tcp")),
             kv("network.type", s("ipv4")),
-            kv("peer.service", s(svc.trim_end_matches("Service").to_lowercase())),
+            kv(
+                "peer.service",
+                s(svc.trim_end_matches("Service").to_lowercase()),
+            ),
         ]);
         span
     }
@@ -240,15 +372,25 @@ mod tests {
     fn traces_have_the_documented_shape() {
         let mut generator = SpanGenerator::new(7, 1_700_000_000_000_000_000);
         let spans = generator.spans(10_000);
-        let errors = spans.iter().filter(|s| !s.events.is_empty()).count() as f64 / spans.len() as f64;
+        let errors =
+            spans.iter().filter(|s| !s.events.is_empty()).count() as f64 / spans.len() as f64;
         assert!((0.07..0.13).contains(&errors), "exception share {errors}");
-        assert!(spans.iter().all(|s| s.resource.attributes.len() == 10 && s.attributes.len() == 10));
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.resource.attributes.len() == 10 && s.attributes.len() == 10)
+        );
         let mut by_trace = std::collections::HashMap::<TraceId, usize>::new();
         for span in &spans {
             *by_trace.entry(span.trace_id).or_default() += 1;
             assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
         }
         assert!(by_trace.values().all(|n| (5..=40).contains(n)));
-        assert_eq!(SpanGenerator::new(7, 1_700_000_000_000_000_000).spans(100)[..], spans[..SpanGenerator::new(7, 1_700_000_000_000_000_000).spans(100).len()]);
+        assert_eq!(
+            SpanGenerator::new(7, 1_700_000_000_000_000_000).spans(100)[..],
+            spans[..SpanGenerator::new(7, 1_700_000_000_000_000_000)
+                .spans(100)
+                .len()]
+        );
     }
 }

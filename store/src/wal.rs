@@ -115,7 +115,9 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
                 continue;
             }
         };
-        if bytes.len() < record::SEGMENT_HEADER_LEN || bytes[..record::SEGMENT_HEADER_LEN] != segment_header() {
+        if bytes.len() < record::SEGMENT_HEADER_LEN
+            || bytes[..record::SEGMENT_HEADER_LEN] != segment_header()
+        {
             set_aside_whole(dir, &path, Damage::BadHeader, &mut report)?;
             continue;
         }
@@ -147,10 +149,18 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
             // that a new segment may reuse its name.
             fs::remove_file(&path).map_err(Error::io("remove empty wal segment", &path))?;
         } else {
-            segments.push(SegmentInfo { path, last_lsn, active: false });
+            segments.push(SegmentInfo {
+                path,
+                last_lsn,
+                active: false,
+            });
         }
     }
-    Ok(Replayed { report, segments, max_lsn })
+    Ok(Replayed {
+        report,
+        segments,
+        max_lsn,
+    })
 }
 
 fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -165,27 +175,64 @@ fn corrupt_dir(dir: &Path) -> Result<PathBuf> {
     Ok(corrupt)
 }
 
-fn set_aside_tail(dir: &Path, path: &Path, bytes: &[u8], pos: usize, damage: Damage, report: &mut ReplayReport) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+fn set_aside_tail(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    pos: usize,
+    damage: Damage,
+    report: &mut ReplayReport,
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
     let to = corrupt_dir(dir)?.join(format!("{name}.at-{pos}"));
     let tail = &bytes[pos..];
     fs::write(&to, tail).map_err(Error::io("set aside damaged wal bytes to", &to))?;
-    fs::File::open(&to).and_then(|f| f.sync_all()).map_err(Error::io("sync", &to))?;
-    let file = fs::OpenOptions::new().write(true).open(path).map_err(Error::io("open wal segment", path))?;
-    file.set_len(pos as u64).map_err(Error::io("truncate wal segment", path))?;
-    file.sync_all().map_err(Error::io("sync wal segment", path))?;
+    fs::File::open(&to)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("sync", &to))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(Error::io("open wal segment", path))?;
+    file.set_len(pos as u64)
+        .map_err(Error::io("truncate wal segment", path))?;
+    file.sync_all()
+        .map_err(Error::io("sync wal segment", path))?;
     tracing::warn!(segment = %path.display(), offset = pos, damage = damage.as_str(), bytes = tail.len(), set_aside_to = %to.display(), "wal damage: replay of this segment stopped here");
-    report.damaged.push(DamagedRange { segment: path.to_owned(), offset: pos as u64, damage, bytes_set_aside: tail.len() as u64, set_aside_to: to });
+    report.damaged.push(DamagedRange {
+        segment: path.to_owned(),
+        offset: pos as u64,
+        damage,
+        bytes_set_aside: tail.len() as u64,
+        set_aside_to: to,
+    });
     Ok(())
 }
 
-fn set_aside_whole(dir: &Path, path: &Path, damage: Damage, report: &mut ReplayReport) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+fn set_aside_whole(
+    dir: &Path,
+    path: &Path,
+    damage: Damage,
+    report: &mut ReplayReport,
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
     let to = corrupt_dir(dir)?.join(format!("{name}.whole"));
     let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     fs::rename(path, &to).map_err(Error::io("set aside wal segment", path))?;
     tracing::warn!(segment = %path.display(), damage = damage.as_str(), set_aside_to = %to.display(), "wal damage: segment skipped");
-    report.damaged.push(DamagedRange { segment: path.to_owned(), offset: 0, damage, bytes_set_aside: bytes, set_aside_to: to });
+    report.damaged.push(DamagedRange {
+        segment: path.to_owned(),
+        offset: 0,
+        damage,
+        bytes_set_aside: bytes,
+        set_aside_to: to,
+    });
     Ok(())
 }
 
@@ -257,11 +304,25 @@ impl<T: Send + 'static> Wal<T> {
     /// to the memtable. A full queue answers [`Error::TryLater`] at once.
     pub(crate) async fn append(&self, tag: u8, payload: Vec<u8>, item: T) -> Result<u64> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sender = self.sender.lock().expect("wal sender lock").clone().ok_or(Error::Closed)?;
-        sender.try_send(Request { tag, payload, item, reply }).map_err(|e| match e {
-            TrySendError::Full(_) => Error::TryLater { reason: "write-ahead log is behind" },
-            TrySendError::Disconnected(_) => Error::Closed,
-        })?;
+        let sender = self
+            .sender
+            .lock()
+            .expect("wal sender lock")
+            .clone()
+            .ok_or(Error::Closed)?;
+        sender
+            .try_send(Request {
+                tag,
+                payload,
+                item,
+                reply,
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => Error::TryLater {
+                    reason: "write-ahead log is behind",
+                },
+                TrySendError::Disconnected(_) => Error::Closed,
+            })?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -272,7 +333,8 @@ impl<T: Send + 'static> Wal<T> {
         let mut kept = Vec::with_capacity(segments.len());
         for seg in segments.drain(..) {
             if !seg.active && seg.last_lsn <= flushed_lsn {
-                fs::remove_file(&seg.path).map_err(Error::io("remove checkpointed wal segment", &seg.path))?;
+                fs::remove_file(&seg.path)
+                    .map_err(Error::io("remove checkpointed wal segment", &seg.path))?;
                 removed += 1;
             } else {
                 kept.push(seg);
@@ -372,7 +434,9 @@ impl<T> Writer<T> {
                 if let Some(seg) = self.segments.lock().expect("wal segments lock").last_mut() {
                     seg.last_lsn = last_lsn;
                 }
-                self.stats.records_total.fetch_add(group.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .records_total
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
                 let mut replies = Vec::with_capacity(group.len());
                 let mut items = Vec::with_capacity(group.len());
                 for (i, req) in group.into_iter().enumerate() {
@@ -386,7 +450,9 @@ impl<T> Writer<T> {
                 }
             }
             Err(source) => {
-                self.stats.write_failures_total.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .write_failures_total
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %source, records = group.len(), "wal write failed; the group is not acknowledged");
                 for req in group {
                     let error = std::io::Error::new(source.kind(), source.to_string());
@@ -414,11 +480,15 @@ impl<T> Writer<T> {
         let file = self.file.as_mut().expect("a segment is open after roll");
         file.write_all(buf)?;
         self.file_len += buf.len() as u64;
-        self.stats.bytes_written_total.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_written_total
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         self.unsynced = true;
         match self.options.durability {
             Durability::Fsync => self.sync(),
-            Durability::Interval if self.last_sync.elapsed() >= self.options.sync_interval => self.sync(),
+            Durability::Interval if self.last_sync.elapsed() >= self.options.sync_interval => {
+                self.sync()
+            }
             Durability::Interval | Durability::None => Ok(()),
         }
     }
@@ -428,7 +498,9 @@ impl<T> Writer<T> {
             let started = Instant::now();
             file.sync_data()?;
             self.stats.fsyncs_total.fetch_add(1, Ordering::Relaxed);
-            self.stats.fsync_nanos_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.stats
+                .fsync_nanos_total
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
@@ -450,7 +522,11 @@ impl<T> Writer<T> {
         for seg in segments.iter_mut() {
             seg.active = false;
         }
-        segments.push(SegmentInfo { path, last_lsn: 0, active: true });
+        segments.push(SegmentInfo {
+            path,
+            last_lsn: 0,
+            active: true,
+        });
         self.file = Some(file);
         self.file_len = header.len() as u64;
         Ok(())

@@ -20,7 +20,10 @@ fn child(dir: &str) -> ! {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // Small flush threshold: the kill also lands around flushes and WAL checkpoints.
-        let config = StoreConfig { flush_bytes: 1 << 20, ..config() };
+        let config = StoreConfig {
+            flush_bytes: 1 << 20,
+            ..config()
+        };
         let store = open_with(std::path::Path::new(dir), config);
         let maintenance = store.maintenance();
         tokio::spawn(maintenance.run(std::future::pending()));
@@ -30,12 +33,18 @@ fn child(dir: &str) -> ! {
             tasks.push(tokio::spawn(async move {
                 for batch in 0.. {
                     let trace = writer << 32 | batch;
-                    let spans = Records::Spans((0..BATCH).map(|n| span(trace, n, "crash", T0 + batch)).collect());
+                    let spans = Records::Spans(
+                        (0..BATCH)
+                            .map(|n| span(trace, n, "crash", T0 + batch))
+                            .collect(),
+                    );
                     // Retry when told to, as an OTLP exporter does on 429 / RESOURCE_EXHAUSTED.
                     loop {
                         match store.append(&spans).await {
                             Ok(_) => break,
-                            Err(e) if e.kind() == ErrorKind::TryLater => tokio::time::sleep(Duration::from_millis(20)).await,
+                            Err(e) if e.kind() == ErrorKind::TryLater => {
+                                tokio::time::sleep(Duration::from_millis(20)).await
+                            }
                             Err(e) => panic!("append failed: {e}"),
                         }
                     }
@@ -57,7 +66,12 @@ fn sigkill_loses_no_acknowledged_span() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["sigkill_loses_no_acknowledged_span", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "sigkill_loses_no_acknowledged_span",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -77,16 +91,37 @@ fn sigkill_loses_no_acknowledged_span() {
     // SIGKILL: no destructor, no flush, no final fsync.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(acked.len() >= 100, "the child acknowledged only {} batches", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "the child acknowledged only {} batches",
+        acked.len()
+    );
 
     let (store, report) = spyglass_store::Store::open(dir.path(), config()).unwrap();
-    assert!(report.damaged.iter().all(|d| d.damage == spyglass_store::wal::Damage::Truncated), "only a torn tail may be found: {report:?}");
+    assert!(
+        report
+            .damaged
+            .iter()
+            .all(|d| d.damage == spyglass_store::wal::Damage::Truncated),
+        "only a torn tail may be found: {report:?}"
+    );
     let stored = span_ids(&store.snapshot());
     let mut unique = stored.clone();
     unique.dedup();
     assert_eq!(unique.len(), stored.len(), "no span is stored twice");
-    let expected: Vec<_> = acked.iter().flat_map(|&t| (0..BATCH).map(move |n| span(t, n, "crash", 0))).collect();
+    let expected: Vec<_> = acked
+        .iter()
+        .flat_map(|&t| (0..BATCH).map(move |n| span(t, n, "crash", 0)))
+        .collect();
     let stored: std::collections::HashSet<_> = stored.into_iter().collect();
-    let missing = expected.iter().filter(|s| !stored.contains(&s.span_id)).count();
-    assert_eq!(missing, 0, "{missing} acknowledged spans lost of {}", expected.len());
+    let missing = expected
+        .iter()
+        .filter(|s| !stored.contains(&s.span_id))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} acknowledged spans lost of {}",
+        expected.len()
+    );
 }

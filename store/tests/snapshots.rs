@@ -9,7 +9,11 @@ use spyglass_store::{Signal, StoreConfig};
 #[tokio::test]
 async fn a_snapshot_reads_the_same_rows_through_flush_compaction_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig { compaction_min_parts: 3, spans_retention_hours: 24, ..config() };
+    let config = StoreConfig {
+        compaction_min_parts: 3,
+        spans_retention_hours: 24,
+        ..config()
+    };
     let store = open_with(dir.path(), config);
     let now = T0 + 30 * HOUR;
 
@@ -17,7 +21,9 @@ async fn a_snapshot_reads_the_same_rows_through_flush_compaction_and_retention()
     // dropped by retention), and rows still in the memtable.
     let mut all = Vec::new();
     for round in 0..3 {
-        let spans: Vec<_> = (0..20).map(|n| span(round, n, "api", T0 + 29 * HOUR + round)).collect();
+        let spans: Vec<_> = (0..20)
+            .map(|n| span(round, n, "api", T0 + 29 * HOUR + round))
+            .collect();
         append(&store, spans.clone()).await;
         all.extend(spans);
         store.flush().await.unwrap();
@@ -36,24 +42,54 @@ async fn a_snapshot_reads_the_same_rows_through_flush_compaction_and_retention()
     assert_eq!(span_ids(&held), expected_ids(&all));
 
     store.flush().await.unwrap();
-    assert_eq!(store.compact().await.unwrap(), 3, "the three small parts of one hour merge");
-    assert_eq!(store.enforce_retention(now).await.unwrap(), 1, "the two-day-old part goes");
+    assert_eq!(
+        store.compact().await.unwrap(),
+        3,
+        "the three small parts of one hour merge"
+    );
+    assert_eq!(
+        store.enforce_retention(now).await.unwrap(),
+        1,
+        "the two-day-old part goes"
+    );
 
-    assert_eq!(span_ids(&held), expected_ids(&all), "the held snapshot still reads every row");
-    assert!(held_parts.iter().all(|p| p.files_exist()), "no file is deleted while a snapshot uses it");
+    assert_eq!(
+        span_ids(&held),
+        expected_ids(&all),
+        "the held snapshot still reads every row"
+    );
+    assert!(
+        held_parts.iter().all(|p| p.files_exist()),
+        "no file is deleted while a snapshot uses it"
+    );
 
     let current = store.snapshot();
     let mut kept = all.clone();
     kept.retain(|s| !ancient.contains(s));
-    assert_eq!(span_ids(&current), expected_ids(&kept), "the new view has everything but the expired part");
-    let levels: Vec<u32> = current.parts(Signal::Spans).iter().map(|p| p.meta().level).collect();
+    assert_eq!(
+        span_ids(&current),
+        expected_ids(&kept),
+        "the new view has everything but the expired part"
+    );
+    let levels: Vec<u32> = current
+        .parts(Signal::Spans)
+        .iter()
+        .map(|p| p.meta().level)
+        .collect();
     assert!(levels.contains(&1), "a compacted part: {levels:?}");
 
-    let files: Vec<_> = held_parts.iter().map(|p| (p.path(), p.index_path().unwrap())).collect();
+    let files: Vec<_> = held_parts
+        .iter()
+        .map(|p| (p.path(), p.index_path().unwrap()))
+        .collect();
     drop(held_parts);
     drop(held);
     for (file, index) in files {
-        assert!(!file.exists() && !index.exists(), "{} is deleted once unused", file.display());
+        assert!(
+            !file.exists() && !index.exists(),
+            "{} is deleted once unused",
+            file.display()
+        );
     }
 
     // And the same holds after a restart: the manifest names exactly the live parts.
@@ -69,25 +105,53 @@ async fn retention_by_bytes_drops_the_oldest_parts_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for hour in 0..4 {
-        append(&store, (0..50).map(|n| span(hour, n, "api", T0 + hour * HOUR)).collect()).await;
+        append(
+            &store,
+            (0..50)
+                .map(|n| span(hour, n, "api", T0 + hour * HOUR))
+                .collect(),
+        )
+        .await;
         store.flush().await.unwrap();
     }
     let parts = store.snapshot().parts(Signal::Spans);
-    let newest_two: u64 = parts[2..].iter().map(|p| p.meta().bytes + p.meta().index_bytes).sum();
+    let newest_two: u64 = parts[2..]
+        .iter()
+        .map(|p| p.meta().bytes + p.meta().index_bytes)
+        .sum();
     let store = {
         store.close().await.unwrap();
         drop(store);
-        open_with(dir.path(), StoreConfig { spans_max_bytes: newest_two, spans_retention_hours: 0, ..config() })
+        open_with(
+            dir.path(),
+            StoreConfig {
+                spans_max_bytes: newest_two,
+                spans_retention_hours: 0,
+                ..config()
+            },
+        )
     };
     assert_eq!(store.enforce_retention(T0).await.unwrap(), 2);
-    let hours: Vec<u64> = store.snapshot().parts(Signal::Spans).iter().map(|p| p.meta().hour).collect();
+    let hours: Vec<u64> = store
+        .snapshot()
+        .parts(Signal::Spans)
+        .iter()
+        .map(|p| p.meta().hour)
+        .collect();
     assert_eq!(hours, vec![T0 / HOUR + 2, T0 / HOUR + 3]);
 }
 
 #[tokio::test]
 async fn a_full_memtable_answers_try_later_until_a_flush_frees_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(dir.path(), StoreConfig { memtable_max_bytes: 256 << 10, flush_bytes: 128 << 10, ..config() });
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            memtable_max_bytes: 256 << 10,
+            flush_bytes: 128 << 10,
+            ..config()
+        },
+    );
     let mut accepted = 0;
     let err = loop {
         let spans = (0..20).map(|n| span(accepted, n, "api", T0)).collect();
@@ -98,8 +162,17 @@ async fn a_full_memtable_answers_try_later_until_a_flush_frees_it() {
         assert!(accepted < 10_000, "the memtable never filled");
     };
     assert_eq!(err.kind(), spyglass_store::ErrorKind::TryLater, "{err}");
-    assert!(store.memtable_bytes() <= 256 << 10, "memory stays within the bound");
-    assert!(store.stats().throttled_total.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        store.memtable_bytes() <= 256 << 10,
+        "memory stays within the bound"
+    );
+    assert!(
+        store
+            .stats()
+            .throttled_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     store.flush().await.unwrap();
     append(&store, vec![span(99_999, 1, "api", T0)]).await;
     assert_eq!(span_ids(&store.snapshot()).len() as u64, accepted * 20 + 1);
@@ -108,7 +181,13 @@ async fn a_full_memtable_answers_try_later_until_a_flush_frees_it() {
 #[tokio::test]
 async fn flush_checkpoints_the_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(dir.path(), StoreConfig { wal_segment_bytes: 1, ..config() });
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            wal_segment_bytes: 1,
+            ..config()
+        },
+    );
     for i in 0..5 {
         append(&store, vec![span(i, 1, "api", T0)]).await;
     }
@@ -118,6 +197,13 @@ async fn flush_checkpoints_the_wal() {
     assert_eq!(wal_segments(dir.path()).len(), 1);
     drop(store);
     let (store, report) = spyglass_store::Store::open(dir.path(), config()).unwrap();
-    assert_eq!(report.records_replayed, 0, "flushed records are not replayed");
-    assert_eq!(span_ids(&store.snapshot()).len(), 5, "and are read from parts exactly once");
+    assert_eq!(
+        report.records_replayed, 0,
+        "flushed records are not replayed"
+    );
+    assert_eq!(
+        span_ids(&store.snapshot()).len(),
+        5,
+        "and are read from parts exactly once"
+    );
 }

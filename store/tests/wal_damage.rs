@@ -14,7 +14,10 @@ use spyglass_store::{ReplayReport, StoreConfig};
 /// Writes `n` one-span records (one segment, or one segment per record with `roll_each`), and
 /// drops the store without a flush, as a crash would.
 async fn write_records(dir: &Path, n: u64, roll_each: bool) -> Vec<Span> {
-    let config = StoreConfig { wal_segment_bytes: if roll_each { 1 } else { 64 << 20 }, ..config() };
+    let config = StoreConfig {
+        wal_segment_bytes: if roll_each { 1 } else { 64 << 20 },
+        ..config()
+    };
     let store = open_with(dir, config);
     let mut spans = Vec::new();
     for i in 0..n {
@@ -29,20 +32,31 @@ async fn write_records(dir: &Path, n: u64, roll_each: bool) -> Vec<Span> {
 /// Reopens, checks the kept prefix and the damage report, then appends once more and checks
 /// that the new span and the prefix survive another reopen.
 async fn check_recovery(dir: &Path, kept: &[Span], damage: Damage) -> ReplayReport {
-    let (store, report) = spyglass_store::Store::open(dir, config()).expect("a damaged wal still opens");
-    assert_eq!(span_ids(&store.snapshot()), expected_ids(kept), "the valid prefix is kept, nothing else");
+    let (store, report) =
+        spyglass_store::Store::open(dir, config()).expect("a damaged wal still opens");
+    assert_eq!(
+        span_ids(&store.snapshot()),
+        expected_ids(kept),
+        "the valid prefix is kept, nothing else"
+    );
     assert_eq!(report.damaged.len(), 1, "one damaged range: {report:?}");
     let range = &report.damaged[0];
     assert_eq!(range.damage, damage);
     assert!(range.bytes_set_aside > 0);
     assert!(range.set_aside_to.exists(), "damaged bytes are kept aside");
-    assert_eq!(range.set_aside_to.parent().unwrap(), dir.join("wal").join("corrupt"));
+    assert_eq!(
+        range.set_aside_to.parent().unwrap(),
+        dir.join("wal").join("corrupt")
+    );
 
     let fresh = span(1000, 1, "svc", T0);
     append(&store, vec![fresh.clone()]).await;
     drop(store);
     let (store, second) = spyglass_store::Store::open(dir, config()).expect("reopens");
-    assert!(second.damaged.is_empty(), "the set-aside damage is not found twice: {second:?}");
+    assert!(
+        second.damaged.is_empty(),
+        "the set-aside damage is not found twice: {second:?}"
+    );
     let mut all = kept.to_vec();
     all.push(fresh);
     assert_eq!(span_ids(&store.snapshot()), expected_ids(&all));
@@ -55,7 +69,12 @@ async fn torn_last_record_is_cut_off() {
     let spans = write_records(dir.path(), 5, false).await;
     let segment = &wal_segments(dir.path())[0];
     let len = fs::metadata(segment).unwrap().len();
-    fs::OpenOptions::new().write(true).open(segment).unwrap().set_len(len - 7).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
     check_recovery(dir.path(), &spans[..4], Damage::Truncated).await;
 }
 
@@ -70,7 +89,10 @@ async fn bad_checksum_stops_the_segment_there() {
     fs::write(segment, &bytes).unwrap();
     let report = check_recovery(dir.path(), &spans[..2], Damage::BadChecksum).await;
     assert_eq!(report.damaged[0].offset, start as u64);
-    assert_eq!(report.damaged[0].bytes_set_aside, (bytes.len() - start) as u64);
+    assert_eq!(
+        report.damaged[0].bytes_set_aside,
+        (bytes.len() - start) as u64
+    );
 }
 
 #[tokio::test]
@@ -110,7 +132,12 @@ async fn truncated_middle_segment_keeps_later_segments() {
     let segments = wal_segments(dir.path());
     assert_eq!(segments.len(), 4, "one record per segment");
     let len = fs::metadata(&segments[1]).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&segments[1]).unwrap().set_len(len - 20).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[1])
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
     let kept = [spans[0].clone(), spans[2].clone(), spans[3].clone()];
     check_recovery(dir.path(), &kept, Damage::Truncated).await;
 }
@@ -126,7 +153,10 @@ async fn unreadable_later_segment_is_set_aside_whole() {
     fs::create_dir(&segments[2]).unwrap();
     fs::write(segments[2].join("junk"), b"not a segment").unwrap();
     let report = check_recovery(dir.path(), &spans[..2], Damage::Unreadable).await;
-    assert!(!segments[2].is_dir(), "the unreadable segment moved out of the way");
+    assert!(
+        !segments[2].is_dir(),
+        "the unreadable segment moved out of the way"
+    );
     assert!(report.damaged[0].set_aside_to.is_dir());
 }
 

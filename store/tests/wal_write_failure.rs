@@ -27,7 +27,11 @@ struct FlakyFile {
 
 impl WalFs for FlakyFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        Ok(Box::new(FlakyFile { file: OsFs.create(path)?, fail_writes: self.fail_writes.clone(), fail_syncs: self.fail_syncs.clone() }))
+        Ok(Box::new(FlakyFile {
+            file: OsFs.create(path)?,
+            fail_writes: self.fail_writes.clone(),
+            fail_syncs: self.fail_syncs.clone(),
+        }))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -68,10 +72,16 @@ async fn failure_then_recovery(switch: fn(&FlakyFs) -> &Arc<AtomicBool>) {
 
     switch(&fs).store(true, Ordering::SeqCst);
     let failed = span(50, 1, "svc", T0);
-    let err = store.append(&Records::Spans(vec![failed.clone()])).await.expect_err("a failed disk write is not acknowledged");
+    let err = store
+        .append(&Records::Spans(vec![failed.clone()]))
+        .await
+        .expect_err("a failed disk write is not acknowledged");
     assert!(matches!(err, Error::WalWrite { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(!span_ids(&store.snapshot()).contains(&failed.span_id), "an unacknowledged span is not readable");
+    assert!(
+        !span_ids(&store.snapshot()).contains(&failed.span_id),
+        "an unacknowledged span is not readable"
+    );
 
     switch(&fs).store(false, Ordering::SeqCst);
     let after: Vec<_> = (100..103).map(|i| span(i, 1, "svc", T0)).collect();
@@ -81,11 +91,21 @@ async fn failure_then_recovery(switch: fn(&FlakyFs) -> &Arc<AtomicBool>) {
     let mut acknowledged = before.clone();
     acknowledged.extend(after);
     assert_eq!(span_ids(&store.snapshot()), expected_ids(&acknowledged));
-    assert_eq!(store.wal_stats().write_failures_total.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        store
+            .wal_stats()
+            .write_failures_total
+            .load(Ordering::Relaxed),
+        1
+    );
 
     drop(store);
     let reopened = open(dir.path());
-    assert_eq!(span_ids(&reopened.snapshot()), expected_ids(&acknowledged), "after restart: every acknowledged span, and not the failed one");
+    assert_eq!(
+        span_ids(&reopened.snapshot()),
+        expected_ids(&acknowledged),
+        "after restart: every acknowledged span, and not the failed one"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ pub struct UiConfig {
 
 impl Default for UiConfig {
     fn default() -> Self {
-        Self { http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }

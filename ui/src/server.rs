@@ -33,15 +33,23 @@ pub struct UiServer {
 impl UiServer {
     /// Binds now, so that `/healthz` answers (and `/readyz` says "not yet") during WAL replay.
     pub async fn bind(addr: std::net::SocketAddr, readiness: Readiness) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, readiness })
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            readiness,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }
 
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.readiness)).with_graceful_shutdown(shutdown).await
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, router(self.readiness))
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
@@ -56,7 +64,10 @@ async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str)
     if readiness.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "replaying the write-ahead log\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replaying the write-ahead log\n",
+        )
     }
 }
 
@@ -68,14 +79,24 @@ mod tests {
     use tower::ServiceExt;
 
     async fn status(router: Router, path: &str) -> StatusCode {
-        router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap().status()
+        router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
     }
 
     #[tokio::test]
     async fn ready_only_after_the_binary_says_so() {
         let readiness = Readiness::default();
-        assert_eq!(status(router(readiness.clone()), "/healthz").await, StatusCode::OK);
-        assert_eq!(status(router(readiness.clone()), "/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(router(readiness.clone()), "/healthz").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(router(readiness.clone()), "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         readiness.set_ready();
         assert_eq!(status(router(readiness), "/readyz").await, StatusCode::OK);
     }

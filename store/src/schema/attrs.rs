@@ -66,11 +66,36 @@ pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes> + Clone
         }
     }
     let keys = |i: usize| StringBuilder::with_capacity(counts[i], key_bytes[i]);
-    let mut strs = MapBuilder::with_capacity(None, keys(0), StringBuilder::with_capacity(counts[0], str_bytes), n_rows);
-    let mut ints = MapBuilder::with_capacity(None, keys(1), Int64Builder::with_capacity(counts[1]), n_rows);
-    let mut doubles = MapBuilder::with_capacity(None, keys(2), Float64Builder::with_capacity(counts[2]), n_rows);
-    let mut bools = MapBuilder::with_capacity(None, keys(3), BooleanBuilder::with_capacity(counts[3]), n_rows);
-    let mut others = MapBuilder::with_capacity(None, keys(4), StringBuilder::with_capacity(counts[4], 16 * counts[4]), n_rows);
+    let mut strs = MapBuilder::with_capacity(
+        None,
+        keys(0),
+        StringBuilder::with_capacity(counts[0], str_bytes),
+        n_rows,
+    );
+    let mut ints = MapBuilder::with_capacity(
+        None,
+        keys(1),
+        Int64Builder::with_capacity(counts[1]),
+        n_rows,
+    );
+    let mut doubles = MapBuilder::with_capacity(
+        None,
+        keys(2),
+        Float64Builder::with_capacity(counts[2]),
+        n_rows,
+    );
+    let mut bools = MapBuilder::with_capacity(
+        None,
+        keys(3),
+        BooleanBuilder::with_capacity(counts[3]),
+        n_rows,
+    );
+    let mut others = MapBuilder::with_capacity(
+        None,
+        keys(4),
+        StringBuilder::with_capacity(counts[4], 16 * counts[4]),
+        n_rows,
+    );
     for attrs in rows {
         for KeyValue { key, value } in attrs.iter() {
             match value {
@@ -201,7 +226,10 @@ pub(crate) fn resource_scope_arrays(rows: &[(&Resource, &Scope)]) -> Vec<ArrayRe
 }
 
 /// Reads resource and scope per row.
-pub(crate) fn read_resource_scope(src: &dyn Columns, rows: usize) -> Result<Vec<(Resource, Scope)>> {
+pub(crate) fn read_resource_scope(
+    src: &dyn Columns,
+    rows: usize,
+) -> Result<Vec<(Resource, Scope)>> {
     let resource_attrs = AttrReader::new(src, "resource_attributes")?;
     let resource_dropped: &UInt32Array = col(src, "resource_dropped_attributes_count")?;
     let resource_url: &StringArray = col(src, "resource_schema_url")?;
@@ -211,7 +239,9 @@ pub(crate) fn read_resource_scope(src: &dyn Columns, rows: usize) -> Result<Vec<
     let scope_dropped: &UInt32Array = col(src, "scope_dropped_attributes_count")?;
     let scope_url: &StringArray = col(src, "scope_schema_url")?;
     if resource_attrs.len() != rows {
-        return Err(Error::Corrupt("resource columns have the wrong length".into()));
+        return Err(Error::Corrupt(
+            "resource columns have the wrong length".into(),
+        ));
     }
     let mut out = Vec::with_capacity(rows);
     for row in 0..rows {

@@ -80,15 +80,28 @@ pub(crate) fn read_span_id(array: &FixedSizeBinaryArray, row: usize) -> Option<S
 }
 
 pub(crate) fn list_of(fields: Fields) -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(fields),
+        false,
+    )))
 }
 
 /// Wraps the flattened children of every row into a list column: `lens[i]` items for row `i`.
-pub(crate) fn list_array(fields: Fields, children: Vec<ArrayRef>, lens: &[usize]) -> Result<ArrayRef> {
+pub(crate) fn list_array(
+    fields: Fields,
+    children: Vec<ArrayRef>,
+    lens: &[usize],
+) -> Result<ArrayRef> {
     let values = StructArray::try_new(fields.clone(), children, None)?;
     let item = Arc::new(Field::new("item", DataType::Struct(fields), false));
     let offsets = OffsetBuffer::from_lengths(lens.iter().copied());
-    Ok(Arc::new(ListArray::try_new(item, offsets, Arc::new(values), None)?))
+    Ok(Arc::new(ListArray::try_new(
+        item,
+        offsets,
+        Arc::new(values),
+        None,
+    )?))
 }
 
 /// Splits a list column back into rows, converting its struct items with `convert`, which

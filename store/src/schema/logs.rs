@@ -2,10 +2,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeBinaryArray, Int32Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use super::attrs::{AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays, resource_scope_fields};
+use super::attrs::{
+    AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays,
+    resource_scope_fields,
+};
 use super::columns::{col, read_span_id, read_trace_id, span_ids, strings, trace_ids, u32s, u64s};
 use super::typed_json;
 use crate::error::Result;
@@ -30,7 +36,11 @@ pub fn logs_schema() -> SchemaRef {
                 Field::new("flags", DataType::UInt32, false),
             ];
             fields.extend(attr_fields("attributes"));
-            fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+            fields.push(Field::new(
+                "dropped_attributes_count",
+                DataType::UInt32,
+                false,
+            ));
             fields.extend(resource_scope_fields());
             Arc::new(Schema::new(fields))
         })
@@ -41,7 +51,9 @@ pub fn logs_to_batch(logs: &[LogRecord]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = vec![
         u64s(logs.iter().map(|l| l.time_unix_nano)),
         u64s(logs.iter().map(|l| l.observed_time_unix_nano)),
-        Arc::new(Int32Array::from_iter_values(logs.iter().map(|l| l.severity_number))),
+        Arc::new(Int32Array::from_iter_values(
+            logs.iter().map(|l| l.severity_number),
+        )),
         strings(logs.iter().map(|l| l.severity_text.as_str())),
         Arc::new(StringArray::from_iter(logs.iter().map(|l| match &l.body {
             Some(AttrValue::Str(s)) => Some(s.as_str()),
@@ -52,7 +64,9 @@ pub fn logs_to_batch(logs: &[LogRecord]) -> Result<RecordBatch> {
             Some(other) => Some(typed_json::encode(other)),
         }))),
         strings(logs.iter().map(|l| l.event_name.as_str())),
-        Arc::new(StringArray::from_iter_values(logs.iter().map(|l| l.service_name()))),
+        Arc::new(StringArray::from_iter_values(
+            logs.iter().map(|l| l.service_name()),
+        )),
         trace_ids(logs.iter().map(|l| l.trace_id.as_ref())),
         span_ids(logs.iter().map(|l| l.span_id.as_ref())),
         u32s(logs.iter().map(|l| l.flags)),

@@ -19,7 +19,7 @@ use super::columns::{
 use super::typed_json;
 use crate::error::{Error, Result};
 use crate::model::{
-    Attributes, ExpBuckets, Exemplar, MetricPoint, MetricType, NumberValue, PointValue, Quantile,
+    Attributes, Exemplar, ExpBuckets, MetricPoint, MetricType, NumberValue, PointValue, Quantile,
     Resource, Temporality,
 };
 
@@ -125,14 +125,37 @@ struct Parts {
 
 fn hist_parts(value: &PointValue) -> Parts {
     match value {
-        PointValue::Number(_) => Parts { count: None, sum: None, min: None, max: None },
-        PointValue::Histogram { count, sum, min, max, .. }
-        | PointValue::ExponentialHistogram { count, sum, min, max, .. } => {
-            Parts { count: Some(*count), sum: *sum, min: *min, max: *max }
+        PointValue::Number(_) => Parts {
+            count: None,
+            sum: None,
+            min: None,
+            max: None,
+        },
+        PointValue::Histogram {
+            count,
+            sum,
+            min,
+            max,
+            ..
         }
-        PointValue::Summary { count, sum, .. } => {
-            Parts { count: Some(*count), sum: Some(*sum), min: None, max: None }
-        }
+        | PointValue::ExponentialHistogram {
+            count,
+            sum,
+            min,
+            max,
+            ..
+        } => Parts {
+            count: Some(*count),
+            sum: *sum,
+            min: *min,
+            max: *max,
+        },
+        PointValue::Summary { count, sum, .. } => Parts {
+            count: Some(*count),
+            sum: Some(*sum),
+            min: None,
+            max: None,
+        },
     }
 }
 
@@ -145,9 +168,14 @@ fn number(value: &PointValue) -> Option<NumberValue> {
 
 fn exp(value: &PointValue) -> Option<(i32, u64, f64, &ExpBuckets, &ExpBuckets)> {
     match value {
-        PointValue::ExponentialHistogram { scale, zero_count, zero_threshold, positive, negative, .. } => {
-            Some((*scale, *zero_count, *zero_threshold, positive, negative))
-        }
+        PointValue::ExponentialHistogram {
+            scale,
+            zero_count,
+            zero_threshold,
+            positive,
+            negative,
+            ..
+        } => Some((*scale, *zero_count, *zero_threshold, positive, negative)),
         _ => None,
     }
 }
@@ -166,9 +194,17 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
         strings(points.iter().map(|p| p.unit.as_str())),
         strings(points.iter().map(|p| p.metric_type.as_str())),
         strings(points.iter().map(|p| p.temporality.as_str())),
-        Arc::new(BooleanArray::from_iter(points.iter().map(|p| Some(p.is_monotonic)))),
-        Arc::new(StringArray::from_iter_values(points.iter().map(|p| p.service_name()))),
-        u64s(points.iter().map(|p| series_id(&p.metric_name, &p.attributes, &p.resource))),
+        Arc::new(BooleanArray::from_iter(
+            points.iter().map(|p| Some(p.is_monotonic)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            points.iter().map(|p| p.service_name()),
+        )),
+        u64s(
+            points
+                .iter()
+                .map(|p| series_id(&p.metric_name, &p.attributes, &p.resource)),
+        ),
     ];
     columns.extend(attr_arrays(points.iter().map(|p| &p.attributes)));
     let parts: Vec<Parts> = points.iter().map(|p| hist_parts(&p.value)).collect();
@@ -177,10 +213,16 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
         u64s(points.iter().map(|p| p.time_unix_nano)),
         u64s(points.iter().map(|p| p.start_time_unix_nano)),
         u32s(points.iter().map(|p| p.flags)),
-        Arc::new(Float64Array::from_iter(points.iter().map(|p| number(&p.value).map(NumberValue::as_f64)))) as ArrayRef,
-        Arc::new(Int64Array::from_iter(points.iter().map(|p| match number(&p.value) {
-            Some(NumberValue::Int(i)) => Some(i),
-            _ => None,
+        Arc::new(Float64Array::from_iter(
+            points
+                .iter()
+                .map(|p| number(&p.value).map(NumberValue::as_f64)),
+        )) as ArrayRef,
+        Arc::new(Int64Array::from_iter(points.iter().map(|p| {
+            match number(&p.value) {
+                Some(NumberValue::Int(i)) => Some(i),
+                _ => None,
+            }
         }))),
         Arc::new(UInt64Array::from_iter(parts.iter().map(|p| p.count))),
         Arc::new(Float64Array::from_iter(parts.iter().map(|p| p.sum))),
@@ -190,20 +232,34 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
             PointValue::Histogram { bucket_counts, .. } => bucket_counts.as_slice(),
             _ => empty,
         })),
-        Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(points.iter().map(|p| {
-            let bounds: &[f64] = match &p.value {
-                PointValue::Histogram { explicit_bounds, .. } => explicit_bounds,
-                _ => &[],
-            };
-            Some(bounds.iter().map(|b| Some(*b)))
-        }))),
+        Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
+            points.iter().map(|p| {
+                let bounds: &[f64] = match &p.value {
+                    PointValue::Histogram {
+                        explicit_bounds, ..
+                    } => explicit_bounds,
+                    _ => &[],
+                };
+                Some(bounds.iter().map(|b| Some(*b)))
+            }),
+        )),
         Arc::new(Int32Array::from_iter(exps.iter().map(|e| e.map(|e| e.0)))),
         Arc::new(UInt64Array::from_iter(exps.iter().map(|e| e.map(|e| e.1)))),
         Arc::new(Float64Array::from_iter(exps.iter().map(|e| e.map(|e| e.2)))),
-        Arc::new(Int32Array::from_iter(exps.iter().map(|e| e.map(|e| e.3.offset)))),
-        u64_lists(exps.iter().map(|e| e.map_or(empty, |e| e.3.bucket_counts.as_slice()))),
-        Arc::new(Int32Array::from_iter(exps.iter().map(|e| e.map(|e| e.4.offset)))),
-        u64_lists(exps.iter().map(|e| e.map_or(empty, |e| e.4.bucket_counts.as_slice()))),
+        Arc::new(Int32Array::from_iter(
+            exps.iter().map(|e| e.map(|e| e.3.offset)),
+        )),
+        u64_lists(
+            exps.iter()
+                .map(|e| e.map_or(empty, |e| e.3.bucket_counts.as_slice())),
+        ),
+        Arc::new(Int32Array::from_iter(
+            exps.iter().map(|e| e.map(|e| e.4.offset)),
+        )),
+        u64_lists(
+            exps.iter()
+                .map(|e| e.map_or(empty, |e| e.4.bucket_counts.as_slice())),
+        ),
         quantiles_array(points)?,
         exemplars_array(points)?,
     ]);
@@ -223,7 +279,9 @@ fn quantiles_array(points: &[MetricPoint]) -> Result<ArrayRef> {
         .collect();
     let all: Vec<&Quantile> = per_row.iter().flat_map(|q| q.iter()).collect();
     let children: Vec<ArrayRef> = vec![
-        Arc::new(Float64Array::from_iter_values(all.iter().map(|q| q.quantile))),
+        Arc::new(Float64Array::from_iter_values(
+            all.iter().map(|q| q.quantile),
+        )),
         Arc::new(Float64Array::from_iter_values(all.iter().map(|q| q.value))),
     ];
     let lens: Vec<usize> = per_row.iter().map(|q| q.len()).collect();
@@ -234,7 +292,9 @@ fn exemplars_array(points: &[MetricPoint]) -> Result<ArrayRef> {
     let all: Vec<&Exemplar> = points.iter().flat_map(|p| &p.exemplars).collect();
     let mut children: Vec<ArrayRef> = vec![
         u64s(all.iter().map(|e| e.time_unix_nano)),
-        Arc::new(Float64Array::from_iter_values(all.iter().map(|e| e.value.as_f64()))),
+        Arc::new(Float64Array::from_iter_values(
+            all.iter().map(|e| e.value.as_f64()),
+        )),
         Arc::new(Int64Array::from_iter(all.iter().map(|e| match e.value {
             NumberValue::Int(i) => Some(i),
             NumberValue::Double(_) => None,
@@ -279,7 +339,10 @@ fn read_quantiles(items: &StructArray) -> Result<Vec<Quantile>> {
     let quantile: &Float64Array = col(items, "quantile")?;
     let value: &Float64Array = col(items, "value")?;
     Ok((0..items.len())
-        .map(|i| Quantile { quantile: quantile.value(i), value: value.value(i) })
+        .map(|i| Quantile {
+            quantile: quantile.value(i),
+            value: value.value(i),
+        })
         .collect())
 }
 

@@ -8,10 +8,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
-use super::attrs::{AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays, resource_scope_fields};
+use super::attrs::{
+    AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays,
+    resource_scope_fields,
+};
 use super::columns::{
-    col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids, strings,
-    trace_ids, u32s, u64s,
+    col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids,
+    strings, trace_ids, u32s, u64s,
 };
 use crate::error::Result;
 use crate::model::{AttrValue, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
@@ -20,8 +23,14 @@ use crate::model::{AttrValue, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 /// read them most: `(column, attribute names, old semantic-convention names first-come)`.
 /// The attribute itself also stays in the attribute maps, so nothing depends on the copy.
 pub const PROMOTED_SPAN_ATTRIBUTES: [(&str, &[&str]); 10] = [
-    ("http_request_method", &["http.request.method", "http.method"]),
-    ("http_response_status_code", &["http.response.status_code", "http.status_code"]),
+    (
+        "http_request_method",
+        &["http.request.method", "http.method"],
+    ),
+    (
+        "http_response_status_code",
+        &["http.response.status_code", "http.status_code"],
+    ),
     ("http_route", &["http.route"]),
     ("rpc_service", &["rpc.service"]),
     ("rpc_method", &["rpc.method"]),
@@ -55,11 +64,19 @@ pub fn spans_schema() -> SchemaRef {
                 Field::new("status_message", DataType::Utf8, false),
             ];
             for (column, _) in PROMOTED_SPAN_ATTRIBUTES {
-                let ty = if column == INT_PROMOTED { DataType::Int64 } else { DataType::Utf8 };
+                let ty = if column == INT_PROMOTED {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                };
                 fields.push(Field::new(column, ty, true));
             }
             fields.extend(attr_fields("attributes"));
-            fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+            fields.push(Field::new(
+                "dropped_attributes_count",
+                DataType::UInt32,
+                false,
+            ));
             fields.push(Field::new("events", list_of(event_fields()), false));
             fields.push(Field::new("dropped_events_count", DataType::UInt32, false));
             fields.push(Field::new("links", list_of(link_fields()), false));
@@ -76,7 +93,11 @@ fn event_fields() -> Fields {
         Field::new("name", DataType::Utf8, false),
     ];
     fields.extend(attr_fields("attributes"));
-    fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+    fields.push(Field::new(
+        "dropped_attributes_count",
+        DataType::UInt32,
+        false,
+    ));
     Fields::from(fields)
 }
 
@@ -88,7 +109,11 @@ fn link_fields() -> Fields {
         Field::new("flags", DataType::UInt32, false),
     ];
     fields.extend(attr_fields("attributes"));
-    fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+    fields.push(Field::new(
+        "dropped_attributes_count",
+        DataType::UInt32,
+        false,
+    ));
     Fields::from(fields)
 }
 
@@ -103,7 +128,9 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
         span_ids(spans.iter().map(|s| s.parent_span_id.as_ref())),
         strings(spans.iter().map(|s| s.trace_state.as_str())),
         u32s(spans.iter().map(|s| s.flags)),
-        Arc::new(StringArray::from_iter_values(spans.iter().map(|s| s.service_name()))),
+        Arc::new(StringArray::from_iter_values(
+            spans.iter().map(|s| s.service_name()),
+        )),
         strings(spans.iter().map(|s| s.name.as_str())),
         strings(spans.iter().map(|s| s.kind.as_str())),
         u64s(spans.iter().map(|s| s.start_time_unix_nano)),

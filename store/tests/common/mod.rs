@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use spyglass_store::model::{AttrValue, Attributes, KeyValue, Resource, Span, SpanId, StatusCode, TraceId};
+use spyglass_store::model::{
+    AttrValue, Attributes, KeyValue, Resource, Span, SpanId, StatusCode, TraceId,
+};
 use spyglass_store::{Records, Signal, Snapshot, Store, StoreConfig};
 
 pub const HOUR: u64 = 3_600_000_000_000;
@@ -11,7 +13,11 @@ pub const HOUR: u64 = 3_600_000_000_000;
 pub const T0: u64 = 1_795_737_600_000_000_000;
 
 pub fn config() -> StoreConfig {
-    StoreConfig { memtable_max_bytes: 64 << 20, flush_bytes: 32 << 20, ..StoreConfig::default() }
+    StoreConfig {
+        memtable_max_bytes: 64 << 20,
+        flush_bytes: 32 << 20,
+        ..StoreConfig::default()
+    }
 }
 
 pub fn open(dir: &Path) -> Store {
@@ -37,7 +43,10 @@ pub fn span(trace: u64, n: u64, service: &str, start: u64) -> Span {
         start_time_unix_nano: start,
         end_time_unix_nano: start + 1_000_000 * (n + 1),
         resource: Resource {
-            attributes: Attributes::new(vec![KeyValue { key: "service.name".into(), value: AttrValue::Str(service.into()) }]),
+            attributes: Attributes::new(vec![KeyValue {
+                key: "service.name".into(),
+                value: AttrValue::Str(service.into()),
+            }]),
             ..Resource::default()
         },
         ..Span::default()
@@ -45,7 +54,11 @@ pub fn span(trace: u64, n: u64, service: &str, start: u64) -> Span {
 }
 
 pub fn error_span(trace: u64, n: u64, service: &str, start: u64, message: &str) -> Span {
-    Span { status_code: StatusCode::Error, status_message: message.into(), ..span(trace, n, service, start) }
+    Span {
+        status_code: StatusCode::Error,
+        status_message: message.into(),
+        ..span(trace, n, service, start)
+    }
 }
 
 pub fn trace_id(trace: u64) -> TraceId {
@@ -53,12 +66,17 @@ pub fn trace_id(trace: u64) -> TraceId {
 }
 
 pub async fn append(store: &Store, spans: Vec<Span>) -> u64 {
-    store.append(&Records::Spans(spans)).await.expect("append is acknowledged")
+    store
+        .append(&Records::Spans(spans))
+        .await
+        .expect("append is acknowledged")
 }
 
 /// Every stored span's id, sorted, duplicates kept.
 pub fn span_ids(snapshot: &Snapshot) -> Vec<SpanId> {
-    let Records::Spans(spans) = snapshot.read_records(Signal::Spans).expect("spans read") else { unreachable!() };
+    let Records::Spans(spans) = snapshot.read_records(Signal::Spans).expect("spans read") else {
+        unreachable!()
+    };
     let mut ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
     ids.sort();
     ids
