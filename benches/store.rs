@@ -43,6 +43,7 @@ fn otlp_value(value: &AttrValue) -> AnyValue {
                 .map(|kv| OtlpKeyValue {
                     key: kv.key.clone(),
                     value: Some(otlp_value(&kv.value)),
+                    ..Default::default()
                 })
                 .collect(),
         })),
@@ -56,6 +57,7 @@ fn otlp_attributes(attrs: &Attributes) -> Vec<OtlpKeyValue> {
         .map(|kv| OtlpKeyValue {
             key: kv.key.clone(),
             value: Some(otlp_value(&kv.value)),
+            ..Default::default()
         })
         .collect()
 }

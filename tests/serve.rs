@@ -39,13 +39,13 @@ fn spans(n: u64) -> Vec<Span> {
             name: "GET /".into(),
             start_time_unix_nano: 1_795_737_600_000_000_000 + i,
             end_time_unix_nano: 1_795_737_600_000_000_000 + i + 1000,
-            resource: Resource {
+            resource: std::sync::Arc::new(Resource {
                 attributes: Attributes::new(vec![KeyValue {
                     key: "service.name".into(),
                     value: AttrValue::Str("web".into()),
                 }]),
                 ..Resource::default()
-            },
+            }),
             ..Span::default()
         })
         .collect()

@@ -7,7 +7,7 @@
 //! query engine checks span-level conditions on the few candidates in Parquet. The trace id is an
 //! indexed term, so a trace is found in any part without knowing its time range.
 
-use std::borrow::Cow;
+use std::fmt::Write;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::Path;
@@ -124,26 +124,58 @@ impl<'a> ScalarMaps<'a> {
         Ok(Self { maps })
     }
 
-    fn for_each(&self, row: usize, mut f: impl FnMut(&str, Cow<'_, str>)) {
+    /// Calls `f` with the key and the value as text of each entry of `row`; `value` is a
+    /// scratch buffer for non-string values.
+    fn for_each(&self, row: usize, value: &mut String, mut f: impl FnMut(&str, &str)) {
         for (kind, map) in &self.maps {
             let offsets = map.value_offsets();
             let keys = map.keys().as_string::<i32>();
             let values = map.values();
             for i in offsets[row] as usize..offsets[row + 1] as usize {
-                let value: Cow<'_, str> = match kind {
-                    0 => Cow::Borrowed(values.as_string::<i32>().value(i)),
-                    1 => Cow::Owned(values.as_primitive::<Int64Type>().value(i).to_string()),
-                    2 => Cow::Owned(values.as_primitive::<Float64Type>().value(i).to_string()),
-                    _ => Cow::Owned(values.as_boolean().value(i).to_string()),
+                if *kind == 0 {
+                    f(keys.value(i), values.as_string::<i32>().value(i));
+                    continue;
+                }
+                value.clear();
+                let _ = match kind {
+                    1 => write!(value, "{}", values.as_primitive::<Int64Type>().value(i)),
+                    2 => write!(value, "{}", values.as_primitive::<Float64Type>().value(i)),
+                    _ => write!(value, "{}", values.as_boolean().value(i)),
                 };
                 f(keys.value(i), value);
             }
         }
     }
+
+    /// A hash of every entry of `row`, to index a resource's attributes once per trace.
+    fn row_hash(&self, row: usize) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            hash = (hash ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        let mut scratch = String::new();
+        self.for_each(row, &mut scratch, |k, v| {
+            feed(k.as_bytes());
+            feed(v.as_bytes());
+        });
+        hash
+    }
+}
+
+/// Adds `term` to `set`, allocating only when it is new.
+fn add(set: &mut BTreeSet<String>, term: &str) {
+    if !set.contains(term) {
+        set.insert(term.to_owned());
+    }
 }
 
 #[derive(Default)]
 struct TraceDoc {
+    /// Hashes of the resources whose attributes are already in `attrs`.
+    resources: Vec<u64>,
     services: BTreeSet<String>,
     ops: BTreeSet<String>,
     names: BTreeSet<String>,
@@ -182,6 +214,10 @@ fn kind_name(kind: &str) -> &'static str {
 
 /// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
 pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
+    // A flush that failed before its manifest commit may have left an index under this name.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(Error::io("remove stale index", dir))?;
+    }
     std::fs::create_dir_all(dir).map_err(Error::io("create index directory", dir))?;
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema).map_err(index_err("create", dir))?;
@@ -224,6 +260,7 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
     };
     let event_attrs = ScalarMaps::new(event_map, "attributes")?;
 
+    let (mut term, mut scratch) = (String::new(), String::new());
     let mut row = 0;
     while row < batch.num_rows() {
         let trace = ids.value(row);
@@ -235,31 +272,40 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
         while row < batch.num_rows() && ids.value(row) == trace {
             let svc = service.value(row);
             let is_error = status.value(row) == "error";
-            doc.services.insert(svc.to_owned());
-            doc.ops.insert(format!("{svc}{SEP}{}", name.value(row)));
-            doc.names.insert(name.value(row).to_owned());
+            add(&mut doc.services, svc);
+            term.clear();
+            let _ = write!(term, "{svc}{SEP}{}", name.value(row));
+            add(&mut doc.ops, &term);
+            add(&mut doc.names, name.value(row));
             doc.kinds.insert(kind_name(kind.value(row)));
-            doc.statuses.insert(status.value(row).to_owned());
+            add(&mut doc.statuses, status.value(row));
             if is_error {
-                doc.error_services.insert(svc.to_owned());
+                add(&mut doc.error_services, svc);
                 doc.error_count += 1;
             }
             if !status_message.value(row).is_empty() {
                 doc.text.push_str(status_message.value(row));
                 doc.text.push('\n');
             }
-            span_attrs.for_each(row, |k, v| {
-                doc.attrs.insert(attribute_term(k, &v));
-            });
-            resource_attrs.for_each(row, |k, v| {
-                doc.attrs.insert(attribute_term(k, &v));
-            });
+            let mut add_attr = |k: &str, v: &str| {
+                term.clear();
+                term.push_str(k);
+                term.push('=');
+                term.push_str(truncated(v));
+                add(&mut doc.attrs, &term);
+            };
+            span_attrs.for_each(row, &mut scratch, &mut add_attr);
+            let resource = resource_attrs.row_hash(row);
+            if !doc.resources.contains(&resource) {
+                doc.resources.push(resource);
+                resource_attrs.for_each(row, &mut scratch, &mut add_attr);
+            }
             let offsets = events.value_offsets();
             for e in offsets[row] as usize..offsets[row + 1] as usize {
                 if event_name.value(e) == "exception" {
-                    event_attrs.for_each(e, |k, v| {
+                    event_attrs.for_each(e, &mut scratch, |k, v| {
                         if k == "exception.message" || k == "exception.type" {
-                            doc.text.push_str(&v);
+                            doc.text.push_str(v);
                             doc.text.push('\n');
                         }
                     });

@@ -4,6 +4,7 @@
 //! every field a user can see; conversion to and from Arrow lives in [`crate::schema`].
 
 use std::fmt;
+use std::sync::Arc;
 
 mod ids;
 
@@ -44,12 +45,18 @@ impl PartialEq for AttrValue {
 impl AttrValue {
     /// The value as a user reads it: strings as they are, numbers in decimal, the rest as JSON.
     pub fn to_display_string(&self) -> String {
+        self.display().into_owned()
+    }
+
+    /// Like [`AttrValue::to_display_string`], borrowing strings.
+    pub fn display(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
         match self {
-            AttrValue::Str(s) => s.clone(),
-            AttrValue::Bool(b) => b.to_string(),
-            AttrValue::Int(i) => i.to_string(),
-            AttrValue::Double(d) => d.to_string(),
-            other => crate::schema::typed_json::encode(other),
+            AttrValue::Str(s) => Cow::Borrowed(s),
+            AttrValue::Bool(b) => Cow::Owned(b.to_string()),
+            AttrValue::Int(i) => Cow::Owned(i.to_string()),
+            AttrValue::Double(d) => Cow::Owned(d.to_string()),
+            other => Cow::Owned(crate::schema::typed_json::encode(other)),
         }
     }
 }
@@ -123,10 +130,10 @@ pub struct Resource {
 
 impl Resource {
     /// `service.name`, or `unknown_service` as the OpenTelemetry SDKs default to.
-    pub fn service_name(&self) -> String {
+    pub fn service_name(&self) -> &str {
         match self.attributes.get("service.name") {
-            Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
-            _ => "unknown_service".to_owned(),
+            Some(AttrValue::Str(s)) if !s.is_empty() => s,
+            _ => "unknown_service",
         }
     }
 }
@@ -247,12 +254,14 @@ pub struct Span {
     pub dropped_events_count: u32,
     pub links: Vec<SpanLink>,
     pub dropped_links_count: u32,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared by every item of one OTLP `ResourceSpans` / `ResourceMetrics` / `ResourceLogs`.
+    pub resource: Arc<Resource>,
+    /// Shared by every item of one OTLP scope group.
+    pub scope: Arc<Scope>,
 }
 
 impl Span {
-    pub fn service_name(&self) -> String {
+    pub fn service_name(&self) -> &str {
         self.resource.service_name()
     }
 
@@ -424,12 +433,14 @@ pub struct MetricPoint {
     pub flags: u32,
     pub value: PointValue,
     pub exemplars: Vec<Exemplar>,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared by every item of one OTLP `ResourceSpans` / `ResourceMetrics` / `ResourceLogs`.
+    pub resource: Arc<Resource>,
+    /// Shared by every item of one OTLP scope group.
+    pub scope: Arc<Scope>,
 }
 
 impl MetricPoint {
-    pub fn service_name(&self) -> String {
+    pub fn service_name(&self) -> &str {
         self.resource.service_name()
     }
 }
@@ -449,12 +460,14 @@ pub struct LogRecord {
     pub flags: u32,
     pub trace_id: Option<TraceId>,
     pub span_id: Option<SpanId>,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared by every item of one OTLP `ResourceSpans` / `ResourceMetrics` / `ResourceLogs`.
+    pub resource: Arc<Resource>,
+    /// Shared by every item of one OTLP scope group.
+    pub scope: Arc<Scope>,
 }
 
 impl LogRecord {
-    pub fn service_name(&self) -> String {
+    pub fn service_name(&self) -> &str {
         self.resource.service_name()
     }
 }

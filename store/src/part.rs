@@ -6,7 +6,7 @@ use std::path::Path;
 use arrow::array::{
     Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::{interleave_record_batch, take_record_batch};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -21,80 +21,89 @@ use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
 pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
 
-/// Hours since the Unix epoch of each row's event time.
-fn row_hours(signal: Signal, batch: &RecordBatch) -> Result<Vec<u64>> {
-    let times = batch
-        .column_by_name(time_column(signal))
+fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [u64]> {
+    batch
+        .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-        .ok_or_else(|| Error::Corrupt(format!("{signal} batch lacks its time column")))?;
-    Ok(times.values().iter().map(|t| t / NANOS_PER_HOUR).collect())
+        .map(|a| a.values().as_ref())
+        .ok_or_else(|| Error::Corrupt(format!("batch lacks {name}")))
+}
+
+/// Sort key of one row: hour first, then the signal's order, then where the row is.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct RowKey<'a> {
+    hour: u64,
+    /// Trace id (spans) or metric name (metrics); empty for logs.
+    group: &'a [u8],
+    /// Series id (metrics); 0 otherwise.
+    series: u64,
+    time: u64,
+    at: (usize, usize),
+}
+
+enum Groups<'a> {
+    TraceIds(&'a FixedSizeBinaryArray),
+    Names(&'a StringArray),
+    None,
+}
+
+impl<'a> Groups<'a> {
+    fn get(&self, row: usize) -> &'a [u8] {
+        match self {
+            Groups::TraceIds(ids) => ids.value(row),
+            Groups::Names(names) => names.value(row).as_bytes(),
+            Groups::None => &[],
+        }
+    }
 }
 
 /// Splits rows by hour and sorts each hour's rows for its part: spans by trace id then start
 /// time (a trace's spans sit together, and trace-id statistics prune row groups), metric points
-/// by name, series and time, log records by time.
+/// by name, series and time, log records by time. Rows are gathered straight from the input
+/// batches into one batch per hour (no intermediate copy).
 pub(crate) fn partition_and_sort(
     signal: Signal,
     batches: &[RecordBatch],
 ) -> Result<Vec<(u64, RecordBatch)>> {
-    let batch = concat_batches(&schema_for(signal), batches)?;
-    if batch.num_rows() == 0 {
-        return Ok(Vec::new());
-    }
-    let hours = row_hours(signal, &batch)?;
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    let time = |name: &str| -> Result<&UInt64Array> {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-            .ok_or_else(|| Error::Corrupt(format!("{signal} batch lacks {name}")))
-    };
-    match signal {
-        Signal::Spans => {
-            let ids = batch
-                .column_by_name("trace_id")
-                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-                .ok_or_else(|| Error::Corrupt("spans batch lacks trace_id".into()))?;
-            let start = time("start_time_unix_nano")?.values();
-            order.sort_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                (hours[a], ids.value(a), start[a]).cmp(&(hours[b], ids.value(b), start[b]))
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut keys: Vec<RowKey<'_>> = Vec::with_capacity(rows);
+    for (b, batch) in batches.iter().enumerate() {
+        let times = u64_column(batch, time_column(signal))?;
+        let groups = match signal {
+            Signal::Spans => Groups::TraceIds(
+                batch
+                    .column_by_name("trace_id")
+                    .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                    .ok_or_else(|| Error::Corrupt("spans batch lacks trace_id".into()))?,
+            ),
+            Signal::Metrics => Groups::Names(
+                batch
+                    .column_by_name("metric_name")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .ok_or_else(|| Error::Corrupt("metrics batch lacks metric_name".into()))?,
+            ),
+            Signal::Logs => Groups::None,
+        };
+        let series = match signal {
+            Signal::Metrics => Some(u64_column(batch, "series_id")?),
+            _ => None,
+        };
+        for (r, &time) in times.iter().enumerate() {
+            keys.push(RowKey {
+                hour: time / NANOS_PER_HOUR,
+                group: groups.get(r),
+                series: series.map_or(0, |s| s[r]),
+                time,
+                at: (b, r),
             });
         }
-        Signal::Metrics => {
-            let names = batch
-                .column_by_name("metric_name")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| Error::Corrupt("metrics batch lacks metric_name".into()))?;
-            let series = time("series_id")?.values();
-            let t = time("time_unix_nano")?.values();
-            order.sort_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                (hours[a], names.value(a), series[a], t[a]).cmp(&(
-                    hours[b],
-                    names.value(b),
-                    series[b],
-                    t[b],
-                ))
-            });
-        }
-        Signal::Logs => {
-            let t = time("time_unix_nano")?.values();
-            order.sort_by_key(|&a| (hours[a as usize], t[a as usize]));
-        }
     }
+    keys.sort_unstable();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
     let mut out = Vec::new();
-    let mut start = 0;
-    while start < order.len() {
-        let hour = hours[order[start] as usize];
-        let end = start
-            + order[start..]
-                .iter()
-                .take_while(|&&i| hours[i as usize] == hour)
-                .count();
-        let indices = UInt32Array::from(order[start..end].to_vec());
-        out.push((hour, take_record_batch(&batch, &indices)?));
-        start = end;
+    for chunk in keys.chunk_by(|a, b| a.hour == b.hour) {
+        let indices: Vec<(usize, usize)> = chunk.iter().map(|k| k.at).collect();
+        out.push((chunk[0].hour, interleave_record_batch(&refs, &indices)?));
     }
     Ok(out)
 }
@@ -149,40 +158,41 @@ pub(crate) fn write_part(
     zstd_level: i32,
     row_group_rows: usize,
 ) -> Result<u64> {
-    let wrap = |action| {
-        move |source| Error::Parquet {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create part directory", dir))?;
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
     let props = writer_properties(signal, batch.num_rows(), zstd_level, row_group_rows)?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema_for(signal), Some(props)).map_err(wrap("open"))?;
-    writer.write(batch).map_err(wrap("write"))?;
-    let file = writer.into_inner().map_err(wrap("finish"))?;
+    let mut writer = ArrowWriter::try_new(file, schema_for(signal), Some(props))
+        .map_err(parquet_err(path, "open"))?;
+    writer.write(batch).map_err(parquet_err(path, "write"))?;
+    let file = writer.into_inner().map_err(parquet_err(path, "finish"))?;
     file.sync_all().map_err(Error::io("sync part", path))?;
     Ok(file.metadata().map_err(Error::io("stat part", path))?.len())
 }
 
+fn parquet_err(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(parquet::errors::ParquetError) -> Error + use<> {
+    let path = path.to_owned();
+    move |source| Error::Parquet {
+        action,
+        path,
+        source,
+    }
+}
+
+fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path, "open"))
+}
+
 /// Reads a whole part.
 pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
-    let wrap = |action| {
-        move |source| Error::Parquet {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(wrap("open"))?
+    let reader = open_reader(path)?
         .build()
-        .map_err(wrap("read"))?;
+        .map_err(parquet_err(path, "read"))?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(Error::Arrow)
@@ -191,15 +201,7 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
 /// Reads the rows of one trace from a part, skipping row groups whose trace-id statistics rule
 /// it out (parts are sorted by trace id, so usually one row group is read).
 pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBatch>> {
-    let wrap = |action| {
-        move |source| Error::Parquet {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(wrap("open"))?;
+    let builder = open_reader(path)?;
     let column = builder
         .parquet_schema()
         .columns()
@@ -224,7 +226,7 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
     let reader = builder
         .with_row_groups(row_groups)
         .build()
-        .map_err(wrap("read"))?;
+        .map_err(parquet_err(path, "read"))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch?;

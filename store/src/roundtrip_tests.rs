@@ -1,6 +1,8 @@
 //! Property tests: model → Arrow → Parquet → model, and model → Arrow → WAL payload → model,
 //! return exactly what went in, for arbitrary spans, metric points and log records.
 
+use std::sync::Arc;
+
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -125,8 +127,8 @@ prop_compose! {
         events in vec(event(), 0..3),
         links in vec(link(), 0..3),
         dropped in any::<(u32, u32, u32)>(),
-        resource in resource(),
-        scope in scope(),
+        resource in resource().prop_map(Arc::new),
+        scope in scope().prop_map(Arc::new),
     ) -> Span {
         Span {
             trace_id: ids.0, span_id: ids.1, parent_span_id: ids.2, trace_state, flags, name, kind,
@@ -252,8 +254,8 @@ prop_compose! {
         attributes in attributes(),
         times in any::<(u64, u64, u32)>(),
         exemplars in vec(exemplar(), 0..3),
-        resource in resource(),
-        scope in scope(),
+        resource in resource().prop_map(Arc::new),
+        scope in scope().prop_map(Arc::new),
     ) -> MetricPoint {
         MetricPoint {
             metric_name: names.0, description: names.1, unit: names.2, metric_type: value.0,
@@ -272,8 +274,8 @@ prop_compose! {
         attributes in attributes(),
         counts in any::<(u32, u32)>(),
         ids in (option::of(trace_id()), option::of(span_id())),
-        resource in resource(),
-        scope in scope(),
+        resource in resource().prop_map(Arc::new),
+        scope in scope().prop_map(Arc::new),
     ) -> LogRecord {
         LogRecord {
             time_unix_nano: times.0, observed_time_unix_nano: times.1, severity_number: severity.0,
@@ -326,4 +328,86 @@ proptest! {
     fn log_records_round_trip(logs in vec(log_record(), 0..12)) {
         round_trip(&Records::Logs(logs))?;
     }
+}
+
+#[test]
+fn profile_column_sizes() {
+    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
+    let spans = g.spans(100_000);
+    let batch = crate::schema::spans_to_batch(&spans).unwrap();
+    let parts = part::partition_and_sort(Signal::Spans, &[batch]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.parquet");
+    let mut total = 0u64;
+    let mut rows = 0;
+    let mut sizes = std::collections::BTreeMap::new();
+    for (_, b) in &parts {
+        rows += b.num_rows();
+        let bytes = part::write_part(&path, Signal::Spans, b, 3, 65536).unwrap();
+        total += bytes;
+        let f = std::fs::File::open(&path).unwrap();
+        let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+        use parquet::file::reader::FileReader;
+        for rg in r.metadata().row_groups() {
+            for c in rg.columns() {
+                *sizes.entry(c.column_path().string()).or_insert(0i64) += c.compressed_size();
+            }
+        }
+    }
+    let mut v: Vec<_> = sizes.into_iter().collect();
+    v.sort_by_key(|x| -x.1);
+    for (k, s) in v.iter().take(25) {
+        eprintln!("{:>8.2} B/span  {k}", *s as f64 / rows as f64);
+    }
+    eprintln!("total {:.2} B/span", total as f64 / rows as f64);
+}
+
+#[test]
+fn profile_append_costs() {
+    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
+    let batches: Vec<Vec<Span>> = (0..100).map(|_| g.spans(1000)).collect();
+    let n: usize = batches.iter().map(|b| b.len()).sum();
+    let t = std::time::Instant::now();
+    let arrow: Vec<_> = batches.iter().map(|b| crate::schema::spans_to_batch(b).unwrap()).collect();
+    eprintln!("to_batch {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = std::time::Instant::now();
+    let enc: Vec<_> = arrow.iter().map(|b| ipc::encode(b).unwrap()).collect();
+    eprintln!("ipc lz4 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = std::time::Instant::now();
+    for b in &arrow {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &b.schema()).unwrap();
+        w.write(b).unwrap();
+        w.finish().unwrap();
+    }
+    eprintln!("ipc plain {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    drop(enc);
+    let t = std::time::Instant::now();
+    let parts = part::partition_and_sort(Signal::Spans, &arrow).unwrap();
+    eprintln!("sort {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    for (i, (_, b)) in parts.iter().enumerate() {
+        crate::index::build(&dir.path().join(format!("i{i}")), b).unwrap();
+    }
+    eprintln!("index {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = std::time::Instant::now();
+    for (i, (_, b)) in parts.iter().enumerate() {
+        part::write_part(&dir.path().join(format!("p{i}")), Signal::Spans, b, 3, 65536).unwrap();
+    }
+    eprintln!("parquet zstd3 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = std::time::Instant::now();
+    for (i, (_, b)) in parts.iter().enumerate() {
+        part::write_part(&dir.path().join(format!("q{i}")), Signal::Spans, b, 1, 65536).unwrap();
+    }
+    eprintln!("parquet zstd1 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+}
+
+#[test]
+fn profile_to_batch_parts() {
+    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
+    let batches: Vec<Vec<Span>> = (0..100).map(|_| g.spans(1000)).collect();
+    let n: usize = batches.iter().map(|b| b.len()).sum();
+    let t = std::time::Instant::now();
+    for b in &batches { crate::schema::spans_to_batch(b).unwrap(); }
+    eprintln!("full {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
 }

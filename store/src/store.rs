@@ -319,7 +319,10 @@ impl Inner {
             if batches.is_empty() {
                 continue;
             }
-            for (hour, batch) in partition_and_sort(signal, batches)? {
+            let t = Instant::now();
+            let partitions = partition_and_sort(signal, batches)?;
+            eprintln!("PROFILE sort {:?}", t.elapsed());
+            for (hour, batch) in partitions {
                 let id = next.next_part_id;
                 next.next_part_id += 1;
                 let meta = self.write_part_files(signal, hour, id, &batch, 0)?;
@@ -349,8 +352,9 @@ impl Inner {
         let (bytes, index_bytes) = std::thread::scope(|scope| {
             let index_job = index_rel.as_ref().map(|rel| {
                 let path = self.root.join(rel);
-                scope.spawn(move || index::build(&path, batch))
+                scope.spawn(move || { let t = Instant::now(); let r = index::build(&path, batch); eprintln!("PROFILE index {:?}", t.elapsed()); r })
             });
+            let t = Instant::now();
             let bytes = write_part(
                 &self.root.join(&file),
                 signal,
@@ -358,6 +362,7 @@ impl Inner {
                 self.config.parquet_zstd_level,
                 self.config.parquet_row_group_rows,
             );
+            eprintln!("PROFILE parquet {:?}", t.elapsed());
             let index_bytes = match index_job {
                 Some(job) => job
                     .join()

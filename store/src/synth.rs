@@ -6,6 +6,8 @@
 //! conventions; about one span in ten records an exception event with a stack trace.
 //! Deterministic for a seed.
 
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -61,8 +63,8 @@ const EXCEPTIONS: [(&str, &str); 4] = [
 /// Generates traces; see the module doc for their shape.
 pub struct SpanGenerator {
     rng: StdRng,
-    resources: Vec<Resource>,
-    scope: Scope,
+    resources: Vec<Arc<Resource>>,
+    scope: Arc<Scope>,
     now_unix_nano: u64,
 }
 
@@ -85,7 +87,7 @@ impl SpanGenerator {
         for service in SERVICES {
             for instance in 0..3 {
                 let pod = format!("{service}-{:08x}-{instance}", rng.random::<u32>());
-                resources.push(Resource {
+                resources.push(Arc::new(Resource {
                     attributes: Attributes::new(vec![
                         kv("service.name", s(service)),
                         kv("service.version", s("1.4.2")),
@@ -103,14 +105,14 @@ impl SpanGenerator {
                     ]),
                     dropped_attributes_count: 0,
                     schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
-                });
+                }));
             }
         }
-        let scope = Scope {
+        let scope = Arc::new(Scope {
             name: "spyglass-synth".into(),
             version: "1.0.0".into(),
             ..Scope::default()
-        };
+        });
         Self {
             rng,
             resources,
@@ -119,7 +121,7 @@ impl SpanGenerator {
         }
     }
 
-    fn resource(&mut self, service: usize) -> Resource {
+    fn resource(&mut self, service: usize) -> Arc<Resource> {
         let instance = self.rng.random_range(0..3);
         self.resources[service * 3 + instance].clone()
     }

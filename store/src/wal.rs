@@ -169,10 +169,15 @@ fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn corrupt_dir(dir: &Path) -> Result<PathBuf> {
+/// Where damaged bytes of `segment` are kept: `wal/corrupt/<segment name>.<suffix>`.
+fn corrupt_path(dir: &Path, segment: &Path, suffix: &str) -> Result<PathBuf> {
     let corrupt = dir.join("corrupt");
     fs::create_dir_all(&corrupt).map_err(Error::io("create directory", &corrupt))?;
-    Ok(corrupt)
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    Ok(corrupt.join(format!("{name}.{suffix}")))
 }
 
 fn set_aside_tail(
@@ -183,11 +188,7 @@ fn set_aside_tail(
     damage: Damage,
     report: &mut ReplayReport,
 ) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("segment");
-    let to = corrupt_dir(dir)?.join(format!("{name}.at-{pos}"));
+    let to = corrupt_path(dir, path, &format!("at-{pos}"))?;
     let tail = &bytes[pos..];
     fs::write(&to, tail).map_err(Error::io("set aside damaged wal bytes to", &to))?;
     fs::File::open(&to)
@@ -218,11 +219,7 @@ fn set_aside_whole(
     damage: Damage,
     report: &mut ReplayReport,
 ) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("segment");
-    let to = corrupt_dir(dir)?.join(format!("{name}.whole"));
+    let to = corrupt_path(dir, path, "whole")?;
     let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     fs::rename(path, &to).map_err(Error::io("set aside wal segment", path))?;
     tracing::warn!(segment = %path.display(), damage = damage.as_str(), set_aside_to = %to.display(), "wal damage: segment skipped");
@@ -388,7 +385,8 @@ impl<T> Writer<T> {
     fn run(mut self, receiver: Receiver<Request<T>>) {
         let mut buf = Vec::new();
         loop {
-            let first = if self.unsynced {
+            let timer_due = self.unsynced && self.options.durability == Durability::Interval;
+            let first = if timer_due {
                 match receiver.recv_timeout(self.options.sync_interval) {
                     Ok(req) => req,
                     Err(RecvTimeoutError::Timeout) => {
@@ -416,7 +414,7 @@ impl<T> Writer<T> {
             }
             self.commit(group, &mut buf);
         }
-        if self.unsynced {
+        if self.unsynced && self.options.durability != Durability::None {
             let _ = self.sync();
         }
     }
@@ -509,7 +507,7 @@ impl<T> Writer<T> {
 
     /// Starts a new segment whose first record will be `first_lsn`.
     fn roll(&mut self, first_lsn: u64) -> std::io::Result<()> {
-        if self.file.is_some() {
+        if self.file.is_some() && self.options.durability != Durability::None {
             self.sync()?;
         }
         let path = self.dir.join(segment_name(first_lsn));

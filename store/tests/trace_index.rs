@@ -44,7 +44,7 @@ async fn a_trace_is_assembled_from_parts_in_different_hours_and_the_memtable() {
     let trace = snapshot.find_trace(&trace_id(7)).unwrap();
     let names: Vec<_> = trace
         .iter()
-        .map(|s| (s.service_name(), s.span_id))
+        .map(|s| (s.service_name().to_owned(), s.span_id))
         .collect();
     let expected: Vec<_> = [(1, "web"), (2, "db"), (3, "cache")]
         .iter()

@@ -1,6 +1,9 @@
 //! Attribute sets as five typed maps, and the resource and scope columns every table shares.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use arrow::compute::take;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapArray, MapBuilder,
@@ -8,7 +11,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type};
 
-use super::columns::{Columns, col};
+use super::columns::{Columns, col, strings};
 use super::typed_json;
 use crate::error::{Error, Result};
 use crate::model::{AttrValue, Attributes, KeyValue, Resource, Scope};
@@ -201,35 +204,48 @@ pub(crate) fn resource_scope_fields() -> Vec<Field> {
     fields
 }
 
-pub(crate) fn resource_scope_arrays(rows: &[(&Resource, &Scope)]) -> Vec<ArrayRef> {
-    let mut arrays = attr_arrays(rows.iter().map(|(r, _)| &r.attributes));
+/// The resource and scope columns. Items of one OTLP resource share its `Arc`, so the columns
+/// are built once per distinct (resource, scope) pair and gathered out to the rows.
+pub(crate) fn resource_scope_arrays(rows: &[(&Arc<Resource>, &Arc<Scope>)]) -> Result<Vec<ArrayRef>> {
+    let mut distinct: Vec<(&Resource, &Scope)> = Vec::new();
+    let mut seen: HashMap<(*const Resource, *const Scope), u32> = HashMap::new();
+    let indices: Vec<u32> = rows
+        .iter()
+        .map(|(r, s)| {
+            *seen.entry((Arc::as_ptr(r), Arc::as_ptr(s))).or_insert_with(|| {
+                distinct.push((r.as_ref(), s.as_ref()));
+                distinct.len() as u32 - 1
+            })
+        })
+        .collect();
+    let owners = &distinct;
+    let mut arrays = attr_arrays(owners.iter().map(|(r, _)| &r.attributes));
     arrays.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|(r, _)| r.dropped_attributes_count),
+        owners.iter().map(|(r, _)| r.dropped_attributes_count),
     )));
-    arrays.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|(r, _)| r.schema_url.as_str()),
-    )));
-    arrays.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|(_, s)| s.name.as_str()),
-    )));
-    arrays.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|(_, s)| s.version.as_str()),
-    )));
-    arrays.extend(attr_arrays(rows.iter().map(|(_, s)| &s.attributes)));
+    arrays.push(strings(owners.iter().map(|(r, _)| r.schema_url.as_str())));
+    arrays.push(strings(owners.iter().map(|(_, s)| s.name.as_str())));
+    arrays.push(strings(owners.iter().map(|(_, s)| s.version.as_str())));
+    arrays.extend(attr_arrays(owners.iter().map(|(_, s)| &s.attributes)));
     arrays.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|(_, s)| s.dropped_attributes_count),
+        owners.iter().map(|(_, s)| s.dropped_attributes_count),
     )));
-    arrays.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|(_, s)| s.schema_url.as_str()),
-    )));
-    arrays
+    arrays.push(strings(owners.iter().map(|(_, s)| s.schema_url.as_str())));
+    if distinct.len() == rows.len() {
+        return Ok(arrays);
+    }
+    let indices = UInt32Array::from(indices);
+    Ok(arrays
+        .iter()
+        .map(|a| take(a.as_ref(), &indices, None))
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 /// Reads resource and scope per row.
 pub(crate) fn read_resource_scope(
     src: &dyn Columns,
     rows: usize,
-) -> Result<Vec<(Resource, Scope)>> {
+) -> Result<Vec<(Arc<Resource>, Arc<Scope>)>> {
     let resource_attrs = AttrReader::new(src, "resource_attributes")?;
     let resource_dropped: &UInt32Array = col(src, "resource_dropped_attributes_count")?;
     let resource_url: &StringArray = col(src, "resource_schema_url")?;
@@ -243,22 +259,27 @@ pub(crate) fn read_resource_scope(
             "resource columns have the wrong length".into(),
         ));
     }
-    let mut out = Vec::with_capacity(rows);
+    let mut out: Vec<(Arc<Resource>, Arc<Scope>)> = Vec::with_capacity(rows);
     for row in 0..rows {
-        out.push((
-            Resource {
-                attributes: resource_attrs.row(row)?,
-                dropped_attributes_count: resource_dropped.value(row),
-                schema_url: resource_url.value(row).to_owned(),
-            },
-            Scope {
-                name: scope_name.value(row).to_owned(),
-                version: scope_version.value(row).to_owned(),
-                attributes: scope_attrs.row(row)?,
-                dropped_attributes_count: scope_dropped.value(row),
-                schema_url: scope_url.value(row).to_owned(),
-            },
-        ));
+        let resource = Resource {
+            attributes: resource_attrs.row(row)?,
+            dropped_attributes_count: resource_dropped.value(row),
+            schema_url: resource_url.value(row).to_owned(),
+        };
+        let scope = Scope {
+            name: scope_name.value(row).to_owned(),
+            version: scope_version.value(row).to_owned(),
+            attributes: scope_attrs.row(row)?,
+            dropped_attributes_count: scope_dropped.value(row),
+            schema_url: scope_url.value(row).to_owned(),
+        };
+        // Rows of one resource are usually adjacent: share one allocation between them.
+        let shared = out.last().map(|(r, s)| {
+            let r = if **r == resource { r.clone() } else { Arc::new(resource.clone()) };
+            let s = if **s == scope { s.clone() } else { Arc::new(scope.clone()) };
+            (r, s)
+        });
+        out.push(shared.unwrap_or_else(|| (Arc::new(resource), Arc::new(scope))));
     }
     Ok(out)
 }

@@ -74,7 +74,7 @@ pub fn logs_to_batch(logs: &[LogRecord]) -> Result<RecordBatch> {
     columns.extend(attr_arrays(logs.iter().map(|l| &l.attributes)));
     columns.push(u32s(logs.iter().map(|l| l.dropped_attributes_count)));
     let owners: Vec<_> = logs.iter().map(|l| (&l.resource, &l.scope)).collect();
-    columns.extend(resource_scope_arrays(&owners));
+    columns.extend(resource_scope_arrays(&owners)?);
     Ok(RecordBatch::try_new(logs_schema(), columns)?)
 }
 

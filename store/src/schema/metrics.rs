@@ -264,7 +264,7 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
         exemplars_array(points)?,
     ]);
     let owners: Vec<_> = points.iter().map(|p| (&p.resource, &p.scope)).collect();
-    columns.extend(resource_scope_arrays(&owners));
+    columns.extend(resource_scope_arrays(&owners)?);
     Ok(RecordBatch::try_new(metrics_schema(), columns)?)
 }
 

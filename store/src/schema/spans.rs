@@ -149,7 +149,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
             }))));
         } else {
             columns.push(Arc::new(StringArray::from_iter(
-                values.map(|v| v.map(AttrValue::to_display_string)),
+                values.map(|v| v.map(AttrValue::display)),
             )));
         }
     }
@@ -160,7 +160,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
     columns.push(links_array(spans)?);
     columns.push(u32s(spans.iter().map(|s| s.dropped_links_count)));
     let owners: Vec<_> = spans.iter().map(|s| (&s.resource, &s.scope)).collect();
-    columns.extend(resource_scope_arrays(&owners));
+    columns.extend(resource_scope_arrays(&owners)?);
     Ok(RecordBatch::try_new(spans_schema(), columns)?)
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use spyglass_store::model::{
     AttrValue, Attributes, KeyValue, Resource, Span, SpanId, StatusCode, TraceId,
@@ -42,13 +43,13 @@ pub fn span(trace: u64, n: u64, service: &str, start: u64) -> Span {
         name: format!("op-{}", n % 3),
         start_time_unix_nano: start,
         end_time_unix_nano: start + 1_000_000 * (n + 1),
-        resource: Resource {
+        resource: Arc::new(Resource {
             attributes: Attributes::new(vec![KeyValue {
                 key: "service.name".into(),
                 value: AttrValue::Str(service.into()),
             }]),
             ..Resource::default()
-        },
+        }),
         ..Span::default()
     }
 }
