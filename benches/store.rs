@@ -142,34 +142,19 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
-fn main() {
-    let total: usize = std::env::var("SPYGLASS_BENCH_SPANS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400_000);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+struct Round {
+    append: f64,
+    flush: f64,
+    fsyncs: u64,
+    fsync_ms: f64,
+    parquet_bytes: u64,
+    index_bytes: u64,
+    wal_bytes: u64,
+    memtable_bytes: u64,
+}
 
-    eprintln!("[1/4] generating {total} synthetic spans in batches of about {BATCH_SPANS}");
-    let mut generator = SpanGenerator::new(42, now - 3_600_000_000_000);
-    let mut batches: Vec<Vec<Span>> = Vec::new();
-    let mut generated = 0;
-    while generated < total {
-        let batch = generator.spans(BATCH_SPANS);
-        generated += batch.len();
-        batches.push(batch);
-    }
-
-    eprintln!("[2/4] baselines: OTLP protobuf and zstd-1");
-    let (mut proto_bytes, mut zstd_bytes) = (0usize, 0usize);
-    for batch in &batches {
-        let encoded = to_otlp(batch).encode_to_vec();
-        proto_bytes += encoded.len();
-        zstd_bytes += zstd::bulk::compress(&encoded, 1).unwrap().len();
-    }
-
+/// Appends every batch to a fresh store with `APPENDERS` concurrent tasks, then flushes it.
+fn round(records: &Arc<Vec<Records>>, spans: usize) -> Round {
     let dir =
         tempfile::tempdir_in(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
             .unwrap();
@@ -185,9 +170,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-
-    eprintln!("[3/4] durable append: {APPENDERS} concurrent appenders, fsync on");
-    let records: Arc<Vec<Records>> = Arc::new(batches.into_iter().map(Records::Spans).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     runtime.block_on(async {
@@ -225,51 +207,119 @@ fn main() {
     let append_elapsed = started.elapsed();
     let wal = store.wal_stats();
     let fsyncs = wal.fsyncs_total.load(Ordering::Relaxed);
-    let wal_bytes = wal.bytes_written_total.load(Ordering::Relaxed);
     let fsync_ms =
         wal.fsync_nanos_total.load(Ordering::Relaxed) as f64 / 1e6 / fsyncs.max(1) as f64;
+    let wal_bytes = wal.bytes_written_total.load(Ordering::Relaxed);
     let memtable_bytes = store.memtable_bytes();
-
-    eprintln!("[4/4] flush: Parquet parts and trace index");
     let started = Instant::now();
     runtime.block_on(store.flush()).unwrap();
     let flush_elapsed = started.elapsed();
     let parts = store.snapshot().parts(Signal::Spans);
-    let parquet_bytes: u64 = parts.iter().map(|p| p.meta().bytes).sum();
-    let index_bytes: u64 = parts.iter().map(|p| p.meta().index_bytes).sum();
-    let spans: u64 = parts.iter().map(|p| p.meta().rows).sum();
-    assert_eq!(
-        spans as usize, generated,
-        "every appended span is in a part"
-    );
+    let stored: u64 = parts.iter().map(|p| p.meta().rows).sum();
+    assert_eq!(stored as usize, spans, "every appended span is in a part");
+    Round {
+        append: per_second(spans, append_elapsed),
+        flush: per_second(spans, flush_elapsed),
+        fsyncs,
+        fsync_ms,
+        parquet_bytes: parts.iter().map(|p| p.meta().bytes).sum(),
+        index_bytes: parts.iter().map(|p| p.meta().index_bytes).sum(),
+        wal_bytes,
+        memtable_bytes,
+    }
+}
 
+/// Median and range of a figure over the rounds.
+fn spread(values: impl Iterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    format!(
+        "{:.0} (range {:.0}–{:.0})",
+        v[v.len() / 2],
+        v[0],
+        v[v.len() - 1]
+    )
+}
+
+fn main() {
+    let total: usize = std::env::var("SPYGLASS_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let rounds: usize = std::env::var("SPYGLASS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+
+    eprintln!("generating {total} synthetic spans in batches of about {BATCH_SPANS}");
+    let mut generator = SpanGenerator::new(42, now - 3_600_000_000_000);
+    let mut batches: Vec<Vec<Span>> = Vec::new();
+    let mut generated = 0;
+    while generated < total {
+        let batch = generator.spans(BATCH_SPANS);
+        generated += batch.len();
+        batches.push(batch);
+    }
+
+    eprintln!("baselines: OTLP protobuf and zstd-1");
+    let (mut proto_bytes, mut zstd_bytes) = (0usize, 0usize);
+    for batch in &batches {
+        let encoded = to_otlp(batch).encode_to_vec();
+        proto_bytes += encoded.len();
+        zstd_bytes += zstd::bulk::compress(&encoded, 1).unwrap().len();
+    }
+
+    let records: Arc<Vec<Records>> = Arc::new(batches.into_iter().map(Records::Spans).collect());
+    let mut results = Vec::new();
+    for r in 1..=rounds {
+        eprintln!(
+            "round {r}/{rounds}: durable append ({APPENDERS} appenders, fsync on), then flush"
+        );
+        results.push(round(&records, generated));
+    }
+    let last = results.last().expect("at least one round");
     let per_span = |bytes: u64| bytes as f64 / generated as f64;
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| spans | {generated} in batches of ~{BATCH_SPANS}, {APPENDERS} appenders |");
     println!(
-        "| durable append (fsync) | {:.0} spans/s ({} fsyncs, {:.2} ms each, {:.0} spans per fsync) |",
-        per_second(generated, append_elapsed),
-        fsyncs,
-        fsync_ms,
-        generated as f64 / fsyncs.max(1) as f64
+        "| spans | {generated} in batches of ~{BATCH_SPANS}, {APPENDERS} appenders, {rounds} rounds (median, range) |"
     );
     println!(
-        "| flush (Parquet + index) | {:.0} spans/s |",
-        per_second(generated, flush_elapsed)
+        "| durable append (fsync) | {} spans/s |",
+        spread(results.iter().map(|r| r.append))
+    );
+    println!(
+        "| spans per fsync (group commit) | {} ({:.2} ms per fsync) |",
+        spread(
+            results
+                .iter()
+                .map(|r| generated as f64 / r.fsyncs.max(1) as f64)
+        ),
+        last.fsync_ms
+    );
+    println!(
+        "| flush (Parquet + index) | {} spans/s |",
+        spread(results.iter().map(|r| r.flush))
     );
     println!(
         "| Parquet on disk | {:.1} bytes/span |",
-        per_span(parquet_bytes)
+        per_span(last.parquet_bytes)
     );
     println!(
         "| trace index on disk | {:.1} bytes/span |",
-        per_span(index_bytes)
+        per_span(last.index_bytes)
     );
-    println!("| WAL written | {:.1} bytes/span |", per_span(wal_bytes));
+    println!(
+        "| WAL written | {:.1} bytes/span |",
+        per_span(last.wal_bytes)
+    );
     println!(
         "| memtable (Arrow) | {:.1} bytes/span |",
-        per_span(memtable_bytes)
+        per_span(last.memtable_bytes)
     );
     println!(
         "| baseline: OTLP protobuf | {:.1} bytes/span |",

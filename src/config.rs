@@ -122,14 +122,13 @@ pub fn documented_defaults() -> String {
                 .find(|s| *s == name)
                 .unwrap_or("");
             out.push('\n');
-        } else if let Some((key, _)) = line.split_once(" = ") {
-            if let Some((_, _, doc)) = docs
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && let Some((_, _, doc)) = docs
                 .iter()
                 .find(|(s, f, _)| *s == section && f == key.trim())
-            {
-                for doc_line in doc.lines() {
-                    out.push_str(&format!("# {doc_line}\n").replace("# \n", "#\n"));
-                }
+        {
+            for doc_line in doc.lines() {
+                out.push_str(&format!("# {doc_line}\n").replace("# \n", "#\n"));
             }
         }
         out.push_str(line);

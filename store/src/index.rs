@@ -7,8 +7,9 @@
 //! query engine checks span-level conditions on the few candidates in Parquet. The trace id is an
 //! indexed term, so a trace is found in any part without knowing its time range.
 
+use std::collections::HashSet;
 use std::fmt::Write;
-use std::collections::BTreeSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::path::Path;
 
@@ -165,24 +166,41 @@ impl<'a> ScalarMaps<'a> {
     }
 }
 
-/// Adds `term` to `set`, allocating only when it is new.
-fn add(set: &mut BTreeSet<String>, term: &str) {
-    if !set.contains(term) {
-        set.insert(term.to_owned());
+/// A `u64` that is already a hash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
     }
 }
 
+fn fnv(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in bytes {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The document of the trace being indexed. Terms are deduplicated by a 64-bit hash of field
+/// and text, so a repeated term costs no allocation (a collision would drop one term of one
+/// trace from the index: about 2^-64 per pair).
 #[derive(Default)]
-struct TraceDoc {
-    /// Hashes of the resources whose attributes are already in `attrs`.
+struct DocBuilder {
+    doc: TantivyDocument,
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    /// Hashes of the resources whose attributes are already in the document.
     resources: Vec<u64>,
-    services: BTreeSet<String>,
-    ops: BTreeSet<String>,
-    names: BTreeSet<String>,
-    attrs: BTreeSet<String>,
-    kinds: BTreeSet<&'static str>,
-    statuses: BTreeSet<String>,
-    error_services: BTreeSet<String>,
     text: String,
     start: u64,
     end: u64,
@@ -190,6 +208,51 @@ struct TraceDoc {
     max_span_duration: u64,
     span_count: u64,
     error_count: u64,
+}
+
+impl DocBuilder {
+    fn start_trace(&mut self, f: Fields, trace_id: &[u8]) {
+        self.doc = TantivyDocument::default();
+        self.doc.add_bytes(f.trace_id, trace_id);
+        self.seen.clear();
+        self.resources.clear();
+        self.text.clear();
+        (self.start, self.end) = (u64::MAX, 0);
+        (self.min_span_duration, self.max_span_duration) = (u64::MAX, 0);
+        (self.span_count, self.error_count) = (0, 0);
+    }
+
+    fn term(&mut self, field: Field, text: &str) {
+        if self
+            .seen
+            .insert(fnv(u64::from(field.field_id()), text.as_bytes()))
+        {
+            self.doc.add_text(field, text);
+        }
+    }
+
+    /// Adds the `key=value` term of an attribute, built in `term`.
+    fn attr(&mut self, field: Field, term: &mut String, key: &str, value: &str) {
+        term.clear();
+        term.push_str(key);
+        term.push('=');
+        term.push_str(truncated(value));
+        self.term(field, term);
+    }
+
+    fn finish(&mut self, f: Fields) -> TantivyDocument {
+        let mut doc = std::mem::take(&mut self.doc);
+        if !self.text.is_empty() {
+            doc.add_text(f.text, &self.text);
+        }
+        doc.add_u64(f.start, self.start);
+        doc.add_u64(f.end, self.end);
+        doc.add_u64(f.min_span_duration, self.min_span_duration);
+        doc.add_u64(f.max_span_duration, self.max_span_duration);
+        doc.add_u64(f.span_count, self.span_count);
+        doc.add_u64(f.error_count, self.error_count);
+        doc
+    }
 }
 
 fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
@@ -213,7 +276,7 @@ fn kind_name(kind: &str) -> &'static str {
 }
 
 /// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
-pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
+pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
     // A flush that failed before its manifest commit may have left an index under this name.
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(Error::io("remove stale index", dir))?;
@@ -225,6 +288,25 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
         .writer_with_num_threads::<TantivyDocument>(1, 32 << 20)
         .map_err(index_err("open writer for", dir))?;
 
+    let mut state = (DocBuilder::default(), String::new(), String::new());
+    for batch in batches {
+        index_batch(dir, &mut writer, f, batch, &mut state)?;
+    }
+    writer.commit().map_err(index_err("commit", dir))?;
+    writer
+        .wait_merging_threads()
+        .map_err(index_err("finish", dir))?;
+    dir_size(dir)
+}
+
+/// Adds the traces of one batch (whole traces only: chunks end at trace boundaries).
+fn index_batch(
+    dir: &Path,
+    writer: &mut tantivy::IndexWriter<TantivyDocument>,
+    f: Fields,
+    batch: &RecordBatch,
+    (doc, term, scratch): &mut (DocBuilder, String, String),
+) -> Result<()> {
     let ids: &FixedSizeBinaryArray = batch
         .column_by_name("trace_id")
         .and_then(|c| c.as_any().downcast_ref())
@@ -260,50 +342,37 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
     };
     let event_attrs = ScalarMaps::new(event_map, "attributes")?;
 
-    let (mut term, mut scratch) = (String::new(), String::new());
     let mut row = 0;
     while row < batch.num_rows() {
         let trace = ids.value(row);
-        let mut doc = TraceDoc {
-            start: u64::MAX,
-            min_span_duration: u64::MAX,
-            ..Default::default()
-        };
+        doc.start_trace(f, trace);
         while row < batch.num_rows() && ids.value(row) == trace {
             let svc = service.value(row);
-            let is_error = status.value(row) == "error";
-            add(&mut doc.services, svc);
+            doc.term(f.service, svc);
             term.clear();
             let _ = write!(term, "{svc}{SEP}{}", name.value(row));
-            add(&mut doc.ops, &term);
-            add(&mut doc.names, name.value(row));
-            doc.kinds.insert(kind_name(kind.value(row)));
-            add(&mut doc.statuses, status.value(row));
-            if is_error {
-                add(&mut doc.error_services, svc);
+            doc.term(f.op, term);
+            doc.term(f.name, name.value(row));
+            doc.term(f.kind, kind_name(kind.value(row)));
+            doc.term(f.status, status.value(row));
+            if status.value(row) == "error" {
+                doc.term(f.error_service, svc);
                 doc.error_count += 1;
             }
             if !status_message.value(row).is_empty() {
                 doc.text.push_str(status_message.value(row));
                 doc.text.push('\n');
             }
-            let mut add_attr = |k: &str, v: &str| {
-                term.clear();
-                term.push_str(k);
-                term.push('=');
-                term.push_str(truncated(v));
-                add(&mut doc.attrs, &term);
-            };
-            span_attrs.for_each(row, &mut scratch, &mut add_attr);
+            span_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
             let resource = resource_attrs.row_hash(row);
             if !doc.resources.contains(&resource) {
                 doc.resources.push(resource);
-                resource_attrs.for_each(row, &mut scratch, &mut add_attr);
+                resource_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
             }
             let offsets = events.value_offsets();
             for e in offsets[row] as usize..offsets[row + 1] as usize {
                 if event_name.value(e) == "exception" {
-                    event_attrs.for_each(e, &mut scratch, |k, v| {
+                    event_attrs.for_each(e, scratch, |k, v| {
                         if k == "exception.message" || k == "exception.type" {
                             doc.text.push_str(v);
                             doc.text.push('\n');
@@ -318,40 +387,11 @@ pub(crate) fn build(dir: &Path, batch: &RecordBatch) -> Result<u64> {
             doc.span_count += 1;
             row += 1;
         }
-        let mut d = TantivyDocument::default();
-        d.add_bytes(f.trace_id, trace);
-        let add_all = |d: &mut TantivyDocument, field: Field, values: &BTreeSet<String>| {
-            for v in values {
-                d.add_text(field, v);
-            }
-        };
-        add_all(&mut d, f.service, &doc.services);
-        add_all(&mut d, f.op, &doc.ops);
-        add_all(&mut d, f.name, &doc.names);
-        add_all(&mut d, f.attr, &doc.attrs);
-        add_all(&mut d, f.status, &doc.statuses);
-        add_all(&mut d, f.error_service, &doc.error_services);
-        for k in &doc.kinds {
-            d.add_text(f.kind, k);
-        }
-        if !doc.text.is_empty() {
-            d.add_text(f.text, &doc.text);
-        }
-        d.add_u64(f.start, doc.start);
-        d.add_u64(f.end, doc.end);
-        d.add_u64(f.min_span_duration, doc.min_span_duration);
-        d.add_u64(f.max_span_duration, doc.max_span_duration);
-        d.add_u64(f.span_count, doc.span_count);
-        d.add_u64(f.error_count, doc.error_count);
         writer
-            .add_document(d)
+            .add_document(doc.finish(f))
             .map_err(index_err("add a document to", dir))?;
     }
-    writer.commit().map_err(index_err("commit", dir))?;
-    writer
-        .wait_merging_threads()
-        .map_err(index_err("finish", dir))?;
-    dir_size(dir)
+    Ok(())
 }
 
 pub(crate) fn dir_size(dir: &Path) -> Result<u64> {

@@ -49,11 +49,11 @@ impl Store {
                 let mut next = (*base).clone();
                 next.generation += 1;
                 let level = inputs.iter().map(|p| p.meta().level).max().unwrap_or(0) + 1;
-                for (h, batch) in partition_and_sort(signal, &batches)? {
+                for (h, part_batches) in partition_and_sort(signal, &batches)? {
                     debug_assert_eq!(h, hour, "a partition's rows share its hour");
                     let id = next.next_part_id;
                     next.next_part_id += 1;
-                    let meta = inner.write_part_files(signal, h, id, &batch, level)?;
+                    let meta = inner.write_part_files(signal, h, id, &part_batches, level)?;
                     next.parts.push(Part::new(meta, &inner.root));
                 }
                 let gone: HashSet<u64> = inputs.iter().map(|p| p.meta().id).collect();
@@ -177,10 +177,8 @@ impl Maintenance {
                         .is_some_and(|t| t.elapsed() >= flush_every)
                     || inner.budget.used() >= config.flush_bytes
             };
-            if due {
-                if let Err(e) = self.store.flush().await {
-                    tracing::error!(error = %e, "flush failed; will retry");
-                }
+            if due && let Err(e) = self.store.flush().await {
+                tracing::error!(error = %e, "flush failed; will retry");
             }
             if last_maintenance.elapsed() >= maintenance_every {
                 last_maintenance = Instant::now();

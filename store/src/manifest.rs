@@ -115,10 +115,10 @@ impl Drop for Part {
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not delete an obsolete part");
         }
-        if let Some(dir) = self.index_path() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(path = %dir.display(), error = %e, "could not delete an obsolete index");
-            }
+        if let Some(dir) = self.index_path()
+            && let Err(e) = fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "could not delete an obsolete index");
         }
     }
 }

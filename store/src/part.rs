@@ -3,8 +3,10 @@
 use std::fs::File;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use arrow::array::{
-    Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow::compute::{interleave_record_batch, take_record_batch};
 use parquet::arrow::ArrowWriter;
@@ -20,6 +22,8 @@ use crate::model::{Signal, TraceId};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
 pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
+/// Rows per sorted chunk of a part (a chunk ends at a trace boundary, so may be longer).
+const CHUNK_ROWS: usize = 32 * 1024;
 
 fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [u64]> {
     batch
@@ -33,7 +37,9 @@ fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [u64]> {
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct RowKey<'a> {
     hour: u64,
-    /// Trace id (spans) or metric name (metrics); empty for logs.
+    /// Trace id (spans), big endian so that it orders like the bytes; 0 otherwise.
+    trace: u128,
+    /// Metric name (metrics); empty otherwise.
     group: &'a [u8],
     /// Series id (metrics); 0 otherwise.
     series: u64,
@@ -48,11 +54,19 @@ enum Groups<'a> {
 }
 
 impl<'a> Groups<'a> {
-    fn get(&self, row: usize) -> &'a [u8] {
+    fn trace(&self, row: usize) -> u128 {
         match self {
-            Groups::TraceIds(ids) => ids.value(row),
+            Groups::TraceIds(ids) => {
+                u128::from_be_bytes(ids.value(row).try_into().expect("trace ids are 16 bytes"))
+            }
+            _ => 0,
+        }
+    }
+
+    fn name(&self, row: usize) -> &'a [u8] {
+        match self {
             Groups::Names(names) => names.value(row).as_bytes(),
-            Groups::None => &[],
+            _ => &[],
         }
     }
 }
@@ -64,7 +78,7 @@ impl<'a> Groups<'a> {
 pub(crate) fn partition_and_sort(
     signal: Signal,
     batches: &[RecordBatch],
-) -> Result<Vec<(u64, RecordBatch)>> {
+) -> Result<Vec<(u64, Vec<RecordBatch>)>> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut keys: Vec<RowKey<'_>> = Vec::with_capacity(rows);
     for (b, batch) in batches.iter().enumerate() {
@@ -91,7 +105,8 @@ pub(crate) fn partition_and_sort(
         for (r, &time) in times.iter().enumerate() {
             keys.push(RowKey {
                 hour: time / NANOS_PER_HOUR,
-                group: groups.get(r),
+                trace: groups.trace(r),
+                group: groups.name(r),
                 series: series.map_or(0, |s| s[r]),
                 time,
                 at: (b, r),
@@ -99,13 +114,94 @@ pub(crate) fn partition_and_sort(
         }
     }
     keys.sort_unstable();
+    // Cut each hour into chunks of about `CHUNK_ROWS` rows, never inside a trace, and gather
+    // the chunks on two threads: the copy is the costliest step of a flush.
+    let mut jobs: Vec<(u64, &[RowKey<'_>])> = Vec::new();
+    for hour in keys.chunk_by(|a, b| a.hour == b.hour) {
+        let mut rest = hour;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(CHUNK_ROWS);
+            while end < rest.len() && rest[end].trace == rest[end - 1].trace && rest[end].trace != 0
+            {
+                end += 1;
+            }
+            jobs.push((hour[0].hour, &rest[..end]));
+            rest = &rest[end..];
+        }
+    }
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let mut out = Vec::new();
-    for chunk in keys.chunk_by(|a, b| a.hour == b.hour) {
+    let gather = |(hour, chunk): &(u64, &[RowKey<'_>])| -> Result<(u64, RecordBatch)> {
         let indices: Vec<(usize, usize)> = chunk.iter().map(|k| k.at).collect();
-        out.push((chunk[0].hour, interleave_record_batch(&refs, &indices)?));
+        Ok((*hour, interleave_record_batch(&refs, &indices)?))
+    };
+    let (odd, even): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            jobs.iter()
+                .skip(1)
+                .step_by(2)
+                .map(gather)
+                .collect::<Vec<_>>()
+        });
+        let mine: Vec<_> = jobs.iter().step_by(2).map(gather).collect();
+        (helper.join().expect("gather thread does not panic"), mine)
+    });
+    let mut chunks = Vec::with_capacity(jobs.len());
+    let (mut odd, mut even) = (odd.into_iter(), even.into_iter());
+    for i in 0..jobs.len() {
+        let next = if i % 2 == 0 { even.next() } else { odd.next() };
+        chunks.push(next.expect("one result per job")?);
+    }
+    let mut out: Vec<(u64, Vec<RecordBatch>)> = Vec::new();
+    for (hour, batch) in chunks {
+        match out.last_mut() {
+            Some((h, batches)) if *h == hour => batches.push(batch),
+            _ => out.push((hour, vec![batch])),
+        }
     }
     Ok(out)
+}
+
+/// Columns derived from others are not written: `duration_nano` of spans is always
+/// `end_time_unix_nano - start_time_unix_nano` (saturating), and storing it costs ~3.7 bytes per
+/// span. Readers get it back through [`from_stored`].
+const DERIVED_SPAN_COLUMN: &str = "duration_nano";
+
+fn to_stored(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
+    if signal != Signal::Spans {
+        return Ok(batch.clone());
+    }
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| batch.schema().field(i).name() != DERIVED_SPAN_COLUMN)
+        .collect();
+    Ok(batch.project(&keep)?)
+}
+
+/// Restores derived columns to a batch read from a part, in the table's schema.
+fn from_stored(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let is_stored_spans = schema.column_with_name(DERIVED_SPAN_COLUMN).is_none()
+        && schema.column_with_name("end_time_unix_nano").is_some();
+    if !is_stored_spans {
+        return Ok(batch);
+    }
+    let start = u64_column(&batch, "start_time_unix_nano")?;
+    let end = u64_column(&batch, "end_time_unix_nano")?;
+    let duration: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+        start.iter().zip(end).map(|(s, e)| e.saturating_sub(*s)),
+    ));
+    let table = schema_for(Signal::Spans);
+    let columns = table
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            DERIVED_SPAN_COLUMN => Ok(duration.clone()),
+            name => batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| Error::Corrupt(format!("spans part lacks {name}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(table, columns)?)
 }
 
 /// Writer settings of every part: zstd, dictionaries, page-level statistics and the page
@@ -121,18 +217,31 @@ fn writer_properties(
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_dictionary_enabled(true)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        // Statistics (and so the page index) where pruning uses them: top-level columns. The
+        // leaves of attribute maps, events and links would cost encoding time for nothing.
+        .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_key_value_metadata(Some(vec![
             KeyValue::new("spyglass.signal".into(), signal.as_str().to_owned()),
             KeyValue::new("spyglass.schema_version".into(), SCHEMA_VERSION.to_string()),
         ]));
+    for field in schema_for(signal).fields() {
+        if !field.data_type().is_nested() {
+            builder = builder.set_column_statistics_enabled(
+                ColumnPath::from(field.name().as_str()),
+                EnabledStatistics::Page,
+            );
+        }
+    }
+    // Random ids: a dictionary would be tried and thrown away for every page.
+    for column in ["span_id", "parent_span_id"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
     for column in [
         "start_time_unix_nano",
         "end_time_unix_nano",
         "time_unix_nano",
         "observed_time_unix_nano",
-        "duration_nano",
     ] {
         let path = ColumnPath::from(column);
         builder = builder
@@ -154,7 +263,7 @@ fn writer_properties(
 pub(crate) fn write_part(
     path: &Path,
     signal: Signal,
-    batch: &RecordBatch,
+    batches: &[RecordBatch],
     zstd_level: i32,
     row_group_rows: usize,
 ) -> Result<u64> {
@@ -162,10 +271,28 @@ pub(crate) fn write_part(
         std::fs::create_dir_all(dir).map_err(Error::io("create part directory", dir))?;
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
-    let props = writer_properties(signal, batch.num_rows(), zstd_level, row_group_rows)?;
-    let mut writer = ArrowWriter::try_new(file, schema_for(signal), Some(props))
-        .map_err(parquet_err(path, "open"))?;
-    writer.write(batch).map_err(parquet_err(path, "write"))?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let mut file = Some(file);
+    for batch in batches {
+        let stored = to_stored(signal, batch)?;
+        if writer.is_none() {
+            let file = file.take().expect("the file is taken once");
+            writer = Some(
+                ArrowWriter::try_new(file, stored.schema(), Some(props.clone()))
+                    .map_err(parquet_err(path, "open"))?,
+            );
+        }
+        let w = writer.as_mut().expect("opened above");
+        w.write(&stored).map_err(parquet_err(path, "write"))?;
+    }
+    let Some(writer) = writer else {
+        return Err(Error::Corrupt(format!(
+            "no rows to write to {}",
+            path.display()
+        )));
+    };
     let file = writer.into_inner().map_err(parquet_err(path, "finish"))?;
     file.sync_all().map_err(Error::io("sync part", path))?;
     Ok(file.metadata().map_err(Error::io("stat part", path))?.len())
@@ -193,9 +320,7 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
     let reader = open_reader(path)?
         .build()
         .map_err(parquet_err(path, "read"))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::Arrow)
+    reader.map(|b| from_stored(b?)).collect()
 }
 
 /// Reads the rows of one trace from a part, skipping row groups whose trace-id statistics rule
@@ -229,7 +354,7 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
         .map_err(parquet_err(path, "read"))?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch?;
+        let batch = from_stored(batch?)?;
         let ids = batch
             .column_by_name("trace_id")
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
@@ -261,7 +386,15 @@ pub(crate) fn hour_folder(hour: u64) -> String {
 }
 
 /// The smallest and largest event time in a sorted-or-not batch.
-pub(crate) fn time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
+pub(crate) fn time_range(signal: Signal, batches: &[RecordBatch]) -> (u64, u64) {
+    batches
+        .iter()
+        .map(|b| batch_time_range(signal, b))
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        .unwrap_or((0, 0))
+}
+
+fn batch_time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
     let times = batch
         .column_by_name(time_column(signal))
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());

@@ -292,7 +292,7 @@ fn round_trip(records: &Records) -> Result<(), TestCaseError> {
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let path = dir.path().join("part.parquet");
-    part::write_part(&path, records.signal(), &batch, 3, 7)
+    part::write_part(&path, records.signal(), std::slice::from_ref(&batch), 3, 7)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let read = part::read_part(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let merged =
@@ -328,86 +328,4 @@ proptest! {
     fn log_records_round_trip(logs in vec(log_record(), 0..12)) {
         round_trip(&Records::Logs(logs))?;
     }
-}
-
-#[test]
-fn profile_column_sizes() {
-    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
-    let spans = g.spans(100_000);
-    let batch = crate::schema::spans_to_batch(&spans).unwrap();
-    let parts = part::partition_and_sort(Signal::Spans, &[batch]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.parquet");
-    let mut total = 0u64;
-    let mut rows = 0;
-    let mut sizes = std::collections::BTreeMap::new();
-    for (_, b) in &parts {
-        rows += b.num_rows();
-        let bytes = part::write_part(&path, Signal::Spans, b, 3, 65536).unwrap();
-        total += bytes;
-        let f = std::fs::File::open(&path).unwrap();
-        let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
-        use parquet::file::reader::FileReader;
-        for rg in r.metadata().row_groups() {
-            for c in rg.columns() {
-                *sizes.entry(c.column_path().string()).or_insert(0i64) += c.compressed_size();
-            }
-        }
-    }
-    let mut v: Vec<_> = sizes.into_iter().collect();
-    v.sort_by_key(|x| -x.1);
-    for (k, s) in v.iter().take(25) {
-        eprintln!("{:>8.2} B/span  {k}", *s as f64 / rows as f64);
-    }
-    eprintln!("total {:.2} B/span", total as f64 / rows as f64);
-}
-
-#[test]
-fn profile_append_costs() {
-    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
-    let batches: Vec<Vec<Span>> = (0..100).map(|_| g.spans(1000)).collect();
-    let n: usize = batches.iter().map(|b| b.len()).sum();
-    let t = std::time::Instant::now();
-    let arrow: Vec<_> = batches.iter().map(|b| crate::schema::spans_to_batch(b).unwrap()).collect();
-    eprintln!("to_batch {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let t = std::time::Instant::now();
-    let enc: Vec<_> = arrow.iter().map(|b| ipc::encode(b).unwrap()).collect();
-    eprintln!("ipc lz4 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let t = std::time::Instant::now();
-    for b in &arrow {
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &b.schema()).unwrap();
-        w.write(b).unwrap();
-        w.finish().unwrap();
-    }
-    eprintln!("ipc plain {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    drop(enc);
-    let t = std::time::Instant::now();
-    let parts = part::partition_and_sort(Signal::Spans, &arrow).unwrap();
-    eprintln!("sort {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let dir = tempfile::tempdir().unwrap();
-    let t = std::time::Instant::now();
-    for (i, (_, b)) in parts.iter().enumerate() {
-        crate::index::build(&dir.path().join(format!("i{i}")), b).unwrap();
-    }
-    eprintln!("index {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let t = std::time::Instant::now();
-    for (i, (_, b)) in parts.iter().enumerate() {
-        part::write_part(&dir.path().join(format!("p{i}")), Signal::Spans, b, 3, 65536).unwrap();
-    }
-    eprintln!("parquet zstd3 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let t = std::time::Instant::now();
-    for (i, (_, b)) in parts.iter().enumerate() {
-        part::write_part(&dir.path().join(format!("q{i}")), Signal::Spans, b, 1, 65536).unwrap();
-    }
-    eprintln!("parquet zstd1 {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-}
-
-#[test]
-fn profile_to_batch_parts() {
-    let mut g = crate::synth::SpanGenerator::new(42, 1_700_000_000_000_000_000);
-    let batches: Vec<Vec<Span>> = (0..100).map(|_| g.spans(1000)).collect();
-    let n: usize = batches.iter().map(|b| b.len()).sum();
-    let t = std::time::Instant::now();
-    for b in &batches { crate::schema::spans_to_batch(b).unwrap(); }
-    eprintln!("full {:.2} us/span", t.elapsed().as_secs_f64() * 1e6 / n as f64);
 }

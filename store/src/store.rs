@@ -319,13 +319,10 @@ impl Inner {
             if batches.is_empty() {
                 continue;
             }
-            let t = Instant::now();
-            let partitions = partition_and_sort(signal, batches)?;
-            eprintln!("PROFILE sort {:?}", t.elapsed());
-            for (hour, batch) in partitions {
+            for (hour, part_batches) in partition_and_sort(signal, batches)? {
                 let id = next.next_part_id;
                 next.next_part_id += 1;
-                let meta = self.write_part_files(signal, hour, id, &batch, 0)?;
+                let meta = self.write_part_files(signal, hour, id, &part_batches, 0)?;
                 report.rows += meta.rows;
                 report.parts.push(meta.clone());
                 next.parts.push(Part::new(meta, &self.root));
@@ -343,7 +340,7 @@ impl Inner {
         signal: Signal,
         hour: u64,
         id: u64,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
         level: u32,
     ) -> Result<PartMeta> {
         let dir = format!("parts/{signal}/{}", hour_folder(hour));
@@ -352,17 +349,15 @@ impl Inner {
         let (bytes, index_bytes) = std::thread::scope(|scope| {
             let index_job = index_rel.as_ref().map(|rel| {
                 let path = self.root.join(rel);
-                scope.spawn(move || { let t = Instant::now(); let r = index::build(&path, batch); eprintln!("PROFILE index {:?}", t.elapsed()); r })
+                scope.spawn(move || index::build(&path, batches))
             });
-            let t = Instant::now();
             let bytes = write_part(
                 &self.root.join(&file),
                 signal,
-                batch,
+                batches,
                 self.config.parquet_zstd_level,
                 self.config.parquet_row_group_rows,
             );
-            eprintln!("PROFILE parquet {:?}", t.elapsed());
             let index_bytes = match index_job {
                 Some(job) => job
                     .join()
@@ -371,14 +366,14 @@ impl Inner {
             };
             Ok::<_, Error>((bytes?, index_bytes?))
         })?;
-        let (min, max) = time_range(signal, batch);
+        let (min, max) = time_range(signal, batches);
         Ok(PartMeta {
             id,
             signal,
             hour,
             file,
             index: index_rel,
-            rows: batch.num_rows() as u64,
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
             bytes,
             index_bytes,
             min_time_unix_nano: min,

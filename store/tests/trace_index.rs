@@ -246,3 +246,32 @@ async fn search_filters_alone_and_combined() {
         .unwrap();
     assert_eq!((one[0].span_count, one[0].error_count), (2, 1));
 }
+
+#[tokio::test]
+async fn a_large_flush_indexes_every_trace_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // More rows than one sorted chunk (32 Ki), so chunk boundaries fall between traces.
+    let spans = spyglass_store::synth::SpanGenerator::new(3, T0).spans(40_000);
+    for batch in spans.chunks(2_000) {
+        append(&store, batch.to_vec()).await;
+    }
+    store.flush().await.unwrap();
+    let snapshot = store.snapshot();
+    let mut traces: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    for s in &spans {
+        *traces.entry(s.trace_id).or_default() += 1;
+    }
+    let hits = snapshot
+        .search_traces(&TraceQuery::default(), usize::MAX)
+        .unwrap();
+    assert_eq!(hits.len(), traces.len(), "one hit per trace");
+    for hit in &hits {
+        assert_eq!(
+            hit.span_count as usize, traces[&hit.trace_id],
+            "a trace is never split between documents"
+        );
+    }
+    let (id, count) = traces.iter().next().unwrap();
+    assert_eq!(snapshot.find_trace(id).unwrap().len(), *count);
+}

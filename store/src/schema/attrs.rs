@@ -206,16 +206,20 @@ pub(crate) fn resource_scope_fields() -> Vec<Field> {
 
 /// The resource and scope columns. Items of one OTLP resource share its `Arc`, so the columns
 /// are built once per distinct (resource, scope) pair and gathered out to the rows.
-pub(crate) fn resource_scope_arrays(rows: &[(&Arc<Resource>, &Arc<Scope>)]) -> Result<Vec<ArrayRef>> {
+pub(crate) fn resource_scope_arrays(
+    rows: &[(&Arc<Resource>, &Arc<Scope>)],
+) -> Result<Vec<ArrayRef>> {
     let mut distinct: Vec<(&Resource, &Scope)> = Vec::new();
     let mut seen: HashMap<(*const Resource, *const Scope), u32> = HashMap::new();
     let indices: Vec<u32> = rows
         .iter()
         .map(|(r, s)| {
-            *seen.entry((Arc::as_ptr(r), Arc::as_ptr(s))).or_insert_with(|| {
-                distinct.push((r.as_ref(), s.as_ref()));
-                distinct.len() as u32 - 1
-            })
+            *seen
+                .entry((Arc::as_ptr(r), Arc::as_ptr(s)))
+                .or_insert_with(|| {
+                    distinct.push((r.as_ref(), s.as_ref()));
+                    distinct.len() as u32 - 1
+                })
         })
         .collect();
     let owners = &distinct;
@@ -275,8 +279,16 @@ pub(crate) fn read_resource_scope(
         };
         // Rows of one resource are usually adjacent: share one allocation between them.
         let shared = out.last().map(|(r, s)| {
-            let r = if **r == resource { r.clone() } else { Arc::new(resource.clone()) };
-            let s = if **s == scope { s.clone() } else { Arc::new(scope.clone()) };
+            let r = if **r == resource {
+                r.clone()
+            } else {
+                Arc::new(resource.clone())
+            };
+            let s = if **s == scope {
+                s.clone()
+            } else {
+                Arc::new(scope.clone())
+            };
             (r, s)
         });
         out.push(shared.unwrap_or_else(|| (Arc::new(resource), Arc::new(scope))));

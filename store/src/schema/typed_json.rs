@@ -84,7 +84,7 @@ fn from_json(value: &Value) -> Option<AttrValue> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
