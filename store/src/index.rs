@@ -104,7 +104,17 @@ fn truncated(value: &str) -> &str {
 
 /// The `key=value` term of an attribute, as search looks it up.
 pub fn attribute_term(key: &str, value: &str) -> String {
-    format!("{key}={}", truncated(value))
+    let mut term = String::new();
+    write_attribute_term(&mut term, key, value);
+    term
+}
+
+/// Writes the `key=value` term into `term`, replacing what it held.
+fn write_attribute_term(term: &mut String, key: &str, value: &str) {
+    term.clear();
+    term.push_str(key);
+    term.push('=');
+    term.push_str(truncated(value));
 }
 
 /// Scalar entries of the typed attribute maps stored under one prefix.
@@ -233,10 +243,7 @@ impl DocBuilder {
 
     /// Adds the `key=value` term of an attribute, built in `term`.
     fn attr(&mut self, field: Field, term: &mut String, key: &str, value: &str) {
-        term.clear();
-        term.push_str(key);
-        term.push('=');
-        term.push_str(truncated(value));
+        write_attribute_term(term, key, value);
         self.term(field, term);
     }
 
