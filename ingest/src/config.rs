@@ -38,6 +38,11 @@ pub struct IngestConfig {
     /// Bearer tokens accepted from exporters (`Authorization: Bearer <token>`); empty accepts
     /// every request. Set them whenever a receiver listens beyond loopback.
     pub tokens: Vec<Token>,
+    /// Largest request body accepted, in bytes, checked on the wire and again after
+    /// decompression (OTLP answers 413 / RESOURCE_EXHAUSTED beyond it).
+    pub max_body_bytes: usize,
+    /// Seconds a client is told to wait (`Retry-After`, gRPC `RetryInfo`) when Spyglass is busy.
+    pub retry_after_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -46,6 +51,8 @@ impl Default for IngestConfig {
             otlp_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             tokens: Vec::new(),
+            max_body_bytes: 64 << 20,
+            retry_after_secs: 1,
         }
     }
 }

@@ -1,16 +1,30 @@
 //! `spyglass-ingest`: the OTLP receivers.
 //!
-//! It will own the OTLP/gRPC (`:4317`) and OTLP/HTTP (`:4318`) receivers, decoding with size
-//! limits, validation, conversion of OTLP into the store's model, span metrics and the service
-//! graph generated at ingest, backpressure and ingest authentication. It must not know Parquet,
-//! tantivy, DataFusion or the UI: it hands [`spyglass_store::Records`] to the store.
+//! It owns the OTLP/gRPC (`:4317`) and OTLP/HTTP (`:4318`) receivers, decoding with size
+//! limits, validation, conversion of OTLP into the store's model, backpressure and ingest
+//! authentication. It must not know Parquet, tantivy, DataFusion or the UI: it hands
+//! [`spyglass_store::Records`] to [`spyglass_store::Store::append`] and turns the store's
+//! answer into the protocol's.
 //!
 //! ```text
-//! OTLP request ─▶ size caps ─▶ decode ─▶ validate ─▶ convert ─▶ Store::append ─▶ response
+//! gRPC :4317 ─┐                                  ┌─ ok ─────────▶ 200 / OK (+ partial success)
+//!             ├─▶ auth ─▶ size caps ─▶ decode ─▶ convert ─▶ Store::append
+//! HTTP :4318 ─┘                                  ├─ try later ──▶ 429 + Retry-After / UNAVAILABLE + RetryInfo
+//!                                                └─ disk failed ▶ 503 / UNAVAILABLE
 //! ```
 //!
-//! Today it holds its configuration section; the receivers are the next issue's work.
+//! Main types: [`Ingest`] (the shared pipeline and its counters), [`GrpcReceiver`],
+//! [`HttpReceiver`].
 
 mod config;
+mod convert;
+mod error;
+mod grpc;
+mod http;
+mod pipeline;
 
 pub use config::{IngestConfig, Token};
+pub use error::{Answer, Error, Result};
+pub use grpc::GrpcReceiver;
+pub use http::HttpReceiver;
+pub use pipeline::{Ingest, IngestStats, Protocol};

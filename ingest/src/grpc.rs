@@ -1,0 +1,145 @@
+//! The OTLP/gRPC receiver (`:4317`): `TraceService`, `MetricsService`, `LogsService`, with gzip
+//! and zstd request compression.
+//!
+//! Answers as the OTLP specification says
+//! (<https://opentelemetry.io/docs/specs/otlp/#failures>): INVALID_ARGUMENT for what cannot be
+//! decoded, UNAUTHENTICATED without a valid token, UNAVAILABLE with `RetryInfo` when the store
+//! says "retry later", UNAVAILABLE without it when the store cannot make data durable.
+
+use std::future::Future;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use spyglass_store::Signal;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::{Answer, Error};
+use crate::pipeline::{Ingest, Protocol};
+
+/// The gRPC receiver; run it with [`GrpcReceiver::run`].
+#[derive(Clone)]
+pub struct GrpcReceiver {
+    ingest: Ingest,
+}
+
+impl GrpcReceiver {
+    pub fn new(ingest: Ingest) -> Self {
+        Self { ingest }
+    }
+
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let limit = self.ingest.config().max_body_bytes;
+        macro_rules! service {
+            ($server:ident) => {
+                $server::new(self.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(limit)
+            };
+        }
+        tonic::transport::Server::builder()
+            .add_service(service!(TraceServiceServer))
+            .add_service(service!(MetricsServiceServer))
+            .add_service(service!(LogsServiceServer))
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+            .await
+    }
+
+    fn authorize<T>(&self, signal: Signal, request: &Request<T>) -> Result<(), Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.ingest
+            .authorize(header)
+            .map_err(|e| self.status(signal, e))
+    }
+
+    fn status(&self, signal: Signal, error: Error) -> Status {
+        self.ingest
+            .stats()
+            .count_error(signal, Protocol::Grpc, &error);
+        let retry_after = Duration::from_secs(self.ingest.config().retry_after_secs);
+        let message = error.client_message();
+        match error.answer(retry_after) {
+            Answer::BadRequest | Answer::UnsupportedMediaType => Status::invalid_argument(message),
+            Answer::TooLarge => Status::resource_exhausted(message),
+            Answer::Unauthenticated => Status::unauthenticated(message),
+            Answer::RetryLater(delay) => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_retry_info(Some(delay)),
+            ),
+            Answer::Unavailable => Status::unavailable(message),
+            Answer::Internal => Status::internal(message),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.authorize(Signal::Spans, &request)?;
+        let result = self.ingest.traces(request.get_ref(), Protocol::Grpc).await;
+        result
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Spans, e))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.authorize(Signal::Metrics, &request)?;
+        let result = self.ingest.metrics(request.get_ref(), Protocol::Grpc).await;
+        result
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Metrics, e))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.authorize(Signal::Logs, &request)?;
+        let result = self.ingest.logs(request.get_ref(), Protocol::Grpc).await;
+        result
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Logs, e))
+    }
+}

@@ -1,0 +1,263 @@
+//! The OTLP/HTTP receiver (`:4318`): `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with
+//! `application/x-protobuf` or `application/json` bodies, optionally gzip- or zstd-compressed.
+//!
+//! Answers as <https://opentelemetry.io/docs/specs/otlp/#otlphttp-response> says: 200 with the
+//! export response (partial success included) in the request's encoding; 400 with a
+//! `google.rpc.Status` naming what was wrong; 401; 413 for a body over the limit before or after
+//! decompression; 415 for another content type or encoding; 429 with `Retry-After` when the
+//! store says "retry later"; 503 when it cannot make data durable.
+
+use std::future::Future;
+use std::io::Read;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use spyglass_store::Signal;
+use tokio::net::TcpListener;
+
+use crate::error::{Answer, Error, Result};
+use crate::pipeline::{Ingest, Protocol};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => PROTOBUF,
+            Format::Json => JSON,
+        }
+    }
+}
+
+/// The HTTP receiver; run it with [`HttpReceiver::run`] or mount [`HttpReceiver::router`].
+#[derive(Clone)]
+pub struct HttpReceiver {
+    ingest: Ingest,
+}
+
+impl HttpReceiver {
+    pub fn new(ingest: Ingest) -> Self {
+        Self { ingest }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/v1/traces", post(traces))
+            .route("/v1/metrics", post(metrics))
+            .route("/v1/logs", post(logs))
+            // The body limit is enforced while reading (see `read_body`), with OTLP's answer.
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(self)
+    }
+
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    async fn handle<Req, Resp, Fut>(
+        &self,
+        signal: Signal,
+        headers: HeaderMap,
+        body: Body,
+        export: impl FnOnce(Ingest, Req) -> Fut,
+    ) -> Response
+    where
+        Req: Message + Default + DeserializeOwned,
+        Resp: Message + Serialize,
+        Fut: Future<Output = Result<Resp>>,
+    {
+        let format = match content_format(&headers) {
+            Ok(format) => format,
+            Err(e) => return self.error(signal, Format::Protobuf, e),
+        };
+        let result = async {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            self.ingest.authorize(auth)?;
+            let limit = self.ingest.config().max_body_bytes;
+            let bytes = read_body(body, &headers, limit).await?;
+            let request: Req = match format {
+                Format::Protobuf => Req::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?,
+                Format::Json => {
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?
+                }
+            };
+            export(self.ingest.clone(), request).await
+        }
+        .await;
+        match result {
+            Ok(response) => {
+                let body = match format {
+                    Format::Protobuf => response.encode_to_vec(),
+                    Format::Json => {
+                        serde_json::to_vec(&response).expect("export responses serialize")
+                    }
+                };
+                ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+            }
+            Err(e) => self.error(signal, format, e),
+        }
+    }
+
+    fn error(&self, signal: Signal, format: Format, error: Error) -> Response {
+        self.ingest
+            .stats()
+            .count_error(signal, Protocol::Http, &error);
+        let retry_after = Duration::from_secs(self.ingest.config().retry_after_secs);
+        let answer = error.answer(retry_after);
+        let (status, grpc_code) = match answer {
+            Answer::BadRequest => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+            Answer::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+            ),
+            Answer::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+            ),
+            Answer::Unauthenticated => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
+            Answer::RetryLater(_) => (StatusCode::TOO_MANY_REQUESTS, tonic::Code::Unavailable),
+            Answer::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+            Answer::Internal => (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
+        };
+        let rpc_status = tonic_types::pb::Status {
+            code: grpc_code as i32,
+            message: error.client_message(),
+            details: Vec::new(),
+        };
+        let body = match format {
+            Format::Protobuf => rpc_status.encode_to_vec(),
+            Format::Json => serde_json::to_vec(
+                &serde_json::json!({ "code": rpc_status.code, "message": rpc_status.message }),
+            )
+            .expect("a status serializes"),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response();
+        let retry = match answer {
+            Answer::RetryLater(delay) => Some(delay),
+            Answer::Unavailable => Some(retry_after),
+            _ => None,
+        };
+        if let Some(delay) = retry {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(delay.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+fn content_format(headers: &HeaderMap) -> Result<Format> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        PROTOBUF => Ok(Format::Protobuf),
+        JSON => Ok(Format::Json),
+        _ => Err(Error::Unsupported {
+            what: "content type",
+            value: value.to_owned(),
+            allowed: "application/x-protobuf or application/json",
+        }),
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes on the wire and, after decompression, more
+/// than `limit` bytes decoded — so a small gzip bomb is refused as early as a large body.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit")
+        {
+            Error::TooLarge { limit }
+        } else {
+            Error::Decode(format!("failed to read the body: {e}"))
+        }
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let mut out = Vec::new();
+    let read = match encoding.as_str() {
+        "" | "identity" => return Ok(raw),
+        "gzip" => flate2::read::GzDecoder::new(&raw[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
+        "zstd" => zstd::stream::read::Decoder::new(&raw[..])
+            .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out)),
+        other => {
+            return Err(Error::Unsupported {
+                what: "content encoding",
+                value: other.to_owned(),
+                allowed: "gzip, zstd or none",
+            });
+        }
+    };
+    read.map_err(|e| Error::Decode(format!("failed to decompress the {encoding} body: {e}")))?;
+    if out.len() > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
+    rx.handle(Signal::Spans, headers, body, |ingest, request| async move {
+        ingest.traces(&request, Protocol::Http).await
+    })
+    .await
+}
+
+async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
+    rx.handle(
+        Signal::Metrics,
+        headers,
+        body,
+        |ingest, request| async move { ingest.metrics(&request, Protocol::Http).await },
+    )
+    .await
+}
+
+async fn logs(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
+    rx.handle(Signal::Logs, headers, body, |ingest, request| async move {
+        ingest.logs(&request, Protocol::Http).await
+    })
+    .await
+}

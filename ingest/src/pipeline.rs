@@ -1,0 +1,199 @@
+//! What both receivers do with a decoded request: convert, store, and build the OTLP answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use spyglass_store::{Records, Signal, Store};
+
+use crate::config::IngestConfig;
+use crate::convert::{self, Converted};
+use crate::error::{Error, Result};
+
+/// The protocol a request came in on, for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    Http,
+}
+
+/// Ingest counters per signal and protocol, ready for `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Items stored: `[signal][protocol]`.
+    pub accepted_total: [[AtomicU64; 2]; 3],
+    /// Items dropped as invalid (partial success).
+    pub rejected_total: [[AtomicU64; 2]; 3],
+    /// Requests answered "retry later".
+    pub throttled_total: [[AtomicU64; 2]; 3],
+    /// Requests refused as undecodable, too large or unauthenticated.
+    pub refused_total: [[AtomicU64; 2]; 3],
+}
+
+fn slot(signal: Signal, protocol: Protocol) -> (usize, usize) {
+    let s = match signal {
+        Signal::Spans => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    };
+    (s, protocol as usize)
+}
+
+impl IngestStats {
+    pub fn accepted(&self, signal: Signal, protocol: Protocol) -> u64 {
+        let (s, p) = slot(signal, protocol);
+        self.accepted_total[s][p].load(Ordering::Relaxed)
+    }
+
+    pub fn rejected(&self, signal: Signal, protocol: Protocol) -> u64 {
+        let (s, p) = slot(signal, protocol);
+        self.rejected_total[s][p].load(Ordering::Relaxed)
+    }
+
+    pub fn throttled(&self, signal: Signal, protocol: Protocol) -> u64 {
+        let (s, p) = slot(signal, protocol);
+        self.throttled_total[s][p].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_error(&self, signal: Signal, protocol: Protocol, error: &Error) {
+        let (s, p) = slot(signal, protocol);
+        let counter = match error {
+            Error::Store(e) if e.kind() == spyglass_store::ErrorKind::TryLater => {
+                &self.throttled_total[s][p]
+            }
+            Error::Store(_) => return,
+            _ => &self.refused_total[s][p],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The ingest pipeline shared by the gRPC and HTTP receivers.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Store,
+    config: Arc<IngestConfig>,
+    stats: Arc<IngestStats>,
+}
+
+impl Ingest {
+    pub fn new(store: Store, config: IngestConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            stats: Arc::new(IngestStats::default()),
+        }
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Arc<IngestStats> {
+        &self.stats
+    }
+
+    /// Checks an `Authorization` header value against the configured tokens.
+    pub fn authorize(&self, header: Option<&str>) -> Result<()> {
+        if self.config.tokens.is_empty() {
+            return Ok(());
+        }
+        let offered = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        match offered {
+            Some(token) if self.config.tokens.iter().any(|t| t.matches(token)) => Ok(()),
+            _ => Err(Error::Unauthenticated),
+        }
+    }
+
+    async fn store<T>(
+        &self,
+        signal: Signal,
+        protocol: Protocol,
+        converted: Converted<T>,
+        wrap: fn(Vec<T>) -> Records,
+    ) -> Result<(i64, String)> {
+        let (s, p) = slot(signal, protocol);
+        let rejected = converted.rejected;
+        let message = converted.error_message();
+        let count = converted.items.len() as u64;
+        if count > 0 {
+            self.store.append(&wrap(converted.items)).await?;
+        }
+        self.stats.accepted_total[s][p].fetch_add(count, Ordering::Relaxed);
+        self.stats.rejected_total[s][p].fetch_add(rejected, Ordering::Relaxed);
+        Ok((rejected as i64, message))
+    }
+
+    pub async fn traces(
+        &self,
+        request: &ExportTraceServiceRequest,
+        protocol: Protocol,
+    ) -> Result<ExportTraceServiceResponse> {
+        let (rejected, message) = self
+            .store(
+                Signal::Spans,
+                protocol,
+                convert::spans(request),
+                Records::Spans,
+            )
+            .await?;
+        Ok(ExportTraceServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: message,
+            }),
+        })
+    }
+
+    pub async fn metrics(
+        &self,
+        request: &ExportMetricsServiceRequest,
+        protocol: Protocol,
+    ) -> Result<ExportMetricsServiceResponse> {
+        let (rejected, message) = self
+            .store(
+                Signal::Metrics,
+                protocol,
+                convert::metrics(request),
+                Records::Metrics,
+            )
+            .await?;
+        Ok(ExportMetricsServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: message,
+            }),
+        })
+    }
+
+    pub async fn logs(
+        &self,
+        request: &ExportLogsServiceRequest,
+        protocol: Protocol,
+    ) -> Result<ExportLogsServiceResponse> {
+        let (rejected, message) = self
+            .store(
+                Signal::Logs,
+                protocol,
+                convert::logs(request),
+                Records::Logs,
+            )
+            .await?;
+        Ok(ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: message,
+            }),
+        })
+    }
+}
