@@ -1,15 +1,17 @@
 //! `spyglass serve`: start-up in order, then one ordered, timed shutdown.
 //!
 //! Start: bind the UI port (so `/healthz` answers during replay) → open the store and replay
-//! the WAL → ready → maintenance (flush, compaction, retention).
-//! Stop (SIGINT/SIGTERM): stop maintenance → close the store (queued appends finish, memtable
-//! flushed) → stop the UI.
+//! the WAL → bind the OTLP receivers → ready → maintenance (flush, compaction, retention).
+//! Stop (SIGINT/SIGTERM): stop the receivers (in-flight requests finish) → stop maintenance →
+//! close the store (queued appends finish, memtable flushed) → stop the UI.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest};
 use spyglass_store::Store;
 use spyglass_ui::{Readiness, UiServer};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
@@ -43,9 +45,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "damaged WAL ranges were set aside under wal/corrupt/"
         );
     }
+
+    let ingest = Ingest::new(store.clone(), config.ingest.clone());
+    let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to bind the OTLP/gRPC address {}",
+                config.ingest.otlp_grpc_addr
+            )
+        })?;
+    let http_listener = TcpListener::bind(config.ingest.otlp_http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to bind the OTLP/HTTP address {}",
+                config.ingest.otlp_http_addr
+            )
+        })?;
+    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "OTLP receivers listening");
+    let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let grpc_task = tokio::spawn(GrpcReceiver::new(ingest.clone()).run(grpc_listener, async {
+        let _ = grpc_stopped.await;
+    }));
+    let http_task = tokio::spawn(HttpReceiver::new(ingest).run(http_listener, async {
+        let _ = http_stopped.await;
+    }));
     readiness.set_ready();
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
-    tracing::info!(grpc = %config.ingest.otlp_grpc_addr, http = %config.ingest.otlp_http_addr, "OTLP receivers are not part of this build yet");
 
     let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
     let maintenance_task = tokio::spawn(store.maintenance().run(async {
@@ -53,7 +81,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }));
 
     shutdown_signal().await?;
-    tracing::info!("shutting down: flushing the memtable");
+    tracing::info!("shutting down: stopping the receivers");
+    let _ = stop_grpc.send(());
+    let _ = stop_http.send(());
+    grpc_task.await.context("OTLP/gRPC task failed")??;
+    http_task.await.context("OTLP/HTTP task failed")??;
+    tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     maintenance_task.await.context("maintenance task failed")?;
     match tokio::time::timeout(CLOSE_TIMEOUT, store.close()).await {

@@ -51,6 +51,48 @@ fn spans(n: u64) -> Vec<Span> {
         .collect()
 }
 
+/// Posts one span as OTLP/HTTP protobuf, as an SDK would; returns the HTTP status.
+fn post_otlp_span(port: u16) -> u16 {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+    use prost::Message;
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![OtlpSpan {
+                    trace_id: vec![9; 16],
+                    span_id: vec![9; 8],
+                    name: "exported".into(),
+                    start_time_unix_nano: 1_795_737_600_000_000_000,
+                    end_time_unix_nano: 1_795_737_600_000_001_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let body = request.encode_to_vec();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn serve_replays_reports_ready_and_flushes_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +105,7 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
             .unwrap();
     }
 
-    let port = free_port();
+    let (port, otlp_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .args(["serve", "--data-dir"])
         .arg(dir.path())
@@ -73,7 +115,7 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
             "--otlp-grpc",
             "127.0.0.1:0",
             "--otlp-http",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{otlp_port}"),
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -91,6 +133,7 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
     assert!(ready, "/readyz never answered 200");
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(get(port, "/nope").map(|r| r.0), Some(404));
+    assert_eq!(post_otlp_span(otlp_port), 200, "OTLP/HTTP export accepted");
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -108,7 +151,11 @@ fn serve_replays_reports_ready_and_flushes_on_sigterm() {
         "the WAL was checkpointed after the final flush"
     );
     let parts = store.snapshot().parts(Signal::Spans);
-    assert_eq!(parts.iter().map(|p| p.meta().rows).sum::<u64>(), 25);
+    assert_eq!(
+        parts.iter().map(|p| p.meta().rows).sum::<u64>(),
+        26,
+        "replayed and exported spans"
+    );
 }
 
 #[test]
