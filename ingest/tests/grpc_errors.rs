@@ -1,0 +1,116 @@
+//! OTLP/gRPC answers: partial success, UNAUTHENTICATED, and UNAVAILABLE with `RetryInfo` when
+//! the store is full — then success once it has room.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+use spyglass_ingest::{GrpcReceiver, Ingest, IngestConfig, Token};
+use spyglass_store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+async fn start(
+    config: IngestConfig,
+    store_config: StoreConfig,
+) -> (Store, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), store_config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        GrpcReceiver::new(Ingest::new(store.clone(), config)).run(listener, std::future::pending()),
+    );
+    (store, url, dir)
+}
+
+fn request(n: u64, first: u64) -> ExportTraceServiceRequest {
+    let spans = (first..first + n)
+        .map(|i| OtlpSpan {
+            trace_id: [&[1u8; 8][..], &i.to_be_bytes()].concat(),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: "grpc".into(),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_full_store_answers_unavailable_with_retry_info_then_recovers() {
+    let small = StoreConfig {
+        memtable_max_bytes: 64 << 10,
+        flush_bytes: 32 << 10,
+        ..StoreConfig::default()
+    };
+    let (store, url, _dir) = start(IngestConfig::default(), small).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let mut sent = 0;
+    let status = loop {
+        match client.export(request(20, sent)).await {
+            Ok(_) => sent += 20,
+            Err(status) => break status,
+        }
+        assert!(sent < 200_000, "never throttled");
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let retry = status
+        .get_details_retry_info()
+        .expect("RetryInfo in the status details");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    store.flush().await.unwrap();
+    let response = client
+        .export(request(20, sent))
+        .await
+        .expect("accepted after a flush")
+        .into_inner();
+    assert!(response.partial_success.is_none());
+}
+
+#[tokio::test]
+async fn invalid_spans_are_a_partial_success() {
+    let (_store, url, _dir) = start(IngestConfig::default(), StoreConfig::default()).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let mut req = request(3, 0);
+    req.resource_spans[0].scope_spans[0].spans[1].span_id = vec![0; 8];
+    let partial = client
+        .export(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("span_id is all zeros"),
+        "{}",
+        partial.error_message
+    );
+}
+
+#[tokio::test]
+async fn a_missing_token_is_unauthenticated() {
+    let config = IngestConfig {
+        tokens: vec![Token::new("t0k")],
+        ..IngestConfig::default()
+    };
+    let (_store, url, _dir) = start(config, StoreConfig::default()).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let status = client.export(request(1, 0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut authorized = tonic::Request::new(request(1, 0));
+    authorized
+        .metadata_mut()
+        .insert("authorization", "Bearer t0k".parse().unwrap());
+    assert!(client.export(authorized).await.is_ok());
+}
