@@ -109,6 +109,29 @@ fn check_metrics(store: &Store) {
         Some(&AttrValue::Str("/items".into()))
     );
     assert_eq!(orders.service_name(), "inventory");
+    let mut prometheus_names: Vec<String> = Vec::new();
+    for batch in store.snapshot().read_all(Signal::Metrics).unwrap() {
+        let names = batch
+            .column_by_name("prometheus_name")
+            .expect("prometheus_name column");
+        let names = names
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        prometheus_names.extend(names.iter().flatten().map(str::to_owned));
+    }
+    for expected in [
+        "orders_total",
+        "queue_depth",
+        "temperature_celsius",
+        "latency_seconds",
+        "payload_size",
+    ] {
+        assert!(
+            prometheus_names.iter().any(|n| n == expected),
+            "{expected} in {prometheus_names:?}"
+        );
+    }
     let queue = point(&points, "queue.depth");
     assert_eq!(
         (queue.metric_type, queue.is_monotonic),

@@ -7,8 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 
 mod ids;
+mod prometheus;
 
 pub use ids::{SpanId, TraceId};
+pub use prometheus::prometheus_name;
 
 /// An OTLP `AnyValue`, keeping its type.
 #[derive(Clone, Debug)]
@@ -442,6 +444,16 @@ pub struct MetricPoint {
 impl MetricPoint {
     pub fn service_name(&self) -> &str {
         self.resource.service_name()
+    }
+
+    /// The metric's Prometheus-compatible name (see [`prometheus_name`]).
+    pub fn prometheus_name(&self) -> String {
+        prometheus_name(
+            &self.metric_name,
+            &self.unit,
+            self.metric_type,
+            self.is_monotonic,
+        )
     }
 }
 

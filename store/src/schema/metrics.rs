@@ -37,6 +37,8 @@ pub fn metrics_schema() -> SchemaRef {
         .get_or_init(|| {
             let mut fields = vec![
                 Field::new("metric_name", DataType::Utf8, false),
+                // Derived from name, unit and type, for PromQL.
+                Field::new("prometheus_name", DataType::Utf8, false),
                 Field::new("description", DataType::Utf8, false),
                 Field::new("unit", DataType::Utf8, false),
                 Field::new("metric_type", DataType::Utf8, false),
@@ -190,6 +192,9 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
     let empty: &[u64] = &[];
     let mut columns: Vec<ArrayRef> = vec![
         strings(points.iter().map(|p| p.metric_name.as_str())),
+        Arc::new(StringArray::from_iter_values(
+            points.iter().map(MetricPoint::prometheus_name),
+        )),
         strings(points.iter().map(|p| p.description.as_str())),
         strings(points.iter().map(|p| p.unit.as_str())),
         strings(points.iter().map(|p| p.metric_type.as_str())),
