@@ -2,13 +2,14 @@
 //!
 //! Start: bind the UI port (so `/healthz` answers during replay) → open the store and replay
 //! the WAL → bind the OTLP receivers → ready → maintenance (flush, compaction, retention).
-//! Stop (SIGINT/SIGTERM): stop the receivers (in-flight requests finish) → stop maintenance →
+//! Stop (SIGINT/SIGTERM): stop the receivers (in-flight requests finish) → write the last span
+//! metrics → stop maintenance →
 //! close the store (queued appends finish, memtable flushed) → stop the UI.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest};
+use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_store::Store;
 use spyglass_ui::{Readiness, UiServer};
 use tokio::net::TcpListener;
@@ -69,8 +70,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let grpc_task = tokio::spawn(GrpcReceiver::new(ingest.clone()).run(grpc_listener, async {
         let _ = grpc_stopped.await;
     }));
+    let writer = SpanMetricsWriter::new(
+        ingest.span_metrics().clone(),
+        store.clone(),
+        Duration::from_secs(config.ingest.span_metrics_interval_secs.max(1)),
+    );
     let http_task = tokio::spawn(HttpReceiver::new(ingest).run(http_listener, async {
         let _ = http_stopped.await;
+    }));
+    let (stop_writer, writer_stopped) = oneshot::channel::<()>();
+    let writer_task = tokio::spawn(writer.run(async {
+        let _ = writer_stopped.await;
     }));
     readiness.set_ready();
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
@@ -86,6 +96,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = stop_http.send(());
     grpc_task.await.context("OTLP/gRPC task failed")??;
     http_task.await.context("OTLP/HTTP task failed")??;
+    let _ = stop_writer.send(());
+    writer_task.await.context("span metrics task failed")?;
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     maintenance_task.await.context("maintenance task failed")?;

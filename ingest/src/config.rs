@@ -43,6 +43,13 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`, gRPC `RetryInfo`) when Spyglass is busy.
     pub retry_after_secs: u64,
+    /// How often span metrics and the service graph are written to the metrics table, in seconds.
+    pub span_metrics_interval_secs: u64,
+    /// How long a client span waits for its server span (or becomes an edge to a virtual node
+    /// such as a database), in seconds.
+    pub service_graph_wait_secs: u64,
+    /// Most spans waiting to be paired into service-graph edges; beyond it the oldest are dropped.
+    pub service_graph_max_pending: usize,
 }
 
 impl Default for IngestConfig {
@@ -53,6 +60,9 @@ impl Default for IngestConfig {
             tokens: Vec::new(),
             max_body_bytes: 64 << 20,
             retry_after_secs: 1,
+            span_metrics_interval_secs: 15,
+            service_graph_wait_secs: 10,
+            service_graph_max_pending: 100_000,
         }
     }
 }

@@ -22,9 +22,11 @@ mod error;
 mod grpc;
 mod http;
 mod pipeline;
+mod spanmetrics;
 
 pub use config::{IngestConfig, Token};
 pub use error::{Answer, Error, Result};
 pub use grpc::GrpcReceiver;
 pub use http::HttpReceiver;
 pub use pipeline::{Ingest, IngestStats, Protocol};
+pub use spanmetrics::{DURATION_BOUNDS, SpanMetrics, SpanMetricsWriter};

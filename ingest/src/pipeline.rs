@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -17,6 +18,7 @@ use spyglass_store::{Records, Signal, Store};
 use crate::config::IngestConfig;
 use crate::convert::{self, Converted};
 use crate::error::{Error, Result};
+use crate::spanmetrics::SpanMetrics;
 
 /// The protocol a request came in on, for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,15 +84,30 @@ pub struct Ingest {
     store: Store,
     config: Arc<IngestConfig>,
     stats: Arc<IngestStats>,
+    span_metrics: SpanMetrics,
 }
 
 impl Ingest {
     pub fn new(store: Store, config: IngestConfig) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let span_metrics = SpanMetrics::new(
+            Duration::from_secs(config.service_graph_wait_secs),
+            config.service_graph_max_pending,
+            started,
+        );
         Self {
             store,
             config: Arc::new(config),
             stats: Arc::new(IngestStats::default()),
+            span_metrics,
         }
+    }
+
+    /// The span-metrics generator fed by this pipeline (its writer is run by the binary).
+    pub fn span_metrics(&self) -> &SpanMetrics {
+        &self.span_metrics
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -139,14 +156,13 @@ impl Ingest {
         request: &ExportTraceServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
+        let converted = convert::spans(request);
+        let observations = SpanMetrics::observe(&converted.items);
         let (rejected, message) = self
-            .store(
-                Signal::Spans,
-                protocol,
-                convert::spans(request),
-                Records::Spans,
-            )
+            .store(Signal::Spans, protocol, converted, Records::Spans)
             .await?;
+        // Only what was acknowledged is counted.
+        self.span_metrics.record(observations, Instant::now());
         Ok(ExportTraceServiceResponse {
             partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected,

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 struct Server {
     store: Store,
+    ingest: Ingest,
     grpc: SocketAddr,
     http: SocketAddr,
     _dir: tempfile::TempDir,
@@ -36,9 +37,10 @@ async fn start() -> Server {
         http_listener.local_addr().unwrap(),
     );
     tokio::spawn(GrpcReceiver::new(ingest.clone()).run(grpc_listener, std::future::pending()));
-    tokio::spawn(HttpReceiver::new(ingest).run(http_listener, std::future::pending()));
+    tokio::spawn(HttpReceiver::new(ingest.clone()).run(http_listener, std::future::pending()));
     Server {
         store,
+        ingest,
         grpc,
         http,
         _dir: dir,
@@ -198,6 +200,38 @@ async fn rust_sdk_over_grpc_stores_exactly_what_it_sent() {
     .await
     .unwrap();
     check(&server.store, trace, root);
+
+    // The same spans fed the span metrics: one failed server call of `POST /checkout`.
+    let writer = spyglass_ingest::SpanMetricsWriter::new(
+        server.ingest.span_metrics().clone(),
+        server.store.clone(),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(writer.write_once().await.unwrap() > 0);
+    let Records::Metrics(points) = server
+        .store
+        .snapshot()
+        .read_records(Signal::Metrics)
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    let calls = points
+        .iter()
+        .find(|p| {
+            p.metric_name == "spyglass.span.calls"
+                && p.attributes.get("span.name") == Some(&AttrValue::Str("POST /checkout".into()))
+        })
+        .expect("a calls series for the root span");
+    assert_eq!(calls.service_name(), "checkout");
+    assert_eq!(
+        calls.attributes.get("status.code"),
+        Some(&AttrValue::Str("error".into()))
+    );
+    assert_eq!(
+        calls.value,
+        spyglass_store::model::PointValue::Number(spyglass_store::model::NumberValue::Int(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

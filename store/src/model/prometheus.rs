@@ -117,11 +117,12 @@ pub fn prometheus_name(
     if out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
-    if let Some(suffix) = unit_suffix(unit, metric_type) {
-        if !out.ends_with(&format!("_{suffix}")) && out != suffix {
-            out.push('_');
-            out.push_str(&suffix);
-        }
+    if let Some(suffix) = unit_suffix(unit, metric_type)
+        && !out.ends_with(&format!("_{suffix}"))
+        && out != suffix
+    {
+        out.push('_');
+        out.push_str(&suffix);
     }
     if metric_type == MetricType::Sum && is_monotonic && !out.ends_with("_total") {
         out.push_str("_total");

@@ -1,0 +1,723 @@
+//! Span metrics and the service graph, generated at ingest (as Tempo's metrics-generator and
+//! Jaeger's SPM do), so health pages and alert rules read small pre-aggregated series instead of
+//! scanning spans.
+//!
+//! Series written into the `metrics` table (cumulative, resource `service.name` = the service):
+//!
+//! | metric | type | attributes |
+//! |---|---|---|
+//! | `spyglass.span.calls` | monotonic sum | `span.name`, `span.kind`, `status.code` |
+//! | `spyglass.span.errors` | monotonic sum | `span.name`, `span.kind` |
+//! | `spyglass.span.duration` | histogram, seconds | `span.name`, `span.kind`, `status.code` |
+//! | `spyglass.service_graph.calls` | monotonic sum | `client`, `server`, `connection_type` |
+//! | `spyglass.service_graph.failures` | monotonic sum | `client`, `server`, `connection_type` |
+//! | `spyglass.service_graph.duration` | histogram, seconds | `client`, `server`, `connection_type` |
+//!
+//! An edge is a CLIENT or PRODUCER span and its SERVER or CONSUMER child in another service,
+//! paired within `edge_wait`; its duration is the client's, and it failed when either side has an
+//! error status. A client span left unanswered past the wait becomes an edge to a virtual node
+//! named by `peer.service`, `db.system.name`/`db.system`, `messaging.system` or
+//! `server.address` (`connection_type` = `database`, `messaging_system` or `virtual_node`).
+//! Waiting spans are bounded by `max_pending_edges`; beyond it the oldest are dropped and
+//! counted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spyglass_store::model::{
+    AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
+    Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+};
+
+/// Upper bounds of the duration histograms, in seconds.
+pub const DURATION_BOUNDS: [f64; 12] = [
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    count: u64,
+    sum: f64,
+    buckets: [u64; DURATION_BOUNDS.len() + 1],
+}
+
+impl Histogram {
+    fn record(&mut self, seconds: f64) {
+        self.count += 1;
+        self.sum += seconds;
+        let i = DURATION_BOUNDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[i] += 1;
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RedKey {
+    service: String,
+    operation: String,
+    kind: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct EdgeKey {
+    client: String,
+    server: String,
+    connection_type: &'static str,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Totals {
+    calls: u64,
+    errors: u64,
+    duration: Histogram,
+}
+
+/// What the generator keeps of a span.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    service: String,
+    name: String,
+    kind: SpanKind,
+    error: bool,
+    seconds: f64,
+    /// Where an unanswered client call went, and what kind of node that is.
+    peer: Option<(String, &'static str)>,
+}
+
+fn peer_of(span: &Span) -> Option<(String, &'static str)> {
+    let get = |k: &str| match span.attributes.get(k) {
+        Some(AttrValue::Str(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    if let Some(p) = get("peer.service") {
+        return Some((p, "virtual_node"));
+    }
+    if let Some(db) = get("db.system.name").or_else(|| get("db.system")) {
+        return Some((db, "database"));
+    }
+    if let Some(m) = get("messaging.system") {
+        return Some((m, "messaging_system"));
+    }
+    get("server.address").map(|a| (a, "virtual_node"))
+}
+
+struct Pending {
+    obs: Observation,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    red: BTreeMap<RedKey, Totals>,
+    edges: BTreeMap<EdgeKey, Totals>,
+    /// Client spans waiting for their server child: `(trace, client span id)`.
+    clients: HashMap<(TraceId, SpanId), Pending>,
+    /// Server spans waiting for their client parent: `(trace, parent span id)`.
+    servers: HashMap<(TraceId, SpanId), Pending>,
+    /// Arrival order of waiting spans, for expiry and the bound.
+    order: VecDeque<(bool, TraceId, SpanId, Instant)>,
+}
+
+/// The generator. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct SpanMetrics {
+    state: Arc<Mutex<State>>,
+    edge_wait: Duration,
+    max_pending: usize,
+    started_unix_nano: u64,
+    dropped_pending: Arc<AtomicU64>,
+}
+
+fn kind_name(kind: SpanKind) -> &'static str {
+    kind.as_str()
+}
+
+impl SpanMetrics {
+    pub fn new(edge_wait: Duration, max_pending: usize, started_unix_nano: u64) -> Self {
+        Self {
+            state: Arc::default(),
+            edge_wait,
+            max_pending,
+            started_unix_nano,
+            dropped_pending: Arc::default(),
+        }
+    }
+
+    /// Waiting spans dropped because the bound was reached.
+    pub fn dropped_pending(&self) -> u64 {
+        self.dropped_pending.load(Ordering::Relaxed)
+    }
+
+    /// What to remember of spans about to be stored (call [`SpanMetrics::record`] once they are).
+    pub fn observe(spans: &[Span]) -> Vec<Observation> {
+        spans
+            .iter()
+            .map(|s| Observation {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent: s.parent_span_id,
+                service: s.service_name().to_owned(),
+                name: s.name.clone(),
+                kind: s.kind,
+                error: s.status_code == StatusCode::Error,
+                seconds: s.duration_nano() as f64 / 1e9,
+                peer: matches!(s.kind, SpanKind::Client | SpanKind::Producer)
+                    .then(|| peer_of(s))
+                    .flatten(),
+            })
+            .collect()
+    }
+
+    /// Counts stored spans and pairs client and server spans into edges.
+    pub fn record(&self, observations: Vec<Observation>, now: Instant) {
+        let mut state = self.state.lock().expect("span metrics lock");
+        for obs in observations {
+            let key = RedKey {
+                service: obs.service.clone(),
+                operation: obs.name.clone(),
+                kind: kind_name(obs.kind),
+                status: if obs.error { "error" } else { "ok" },
+            };
+            let totals = state.red.entry(key).or_default();
+            totals.calls += 1;
+            totals.errors += u64::from(obs.error);
+            totals.duration.record(obs.seconds);
+            match obs.kind {
+                SpanKind::Client | SpanKind::Producer => {
+                    let id = (obs.trace_id, obs.span_id);
+                    if let Some(server) = state.servers.remove(&id) {
+                        add_edge(&mut state, &obs, &server.obs);
+                    } else {
+                        state.clients.insert(id, Pending { obs, since: now });
+                        state.order.push_back((true, id.0, id.1, now));
+                    }
+                }
+                SpanKind::Server | SpanKind::Consumer => {
+                    let Some(parent) = obs.parent else { continue };
+                    let id = (obs.trace_id, parent);
+                    if let Some(client) = state.clients.remove(&id) {
+                        add_edge(&mut state, &client.obs, &obs);
+                    } else {
+                        state.servers.insert(id, Pending { obs, since: now });
+                        state.order.push_back((false, id.0, id.1, now));
+                    }
+                }
+                SpanKind::Internal | SpanKind::Unspecified => {}
+            }
+        }
+        self.expire(&mut state, now);
+    }
+
+    /// Settles waiting spans older than the wait (and the oldest beyond the bound).
+    fn expire(&self, state: &mut State, now: Instant) {
+        while let Some(&(is_client, trace, span, since)) = state.order.front() {
+            let waiting = state.clients.len() + state.servers.len();
+            if now.duration_since(since) < self.edge_wait && waiting <= self.max_pending {
+                break;
+            }
+            state.order.pop_front();
+            let over_bound = now.duration_since(since) < self.edge_wait;
+            if is_client {
+                if let Some(p) = state
+                    .clients
+                    .remove(&(trace, span))
+                    .filter(|p| p.since == since)
+                {
+                    if over_bound {
+                        self.dropped_pending.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some((peer, connection_type)) = p.obs.peer.clone() {
+                        let key = EdgeKey {
+                            client: p.obs.service.clone(),
+                            server: peer,
+                            connection_type,
+                        };
+                        let totals = state.edges.entry(key).or_default();
+                        totals.calls += 1;
+                        totals.errors += u64::from(p.obs.error);
+                        totals.duration.record(p.obs.seconds);
+                    }
+                }
+            } else if state.servers.remove(&(trace, span)).is_some() && over_bound {
+                self.dropped_pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The cumulative series as metric points at `now_unix_nano`, after settling what waited
+    /// long enough.
+    pub fn points(&self, now: Instant, now_unix_nano: u64) -> Vec<MetricPoint> {
+        let mut state = self.state.lock().expect("span metrics lock");
+        self.expire(&mut state, now);
+        let scope = Arc::new(Scope {
+            name: "spyglass.spanmetrics".into(),
+            ..Scope::default()
+        });
+        let mut resources: HashMap<String, Arc<Resource>> = HashMap::new();
+        let mut resource = |service: &str| {
+            resources
+                .entry(service.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(Resource {
+                        attributes: Attributes::new(vec![kv("service.name", service)]),
+                        ..Resource::default()
+                    })
+                })
+                .clone()
+        };
+        let mut out = Vec::new();
+        let point = |name: &str,
+                     attributes: Attributes,
+                     resource: Arc<Resource>,
+                     value: PointValue| MetricPoint {
+            metric_name: name.to_owned(),
+            description: String::new(),
+            unit: if matches!(value, PointValue::Histogram { .. }) {
+                "s".into()
+            } else {
+                "{call}".into()
+            },
+            metric_type: if matches!(value, PointValue::Histogram { .. }) {
+                MetricType::Histogram
+            } else {
+                MetricType::Sum
+            },
+            temporality: Temporality::Cumulative,
+            is_monotonic: !matches!(value, PointValue::Histogram { .. }),
+            attributes,
+            time_unix_nano: now_unix_nano,
+            start_time_unix_nano: self.started_unix_nano,
+            flags: 0,
+            value,
+            exemplars: Vec::new(),
+            resource,
+            scope: scope.clone(),
+        };
+        for (key, totals) in &state.red {
+            let labels = |with_status: bool| {
+                let mut l = vec![kv("span.name", &key.operation), kv("span.kind", key.kind)];
+                if with_status {
+                    l.push(kv("status.code", key.status));
+                }
+                Attributes::new(l)
+            };
+            let r = resource(&key.service);
+            out.push(point(
+                "spyglass.span.calls",
+                labels(true),
+                r.clone(),
+                counter(totals.calls),
+            ));
+            if key.status == "error" {
+                out.push(point(
+                    "spyglass.span.errors",
+                    labels(false),
+                    r.clone(),
+                    counter(totals.errors),
+                ));
+            }
+            out.push(point(
+                "spyglass.span.duration",
+                labels(true),
+                r,
+                histogram(&totals.duration),
+            ));
+        }
+        for (key, totals) in &state.edges {
+            let labels = Attributes::new(vec![
+                kv("client", &key.client),
+                kv("server", &key.server),
+                kv("connection_type", key.connection_type),
+            ]);
+            let r = resource(&key.client);
+            out.push(point(
+                "spyglass.service_graph.calls",
+                labels.clone(),
+                r.clone(),
+                counter(totals.calls),
+            ));
+            out.push(point(
+                "spyglass.service_graph.failures",
+                labels.clone(),
+                r.clone(),
+                counter(totals.errors),
+            ));
+            out.push(point(
+                "spyglass.service_graph.duration",
+                labels,
+                r,
+                histogram(&totals.duration),
+            ));
+        }
+        out
+    }
+}
+
+fn add_edge(state: &mut State, client: &Observation, server: &Observation) {
+    if client.service == server.service {
+        return;
+    }
+    let key = EdgeKey {
+        client: client.service.clone(),
+        server: server.service.clone(),
+        connection_type: "",
+    };
+    let totals = state.edges.entry(key).or_default();
+    totals.calls += 1;
+    totals.errors += u64::from(client.error || server.error);
+    totals.duration.record(client.seconds);
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: AttrValue::Str(value.to_owned()),
+    }
+}
+
+fn counter(n: u64) -> PointValue {
+    PointValue::Number(NumberValue::Int(n as i64))
+}
+
+fn histogram(h: &Histogram) -> PointValue {
+    PointValue::Histogram {
+        count: h.count,
+        sum: Some(h.sum),
+        min: None,
+        max: None,
+        bucket_counts: h.buckets.to_vec(),
+        explicit_bounds: DURATION_BOUNDS.to_vec(),
+    }
+}
+
+/// Writes the span metrics into the store every `interval`; run by the binary.
+pub struct SpanMetricsWriter {
+    metrics: SpanMetrics,
+    store: spyglass_store::Store,
+    interval: Duration,
+}
+
+impl SpanMetricsWriter {
+    pub fn new(metrics: SpanMetrics, store: spyglass_store::Store, interval: Duration) -> Self {
+        Self {
+            metrics,
+            store,
+            interval,
+        }
+    }
+
+    /// Appends the current series once. A busy store is retried at the next interval: the
+    /// series are cumulative, so nothing is lost by skipping one.
+    pub async fn write_once(&self) -> Result<usize, spyglass_store::Error> {
+        let now_unix_nano = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let points = self.metrics.points(Instant::now(), now_unix_nano);
+        if points.is_empty() {
+            return Ok(0);
+        }
+        let n = points.len();
+        self.store
+            .append(&spyglass_store::Records::Metrics(points))
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.tick().await;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.write_once().await {
+                tracing::warn!(error = %e, "could not write span metrics; retrying at the next interval");
+            }
+        }
+        // Last values before shutdown, so a restart starts from them.
+        if let Err(e) = self.write_once().await {
+            tracing::warn!(error = %e, "could not write the final span metrics");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spyglass_store::model::{Resource, Span};
+
+    const MS: u64 = 1_000_000;
+
+    fn span(
+        (trace, id, parent): (u8, u8, Option<u8>),
+        service: &str,
+        name: &str,
+        kind: SpanKind,
+        ms: u64,
+        error: bool,
+        attrs: Vec<KeyValue>,
+    ) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            name: name.into(),
+            kind,
+            start_time_unix_nano: 1_000 * MS,
+            end_time_unix_nano: 1_000 * MS + ms * MS,
+            status_code: if error {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            },
+            attributes: Attributes::new(attrs),
+            resource: Arc::new(Resource {
+                attributes: Attributes::new(vec![kv("service.name", service)]),
+                ..Resource::default()
+            }),
+            ..Span::default()
+        }
+    }
+
+    /// A → B → database, twice; the second time B fails and so does A's call to it.
+    fn traces() -> Vec<Span> {
+        let mut spans = Vec::new();
+        for (t, failing) in [(1u8, false), (2u8, true)] {
+            spans.push(span(
+                (t, 1, None),
+                "a",
+                "GET /a",
+                SpanKind::Server,
+                200,
+                false,
+                vec![],
+            ));
+            spans.push(span(
+                (t, 2, Some(1)),
+                "a",
+                "call b",
+                SpanKind::Client,
+                150,
+                failing,
+                vec![kv("peer.service", "b")],
+            ));
+            spans.push(span(
+                (t, 3, Some(2)),
+                "b",
+                "handle",
+                SpanKind::Server,
+                120,
+                failing,
+                vec![],
+            ));
+            spans.push(span(
+                (t, 4, Some(3)),
+                "b",
+                "SELECT",
+                SpanKind::Client,
+                50,
+                true,
+                vec![kv("db.system.name", "postgresql")],
+            ));
+        }
+        spans
+    }
+
+    fn find<'a>(
+        points: &'a [MetricPoint],
+        name: &str,
+        service: &str,
+        labels: &[(&str, &str)],
+    ) -> &'a MetricPoint {
+        points
+            .iter()
+            .find(|p| {
+                p.metric_name == name
+                    && p.service_name() == service
+                    && labels
+                        .iter()
+                        .all(|(k, v)| p.attributes.get(k) == Some(&AttrValue::Str((*v).into())))
+            })
+            .unwrap_or_else(|| panic!("{name} {service} {labels:?} in {points:#?}"))
+    }
+
+    fn count(p: &MetricPoint) -> i64 {
+        match p.value {
+            PointValue::Number(NumberValue::Int(n)) => n,
+            ref other => panic!("a counter: {other:?}"),
+        }
+    }
+
+    fn buckets(p: &MetricPoint) -> (u64, Vec<u64>) {
+        match &p.value {
+            PointValue::Histogram {
+                count,
+                bucket_counts,
+                ..
+            } => (*count, bucket_counts.clone()),
+            other => panic!("a histogram: {other:?}"),
+        }
+    }
+
+    fn bucket(seconds: f64, n: u64) -> Vec<u64> {
+        let mut b = vec![0; DURATION_BOUNDS.len() + 1];
+        b[DURATION_BOUNDS.iter().position(|x| seconds <= *x).unwrap()] = n;
+        b
+    }
+
+    #[test]
+    fn calls_errors_edges_and_buckets_are_exact() {
+        let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+        let start = Instant::now();
+        // Arrival order must not matter: servers before their clients for the second trace.
+        let mut spans = traces();
+        spans.swap(5, 6);
+        generator.record(SpanMetrics::observe(&spans), start);
+        let points = generator.points(start + Duration::from_secs(11), 42);
+
+        let calls = |service, name, kind, status| {
+            count(find(
+                &points,
+                "spyglass.span.calls",
+                service,
+                &[
+                    ("span.name", name),
+                    ("span.kind", kind),
+                    ("status.code", status),
+                ],
+            ))
+        };
+        assert_eq!(calls("a", "GET /a", "server", "ok"), 2);
+        assert_eq!(calls("a", "call b", "client", "ok"), 1);
+        assert_eq!(calls("a", "call b", "client", "error"), 1);
+        assert_eq!(calls("b", "handle", "server", "error"), 1);
+        assert_eq!(calls("b", "SELECT", "client", "error"), 2);
+        assert_eq!(
+            count(find(
+                &points,
+                "spyglass.span.errors",
+                "b",
+                &[("span.name", "SELECT")]
+            )),
+            2
+        );
+        assert_eq!(
+            buckets(find(
+                &points,
+                "spyglass.span.duration",
+                "a",
+                &[("span.name", "GET /a")]
+            )),
+            (2, bucket(0.2, 2))
+        );
+
+        let edge = |client, server| [("client", client), ("server", server)];
+        let ab = edge("a", "b");
+        assert_eq!(
+            count(find(&points, "spyglass.service_graph.calls", "a", &ab)),
+            2
+        );
+        assert_eq!(
+            count(find(&points, "spyglass.service_graph.failures", "a", &ab)),
+            1
+        );
+        assert_eq!(
+            buckets(find(&points, "spyglass.service_graph.duration", "a", &ab)),
+            (2, bucket(0.15, 2))
+        );
+        let db = [
+            ("client", "b"),
+            ("server", "postgresql"),
+            ("connection_type", "database"),
+        ];
+        assert_eq!(
+            count(find(&points, "spyglass.service_graph.calls", "b", &db)),
+            2
+        );
+        assert_eq!(
+            count(find(&points, "spyglass.service_graph.failures", "b", &db)),
+            2
+        );
+        assert_eq!(
+            buckets(find(&points, "spyglass.service_graph.duration", "b", &db)),
+            (2, bucket(0.05, 2))
+        );
+        assert!(
+            !points.iter().any(
+                |p| p.attributes.get("server") == Some(&AttrValue::Str("b".into()))
+                    && p.service_name() == "b"
+            ),
+            "no self edge"
+        );
+        assert!(
+            points
+                .iter()
+                .all(|p| p.time_unix_nano == 42 && p.temporality == Temporality::Cumulative)
+        );
+    }
+
+    #[test]
+    fn an_unanswered_client_waits_before_becoming_a_virtual_node() {
+        let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+        let start = Instant::now();
+        let db_call = span(
+            (1, 4, Some(3)),
+            "b",
+            "SELECT",
+            SpanKind::Client,
+            50,
+            false,
+            vec![kv("db.system", "mysql")],
+        );
+        generator.record(SpanMetrics::observe(&[db_call]), start);
+        let early = generator.points(start + Duration::from_secs(1), 1);
+        assert!(
+            !early
+                .iter()
+                .any(|p| p.metric_name.starts_with("spyglass.service_graph")),
+            "still waiting for a server span"
+        );
+        let late = generator.points(start + Duration::from_secs(11), 2);
+        assert_eq!(
+            count(find(
+                &late,
+                "spyglass.service_graph.calls",
+                "b",
+                &[("server", "mysql")]
+            )),
+            1
+        );
+    }
+
+    #[test]
+    fn waiting_spans_are_bounded() {
+        let generator = SpanMetrics::new(Duration::from_secs(60), 10, 0);
+        let now = Instant::now();
+        let clients: Vec<Span> = (1..=50)
+            .map(|i| {
+                span(
+                    (i, i, None),
+                    "a",
+                    "call",
+                    SpanKind::Client,
+                    1,
+                    false,
+                    vec![],
+                )
+            })
+            .collect();
+        generator.record(SpanMetrics::observe(&clients), now);
+        assert_eq!(generator.dropped_pending(), 40);
+        let state = generator.state.lock().unwrap();
+        assert_eq!(state.clients.len(), 10);
+    }
+}
