@@ -97,13 +97,12 @@ impl HttpReceiver {
                 .and_then(|v| v.to_str().ok());
             self.ingest.authorize(auth)?;
             let limit = self.ingest.config().max_body_bytes;
-            let bytes = read_body(body, &headers, limit).await?;
-            let request: Req = match format {
-                Format::Protobuf => Req::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?,
-                Format::Json => {
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?
-                }
-            };
+            let encoding = headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("identity");
+            let bytes = decompress(read_raw(body, limit).await?, encoding, limit)?;
+            let request: Req = decode(&bytes, format)?;
             export(self.ingest.clone(), request).await
         }
         .await;
@@ -197,10 +196,9 @@ fn content_format(headers: &HeaderMap) -> Result<Format> {
     }
 }
 
-/// Reads the body, refusing more than `limit` bytes on the wire and, after decompression, more
-/// than `limit` bytes decoded — so a small gzip bomb is refused as early as a large body.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads the body, refusing more than `limit` bytes on the wire.
+async fn read_raw(body: Body, limit: usize) -> Result<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
             || e.to_string().contains("length limit")
         {
@@ -208,13 +206,13 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         } else {
             Error::Decode(format!("failed to read the body: {e}"))
         }
-    })?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
+    })
+}
+
+/// Undoes the `Content-Encoding`, refusing more than `limit` bytes decompressed — so a small
+/// gzip bomb is refused as early as a large body.
+fn decompress(raw: Bytes, encoding: &str, limit: usize) -> Result<Bytes> {
+    let encoding = encoding.trim().to_ascii_lowercase();
     let mut out = Vec::new();
     let read = match encoding.as_str() {
         "" | "identity" => return Ok(raw),
@@ -236,6 +234,45 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         return Err(Error::TooLarge { limit });
     }
     Ok(Bytes::from(out))
+}
+
+fn decode<Req: Message + Default + DeserializeOwned>(bytes: &[u8], format: Format) -> Result<Req> {
+    match format {
+        Format::Protobuf => Req::decode(bytes).map_err(|e| Error::Decode(e.to_string())),
+        Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
+    }
+}
+
+/// The receiver's decode-and-convert path without a store or a socket, for fuzzing: undoes the
+/// encoding, decodes the body as the endpoint's request and converts it. Returns how many items
+/// were converted and how many were rejected.
+pub fn decode_and_convert(
+    path: &str,
+    content_type: &str,
+    content_encoding: &str,
+    body: &[u8],
+    limit: usize,
+) -> Result<(usize, u64)> {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    let format = content_format(&headers)?;
+    let bytes = decompress(Bytes::copy_from_slice(body), content_encoding, limit)?;
+    match path {
+        "/v1/traces" => {
+            let c = crate::convert::spans(&decode(&bytes, format)?);
+            Ok((c.items.len(), c.rejected))
+        }
+        "/v1/metrics" => {
+            let c = crate::convert::metrics(&decode(&bytes, format)?);
+            Ok((c.items.len(), c.rejected))
+        }
+        _ => {
+            let c = crate::convert::logs(&decode(&bytes, format)?);
+            Ok((c.items.len(), c.rejected))
+        }
+    }
 }
 
 async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {

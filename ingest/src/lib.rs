@@ -27,6 +27,6 @@ mod spanmetrics;
 pub use config::{IngestConfig, Token};
 pub use error::{Answer, Error, Result};
 pub use grpc::GrpcReceiver;
-pub use http::HttpReceiver;
+pub use http::{HttpReceiver, decode_and_convert};
 pub use pipeline::{Ingest, IngestStats, Protocol};
 pub use spanmetrics::{DURATION_BOUNDS, SpanMetrics, SpanMetricsWriter};
