@@ -176,6 +176,7 @@ impl Maintenance {
                         .oldest
                         .is_some_and(|t| t.elapsed() >= flush_every)
                     || inner.budget.used() >= config.flush_bytes
+                    || inner.memtable_full.swap(false, Ordering::AcqRel)
             };
             if due && let Err(e) = self.store.flush().await {
                 tracing::error!(error = %e, "flush failed; will retry");

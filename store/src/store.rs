@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     /// Serializes everything that writes the manifest: flush, compaction, retention.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
     pub(crate) flush_wanted: Notify,
+    /// Set when an append was refused for lack of memtable room: flush whatever the thresholds.
+    pub(crate) memtable_full: std::sync::atomic::AtomicBool,
     pub(crate) stats: StoreStats,
 }
 
@@ -138,6 +140,7 @@ impl Store {
             wal,
             maintenance: tokio::sync::Mutex::new(()),
             flush_wanted: Notify::new(),
+            memtable_full: std::sync::atomic::AtomicBool::new(false),
             stats: StoreStats::default(),
         };
         Ok((
@@ -175,6 +178,7 @@ impl Store {
         let bytes = batch_bytes(&batch);
         if !inner.budget.try_reserve(bytes) {
             inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
+            inner.memtable_full.store(true, Ordering::Release);
             inner.flush_wanted.notify_one();
             return Err(Error::TryLater {
                 reason: "memtable is full",
