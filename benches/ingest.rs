@@ -10,6 +10,9 @@
 
 mod common;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read;
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
@@ -32,11 +35,18 @@ use rand::{Rng, SeedableRng};
 use spyglass_store::synth::SpanGenerator;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -46,38 +56,67 @@ struct Server {
 }
 
 fn start_server() -> Server {
-    let dir = tempfile::tempdir_in(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+            .unwrap();
     let (grpc, http, ui) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(["serve", "--data-dir"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spyglass"));
+    command.arg("serve");
+    // SPYGLASS_BENCH_CONFIG: a config file for the server (e.g. to change flush thresholds).
+    if let Ok(config) = std::env::var("SPYGLASS_BENCH_CONFIG") {
+        command.args(["--config", &config]);
+    }
+    let child = command
+        .arg("--data-dir")
         .arg(dir.path())
-        .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}"), "--otlp-http", &format!("127.0.0.1:{http}"), "--http", &format!("127.0.0.1:{ui}")])
+        .args([
+            "--otlp-grpc",
+            &format!("127.0.0.1:{grpc}"),
+            "--otlp-http",
+            &format!("127.0.0.1:{http}"),
+            "--http",
+            &format!("127.0.0.1:{ui}"),
+        ])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
         .expect("spyglass serve starts");
     let started = Instant::now();
     loop {
-        let ready = std::net::TcpStream::connect(("127.0.0.1", ui)).ok().and_then(|mut s| {
-            use std::io::Write;
-            write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-            let mut r = String::new();
-            s.read_to_string(&mut r).ok()?;
-            Some(r.starts_with("HTTP/1.1 200"))
-        });
+        let ready = std::net::TcpStream::connect(("127.0.0.1", ui))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::Write;
+                write!(
+                    s,
+                    "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .ok()?;
+                let mut r = String::new();
+                s.read_to_string(&mut r).ok()?;
+                Some(r.starts_with("HTTP/1.1 200"))
+            });
         if ready == Some(true) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "server never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server never became ready"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, grpc: format!("http://127.0.0.1:{grpc}"), _dir: dir }
+    Server {
+        child,
+        grpc: format!("http://127.0.0.1:{grpc}"),
+        _dir: dir,
+    }
 }
 
 impl Server {
     /// Peak resident memory of the server so far (`VmHWM`), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -104,7 +143,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Sends every request with `clients` concurrent connections; retries refused ones.
-async fn drive<Req, F, Fut>(requests: Arc<Vec<(Req, usize, usize)>>, clients: usize, send: F) -> Load
+async fn drive<Req, F, Fut>(
+    requests: Arc<Vec<(Req, usize, usize)>>,
+    clients: usize,
+    send: F,
+) -> Load
 where
     Req: Clone + Send + Sync + 'static,
     F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
@@ -128,7 +171,9 @@ where
                 let (mut latencies, mut retries) = (Vec::new(), 0);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((request, _, _)) = requests.get(i) else { break };
+                    let Some((request, _, _)) = requests.get(i) else {
+                        break;
+                    };
                     loop {
                         let t = Instant::now();
                         match send(request.clone()).await {
@@ -166,27 +211,64 @@ where
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 /// A request of `points` data points: sums, gauges and 10-bucket histograms across services.
-fn metrics_request(rng: &mut rand::rngs::StdRng, points: usize, now: u64) -> ExportMetricsServiceRequest {
-    let services = ["frontend", "checkout", "cart", "payments", "inventory", "shipping"];
+fn metrics_request(
+    rng: &mut rand::rngs::StdRng,
+    points: usize,
+    now: u64,
+) -> ExportMetricsServiceRequest {
+    let services = [
+        "frontend",
+        "checkout",
+        "cart",
+        "payments",
+        "inventory",
+        "shipping",
+    ];
     let service = services[rng.random_range(0..services.len())];
     let mut metrics = Vec::new();
     let mut made = 0;
     while made < points {
         let route = format!("/api/{}", rng.random_range(0..20));
-        let attrs = vec![kv("http.route", &route), kv("http.request.method", "GET"), kv("http.response.status_code", "200")];
+        let attrs = vec![
+            kv("http.route", &route),
+            kv("http.request.method", "GET"),
+            kv("http.response.status_code", "200"),
+        ];
         let n = 20.min(points - made);
         let data = match rng.random_range(0..4) {
             0 | 1 => metric::Data::Sum(Sum {
-                data_points: (0..n).map(|i| NumberDataPoint { attributes: attrs.clone(), time_unix_nano: now + i as u64, value: Some(number_data_point::Value::AsInt(rng.random_range(0..1_000_000))), ..Default::default() }).collect(),
+                data_points: (0..n)
+                    .map(|i| NumberDataPoint {
+                        attributes: attrs.clone(),
+                        time_unix_nano: now + i as u64,
+                        value: Some(number_data_point::Value::AsInt(
+                            rng.random_range(0..1_000_000),
+                        )),
+                        ..Default::default()
+                    })
+                    .collect(),
                 aggregation_temporality: 2,
                 is_monotonic: true,
             }),
             2 => metric::Data::Gauge(Gauge {
-                data_points: (0..n).map(|i| NumberDataPoint { attributes: attrs.clone(), time_unix_nano: now + i as u64, value: Some(number_data_point::Value::AsDouble(rng.random())), ..Default::default() }).collect(),
+                data_points: (0..n)
+                    .map(|i| NumberDataPoint {
+                        attributes: attrs.clone(),
+                        time_unix_nano: now + i as u64,
+                        value: Some(number_data_point::Value::AsDouble(rng.random())),
+                        ..Default::default()
+                    })
+                    .collect(),
             }),
             _ => metric::Data::Histogram(Histogram {
                 data_points: (0..n)
@@ -196,20 +278,33 @@ fn metrics_request(rng: &mut rand::rngs::StdRng, points: usize, now: u64) -> Exp
                         count: 100,
                         sum: Some(12.5),
                         bucket_counts: (0..11).map(|_| rng.random_range(0..20)).collect(),
-                        explicit_bounds: vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                        explicit_bounds: vec![
+                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        ],
                         ..Default::default()
                     })
                     .collect(),
                 aggregation_temporality: 2,
             }),
         };
-        metrics.push(Metric { name: format!("http.server.metric_{}", rng.random_range(0..30)), unit: "s".into(), data: Some(data), ..Default::default() });
+        metrics.push(Metric {
+            name: format!("http.server.metric_{}", rng.random_range(0..30)),
+            unit: "s".into(),
+            data: Some(data),
+            ..Default::default()
+        });
         made += n;
     }
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
-            scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
             schema_url: String::new(),
         }],
     }
@@ -219,7 +314,10 @@ fn main() {
     let spans_total = env("SPYGLASS_BENCH_SPANS", 600_000);
     let points_total = env("SPYGLASS_BENCH_POINTS", 1_500_000);
     let clients = env("SPYGLASS_BENCH_CLIENTS", 8);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
 
     eprintln!("building {spans_total} spans in requests of 500–2000");
@@ -242,7 +340,11 @@ fn main() {
     let decode_rate = made as f64 / t.elapsed().as_secs_f64();
 
     let server = start_server();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     eprintln!("traces: {clients} gRPC clients against spyglass serve (fsync)");
     let url = server.grpc.clone();
     let traces = runtime.block_on(async {
@@ -264,7 +366,10 @@ fn main() {
         points += 2000;
         metric_requests.push((request, 2000, bytes));
     }
-    let metric_encoded: Vec<Vec<u8>> = metric_requests.iter().map(|r| r.0.encode_to_vec()).collect();
+    let metric_encoded: Vec<Vec<u8>> = metric_requests
+        .iter()
+        .map(|r| r.0.encode_to_vec())
+        .collect();
     let t = Instant::now();
     for bytes in &metric_encoded {
         std::hint::black_box(ExportMetricsServiceRequest::decode(&bytes[..]).unwrap());
@@ -286,14 +391,38 @@ fn main() {
     let mbps = |l: &Load| l.bytes as f64 / l.elapsed.as_secs_f64() / 1e6;
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| spans | {} in {} requests, {clients} concurrent gRPC clients, fsync on |", traces.items, traces.latencies.len());
-    println!("| acknowledged spans/s | {:.0} ({:.1} MB/s of OTLP protobuf) |", rate(&traces), mbps(&traces));
-    println!("| export latency p50 / p99 | {:.1} ms / {:.1} ms ({} retries after UNAVAILABLE) |", percentile(&traces.latencies, 0.5), percentile(&traces.latencies, 0.99), traces.retries);
+    println!(
+        "| spans | {} in {} requests, {clients} concurrent gRPC clients, fsync on |",
+        traces.items,
+        traces.latencies.len()
+    );
+    println!(
+        "| acknowledged spans/s | {:.0} ({:.1} MB/s of OTLP protobuf) |",
+        rate(&traces),
+        mbps(&traces)
+    );
+    println!(
+        "| export latency p50 / p99 | {:.1} ms / {:.1} ms ({} retries after UNAVAILABLE) |",
+        percentile(&traces.latencies, 0.5),
+        percentile(&traces.latencies, 0.99),
+        traces.retries
+    );
     println!("| server peak RSS after traces | {rss_after_traces:.0} MiB |");
     println!("| baseline: single-thread decode only | {decode_rate:.0} spans/s |");
     println!("| metric points | {} in requests of 2000 |", metrics.items);
-    println!("| acknowledged points/s | {:.0} ({:.1} MB/s) |", rate(&metrics), mbps(&metrics));
-    println!("| export latency p50 / p99 (metrics) | {:.1} ms / {:.1} ms ({} retries) |", percentile(&metrics.latencies, 0.5), percentile(&metrics.latencies, 0.99), metrics.retries);
-    println!("| baseline: single-thread decode only (metrics) | {metric_decode_rate:.0} points/s |");
+    println!(
+        "| acknowledged points/s | {:.0} ({:.1} MB/s) |",
+        rate(&metrics),
+        mbps(&metrics)
+    );
+    println!(
+        "| export latency p50 / p99 (metrics) | {:.1} ms / {:.1} ms ({} retries) |",
+        percentile(&metrics.latencies, 0.5),
+        percentile(&metrics.latencies, 0.99),
+        metrics.retries
+    );
+    println!(
+        "| baseline: single-thread decode only (metrics) | {metric_decode_rate:.0} points/s |"
+    );
     println!("| server peak RSS overall | {rss:.0} MiB |");
 }

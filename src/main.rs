@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
+/// Ingest allocates and frees many small strings on every core; glibc's allocator spent close
+/// to half of the server's CPU time in its free lists under that load (perf, ingest benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "spyglass",

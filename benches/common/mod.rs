@@ -125,4 +125,3 @@ pub fn to_otlp(spans: &[Span]) -> ExportTraceServiceRequest {
         .collect();
     ExportTraceServiceRequest { resource_spans }
 }
-
