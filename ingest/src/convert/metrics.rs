@@ -53,6 +53,19 @@ fn exemplars(list: &[OtlpExemplar]) -> Result<Vec<Exemplar>, String> {
         .collect()
 }
 
+/// The [`Common`] part of any OTLP data point type (they share these field names).
+macro_rules! common {
+    ($p:expr, $exemplars:expr) => {
+        Common {
+            attributes: &$p.attributes,
+            start_time_unix_nano: $p.start_time_unix_nano,
+            time_unix_nano: $p.time_unix_nano,
+            flags: $p.flags,
+            exemplars: $exemplars,
+        }
+    };
+}
+
 /// What every data point carries besides its value.
 struct Common<'a> {
     attributes: &'a [KeyValue],
@@ -105,13 +118,7 @@ fn convert_metric(
     match data {
         Data::Gauge(g) => {
             for p in &g.data_points {
-                let common = Common {
-                    attributes: &p.attributes,
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    flags: p.flags,
-                    exemplars: &p.exemplars,
-                };
+                let common = common!(p, &p.exemplars);
                 push(
                     MetricType::Gauge,
                     Ok(Temporality::Unspecified),
@@ -123,13 +130,7 @@ fn convert_metric(
         }
         Data::Sum(s) => {
             for p in &s.data_points {
-                let common = Common {
-                    attributes: &p.attributes,
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    flags: p.flags,
-                    exemplars: &p.exemplars,
-                };
+                let common = common!(p, &p.exemplars);
                 push(
                     MetricType::Sum,
                     temporality(s.aggregation_temporality),
@@ -141,13 +142,7 @@ fn convert_metric(
         }
         Data::Histogram(h) => {
             for p in &h.data_points {
-                let common = Common {
-                    attributes: &p.attributes,
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    flags: p.flags,
-                    exemplars: &p.exemplars,
-                };
+                let common = common!(p, &p.exemplars);
                 let value = if !p.bucket_counts.is_empty()
                     && p.bucket_counts.len() != p.explicit_bounds.len() + 1
                 {
@@ -177,13 +172,7 @@ fn convert_metric(
         }
         Data::ExponentialHistogram(h) => {
             for p in &h.data_points {
-                let common = Common {
-                    attributes: &p.attributes,
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    flags: p.flags,
-                    exemplars: &p.exemplars,
-                };
+                let common = common!(p, &p.exemplars);
                 let buckets = |b: &Option<_>| {
                     b.as_ref().map_or_else(ExpBuckets::default, |b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets| ExpBuckets { offset: b.offset, bucket_counts: b.bucket_counts.clone() })
                 };
@@ -209,13 +198,7 @@ fn convert_metric(
         }
         Data::Summary(s) => {
             for p in &s.data_points {
-                let common = Common {
-                    attributes: &p.attributes,
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    flags: p.flags,
-                    exemplars: &[],
-                };
+                let common = common!(p, &[]);
                 let value = Ok(PointValue::Summary {
                     count: p.count,
                     sum: p.sum,
