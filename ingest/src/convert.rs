@@ -82,6 +82,38 @@ pub(crate) fn value(v: &AnyValue) -> AttrValue {
     }
 }
 
+/// Like [`value`], moving strings and bytes instead of copying them.
+pub(crate) fn value_owned(v: AnyValue) -> AttrValue {
+    use any_value::Value;
+    match v.value {
+        None | Some(Value::StringValueStrindex(_)) => AttrValue::Empty,
+        Some(Value::StringValue(s)) => AttrValue::Str(s),
+        Some(Value::BoolValue(b)) => AttrValue::Bool(b),
+        Some(Value::IntValue(i)) => AttrValue::Int(i),
+        Some(Value::DoubleValue(d)) => AttrValue::Double(d),
+        Some(Value::BytesValue(b)) => AttrValue::Bytes(b),
+        Some(Value::ArrayValue(a)) => {
+            AttrValue::Array(a.values.into_iter().map(value_owned).collect())
+        }
+        Some(Value::KvlistValue(kvs)) => AttrValue::KvList(
+            kvs.values
+                .into_iter()
+                .map(|kv| model::KeyValue {
+                    key: kv.key,
+                    value: kv.value.map_or(AttrValue::Empty, value_owned),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Like [`attributes`], moving keys and values out of the request.
+pub(crate) fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
+    kvs.into_iter()
+        .map(|kv| (kv.key, kv.value.map_or(AttrValue::Empty, value_owned)))
+        .collect()
+}
+
 pub(crate) fn attributes(kvs: &[KeyValue]) -> Attributes {
     kvs.iter()
         .map(|kv| {

@@ -109,7 +109,10 @@ impl TraceService for GrpcReceiver {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         self.authorize(Signal::Spans, &request)?;
-        let result = self.ingest.traces(request.get_ref(), Protocol::Grpc).await;
+        let result = self
+            .ingest
+            .traces(request.into_inner(), Protocol::Grpc)
+            .await;
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Spans, e))

@@ -261,7 +261,7 @@ pub fn decode_and_convert(
     let bytes = decompress(Bytes::copy_from_slice(body), content_encoding, limit)?;
     match path {
         "/v1/traces" => {
-            let c = crate::convert::spans(&decode(&bytes, format)?);
+            let c = crate::convert::spans(decode(&bytes, format)?);
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
@@ -277,7 +277,7 @@ pub fn decode_and_convert(
 
 async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
     rx.handle(Signal::Spans, headers, body, |ingest, request| async move {
-        ingest.traces(&request, Protocol::Http).await
+        ingest.traces(request, Protocol::Http).await
     })
     .await
 }

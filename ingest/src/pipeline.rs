@@ -153,7 +153,7 @@ impl Ingest {
 
     pub async fn traces(
         &self,
-        request: &ExportTraceServiceRequest,
+        request: ExportTraceServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
         let converted = convert::spans(request);

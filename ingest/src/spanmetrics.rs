@@ -55,13 +55,8 @@ impl Histogram {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct RedKey {
-    service: String,
-    operation: String,
-    kind: &'static str,
-    status: &'static str,
-}
+/// Totals per `(span kind, status)` of one operation.
+type ByKindStatus = BTreeMap<(&'static str, &'static str), Totals>;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct EdgeKey {
@@ -116,7 +111,8 @@ struct Pending {
 
 #[derive(Default)]
 struct State {
-    red: BTreeMap<RedKey, Totals>,
+    /// Service → operation → totals; looked up by `&str`, so a known series costs no allocation.
+    red: HashMap<String, HashMap<String, ByKindStatus>>,
     edges: BTreeMap<EdgeKey, Totals>,
     /// Client spans waiting for their server child: `(trace, client span id)`.
     clients: HashMap<(TraceId, SpanId), Pending>,
@@ -180,13 +176,16 @@ impl SpanMetrics {
     pub fn record(&self, observations: Vec<Observation>, now: Instant) {
         let mut state = self.state.lock().expect("span metrics lock");
         for obs in observations {
-            let key = RedKey {
-                service: obs.service.clone(),
-                operation: obs.name.clone(),
-                kind: kind_name(obs.kind),
-                status: if obs.error { "error" } else { "ok" },
+            let by_service = match state.red.get_mut(&obs.service) {
+                Some(ops) => ops,
+                None => state.red.entry(obs.service.clone()).or_default(),
             };
-            let totals = state.red.entry(key).or_default();
+            let by_op = match by_service.get_mut(&obs.name) {
+                Some(slots) => slots,
+                None => by_service.entry(obs.name.clone()).or_default(),
+            };
+            let status = if obs.error { "error" } else { "ok" };
+            let totals = by_op.entry((kind_name(obs.kind), status)).or_default();
             totals.calls += 1;
             totals.errors += u64::from(obs.error);
             totals.duration.record(obs.seconds);
@@ -300,22 +299,29 @@ impl SpanMetrics {
             resource,
             scope: scope.clone(),
         };
-        for (key, totals) in &state.red {
+        let red = state.red.iter().flat_map(|(service, ops)| {
+            ops.iter().flat_map(move |(operation, slots)| {
+                slots.iter().map(move |(&(kind, status), totals)| {
+                    (service, operation, kind, status, totals)
+                })
+            })
+        });
+        for (service, operation, kind, status, totals) in red {
             let labels = |with_status: bool| {
-                let mut l = vec![kv("span.name", &key.operation), kv("span.kind", key.kind)];
+                let mut l = vec![kv("span.name", operation), kv("span.kind", kind)];
                 if with_status {
-                    l.push(kv("status.code", key.status));
+                    l.push(kv("status.code", status));
                 }
                 Attributes::new(l)
             };
-            let r = resource(&key.service);
+            let r = resource(service);
             out.push(point(
                 "spyglass.span.calls",
                 labels(true),
                 r.clone(),
                 counter(totals.calls),
             ));
-            if key.status == "error" {
+            if status == "error" {
                 out.push(point(
                     "spyglass.span.errors",
                     labels(false),

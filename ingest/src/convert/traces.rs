@@ -6,19 +6,20 @@ use spyglass_store::model::{
     Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode,
 };
 
-use super::{Converted, attributes, optional_id, resource, scope, span_id, trace_id};
+use super::{Converted, attributes_owned, optional_id, resource, scope, span_id, trace_id};
 
-pub fn spans(request: &ExportTraceServiceRequest) -> Converted<Span> {
+/// Converts a request, moving its strings into the spans (no copy per attribute).
+pub fn spans(request: ExportTraceServiceRequest) -> Converted<Span> {
     let mut out = Converted::new();
-    for (r, rs) in request.resource_spans.iter().enumerate() {
+    for (r, rs) in request.resource_spans.into_iter().enumerate() {
         let res = resource(rs.resource.as_ref(), &rs.schema_url);
-        for ss in &rs.scope_spans {
+        for ss in rs.scope_spans {
             let scp = scope(ss.scope.as_ref(), &ss.schema_url);
-            for (i, s) in ss.spans.iter().enumerate() {
+            for (i, s) in ss.spans.into_iter().enumerate() {
                 match span(s, &res, &scp) {
                     Ok(span) => out.items.push(span),
-                    Err(why) => {
-                        out.reject(|| format!("resource_spans[{r}] span {i} ({:?}): {why}", s.name))
+                    Err((name, why)) => {
+                        out.reject(|| format!("resource_spans[{r}] span {i} ({name:?}): {why}"))
                     }
                 }
             }
@@ -42,54 +43,77 @@ fn status(value: i32) -> Result<StatusCode, String> {
 }
 
 fn span(
-    s: &OtlpSpan,
+    s: OtlpSpan,
     resource: &std::sync::Arc<Resource>,
     scope: &std::sync::Arc<Scope>,
-) -> Result<Span, String> {
-    let links = s
-        .links
-        .iter()
-        .map(|l| {
-            Ok(SpanLink {
-                trace_id: trace_id(&l.trace_id).map_err(|e| format!("link {e}"))?,
-                span_id: span_id(&l.span_id).map_err(|e| format!("link {e}"))?,
-                trace_state: l.trace_state.clone(),
-                flags: l.flags,
-                attributes: attributes(&l.attributes),
-                dropped_attributes_count: l.dropped_attributes_count,
+) -> Result<Span, (String, String)> {
+    // Validate everything before moving anything out of the span.
+    let checked = (|| {
+        let links = s
+            .links
+            .iter()
+            .map(|l| {
+                Ok((
+                    trace_id(&l.trace_id).map_err(|e| format!("link {e}"))?,
+                    span_id(&l.span_id).map_err(|e| format!("link {e}"))?,
+                ))
             })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let (status_code, status_message) = match &s.status {
-        Some(st) => (status(st.code)?, st.message.clone()),
-        None => (StatusCode::Unset, String::new()),
+            .collect::<Result<Vec<_>, String>>()?;
+        let status_code = match &s.status {
+            Some(st) => status(st.code)?,
+            None => StatusCode::Unset,
+        };
+        Ok::<_, String>((
+            trace_id(&s.trace_id)?,
+            span_id(&s.span_id)?,
+            optional_id::<8>(&s.parent_span_id, "parent_span_id")?.map(SpanId),
+            kind(s.kind)?,
+            status_code,
+            links,
+        ))
+    })();
+    let (trace, id, parent, kind, status_code, link_ids) = match checked {
+        Ok(checked) => checked,
+        Err(why) => return Err((s.name, why)),
     };
     Ok(Span {
-        trace_id: trace_id(&s.trace_id)?,
-        span_id: span_id(&s.span_id)?,
-        parent_span_id: optional_id::<8>(&s.parent_span_id, "parent_span_id")?.map(SpanId),
-        trace_state: s.trace_state.clone(),
+        trace_id: trace,
+        span_id: id,
+        parent_span_id: parent,
+        trace_state: s.trace_state,
         flags: s.flags,
-        name: s.name.clone(),
-        kind: kind(s.kind)?,
+        name: s.name,
+        kind,
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,
         status_code,
-        status_message,
-        attributes: attributes(&s.attributes),
+        status_message: s.status.map(|st| st.message).unwrap_or_default(),
+        attributes: attributes_owned(s.attributes),
         dropped_attributes_count: s.dropped_attributes_count,
         events: s
             .events
-            .iter()
+            .into_iter()
             .map(|e| SpanEvent {
                 time_unix_nano: e.time_unix_nano,
-                name: e.name.clone(),
-                attributes: attributes(&e.attributes),
+                name: e.name,
+                attributes: attributes_owned(e.attributes),
                 dropped_attributes_count: e.dropped_attributes_count,
             })
             .collect(),
         dropped_events_count: s.dropped_events_count,
-        links,
+        links: s
+            .links
+            .into_iter()
+            .zip(link_ids)
+            .map(|(l, (trace_id, span_id))| SpanLink {
+                trace_id,
+                span_id,
+                trace_state: l.trace_state,
+                flags: l.flags,
+                attributes: attributes_owned(l.attributes),
+                dropped_attributes_count: l.dropped_attributes_count,
+            })
+            .collect(),
         dropped_links_count: s.dropped_links_count,
         resource: resource.clone(),
         scope: scope.clone(),
