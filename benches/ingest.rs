@@ -1,6 +1,6 @@
 //! Ingest benchmark: a load generator against a running `spyglass serve` (fsync durability).
 //!
-//! N concurrent gRPC clients send pre-built export requests of 500–2,000 synthetic spans (the
+//! N concurrent gRPC clients send pre-encoded export requests of 500–2,000 synthetic spans (the
 //! store benchmark's generator), retrying when told to; it reports acknowledged spans/s, MB/s,
 //! p50/p99 export latency and the server's peak RSS, next to a same-run baseline:
 //! single-thread decode-only throughput of the same requests. Then the same for metric points.
@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
@@ -33,6 +35,52 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use spyglass_store::synth::SpanGenerator;
+
+/// An export request already encoded: the load generator sends these bytes as they are, so the
+/// client costs what a real exporter's send costs, not a re-encode per request.
+#[derive(Clone, Debug, Default)]
+struct Encoded(bytes::Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Sends one pre-encoded request to `path` (e.g. `/…TraceService/Export`).
+async fn export<Resp: prost::Message + Default + Send + Sync + 'static>(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    request: Encoded,
+) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<Encoded, Resp>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(request), path, codec)
+        .await
+        .map(|_| ())
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -326,16 +374,15 @@ fn main() {
     let mut made = 0;
     while made < spans_total {
         let spans = generator.spans(rng.random_range(500..=2000));
-        let request = common::to_otlp(&spans);
-        let bytes = request.encoded_len();
+        let encoded = Encoded(common::to_otlp(&spans).encode_to_vec().into());
+        let bytes = encoded.0.len();
         made += spans.len();
-        span_requests.push((request, spans.len(), bytes));
+        span_requests.push((encoded, spans.len(), bytes));
     }
     eprintln!("baseline: single-thread decode of the same requests");
-    let encoded: Vec<Vec<u8>> = span_requests.iter().map(|r| r.0.encode_to_vec()).collect();
     let t = Instant::now();
-    for bytes in &encoded {
-        std::hint::black_box(ExportTraceServiceRequest::decode(&bytes[..]).unwrap());
+    for (encoded, _, _) in &span_requests {
+        std::hint::black_box(ExportTraceServiceRequest::decode(&encoded.0[..]).unwrap());
     }
     let decode_rate = made as f64 / t.elapsed().as_secs_f64();
 
@@ -348,10 +395,17 @@ fn main() {
     eprintln!("traces: {clients} gRPC clients against spyglass serve (fsync)");
     let url = server.grpc.clone();
     let traces = runtime.block_on(async {
-        let client = TraceServiceClient::connect(url).await.unwrap();
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         drive(Arc::new(span_requests), clients, move |request| {
-            let mut client = client.clone();
-            async move { client.export(request).await.map(|_| ()) }
+            export::<ExportTraceServiceResponse>(
+                channel.clone(),
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request,
+            )
         })
         .await
     });
@@ -361,26 +415,29 @@ fn main() {
     let mut metric_requests = Vec::new();
     let mut points = 0;
     while points < points_total {
-        let request = metrics_request(&mut rng, 2000, now);
-        let bytes = request.encoded_len();
+        let encoded = Encoded(metrics_request(&mut rng, 2000, now).encode_to_vec().into());
+        let bytes = encoded.0.len();
         points += 2000;
-        metric_requests.push((request, 2000, bytes));
+        metric_requests.push((encoded, 2000, bytes));
     }
-    let metric_encoded: Vec<Vec<u8>> = metric_requests
-        .iter()
-        .map(|r| r.0.encode_to_vec())
-        .collect();
     let t = Instant::now();
-    for bytes in &metric_encoded {
-        std::hint::black_box(ExportMetricsServiceRequest::decode(&bytes[..]).unwrap());
+    for (encoded, _, _) in &metric_requests {
+        std::hint::black_box(ExportMetricsServiceRequest::decode(&encoded.0[..]).unwrap());
     }
     let metric_decode_rate = points as f64 / t.elapsed().as_secs_f64();
     let url = server.grpc.clone();
     let metrics = runtime.block_on(async {
-        let client = MetricsServiceClient::connect(url).await.unwrap();
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         drive(Arc::new(metric_requests), clients, move |request| {
-            let mut client = client.clone();
-            async move { client.export(request).await.map(|_| ()) }
+            export::<ExportMetricsServiceResponse>(
+                channel.clone(),
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                request,
+            )
         })
         .await
     });
