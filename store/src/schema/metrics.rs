@@ -16,11 +16,10 @@ use super::columns::{
     col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids,
     strings, trace_ids, u32s, u64s,
 };
-use super::typed_json;
 use crate::error::{Error, Result};
 use crate::model::{
-    Attributes, Exemplar, ExpBuckets, MetricPoint, MetricType, NumberValue, PointValue, Quantile,
-    Resource, Temporality,
+    AttrValue, Attributes, Exemplar, ExpBuckets, MetricPoint, MetricType, NumberValue, PointValue,
+    Quantile, Resource, Temporality,
 };
 
 fn u64_list() -> DataType {
@@ -97,25 +96,84 @@ fn exemplar_fields() -> Fields {
     Fields::from(fields)
 }
 
-/// A stable 64-bit identity of a series: metric name, its labels and its resource's labels.
-/// FNV-1a over a canonical encoding, so it never changes between versions or machines.
-pub fn series_id(metric_name: &str, attributes: &Attributes, resource: &Resource) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
+/// FNV-1a, fed field by field; each field ends with a 0xff separator so that adjacent fields
+/// cannot run together.
+struct Fnv(u64);
+
+impl Fnv {
+    const START: u64 = 0xcbf2_9ce4_8422_2325;
+
+    fn feed(&mut self, bytes: &[u8]) {
         for b in bytes.iter().chain([0xffu8].iter()) {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    feed(metric_name.as_bytes());
-    for set in [attributes, &resource.attributes] {
-        feed(b"\x01");
-        for kv in set.iter() {
-            feed(kv.key.as_bytes());
-            feed(typed_json::encode(&kv.value).as_bytes());
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    hash
+
+    /// A value with its type, without building any text.
+    fn value(&mut self, value: &AttrValue) {
+        match value {
+            AttrValue::Empty => self.feed(b"e"),
+            AttrValue::Str(s) => {
+                self.feed(b"s");
+                self.feed(s.as_bytes());
+            }
+            AttrValue::Bool(b) => self.feed(if *b { b"bt" } else { b"bf" }),
+            AttrValue::Int(i) => {
+                self.feed(b"i");
+                self.feed(&i.to_le_bytes());
+            }
+            AttrValue::Double(d) => {
+                self.feed(b"d");
+                self.feed(&d.to_bits().to_le_bytes());
+            }
+            AttrValue::Bytes(b) => {
+                self.feed(b"y");
+                self.feed(b);
+            }
+            AttrValue::Array(items) => {
+                self.feed(b"a");
+                for item in items {
+                    self.value(item);
+                }
+            }
+            AttrValue::KvList(kvs) => {
+                self.feed(b"k");
+                for kv in kvs {
+                    self.feed(kv.key.as_bytes());
+                    self.value(&kv.value);
+                }
+            }
+        }
+    }
+
+    fn attributes(&mut self, set: &Attributes) {
+        self.feed(b"\x01");
+        for kv in set.iter() {
+            self.feed(kv.key.as_bytes());
+            self.value(&kv.value);
+        }
+    }
+}
+
+/// A stable 64-bit identity of a series: metric name, its labels and its resource's labels.
+/// FNV-1a over a canonical binary form of the typed values, so it never changes between
+/// versions or machines.
+pub fn series_id(metric_name: &str, attributes: &Attributes, resource: &Resource) -> u64 {
+    series_id_with(metric_name, attributes, resource_hash(resource))
+}
+
+fn resource_hash(resource: &Resource) -> u64 {
+    let mut h = Fnv(Fnv::START);
+    h.attributes(&resource.attributes);
+    h.0
+}
+
+fn series_id_with(metric_name: &str, attributes: &Attributes, resource_hash: u64) -> u64 {
+    let mut h = Fnv(Fnv::START);
+    h.feed(metric_name.as_bytes());
+    h.attributes(attributes);
+    h.feed(&resource_hash.to_le_bytes());
+    h.0
 }
 
 struct Parts {
@@ -205,11 +263,17 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(
             points.iter().map(|p| p.service_name()),
         )),
-        u64s(
-            points
-                .iter()
-                .map(|p| series_id(&p.metric_name, &p.attributes, &p.resource)),
-        ),
+        u64s({
+            // Points of one resource share its `Arc`: hash its labels once.
+            let mut resource_hashes: std::collections::HashMap<*const Resource, u64> =
+                std::collections::HashMap::new();
+            points.iter().map(move |p| {
+                let r = *resource_hashes
+                    .entry(Arc::as_ptr(&p.resource))
+                    .or_insert_with(|| resource_hash(&p.resource));
+                series_id_with(&p.metric_name, &p.attributes, r)
+            })
+        }),
     ];
     columns.extend(attr_arrays(points.iter().map(|p| &p.attributes)));
     let parts: Vec<Parts> = points.iter().map(|p| hist_parts(&p.value)).collect();
@@ -451,4 +515,42 @@ pub fn metrics_from_batch(batch: &RecordBatch) -> Result<Vec<MetricPoint>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyValue;
+
+    fn attrs(value: AttrValue) -> Attributes {
+        Attributes::new(vec![KeyValue {
+            key: "k".into(),
+            value,
+        }])
+    }
+
+    #[test]
+    fn series_ids_tell_types_and_owners_apart() {
+        let resource = Resource {
+            attributes: attrs(AttrValue::Str("svc".into())),
+            ..Resource::default()
+        };
+        let id = |name: &str, a: Attributes| series_id(name, &a, &resource);
+        assert_eq!(
+            id("m", attrs(AttrValue::Int(1))),
+            id("m", attrs(AttrValue::Int(1)))
+        );
+        assert_ne!(
+            id("m", attrs(AttrValue::Int(1))),
+            id("m", attrs(AttrValue::Str("1".into())))
+        );
+        assert_ne!(
+            id("m", attrs(AttrValue::Int(1))),
+            id("n", attrs(AttrValue::Int(1)))
+        );
+        assert_ne!(
+            id("m", Attributes::default()),
+            series_id("m", &Attributes::default(), &Resource::default())
+        );
+    }
 }
