@@ -1,0 +1,270 @@
+//! Exact counts and buckets of the generator.
+
+use super::*;
+use spyglass_store::model::{Resource, Span};
+
+const MS: u64 = 1_000_000;
+
+fn span(
+    (trace, id, parent): (u8, u8, Option<u8>),
+    service: &str,
+    name: &str,
+    kind: SpanKind,
+    ms: u64,
+    error: bool,
+    attrs: Vec<KeyValue>,
+) -> Span {
+    Span {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId([id; 8]),
+        parent_span_id: parent.map(|p| SpanId([p; 8])),
+        name: name.into(),
+        kind,
+        start_time_unix_nano: 1_000 * MS,
+        end_time_unix_nano: 1_000 * MS + ms * MS,
+        status_code: if error {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
+        attributes: Attributes::new(attrs),
+        resource: Arc::new(Resource {
+            attributes: Attributes::new(vec![kv("service.name", service)]),
+            ..Resource::default()
+        }),
+        ..Span::default()
+    }
+}
+
+/// A → B → database, twice; the second time B fails and so does A's call to it.
+fn traces() -> Vec<Span> {
+    let mut spans = Vec::new();
+    for (t, failing) in [(1u8, false), (2u8, true)] {
+        spans.push(span(
+            (t, 1, None),
+            "a",
+            "GET /a",
+            SpanKind::Server,
+            200,
+            false,
+            vec![],
+        ));
+        spans.push(span(
+            (t, 2, Some(1)),
+            "a",
+            "call b",
+            SpanKind::Client,
+            150,
+            failing,
+            vec![kv("peer.service", "b")],
+        ));
+        spans.push(span(
+            (t, 3, Some(2)),
+            "b",
+            "handle",
+            SpanKind::Server,
+            120,
+            failing,
+            vec![],
+        ));
+        spans.push(span(
+            (t, 4, Some(3)),
+            "b",
+            "SELECT",
+            SpanKind::Client,
+            50,
+            true,
+            vec![kv("db.system.name", "postgresql")],
+        ));
+    }
+    spans
+}
+
+fn find<'a>(
+    points: &'a [MetricPoint],
+    name: &str,
+    service: &str,
+    labels: &[(&str, &str)],
+) -> &'a MetricPoint {
+    points
+        .iter()
+        .find(|p| {
+            p.metric_name == name
+                && p.service_name() == service
+                && labels
+                    .iter()
+                    .all(|(k, v)| p.attributes.get(k) == Some(&AttrValue::Str((*v).into())))
+        })
+        .unwrap_or_else(|| panic!("{name} {service} {labels:?} in {points:#?}"))
+}
+
+fn count(p: &MetricPoint) -> i64 {
+    match p.value {
+        PointValue::Number(NumberValue::Int(n)) => n,
+        ref other => panic!("a counter: {other:?}"),
+    }
+}
+
+fn buckets(p: &MetricPoint) -> (u64, Vec<u64>) {
+    match &p.value {
+        PointValue::Histogram {
+            count,
+            bucket_counts,
+            ..
+        } => (*count, bucket_counts.clone()),
+        other => panic!("a histogram: {other:?}"),
+    }
+}
+
+fn bucket(seconds: f64, n: u64) -> Vec<u64> {
+    let mut b = vec![0; DURATION_BOUNDS.len() + 1];
+    b[DURATION_BOUNDS.iter().position(|x| seconds <= *x).unwrap()] = n;
+    b
+}
+
+#[test]
+fn calls_errors_edges_and_buckets_are_exact() {
+    let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+    let start = Instant::now();
+    // Arrival order must not matter: servers before their clients for the second trace.
+    let mut spans = traces();
+    spans.swap(5, 6);
+    generator.record(SpanMetrics::observe(&spans), start);
+    let points = generator.points(start + Duration::from_secs(11), 42);
+
+    let calls = |service, name, kind, status| {
+        count(find(
+            &points,
+            "spyglass.span.calls",
+            service,
+            &[
+                ("span.name", name),
+                ("span.kind", kind),
+                ("status.code", status),
+            ],
+        ))
+    };
+    assert_eq!(calls("a", "GET /a", "server", "ok"), 2);
+    assert_eq!(calls("a", "call b", "client", "ok"), 1);
+    assert_eq!(calls("a", "call b", "client", "error"), 1);
+    assert_eq!(calls("b", "handle", "server", "error"), 1);
+    assert_eq!(calls("b", "SELECT", "client", "error"), 2);
+    assert_eq!(
+        count(find(
+            &points,
+            "spyglass.span.errors",
+            "b",
+            &[("span.name", "SELECT")]
+        )),
+        2
+    );
+    assert_eq!(
+        buckets(find(
+            &points,
+            "spyglass.span.duration",
+            "a",
+            &[("span.name", "GET /a")]
+        )),
+        (2, bucket(0.2, 2))
+    );
+
+    let edge = |client, server| [("client", client), ("server", server)];
+    let ab = edge("a", "b");
+    assert_eq!(
+        count(find(&points, "spyglass.service_graph.calls", "a", &ab)),
+        2
+    );
+    assert_eq!(
+        count(find(&points, "spyglass.service_graph.failures", "a", &ab)),
+        1
+    );
+    assert_eq!(
+        buckets(find(&points, "spyglass.service_graph.duration", "a", &ab)),
+        (2, bucket(0.15, 2))
+    );
+    let db = [
+        ("client", "b"),
+        ("server", "postgresql"),
+        ("connection_type", "database"),
+    ];
+    assert_eq!(
+        count(find(&points, "spyglass.service_graph.calls", "b", &db)),
+        2
+    );
+    assert_eq!(
+        count(find(&points, "spyglass.service_graph.failures", "b", &db)),
+        2
+    );
+    assert_eq!(
+        buckets(find(&points, "spyglass.service_graph.duration", "b", &db)),
+        (2, bucket(0.05, 2))
+    );
+    assert!(
+        !points.iter().any(
+            |p| p.attributes.get("server") == Some(&AttrValue::Str("b".into()))
+                && p.service_name() == "b"
+        ),
+        "no self edge"
+    );
+    assert!(
+        points
+            .iter()
+            .all(|p| p.time_unix_nano == 42 && p.temporality == Temporality::Cumulative)
+    );
+}
+
+#[test]
+fn an_unanswered_client_waits_before_becoming_a_virtual_node() {
+    let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+    let start = Instant::now();
+    let db_call = span(
+        (1, 4, Some(3)),
+        "b",
+        "SELECT",
+        SpanKind::Client,
+        50,
+        false,
+        vec![kv("db.system", "mysql")],
+    );
+    generator.record(SpanMetrics::observe(&[db_call]), start);
+    let early = generator.points(start + Duration::from_secs(1), 1);
+    assert!(
+        !early
+            .iter()
+            .any(|p| p.metric_name.starts_with("spyglass.service_graph")),
+        "still waiting for a server span"
+    );
+    let late = generator.points(start + Duration::from_secs(11), 2);
+    assert_eq!(
+        count(find(
+            &late,
+            "spyglass.service_graph.calls",
+            "b",
+            &[("server", "mysql")]
+        )),
+        1
+    );
+}
+
+#[test]
+fn waiting_spans_are_bounded() {
+    let generator = SpanMetrics::new(Duration::from_secs(60), 10, 0);
+    let now = Instant::now();
+    let clients: Vec<Span> = (1..=50)
+        .map(|i| {
+            span(
+                (i, i, None),
+                "a",
+                "call",
+                SpanKind::Client,
+                1,
+                false,
+                vec![],
+            )
+        })
+        .collect();
+    generator.record(SpanMetrics::observe(&clients), now);
+    assert_eq!(generator.dropped_pending(), 40);
+    let state = generator.state.lock().unwrap();
+    assert_eq!(state.clients.len(), 10);
+}
