@@ -274,14 +274,7 @@ fn metrics_request(
     points: usize,
     now: u64,
 ) -> ExportMetricsServiceRequest {
-    let services = [
-        "frontend",
-        "checkout",
-        "cart",
-        "payments",
-        "inventory",
-        "shipping",
-    ];
+    let services = spyglass_store::synth::SERVICES;
     let service = services[rng.random_range(0..services.len())];
     let mut metrics = Vec::new();
     let mut made = 0;

@@ -58,31 +58,10 @@ impl<T> Converted<T> {
 }
 
 pub(crate) fn value(v: &AnyValue) -> AttrValue {
-    use any_value::Value;
-    match &v.value {
-        None => AttrValue::Empty,
-        Some(Value::StringValue(s)) => AttrValue::Str(s.clone()),
-        Some(Value::BoolValue(b)) => AttrValue::Bool(*b),
-        Some(Value::IntValue(i)) => AttrValue::Int(*i),
-        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
-        Some(Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
-        Some(Value::ArrayValue(a)) => AttrValue::Array(a.values.iter().map(value).collect()),
-        // An index into the string table of a profile: it has no meaning in traces, metrics or
-        // logs, which have no string table.
-        Some(Value::StringValueStrindex(_)) => AttrValue::Empty,
-        Some(Value::KvlistValue(kvs)) => AttrValue::KvList(
-            kvs.values
-                .iter()
-                .map(|kv| model::KeyValue {
-                    key: kv.key.clone(),
-                    value: kv.value.as_ref().map(value).unwrap_or(AttrValue::Empty),
-                })
-                .collect(),
-        ),
-    }
+    value_owned(v.clone())
 }
 
-/// Like [`value`], moving strings and bytes instead of copying them.
+/// An OTLP value as the model's, moving strings and bytes out of it.
 pub(crate) fn value_owned(v: AnyValue) -> AttrValue {
     use any_value::Value;
     match v.value {
@@ -107,7 +86,7 @@ pub(crate) fn value_owned(v: AnyValue) -> AttrValue {
     }
 }
 
-/// Like [`attributes`], moving keys and values out of the request.
+/// Attributes as the model's, moving keys and values out of the request.
 pub(crate) fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
     kvs.into_iter()
         .map(|kv| (kv.key, kv.value.map_or(AttrValue::Empty, value_owned)))
@@ -115,14 +94,7 @@ pub(crate) fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
 }
 
 pub(crate) fn attributes(kvs: &[KeyValue]) -> Attributes {
-    kvs.iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map(value).unwrap_or(AttrValue::Empty),
-            )
-        })
-        .collect()
+    attributes_owned(kvs.to_vec())
 }
 
 pub(crate) fn resource(r: Option<&OtlpResource>, schema_url: &str) -> Arc<Resource> {

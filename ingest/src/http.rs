@@ -198,15 +198,17 @@ fn content_format(headers: &HeaderMap) -> Result<Format> {
 
 /// Reads the body, refusing more than `limit` bytes on the wire.
 async fn read_raw(body: Body, limit: usize) -> Result<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
-            || e.to_string().contains("length limit")
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
         {
-            Error::TooLarge { limit }
-        } else {
-            Error::Decode(format!("failed to read the body: {e}"))
+            Err(Error::TooLarge { limit })
         }
-    })
+        Err(e) => Err(Error::Decode(format!("failed to read the body: {e}"))),
+    }
 }
 
 /// Undoes the `Content-Encoding`, refusing more than `limit` bytes decompressed — so a small

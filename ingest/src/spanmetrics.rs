@@ -132,10 +132,6 @@ pub struct SpanMetrics {
     dropped_pending: Arc<AtomicU64>,
 }
 
-fn kind_name(kind: SpanKind) -> &'static str {
-    kind.as_str()
-}
-
 impl SpanMetrics {
     pub fn new(edge_wait: Duration, max_pending: usize, started_unix_nano: u64) -> Self {
         Self {
@@ -185,7 +181,7 @@ impl SpanMetrics {
                 None => by_service.entry(obs.name.clone()).or_default(),
             };
             let status = if obs.error { "error" } else { "ok" };
-            let totals = by_op.entry((kind_name(obs.kind), status)).or_default();
+            let totals = by_op.entry((obs.kind.as_str(), status)).or_default();
             totals.calls += 1;
             totals.errors += u64::from(obs.error);
             totals.duration.record(obs.seconds);

@@ -276,12 +276,6 @@ fn u64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt64Array> {
         .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
 }
 
-fn kind_name(kind: &str) -> &'static str {
-    crate::model::SpanKind::parse(kind)
-        .unwrap_or_default()
-        .as_str()
-}
-
 /// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
 pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
     // A flush that failed before its manifest commit may have left an index under this name.
@@ -360,7 +354,7 @@ fn index_batch(
             let _ = write!(term, "{svc}{SEP}{}", name.value(row));
             doc.term(f.op, term);
             doc.term(f.name, name.value(row));
-            doc.term(f.kind, kind_name(kind.value(row)));
+            doc.term(f.kind, kind.value(row));
             doc.term(f.status, status.value(row));
             if status.value(row) == "error" {
                 doc.term(f.error_service, svc);

@@ -169,7 +169,9 @@ impl Store {
 
     /// Appends a batch already in the signal's Arrow schema.
     pub async fn append_batch(&self, signal: Signal, batch: RecordBatch) -> Result<u64> {
-        if batch.schema().fields() != schema_for(signal).fields() {
+        // Batches from `Records::to_batch` share the schema's `Arc`: compare fields only otherwise.
+        let table = schema_for(signal);
+        if !Arc::ptr_eq(&batch.schema(), &table) && batch.schema().fields() != table.fields() {
             return Err(Error::Corrupt(format!(
                 "batch is not in the {signal} schema"
             )));

@@ -16,7 +16,8 @@ use crate::model::{
     StatusCode, TraceId,
 };
 
-const SERVICES: [&str; 6] = [
+/// The services of the synthetic shop.
+pub const SERVICES: [&str; 6] = [
     "frontend",
     "checkout",
     "cart",
