@@ -1,14 +1,62 @@
 //! `spyglass-query`: answers questions over store snapshots.
 //!
-//! It will own the DataFusion session and table providers over [`spyglass_store::Snapshot`]s,
-//! trace assembly, trace search, the SQL guard, service health and the dependency graph. It must
-//! not know OTLP, HTTP or how the store lays out its files beyond what a snapshot exposes.
+//! It owns the DataFusion session and the table providers over [`spyglass_store::Snapshot`]s
+//! (`spans`, `metrics`, `logs`), read-only SQL with limits, trace assembly, trace search,
+//! service health and the dependency graph. It must not know OTLP, HTTP or how the store lays out
+//! its files beyond what a snapshot exposes; DataFusion types do not leave this crate.
 //!
 //! ```text
-//! question ─▶ snapshot ─▶ index lookup / DataFusion plan over parts + memtable ─▶ answer
+//!  question ─▶ QueryEngine ─▶ Snapshot (manifest version + memtables)
+//!                 │  trace by id ─▶ trace index (no time range) ─▶ parts + memtable ─▶ tree
+//!                 │  search ──────▶ trace index candidates + memtable scan ─▶ span check ─▶ summaries
+//!                 │  SQL ─────────▶ DataFusion over pruned Parquet parts ∪ memtable batches
+//!                 └  health, graph ─▶ span-metrics series in the metrics table
 //! ```
-//!
-//! The query engine is the work of a later issue; today the crate only fixes its place in the
-//! workspace (it may depend on `spyglass-store` alone).
 
-pub use spyglass_store::Snapshot;
+mod config;
+mod error;
+mod graph;
+mod health;
+mod search;
+mod sql;
+mod tables;
+mod trace;
+
+use std::sync::Arc;
+
+use spyglass_store::{Snapshot, Store};
+
+/// The store's plain data types (spans, ids, attribute values), for the API layer.
+pub use spyglass_store::model;
+
+pub use config::QueryConfig;
+pub use error::{Error, ErrorKind, Result};
+pub use graph::{Dependencies, Edge, Node};
+pub use health::{Health, OperationHealth, ServiceHealth};
+pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
+pub use sql::SqlOutput;
+pub use trace::{Trace, TraceSpan};
+
+/// The query side of Spyglass: cheap to clone, shared by the HTTP API and alerting.
+#[derive(Clone)]
+pub struct QueryEngine {
+    store: Arc<Store>,
+    config: Arc<QueryConfig>,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<Store>, config: QueryConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.store.snapshot()
+    }
+}

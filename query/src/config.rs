@@ -1,0 +1,40 @@
+//! The `[query]` section of the configuration file.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Most rows a SQL query returns; the answer says `truncated` when there were more.
+    pub sql_max_rows: usize,
+    /// Time limit of one SQL query or search, in seconds; past it the query is cancelled (504).
+    pub query_timeout_secs: u64,
+    /// Memory one SQL query may use for sorts, joins and aggregations, in bytes; past it the
+    /// query fails with the engine's "resources exhausted" message.
+    pub sql_memory_limit_bytes: usize,
+    /// Most spans a trace view returns; a bigger trace is cut (earliest spans kept) and marked
+    /// `truncated`.
+    pub trace_max_spans: usize,
+    /// Most traces one search page may ask for (`limit`).
+    pub search_max_limit: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            sql_max_rows: 10_000,
+            query_timeout_secs: 30,
+            sql_memory_limit_bytes: 512 << 20,
+            trace_max_spans: 50_000,
+            search_max_limit: 1_000,
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_secs(self.query_timeout_secs)
+    }
+}

@@ -1,0 +1,91 @@
+//! The dependency graph over a window, from the service-graph metrics ingest writes
+//! (`spyglass.service_graph.calls|failures|duration`, one series per client → server edge and
+//! connection type; see `ingest/src/spanmetrics.rs`).
+
+use std::collections::BTreeMap;
+
+use crate::QueryEngine;
+use crate::error::Result;
+use crate::health::{Family, Health, Totals, health, merge, window_secs};
+
+const GRAPH_FAMILY: Family = Family {
+    calls: "spyglass.service_graph.calls",
+    errors: "spyglass.service_graph.failures",
+    duration: "spyglass.service_graph.duration",
+    keys: [
+        "attributes['client']",
+        "attributes['server']",
+        "attributes['connection_type']",
+    ],
+};
+
+/// A node: a service that sent spans, or a virtual node (a database, a queue, an uninstrumented
+/// peer) known only from its callers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// `service`, `database`, `messaging_system` or `virtual_node`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edge {
+    pub client: String,
+    pub server: String,
+    /// Empty for service-to-service calls; else the virtual node's kind.
+    pub connection_type: String,
+    /// Failures are the edge's errors; percentiles are the client's view of the call.
+    pub health: Health,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dependencies {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+impl QueryEngine {
+    pub async fn dependencies(&self, start: u64, end: u64) -> Result<Dependencies> {
+        let totals = self
+            .family_totals(&GRAPH_FAMILY, "true", start, end)
+            .await?;
+        // Series of one edge from several writers (restarts) are one edge.
+        let mut edges: BTreeMap<(String, String, String), Totals> = BTreeMap::new();
+        for (key, t) in totals {
+            merge(edges.entry(key).or_default(), &t);
+        }
+        let window = window_secs(start, end);
+        let mut nodes: BTreeMap<String, String> = BTreeMap::new();
+        let edges: Vec<Edge> = edges
+            .into_iter()
+            .map(|((client, server, connection_type), t)| {
+                nodes
+                    .entry(client.clone())
+                    .or_insert_with(|| "service".into());
+                let server_kind = if connection_type.is_empty() {
+                    "service".to_string()
+                } else {
+                    connection_type.clone()
+                };
+                // A node seen as a real service anywhere stays a service.
+                let entry = nodes.entry(server.clone()).or_insert(server_kind.clone());
+                if server_kind == "service" {
+                    *entry = server_kind;
+                }
+                Edge {
+                    client,
+                    server,
+                    connection_type,
+                    health: health(&t, window),
+                }
+            })
+            .collect();
+        Ok(Dependencies {
+            nodes: nodes
+                .into_iter()
+                .map(|(name, kind)| Node { name, kind })
+                .collect(),
+            edges,
+        })
+    }
+}

@@ -1,0 +1,415 @@
+//! Service health (rate, errors, duration percentiles) and operations, read from the span
+//! metrics that ingest writes (`spyglass.span.calls|errors|duration`; documented in
+//! `ingest/src/spanmetrics.rs`), never from a scan of the spans.
+//!
+//! The series are cumulative. The increase of a series over a window is the sum of its rises
+//! between consecutive points, counting from the last point before the window; a drop is a
+//! restart, after which the new value is the rise. A series with no point before the window
+//! counts from zero when it began inside the window, else from its first point.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, UInt64Type};
+
+use crate::QueryEngine;
+use crate::error::{Error, Result};
+
+/// Calls, errors and latency of a service or of one of its operations over a window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Health {
+    pub calls: f64,
+    pub errors: f64,
+    /// Calls per second over the window.
+    pub rate_per_sec: f64,
+    /// Errors over calls; 0 without calls.
+    pub error_ratio: f64,
+    /// Duration percentiles in seconds (histogram interpolation), `None` without calls.
+    pub p50_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceHealth {
+    pub service: String,
+    pub health: Health,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationHealth {
+    pub service: String,
+    pub name: String,
+    pub kind: String,
+    pub health: Health,
+}
+
+/// How far before a window to look for the point a series' increase starts from.
+const BASELINE_LOOKBACK_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Three cumulative metrics written together, and the columns that group their series.
+pub(crate) struct Family {
+    pub(crate) calls: &'static str,
+    pub(crate) errors: &'static str,
+    pub(crate) duration: &'static str,
+    /// SQL expressions, each a string.
+    pub(crate) keys: [&'static str; 3],
+}
+
+const SPAN_FAMILY: Family = Family {
+    calls: "spyglass.span.calls",
+    errors: "spyglass.span.errors",
+    duration: "spyglass.span.duration",
+    keys: [
+        "service_name",
+        "attributes['span.name']",
+        "attributes['span.kind']",
+    ],
+};
+
+pub(crate) type Key = (String, String, String);
+
+/// A string literal for SQL.
+pub(crate) fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Accumulated increases of one group (service, or service + operation + kind).
+#[derive(Default)]
+pub(crate) struct Totals {
+    calls: f64,
+    errors: f64,
+    buckets: Vec<f64>,
+    bounds: Vec<f64>,
+}
+
+impl QueryEngine {
+    /// Every service with span metrics in `[start, end]`, by name.
+    pub async fn services(&self, start: u64, end: u64) -> Result<Vec<ServiceHealth>> {
+        let totals = self.span_metric_totals(None, start, end).await?;
+        let mut by_service: BTreeMap<String, Totals> = BTreeMap::new();
+        for ((service, _, _), t) in totals {
+            merge(by_service.entry(service).or_default(), &t);
+        }
+        let window = window_secs(start, end);
+        Ok(by_service
+            .into_iter()
+            .map(|(service, t)| ServiceHealth {
+                service,
+                health: health(&t, window),
+            })
+            .collect())
+    }
+
+    /// The operations of `service` with span metrics in `[start, end]`, by name and kind.
+    pub async fn operations(
+        &self,
+        service: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<OperationHealth>> {
+        let totals = self.span_metric_totals(Some(service), start, end).await?;
+        let window = window_secs(start, end);
+        Ok(totals
+            .into_iter()
+            .map(|((service, name, kind), t)| OperationHealth {
+                service,
+                name,
+                kind,
+                health: health(&t, window),
+            })
+            .collect())
+    }
+
+    async fn span_metric_totals(
+        &self,
+        service: Option<&str>,
+        start: u64,
+        end: u64,
+    ) -> Result<BTreeMap<Key, Totals>> {
+        let filter = match service {
+            Some(s) => format!("service_name = {}", sql_string(s)),
+            None => "true".to_string(),
+        };
+        self.family_totals(&SPAN_FAMILY, &filter, start, end).await
+    }
+
+    /// Increases of a family's series over `[start, end]`, grouped by its three key columns.
+    pub(crate) async fn family_totals(
+        &self,
+        family: &Family,
+        filter: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<BTreeMap<Key, Totals>> {
+        if start > end {
+            return Err(Error::invalid("start is after end"));
+        }
+        let [k1, k2, k3] = family.keys;
+        let sql = format!(
+            "SELECT metric_name, series_id, {k1}, {k2}, {k3}, \
+                    time_unix_nano, start_time_unix_nano, value, bucket_counts, explicit_bounds \
+             FROM metrics \
+             WHERE metric_name IN ('{}', '{}', '{}') \
+               AND time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter} \
+             ORDER BY series_id, time_unix_nano",
+            family.calls,
+            family.errors,
+            family.duration,
+            start.saturating_sub(BASELINE_LOOKBACK_NANOS)
+        );
+        let batches = self.internal_sql(&sql).await?;
+        let mut totals: BTreeMap<Key, Totals> = BTreeMap::new();
+        let mut series: Option<SeriesState> = None;
+        for batch in &batches {
+            let rows = Rows::new(batch)?;
+            for i in 0..batch.num_rows() {
+                let id = rows.series.value(i);
+                if series.as_ref().is_none_or(|s| s.id != id) {
+                    if let Some(done) = series.take() {
+                        done.finish(&mut totals);
+                    }
+                    series = Some(SeriesState::new(family, &rows, i));
+                }
+                series.as_mut().expect("set above").add(&rows, i, start);
+            }
+        }
+        if let Some(done) = series.take() {
+            done.finish(&mut totals);
+        }
+        Ok(totals)
+    }
+
+    /// Runs SQL the engine wrote itself, without the user-facing row limit.
+    pub(crate) async fn internal_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let snapshot = self.snapshot();
+        let ctx = self.session(&snapshot)?;
+        let timeout = self.config.query_timeout();
+        let run = async { Ok::<_, Error>(ctx.sql(sql).await?.collect().await?) };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+}
+
+struct Rows<'a> {
+    metric: &'a arrow::array::StringArray,
+    series: &'a arrow::array::UInt64Array,
+    keys: [&'a arrow::array::StringArray; 3],
+    time: &'a arrow::array::UInt64Array,
+    start: &'a arrow::array::UInt64Array,
+    value: &'a arrow::array::Float64Array,
+    buckets: &'a arrow::array::ListArray,
+    bounds: &'a arrow::array::ListArray,
+}
+
+impl<'a> Rows<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self> {
+        let c = |i: usize| batch.column(i);
+        if batch.num_columns() != 10 {
+            return Err(Error::Internal("span metric query shape".into()));
+        }
+        Ok(Self {
+            metric: c(0).as_string::<i32>(),
+            series: c(1).as_primitive::<UInt64Type>(),
+            keys: [
+                c(2).as_string::<i32>(),
+                c(3).as_string::<i32>(),
+                c(4).as_string::<i32>(),
+            ],
+            time: c(5).as_primitive::<UInt64Type>(),
+            start: c(6).as_primitive::<UInt64Type>(),
+            value: c(7).as_primitive::<Float64Type>(),
+            buckets: c(8).as_list::<i32>(),
+            bounds: c(9).as_list::<i32>(),
+        })
+    }
+
+    fn buckets(&self, i: usize) -> Vec<f64> {
+        if self.buckets.is_null(i) {
+            return Vec::new();
+        }
+        let b = self.buckets.value(i);
+        b.as_primitive::<UInt64Type>()
+            .values()
+            .iter()
+            .map(|&v| v as f64)
+            .collect()
+    }
+
+    fn bounds(&self, i: usize) -> Vec<f64> {
+        if self.bounds.is_null(i) {
+            return Vec::new();
+        }
+        self.bounds
+            .value(i)
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    }
+}
+
+/// One series being read point by point.
+struct SeriesState {
+    id: u64,
+    key: Key,
+    is_duration: bool,
+    is_error: bool,
+    /// The last point seen: value (calls) or bucket counts (duration).
+    last: Option<Vec<f64>>,
+    increase: Vec<f64>,
+    bounds: Vec<f64>,
+}
+
+impl SeriesState {
+    fn new(family: &Family, rows: &Rows<'_>, i: usize) -> Self {
+        let text = |a: &arrow::array::StringArray| {
+            if a.is_null(i) {
+                String::new()
+            } else {
+                a.value(i).to_string()
+            }
+        };
+        let [k1, k2, k3] = rows.keys;
+        Self {
+            id: rows.series.value(i),
+            key: (text(k1), text(k2), text(k3)),
+            is_duration: rows.metric.value(i) == family.duration,
+            is_error: rows.metric.value(i) == family.errors,
+            last: None,
+            increase: Vec::new(),
+            bounds: rows.bounds(i),
+        }
+    }
+
+    fn add(&mut self, rows: &Rows<'_>, i: usize, window_start: u64) {
+        let current = if self.is_duration {
+            rows.buckets(i)
+        } else if rows.value.is_null(i) {
+            return;
+        } else {
+            vec![rows.value.value(i)]
+        };
+        let in_window = rows.time.value(i) >= window_start;
+        if in_window {
+            let previous = match self.last.take() {
+                Some(prev) => Some(prev),
+                // No earlier point: from zero if the series began in the window.
+                None if rows.start.value(i) >= window_start => Some(vec![0.0; current.len()]),
+                None => None,
+            };
+            if let Some(prev) = previous {
+                if self.increase.len() < current.len() {
+                    self.increase.resize(current.len(), 0.0);
+                }
+                let reset = current.iter().sum::<f64>() < prev.iter().sum::<f64>();
+                for (k, v) in current.iter().enumerate() {
+                    let p = if reset {
+                        0.0
+                    } else {
+                        prev.get(k).copied().unwrap_or(0.0)
+                    };
+                    self.increase[k] += (v - p).max(0.0);
+                }
+            }
+        }
+        self.last = Some(current);
+    }
+
+    fn finish(self, totals: &mut BTreeMap<Key, Totals>) {
+        let t = totals.entry(self.key).or_default();
+        if self.is_duration {
+            if t.buckets.len() < self.increase.len() {
+                t.buckets.resize(self.increase.len(), 0.0);
+            }
+            for (k, v) in self.increase.iter().enumerate() {
+                t.buckets[k] += v;
+            }
+            if t.bounds.is_empty() {
+                t.bounds = self.bounds;
+            }
+        } else {
+            let increase: f64 = self.increase.iter().sum();
+            if self.is_error {
+                t.errors += increase;
+            } else {
+                t.calls += increase;
+            }
+        }
+    }
+}
+
+pub(crate) fn merge(into: &mut Totals, from: &Totals) {
+    into.calls += from.calls;
+    into.errors += from.errors;
+    if into.buckets.len() < from.buckets.len() {
+        into.buckets.resize(from.buckets.len(), 0.0);
+    }
+    for (k, v) in from.buckets.iter().enumerate() {
+        into.buckets[k] += v;
+    }
+    if into.bounds.is_empty() {
+        into.bounds = from.bounds.clone();
+    }
+}
+
+pub(crate) fn window_secs(start: u64, end: u64) -> f64 {
+    (end.saturating_sub(start) as f64 / 1e9).max(1e-9)
+}
+
+pub(crate) fn health(t: &Totals, window_secs: f64) -> Health {
+    Health {
+        calls: t.calls,
+        errors: t.errors,
+        rate_per_sec: t.calls / window_secs,
+        error_ratio: if t.calls > 0.0 {
+            t.errors / t.calls
+        } else {
+            0.0
+        },
+        p50_seconds: quantile(0.50, &t.buckets, &t.bounds),
+        p95_seconds: quantile(0.95, &t.buckets, &t.bounds),
+        p99_seconds: quantile(0.99, &t.buckets, &t.bounds),
+    }
+}
+
+/// The `q` quantile of a histogram's bucket counts (the last bucket is +Inf), interpolating
+/// linearly inside the bucket as Prometheus' `histogram_quantile` does; a quantile in the +Inf
+/// bucket is the highest finite bound.
+pub(crate) fn quantile(q: f64, buckets: &[f64], bounds: &[f64]) -> Option<f64> {
+    let total: f64 = buckets.iter().sum();
+    if total <= 0.0 || bounds.is_empty() {
+        return None;
+    }
+    let rank = q * total;
+    let mut seen = 0.0;
+    for (i, &count) in buckets.iter().enumerate() {
+        if seen + count >= rank && count > 0.0 {
+            let Some(&upper) = bounds.get(i) else {
+                return bounds.last().copied();
+            };
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            return Some(lower + (upper - lower) * ((rank - seen) / count));
+        }
+        seen += count;
+    }
+    bounds.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_interpolate_inside_buckets() {
+        let bounds = [0.1, 0.5, 1.0];
+        // 10 calls ≤ 0.1 s, 10 in (0.1, 0.5].
+        let buckets = [10.0, 10.0, 0.0, 0.0];
+        assert_eq!(quantile(0.5, &buckets, &bounds), Some(0.1));
+        let p75 = quantile(0.75, &buckets, &bounds).unwrap();
+        assert!((p75 - 0.3).abs() < 1e-9, "{p75}");
+        assert_eq!(quantile(0.5, &[0.0; 4], &bounds), None);
+        assert_eq!(quantile(0.99, &[0.0, 0.0, 0.0, 5.0], &bounds), Some(1.0));
+    }
+}

@@ -1,0 +1,351 @@
+//! Trace search: which traces have a span matching every condition, newest first.
+//!
+//! The trace index of each part names candidate traces (each condition holds somewhere in the
+//! trace); the memtable, which has no index, is scanned. Candidates are then read whole and
+//! kept when one span meets all span conditions together (service, operation, attributes,
+//! duration, error, time range) and the trace's messages hold every word of the text.
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::UInt64Type;
+use spyglass_store::model::{Span, StatusCode, TraceId};
+use spyglass_store::schema::spans_from_batch;
+use spyglass_store::{Signal, Snapshot, TraceQuery};
+
+use crate::QueryEngine;
+use crate::error::{Error, Result};
+use crate::trace::{Trace, assemble};
+
+/// Conditions of a trace search; the span conditions must hold on one span.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceSearch {
+    pub service: Option<String>,
+    /// Span name.
+    pub operation: Option<String>,
+    /// Span or resource attributes, values compared as text.
+    pub attributes: Vec<(String, String)>,
+    pub min_duration_nano: Option<u64>,
+    pub max_duration_nano: Option<u64>,
+    pub errors_only: bool,
+    /// Words that must all occur in the trace's status and exception messages.
+    pub text: Option<String>,
+    /// The matching span starts in `[start, end]`.
+    pub start_unix_nano: Option<u64>,
+    pub end_unix_nano: Option<u64>,
+    pub limit: usize,
+    /// Continue after the last trace of the previous page.
+    pub cursor: Option<Cursor>,
+}
+
+/// Where a page ended: traces are ordered by (start time, trace id), newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub start_time_unix_nano: u64,
+    pub trace_id: TraceId,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.start_time_unix_nano, self.trace_id.to_hex())
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (start, id) = text.split_once('-')?;
+        Some(Self {
+            start_time_unix_nano: start.parse().ok()?,
+            trace_id: TraceId::from_hex(id)?,
+        })
+    }
+
+    fn key(&self) -> (u64, TraceId) {
+        (self.start_time_unix_nano, self.trace_id)
+    }
+}
+
+/// One page of results: whole traces, newest first.
+#[derive(Clone, Debug)]
+pub struct SearchPage {
+    pub traces: Vec<Trace>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// What a result list shows of a trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: TraceId,
+    pub root_service: String,
+    pub root_name: String,
+    pub start_time_unix_nano: u64,
+    pub duration_nano: u64,
+    pub span_count: usize,
+    pub error_count: usize,
+    /// Services and their span counts, most spans first.
+    pub services: Vec<(String, usize)>,
+}
+
+impl TraceSummary {
+    pub fn of(trace: &Trace) -> Self {
+        let root = trace
+            .spans
+            .iter()
+            .find(|s| s.depth == 0 && s.span.parent_span_id.is_none())
+            .or_else(|| trace.spans.first());
+        let mut services: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &trace.spans {
+            *services.entry(s.span.service_name()).or_default() += 1;
+        }
+        let mut services: Vec<(String, usize)> = services
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        services.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let start = trace.start_time_unix_nano();
+        Self {
+            trace_id: trace.trace_id,
+            root_service: root
+                .map(|r| r.span.service_name().to_string())
+                .unwrap_or_default(),
+            root_name: root.map(|r| r.span.name.clone()).unwrap_or_default(),
+            start_time_unix_nano: start,
+            duration_nano: trace.end_time_unix_nano().saturating_sub(start),
+            span_count: trace.spans.len(),
+            error_count: trace
+                .spans
+                .iter()
+                .filter(|s| s.span.status_code == StatusCode::Error)
+                .count(),
+            services,
+        }
+    }
+}
+
+/// Most index candidates read per search before giving up on finding more matches.
+const MAX_CANDIDATES: usize = 20_000;
+
+impl QueryEngine {
+    pub async fn search(&self, search: TraceSearch) -> Result<SearchPage> {
+        if search.limit == 0 || search.limit > self.config.search_max_limit {
+            return Err(Error::invalid(format!(
+                "limit must be between 1 and {}",
+                self.config.search_max_limit
+            )));
+        }
+        let snapshot = self.snapshot();
+        let cap = self.config.trace_max_spans;
+        let timeout = self.config.query_timeout();
+        let task = tokio::task::spawn_blocking(move || run_search(&snapshot, &search, cap));
+        match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => joined?,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+}
+
+fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<SearchPage> {
+    let wanted = search.limit + 1;
+    let before_cursor = |trace: &Trace| match &search.cursor {
+        Some(c) => (trace.start_time_unix_nano(), trace.trace_id) < c.key(),
+        None => true,
+    };
+    let mut found: Vec<Trace> = Vec::new();
+    let mut seen: HashSet<TraceId> = HashSet::new();
+
+    // The memtable first: its traces are the newest.
+    for trace_id in memtable_matches(snapshot, search)? {
+        if seen.insert(trace_id)
+            && let Some(trace) = read_matching(snapshot, search, trace_id, cap)?
+            && before_cursor(&trace)
+        {
+            found.push(trace);
+        }
+    }
+
+    let query = index_query(search);
+    let mut budget = wanted * 4 + 100;
+    let mut checked = 0;
+    loop {
+        let hits = snapshot.search_traces(&query, budget)?;
+        let exhausted = hits.len() < budget;
+        let mut enough = 0;
+        for hit in hits.iter().skip(checked) {
+            checked += 1;
+            if !seen.insert(hit.trace_id) {
+                continue;
+            }
+            if let Some(trace) = read_matching(snapshot, search, hit.trace_id, cap)?
+                && before_cursor(&trace)
+            {
+                found.push(trace);
+            }
+            enough = found
+                .iter()
+                .filter(|t| t.start_time_unix_nano() >= hit.start_time_unix_nano)
+                .count();
+            if enough >= wanted {
+                break;
+            }
+        }
+        // Hits come newest first, so once `wanted` traces start at or after the current hit,
+        // no later hit can displace them.
+        if enough >= wanted || exhausted || budget >= MAX_CANDIDATES {
+            break;
+        }
+        budget = (budget * 4).min(MAX_CANDIDATES);
+    }
+
+    found.sort_by(|a, b| {
+        (b.start_time_unix_nano(), b.trace_id).cmp(&(a.start_time_unix_nano(), a.trace_id))
+    });
+    let more = found.len() > search.limit;
+    found.truncate(search.limit);
+    let next_cursor = more.then(|| {
+        let last = found.last().expect("limit is at least 1");
+        Cursor {
+            start_time_unix_nano: last.start_time_unix_nano(),
+            trace_id: last.trace_id,
+        }
+    });
+    Ok(SearchPage {
+        traces: found,
+        next_cursor,
+    })
+}
+
+fn index_query(search: &TraceSearch) -> TraceQuery {
+    let end = match (search.end_unix_nano, &search.cursor) {
+        (Some(e), Some(c)) => Some(e.min(c.start_time_unix_nano)),
+        (e, c) => e.or(c.map(|c| c.start_time_unix_nano)),
+    };
+    TraceQuery {
+        service: search.service.clone(),
+        operation: search.operation.clone(),
+        attributes: search.attributes.clone(),
+        errors_only: search.errors_only,
+        min_duration_nano: search.min_duration_nano,
+        max_duration_nano: search.max_duration_nano,
+        text: search.text.clone(),
+        start_unix_nano: search.start_unix_nano,
+        end_unix_nano: end,
+    }
+}
+
+/// The whole trace, if one of its spans meets the span conditions and its messages the text.
+fn read_matching(
+    snapshot: &Snapshot,
+    search: &TraceSearch,
+    trace_id: TraceId,
+    cap: usize,
+) -> Result<Option<Trace>> {
+    let spans = snapshot.find_trace(&trace_id)?;
+    if !spans.iter().any(|s| span_matches(search, s)) || !text_matches(search, &spans) {
+        return Ok(None);
+    }
+    Ok(Some(assemble(trace_id, spans, cap)))
+}
+
+pub(crate) fn span_matches(search: &TraceSearch, span: &Span) -> bool {
+    let duration = span.duration_nano();
+    search
+        .service
+        .as_deref()
+        .is_none_or(|s| span.service_name() == s)
+        && search.operation.as_deref().is_none_or(|o| span.name == o)
+        && (!search.errors_only || span.status_code == StatusCode::Error)
+        && search.min_duration_nano.is_none_or(|m| duration >= m)
+        && search.max_duration_nano.is_none_or(|m| duration <= m)
+        && search
+            .start_unix_nano
+            .is_none_or(|t| span.start_time_unix_nano >= t)
+        && search
+            .end_unix_nano
+            .is_none_or(|t| span.start_time_unix_nano <= t)
+        && search.attributes.iter().all(|(key, value)| {
+            span.attributes
+                .get(key)
+                .or_else(|| span.resource.attributes.get(key))
+                .is_some_and(|v| v.display() == value.as_str())
+        })
+}
+
+/// Every word of the search text occurs in the trace's status or exception messages (words
+/// as the index cuts them: letters and digits, compared without case).
+fn text_matches(search: &TraceSearch, spans: &[Span]) -> bool {
+    let Some(text) = search.text.as_deref() else {
+        return true;
+    };
+    let mut words: HashSet<String> = HashSet::new();
+    for span in spans {
+        words.extend(tokens(&span.status_message));
+        for event in &span.events {
+            for key in ["exception.type", "exception.message"] {
+                if let Some(v) = event.attributes.get(key) {
+                    words.extend(tokens(&v.display()));
+                }
+            }
+        }
+    }
+    tokens(text).all(|w| words.contains(&w))
+}
+
+fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// Trace ids of memtable spans meeting the span conditions: cheap columns are checked on the
+/// Arrow arrays, the rest on the few rows that pass.
+fn memtable_matches(snapshot: &Snapshot, search: &TraceSearch) -> Result<Vec<TraceId>> {
+    let mut out = Vec::new();
+    for batch in snapshot.memtable_batches(Signal::Spans) {
+        let rows = prefilter(&batch, search)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let picked = take_record_batch(&batch, &UInt32Array::from(rows))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for span in spans_from_batch(&picked)? {
+            if span_matches(search, &span) {
+                out.push(span.trace_id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prefilter(batch: &RecordBatch, search: &TraceSearch) -> Result<Vec<u32>> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Internal(format!("memtable batch lacks {name}")))
+    };
+    let service = column("service_name")?.as_string::<i32>();
+    let name = column("name")?.as_string::<i32>();
+    let status = column("status_code")?.as_string::<i32>();
+    let start = column("start_time_unix_nano")?.as_primitive::<UInt64Type>();
+    let end = column("end_time_unix_nano")?.as_primitive::<UInt64Type>();
+    let mut rows = Vec::new();
+    for i in 0..batch.num_rows() {
+        let (s, e) = (start.value(i), end.value(i));
+        let duration = e.saturating_sub(s);
+        let keep = search
+            .service
+            .as_deref()
+            .is_none_or(|v| service.value(i) == v)
+            && search
+                .operation
+                .as_deref()
+                .is_none_or(|v| name.value(i) == v)
+            && (!search.errors_only || status.value(i) == StatusCode::Error.as_str())
+            && search.min_duration_nano.is_none_or(|m| duration >= m)
+            && search.max_duration_nano.is_none_or(|m| duration <= m)
+            && search.start_unix_nano.is_none_or(|t| s >= t)
+            && search.end_unix_nano.is_none_or(|t| s <= t);
+        if keep && !service.is_null(i) {
+            rows.push(i as u32);
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,190 @@
+//! Read-only SQL over the `spans`, `metrics` and `logs` tables, with a row limit, a time limit
+//! and a memory limit, and the answer encoded as JSON, CSV or Arrow IPC.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use spyglass_store::{Signal, Snapshot};
+
+use crate::QueryEngine;
+use crate::error::{Error, Result};
+use crate::tables::SnapshotTable;
+
+/// A SQL answer: at most `sql_max_rows` rows, `truncated` when the query had more.
+#[derive(Debug)]
+pub struct SqlOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub truncated: bool,
+}
+
+impl QueryEngine {
+    /// A DataFusion session whose tables read `snapshot`, with this engine's memory limit.
+    pub(crate) fn session(&self, snapshot: &Snapshot) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.sql_memory_limit_bytes, 1.0)
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("spyglass", "public");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for signal in Signal::ALL {
+            ctx.register_table(
+                signal.as_str(),
+                Arc::new(SnapshotTable::new(signal, snapshot.clone())),
+            )?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only statement (`SELECT`, `WITH`, `EXPLAIN`, `SHOW`) over a fresh snapshot.
+    pub async fn sql(&self, query: &str) -> Result<SqlOutput> {
+        let snapshot = self.snapshot();
+        let ctx = self.session(&snapshot)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let max_rows = self.config.sql_max_rows;
+        let timeout = self.config.query_timeout();
+        let run = async {
+            let frame = ctx.sql_with_options(query, options).await?;
+            let stream = frame.execute_stream().await?;
+            collect_limited(stream, max_rows).await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Err(Error::Sql(message))) if is_refused_statement(&message) => {
+                Err(Error::Sql(format!(
+                    "only read-only queries (SELECT, WITH, EXPLAIN, SHOW) are allowed: {message}"
+                )))
+            }
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+}
+
+fn is_refused_statement(message: &str) -> bool {
+    [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
+async fn collect_limited(
+    mut stream: SendableRecordBatchStream,
+    max_rows: usize,
+) -> Result<SqlOutput> {
+    let schema = stream.schema();
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    let mut truncated = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if rows + batch.num_rows() > max_rows {
+            let keep = max_rows - rows;
+            if keep > 0 {
+                batches.push(batch.slice(0, keep));
+            }
+            rows = max_rows;
+            truncated = true;
+            break;
+        }
+        rows += batch.num_rows();
+        if batch.num_rows() > 0 {
+            batches.push(batch);
+        }
+    }
+    Ok(SqlOutput {
+        schema,
+        batches,
+        rows,
+        truncated,
+    })
+}
+
+impl SqlOutput {
+    /// `{"columns": [{"name", "type"}], "rows": [{column: value}], "row_count", "truncated"}`;
+    /// binary values (ids) as hex, maps as objects.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let columns: Vec<serde_json::Value> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect();
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"columns\":");
+        serde_json::to_writer(&mut out, &columns).map_err(internal)?;
+        out.extend_from_slice(b",\"rows\":");
+        if self.rows == 0 {
+            out.extend_from_slice(b"[]");
+        } else {
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut out);
+            for batch in &self.batches {
+                writer.write(batch).map_err(internal)?;
+            }
+            writer.finish().map_err(internal)?;
+        }
+        out.extend_from_slice(
+            format!(
+                ",\"row_count\":{},\"truncated\":{}}}",
+                self.rows, self.truncated
+            )
+            .as_bytes(),
+        );
+        Ok(out)
+    }
+
+    /// CSV with a header line (nested values are not representable in CSV and are refused).
+    pub fn to_csv(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for batch in &self.batches {
+                writer
+                    .write(batch)
+                    .map_err(|e| Error::Sql(format!("cannot write this result as CSV: {e}")))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`).
+    pub fn to_arrow_ipc(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &self.schema)
+                .map_err(internal)?;
+            for batch in &self.batches {
+                writer.write(batch).map_err(internal)?;
+            }
+            writer.finish().map_err(internal)?;
+        }
+        Ok(out)
+    }
+
+    /// A text table, as a terminal shows it.
+    pub fn to_table(&self) -> Result<String> {
+        Ok(arrow::util::pretty::pretty_format_batches(&self.batches)
+            .map_err(internal)?
+            .to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}

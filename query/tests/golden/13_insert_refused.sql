@@ -1,0 +1,2 @@
+-- Writes are refused with a clear message.
+INSERT INTO spans SELECT * FROM spans

@@ -1,0 +1,322 @@
+//! Trace lookup and trace search over parts and memtable.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Layout, MS, T0, span_id, trace_id};
+use spyglass_query::{QueryConfig, QueryEngine, TraceSearch};
+use spyglass_store::model::{SpanKind, TraceId};
+use spyglass_store::{Records, Store, StoreConfig};
+
+#[tokio::test]
+async fn a_scattered_trace_comes_back_once_complete_and_as_a_tree() {
+    use SpanKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let store = Arc::new(store);
+    let spec = |id, parent, service, name, kind, start_ms| {
+        common::span(common::SpanSpec {
+            trace: 7,
+            id,
+            parent,
+            service,
+            name,
+            kind,
+            start_ms,
+            duration_ms: 5,
+            error: None,
+            attributes: Default::default(),
+        })
+    };
+    //  1 frontend ─┬─ 2 frontend client ── 3 cart server ── 4 cart db client
+    //              └─ 5 frontend client ── 6 payments server
+    let export_1 = vec![
+        spec(6, Some(5), "payments", "charge", Server, 40),
+        spec(4, Some(3), "cart", "SELECT", Client, 12),
+    ];
+    let export_2 = vec![
+        spec(3, Some(2), "cart", "GetCart", Server, 11),
+        spec(5, Some(1), "frontend", "POST /charge", Client, 30),
+    ];
+    let export_3 = vec![
+        spec(2, Some(1), "frontend", "GET /cart", Client, 10),
+        spec(1, None, "frontend", "GET /checkout", Server, 0),
+    ];
+
+    store.append(&Records::Spans(export_1)).await.unwrap();
+    store.flush().await.unwrap();
+    // The second export is retried: stored twice, in a second part.
+    store
+        .append(&Records::Spans(export_2.clone()))
+        .await
+        .unwrap();
+    store.append(&Records::Spans(export_2)).await.unwrap();
+    store.flush().await.unwrap();
+    store.append(&Records::Spans(export_3)).await.unwrap();
+    assert_eq!(
+        store.snapshot().parts(spyglass_store::Signal::Spans).len(),
+        2
+    );
+
+    let engine = QueryEngine::new(store, QueryConfig::default());
+    let trace = engine.trace(trace_id(7)).await.unwrap();
+    let shape: Vec<(u8, u32)> = trace
+        .spans
+        .iter()
+        .map(|s| (s.span.span_id.0[1], s.depth))
+        .collect();
+    assert_eq!(shape, vec![(1, 0), (2, 1), (3, 2), (4, 3), (5, 1), (6, 2)]);
+    assert_eq!(trace.total_spans, 6);
+    assert!(!trace.truncated);
+    assert!(trace.spans.iter().all(|s| !s.parent_missing));
+    assert_eq!(trace.spans[5].span.span_id, span_id(7, 6));
+
+    let missing = engine.trace(TraceId([9; 16])).await.unwrap_err();
+    assert_eq!(missing.kind(), spyglass_query::ErrorKind::NotFound);
+}
+
+async fn found(engine: &QueryEngine, search: TraceSearch) -> Vec<u8> {
+    let page = engine
+        .search(TraceSearch {
+            limit: 20,
+            ..search
+        })
+        .await
+        .unwrap();
+    page.traces.iter().map(|t| t.trace_id.0[0]).collect()
+}
+
+fn attr(k: &str, v: &str) -> Vec<(String, String)> {
+    vec![(k.to_string(), v.to_string())]
+}
+
+#[tokio::test]
+async fn each_search_filter_alone_and_combined_in_every_layout() {
+    for layout in [Layout::Memtable, Layout::Split, Layout::Parts] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = common::engine(dir.path(), layout).await;
+        let q = TraceSearch::default;
+        let ctx = format!("{layout:?}");
+
+        assert_eq!(
+            found(&engine, q()).await,
+            vec![3, 2, 1],
+            "{ctx}: all, newest first"
+        );
+        let service = |s: &str| Some(s.to_string());
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    service: service("payments"),
+                    ..q()
+                }
+            )
+            .await,
+            vec![2, 1],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    operation: service("GetCart"),
+                    ..q()
+                }
+            )
+            .await,
+            vec![3],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    attributes: attr("http.route", "/cart"),
+                    ..q()
+                }
+            )
+            .await,
+            vec![3],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    attributes: attr("cart.items", "3"),
+                    ..q()
+                }
+            )
+            .await,
+            vec![3],
+            "{ctx}: typed value as text"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    attributes: attr("deployment.environment.name", "test"),
+                    ..q()
+                }
+            )
+            .await,
+            vec![3, 2, 1],
+            "{ctx}: resource attribute"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    min_duration_nano: Some(250 * MS),
+                    ..q()
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    max_duration_nano: Some(10 * MS),
+                    ..q()
+                }
+            )
+            .await,
+            vec![3],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    errors_only: true,
+                    ..q()
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    text: Some("Declined".into()),
+                    ..q()
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}: text, any case"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    text: Some("declined nowhere".into()),
+                    ..q()
+                }
+            )
+            .await,
+            Vec::<u8>::new(),
+            "{ctx}: every word"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    start_unix_nano: Some(T0 + 1000 * MS),
+                    end_unix_nano: Some(T0 + 1500 * MS),
+                    ..q()
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}: time range"
+        );
+        // Combined: all on one span.
+        let combined = TraceSearch {
+            service: service("payments"),
+            attributes: attr("http.route", "/charge"),
+            min_duration_nano: Some(50 * MS),
+            ..q()
+        };
+        assert_eq!(found(&engine, combined.clone()).await, vec![2, 1], "{ctx}");
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    errors_only: true,
+                    ..combined.clone()
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}"
+        );
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    min_duration_nano: Some(100 * MS),
+                    ..combined
+                }
+            )
+            .await,
+            vec![2],
+            "{ctx}"
+        );
+        // Both conditions hold in trace 1, but on different spans: not a match.
+        assert_eq!(
+            found(
+                &engine,
+                TraceSearch {
+                    service: service("frontend"),
+                    attributes: attr("db.system", "postgresql"),
+                    ..q()
+                }
+            )
+            .await,
+            Vec::<u8>::new(),
+            "{ctx}: conditions on different spans"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine(dir.path(), Layout::Split).await;
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = engine
+            .search(TraceSearch {
+                limit: 1,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.traces.iter().map(|t| t.trace_id.0[0]));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(seen.len() <= 3, "pagination does not end");
+    }
+    assert_eq!(seen, vec![3, 2, 1]);
+
+    let err = engine
+        .search(TraceSearch {
+            limit: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+}
