@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use spyglass_ingest::IngestConfig;
+use spyglass_query::QueryConfig;
 use spyglass_store::StoreConfig;
 use spyglass_ui::UiConfig;
 
@@ -19,6 +20,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
+    pub query: QueryConfig,
     pub ui: UiConfig,
 }
 
@@ -28,6 +30,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
+            query: QueryConfig::default(),
             ui: UiConfig::default(),
         }
     }
@@ -65,7 +68,7 @@ impl Config {
 }
 
 /// Sources whose field comments document each section.
-const DOCUMENTED: [(&str, &str, &str); 4] = [
+const DOCUMENTED: [(&str, &str, &str); 5] = [
     ("", "Config", include_str!("config.rs")),
     (
         "store",
@@ -76,6 +79,11 @@ const DOCUMENTED: [(&str, &str, &str); 4] = [
         "ingest",
         "IngestConfig",
         include_str!("../ingest/src/config.rs"),
+    ),
+    (
+        "query",
+        "QueryConfig",
+        include_str!("../query/src/config.rs"),
     ),
     ("ui", "UiConfig", include_str!("../ui/src/config.rs")),
 ];

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
+use spyglass_query::QueryEngine;
 use spyglass_store::Store;
-use spyglass_ui::{Readiness, UiServer};
+use spyglass_ui::{EngineSlot, Readiness, UiServer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -25,7 +26,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(%addr, "listening beyond loopback with no ingest tokens configured: anyone who can reach this address can use it");
     }
     let readiness = Readiness::default();
-    let ui = UiServer::bind(config.ui.http_addr, readiness.clone())
+    let engine_slot = EngineSlot::default();
+    let ui = UiServer::bind(config.ui.http_addr, readiness.clone(), engine_slot.clone())
         .await
         .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?;
     tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
@@ -47,6 +49,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    engine_slot.set(QueryEngine::new(store.clone(), config.query.clone()));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
         .await

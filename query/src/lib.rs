@@ -40,12 +40,12 @@ pub use trace::{Trace, TraceSpan};
 /// The query side of Spyglass: cheap to clone, shared by the HTTP API and alerting.
 #[derive(Clone)]
 pub struct QueryEngine {
-    store: Arc<Store>,
+    store: Store,
     config: Arc<QueryConfig>,
 }
 
 impl QueryEngine {
-    pub fn new(store: Arc<Store>, config: QueryConfig) -> Self {
+    pub fn new(store: Store, config: QueryConfig) -> Self {
         Self {
             store,
             config: Arc::new(config),

@@ -160,9 +160,7 @@ impl SnapshotTable {
             };
             exprs.push((state.create_physical_expr(expr, &df_schema)?, name.clone()));
         }
-        if exprs.is_empty() {
-            return Ok(scan);
-        }
+        // With no wanted column (`count(*)`) this projects to zero columns, keeping row counts.
         Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 }

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{Layout, MS, T0, span_id, trace_id};
 use spyglass_query::{QueryConfig, QueryEngine, TraceSearch};
 use spyglass_store::model::{SpanKind, TraceId};
@@ -14,7 +12,6 @@ async fn a_scattered_trace_comes_back_once_complete_and_as_a_tree() {
     use SpanKind::*;
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    let store = Arc::new(store);
     let spec = |id, parent, service, name, kind, start_ms| {
         common::span(common::SpanSpec {
             trace: 7,

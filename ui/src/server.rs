@@ -10,6 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::state::{AppState, EngineSlot};
+
 /// Whether Spyglass is ready to serve: set by the binary once the WAL is replayed.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -27,15 +29,20 @@ impl Readiness {
 /// The UI and API server, bound and ready to run.
 pub struct UiServer {
     listener: TcpListener,
-    readiness: Readiness,
+    state: AppState,
 }
 
 impl UiServer {
     /// Binds now, so that `/healthz` answers (and `/readyz` says "not yet") during WAL replay.
-    pub async fn bind(addr: std::net::SocketAddr, readiness: Readiness) -> std::io::Result<Self> {
+    /// The API answers 503 until the binary puts the query engine into `engine`.
+    pub async fn bind(
+        addr: std::net::SocketAddr,
+        readiness: Readiness,
+        engine: EngineSlot,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
-            readiness,
+            state: AppState { readiness, engine },
         })
     }
 
@@ -47,21 +54,23 @@ impl UiServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.readiness))
+        axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
     }
 }
 
-pub(crate) fn router(readiness: Readiness) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(readiness)
+        .merge(crate::api::routes())
+        .merge(crate::jaeger::routes())
+        .with_state(state)
 }
 
-async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {
-    if readiness.is_ready() {
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.readiness.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (
@@ -89,15 +98,24 @@ mod tests {
     #[tokio::test]
     async fn ready_only_after_the_binary_says_so() {
         let readiness = Readiness::default();
+        let state = AppState {
+            readiness: readiness.clone(),
+            engine: EngineSlot::default(),
+        };
         assert_eq!(
-            status(router(readiness.clone()), "/healthz").await,
+            status(router(state.clone()), "/healthz").await,
             StatusCode::OK
         );
         assert_eq!(
-            status(router(readiness.clone()), "/readyz").await,
+            status(router(state.clone()), "/readyz").await,
             StatusCode::SERVICE_UNAVAILABLE
         );
+        assert_eq!(
+            status(router(state.clone()), "/api/v1/traces").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the API waits for the store"
+        );
         readiness.set_ready();
-        assert_eq!(status(router(readiness), "/readyz").await, StatusCode::OK);
+        assert_eq!(status(router(state), "/readyz").await, StatusCode::OK);
     }
 }

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 
 use spyglass_query::{QueryConfig, QueryEngine};
+#[allow(unused_imports)]
+pub use spyglass_store::model::SpanKind as Kind;
 use spyglass_store::model::{
     AttrValue, Attributes, KeyValue, LogRecord, MetricPoint, MetricType, NumberValue, PointValue,
-    Resource, Scope, Span, SpanEvent, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+    Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, Temporality, TraceId,
 };
 use spyglass_store::{Records, Store, StoreConfig};
 
@@ -216,7 +218,7 @@ pub fn spans() -> Vec<Span> {
             error: None,
             attributes: http("/cart", 200),
         }),
-        span(SpanSpec {
+        with_link(span(SpanSpec {
             trace: 3,
             id: 2,
             parent: Some(1),
@@ -233,8 +235,19 @@ pub fn spans() -> Vec<Span> {
                 ("cart.premium", AttrValue::Bool(true)),
                 ("cart.total", AttrValue::Double(12.5)),
             ]),
-        }),
+        })),
     ]
+}
+
+/// The cart read links to the checkout trace of the same session.
+fn with_link(mut span: Span) -> Span {
+    span.links.push(SpanLink {
+        trace_id: trace_id(1),
+        span_id: span_id(1, 1),
+        attributes: attrs(&[("link.reason", s("same session"))]),
+        ..Default::default()
+    });
+    span
 }
 
 fn point(
@@ -352,9 +365,8 @@ pub enum Layout {
     Parts,
 }
 
-pub async fn loaded_store(dir: &std::path::Path, layout: Layout) -> Arc<Store> {
+pub async fn loaded_store(dir: &std::path::Path, layout: Layout) -> Store {
     let (store, _) = Store::open(dir, StoreConfig::default()).expect("open store");
-    let store = Arc::new(store);
     let (spans, metrics, logs) = (spans(), metrics(), logs());
     let (s1, s2) = spans.split_at(spans.len() / 2);
     let (m1, m2) = metrics.split_at(metrics.len() / 2);

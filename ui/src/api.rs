@@ -1,0 +1,187 @@
+//! The native JSON API under `/api/v1`.
+
+mod render;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use spyglass_query::model::TraceId;
+use spyglass_query::{Cursor, TraceSearch, TraceSummary};
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::{self, Params};
+use crate::state::AppState;
+
+pub(crate) use render::{hex, typed};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/traces", get(search_traces))
+        .route("/api/v1/traces/{trace_id}", get(get_trace))
+        .route("/api/v1/sql", post(sql))
+}
+
+pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {
+    // Shorter ids (64-bit, from older tracers) are left-padded, as Jaeger does.
+    let padded = format!("{text:0>32}");
+    match TraceId::from_hex(&padded) {
+        Some(id) if text.len() <= 32 && id.0 != [0; 16] => Ok(id),
+        _ => Err(ApiError::bad(
+            "trace_id",
+            format!("{text:?} is not a trace id (1 to 32 hex digits, not all zero)"),
+        )),
+    }
+}
+
+async fn get_trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(raw.as_deref());
+    params.only(&["start", "end"])?;
+    // The lookup does not depend on a time range; a given one is only checked for sense.
+    for name in ["start", "end"] {
+        if let Some(v) = params.get(name) {
+            params::time(name, v)?;
+        }
+    }
+    let engine = state.engine()?;
+    let trace = engine.trace(parse_trace_id(&trace_id)?).await?;
+    Ok(Json(render::trace(&trace)))
+}
+
+const SEARCH_PARAMS: &[&str] = &[
+    "service",
+    "operation",
+    "attr",
+    "min_duration",
+    "max_duration",
+    "status",
+    "q",
+    "start",
+    "end",
+    "limit",
+    "cursor",
+];
+
+pub(crate) fn search_from(params: &Params) -> ApiResult<TraceSearch> {
+    params.only(SEARCH_PARAMS)?;
+    let mut attributes = Vec::new();
+    for pair in params.all("attr") {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => attributes.push((k.to_string(), v.to_string())),
+            _ => return Err(ApiError::bad("attr", format!("{pair:?} is not key=value"))),
+        }
+    }
+    let errors_only = match params.get("status") {
+        None => false,
+        Some("error") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "status",
+                format!("{other:?}; the only value is error"),
+            ));
+        }
+    };
+    let nanos = |name: &str| -> ApiResult<Option<u64>> {
+        params
+            .get(name)
+            .map(|v| params::duration(name, v).map(|d| d.as_nanos() as u64))
+            .transpose()
+    };
+    let time = |name: &str| params.get(name).map(|v| params::time(name, v)).transpose();
+    let search = TraceSearch {
+        service: params.get("service").map(str::to_string),
+        operation: params.get("operation").map(str::to_string),
+        attributes,
+        min_duration_nano: nanos("min_duration")?,
+        max_duration_nano: nanos("max_duration")?,
+        errors_only,
+        text: params.get("q").map(str::to_string),
+        start_unix_nano: time("start")?,
+        end_unix_nano: time("end")?,
+        limit: match params.get("limit") {
+            Some(v) => params::number("limit", v, "a positive integer")?,
+            None => 20,
+        },
+        cursor: params
+            .get("cursor")
+            .map(|c| {
+                Cursor::decode(c)
+                    .ok_or_else(|| ApiError::bad("cursor", "not a cursor this API returned"))
+            })
+            .transpose()?,
+    };
+    if let (Some(s), Some(e)) = (search.start_unix_nano, search.end_unix_nano)
+        && s > e
+    {
+        return Err(ApiError::bad("start", "after end"));
+    }
+    Ok(search)
+}
+
+async fn search_traces(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(raw.as_deref());
+    let search = search_from(&params)?;
+    let engine = state.engine()?;
+    let page = engine.search(search).await?;
+    Ok(Json(json!({
+        "traces": page.traces.iter().map(|t| render::summary_json(&TraceSummary::of(t))).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.encode()),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    query: String,
+}
+
+/// `POST /api/v1/sql` `{"query": "..."}`: JSON by default; `Accept: text/csv` or
+/// `application/vnd.apache.arrow.stream` for those.
+async fn sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadParameter(format!("the body must be {{\"query\": \"SQL\"}}: {e}"))
+    })?;
+    let engine = state.engine()?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let format = if accept.contains("text/csv") {
+        "text/csv"
+    } else if accept.contains("application/vnd.apache.arrow.stream") {
+        "application/vnd.apache.arrow.stream"
+    } else {
+        "application/json"
+    };
+    let output = engine.sql(&request.query).await?;
+    let body = match format {
+        "text/csv" => output.to_csv()?,
+        "application/vnd.apache.arrow.stream" => output.to_arrow_ipc()?,
+        _ => output.to_json()?,
+    };
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format));
+    if output.truncated {
+        response
+            .headers_mut()
+            .insert("x-spyglass-truncated", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

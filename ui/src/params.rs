@@ -1,0 +1,155 @@
+//! Parsing of query-string parameters shared by the native and Jaeger APIs; every failure names
+//! the parameter and what it accepts.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The parameters of a query string, in order, repeated keys kept.
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The value of `name`, if given and not empty (the last one when repeated).
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Refuses parameters this endpoint does not know, so that a typo is not silently ignored.
+    pub(crate) fn only(&self, known: &[&str]) -> ApiResult<()> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::BadParameter(format!(
+                "unknown parameter {k:?}; this endpoint takes {}",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A duration such as `250ms`, `1.5s`, `2m`, `100us` or `1h30m`.
+pub(crate) fn duration(name: &str, text: &str) -> ApiResult<Duration> {
+    let allowed = "a number with a unit (ns, us, ms, s, m, h), e.g. 250ms or 1.5s";
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(ApiError::bad(name, format!("empty; use {allowed}")));
+    }
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| ApiError::bad(name, format!("{text:?} has no unit; use {allowed}")))?;
+        let (number, tail) = rest.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| ApiError::bad(name, format!("{text:?} is not {allowed}")))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let nanos_per = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => {
+                return Err(ApiError::bad(
+                    name,
+                    format!("unknown unit {unit:?}; use {allowed}"),
+                ));
+            }
+        };
+        total += number * nanos_per;
+        rest = tail;
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(ApiError::bad(name, "too large"));
+    }
+    Ok(Duration::from_nanos(total as u64))
+}
+
+/// A point in time: Unix nanoseconds, an RFC 3339 timestamp, or `now` / `now-15m`.
+pub(crate) fn time(name: &str, text: &str) -> ApiResult<u64> {
+    let allowed = "Unix nanoseconds, an RFC 3339 time (2026-11-27T10:00:00Z) or now-<duration>";
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    if text == "now" {
+        return Ok(now_nanos());
+    }
+    if let Some(ago) = text.strip_prefix("now-") {
+        return Ok(now_nanos().saturating_sub(duration(name, ago)?.as_nanos() as u64));
+    }
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|_| ApiError::bad(name, format!("{text:?} is not {allowed}")))?;
+    let nanos = at
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| ApiError::bad(name, "before 1970"))?
+        .as_nanos();
+    Ok(nanos as u64)
+}
+
+pub(crate) fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn number<T: std::str::FromStr>(name: &str, text: &str, allowed: &str) -> ApiResult<T> {
+    text.parse()
+        .map_err(|_| ApiError::bad(name, format!("{text:?} is not {allowed}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_go_style() {
+        assert_eq!(duration("d", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("d", "1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(duration("d", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(duration("d", "100us").unwrap(), Duration::from_micros(100));
+        for bad in ["", "10", "5 parsecs", "ms", "1.2.3s"] {
+            let e = duration("min_duration", bad).unwrap_err();
+            let (_, message) = e.status_and_message();
+            assert!(message.contains("min_duration"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn times_as_nanos_rfc3339_or_relative() {
+        assert_eq!(
+            time("t", "1795000000000000000").unwrap(),
+            1_795_000_000_000_000_000
+        );
+        assert_eq!(
+            time("t", "2026-11-18T04:53:20Z").unwrap(),
+            1_795_000_000_000_000_000
+        );
+        let ago = time("t", "now-1h").unwrap();
+        assert!(now_nanos() - ago >= 3_600_000_000_000);
+        assert!(time("start", "yesterday").is_err());
+    }
+}
