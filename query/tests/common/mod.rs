@@ -14,7 +14,7 @@ use spyglass_store::model::{
 };
 use spyglass_store::{Records, Store, StoreConfig};
 
-/// 2026-11-18T04:53:20Z
+/// 2026-11-18T11:06:40Z
 pub const T0: u64 = 1_795_000_000_000_000_000;
 pub const MS: u64 = 1_000_000;
 
