@@ -1,5 +1,6 @@
 //! The native JSON API under `/api/v1`.
 
+mod health;
 mod render;
 
 use axum::Json;
@@ -24,6 +25,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/traces", get(search_traces))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/services", get(health::services))
+        .route(
+            "/api/v1/services/{service}/operations",
+            get(health::operations),
+        )
+        .route("/api/v1/dependencies", get(health::dependencies))
 }
 
 pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {

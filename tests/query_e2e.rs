@@ -1,0 +1,246 @@
+//! End to end: a real OpenTelemetry SDK exports over OTLP/gRPC to `spyglass serve`, and the
+//! traces are found through the native and the Jaeger API within a second of the export's
+//! acknowledgement; span metrics then fill the services list and the dependency graph.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    ui: u16,
+    grpc: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spyglass.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nspan_metrics_interval_secs = 1\nservice_graph_wait_secs = 1\n",
+    )
+    .unwrap();
+    let (ui, grpc) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--http", &format!("127.0.0.1:{ui}")])
+        .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http", "127.0.0.1:0"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        ui,
+        grpc,
+        _dir: dir,
+    };
+    let started = Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
+        .build()
+        .unwrap();
+    SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_string())
+                .build(),
+        )
+        .build()
+}
+
+async fn get_json(ui: u16, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("http://127.0.0.1:{ui}{path}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` until it holds or `limit` passes; returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_traces_are_found_through_both_apis_within_a_second() {
+    let server = start_server().await;
+    let frontend = provider("frontend", server.grpc);
+    let payments = provider("payments", server.grpc);
+    let (ft, pt) = (frontend.tracer("shop"), payments.tracer("shop"));
+
+    // frontend GET /checkout ─▶ frontend POST /charge (client) ─▶ payments POST /charge (error)
+    let root = ft
+        .span_builder("GET /checkout")
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![KeyValue::new("http.route", "/checkout")])
+        .start(&ft);
+    let root_cx = Context::current_with_span(root);
+    let client = ft
+        .span_builder("POST /charge")
+        .with_kind(SpanKind::Client)
+        .with_attributes(vec![KeyValue::new("peer.service", "payments")])
+        .start_with_context(&ft, &root_cx);
+    let client_cx = root_cx.with_span(client);
+    let mut server_span = pt
+        .span_builder("POST /charge")
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![KeyValue::new("card.brand", "visa")])
+        .start_with_context(&pt, &client_cx);
+    server_span.set_status(Status::error("card declined"));
+    let trace_id = client_cx.span().span_context().trace_id().to_string();
+    server_span.end();
+    client_cx.span().end();
+    root_cx.span().end();
+
+    // The acknowledgement: both exporters' batches answered by the server.
+    payments.force_flush().unwrap();
+    frontend.force_flush().unwrap();
+
+    let ui = server.ui;
+    let native = within(Duration::from_secs(1), || async {
+        let (status, body) = get_json(ui, &format!("/api/v1/traces/{trace_id}")).await;
+        status == 200 && body["spans"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert!(
+        native.is_some(),
+        "trace not complete in the native API within 1 s of the ack"
+    );
+    let jaeger = within(Duration::from_secs(1), || async {
+        let (status, body) = get_json(ui, &format!("/api/traces/{trace_id}")).await;
+        status == 200 && body["data"][0]["spans"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert!(jaeger.is_some(), "trace not in the Jaeger API within 1 s");
+    let search = within(Duration::from_secs(1), || async {
+        let (_, body) = get_json(
+            ui,
+            "/api/v1/traces?service=payments&status=error&attr=card.brand=visa",
+        )
+        .await;
+        body["traces"][0]["trace_id"] == trace_id.as_str()
+    })
+    .await;
+    assert!(
+        search.is_some(),
+        "trace not found by native search within 1 s"
+    );
+    let jaeger_search = within(Duration::from_secs(1), || async {
+        let (_, body) = get_json(ui, "/api/traces?service=payments&lookback=1h").await;
+        body["data"][0]["traceID"] == trace_id.as_str()
+    })
+    .await;
+    assert!(
+        jaeger_search.is_some(),
+        "trace not found by Jaeger search within 1 s"
+    );
+
+    // Span metrics and the service graph are written every second here.
+    let graph = within(Duration::from_secs(15), || async {
+        let (_, services) = get_json(ui, "/api/v1/services").await;
+        let (_, deps) = get_json(ui, "/api/v1/dependencies").await;
+        let names: Vec<&str> = services["services"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+            .unwrap_or_default();
+        let edge = deps["edges"].as_array().and_then(|edges| {
+            edges
+                .iter()
+                .find(|e| e["client"] == "frontend" && e["server"] == "payments")
+                .cloned()
+        });
+        names.contains(&"frontend")
+            && names.contains(&"payments")
+            && edge.is_some_and(|e| e["calls"] == 1.0 && e["errors"] == 1.0)
+    })
+    .await;
+    assert!(
+        graph.is_some(),
+        "services and the failing edge never showed"
+    );
+    let (_, services) = get_json(ui, "/api/v1/services").await;
+    let payments_health = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "payments")
+        .unwrap();
+    assert_eq!(payments_health["calls"], 1.0);
+    assert_eq!(payments_health["error_ratio"], 1.0);
+    let (_, jaeger_services) = get_json(ui, "/api/services").await;
+    let mut names: Vec<String> = serde_json::from_value(jaeger_services["data"].clone()).unwrap();
+    names.sort();
+    assert_eq!(names, vec!["frontend", "payments"]);
+    let (_, deps) = get_json(ui, "/api/dependencies").await;
+    assert!(
+        deps["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["parent"] == "frontend" && d["child"] == "payments" && d["callCount"] == 1),
+        "{deps}"
+    );
+    let (_, ops) = get_json(ui, "/api/operations?service=payments&spanKind=server").await;
+    assert_eq!(
+        ops["data"],
+        serde_json::json!([{"name": "POST /charge", "spanKind": "server"}])
+    );
+
+    frontend.shutdown().unwrap();
+    payments.shutdown().unwrap();
+}
