@@ -386,3 +386,60 @@ async fn native_search_sql_and_errors() {
     let write = sql("DROP TABLE spans", "application/json").await.unwrap();
     assert_eq!(write.status(), 400);
 }
+
+#[tokio::test]
+async fn logs_and_metrics_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(common::loaded_store(dir.path(), Layout::Split).await).await;
+    let window = format!("start={}&end={}", T0, T0 + 3_600_000_000_000);
+
+    let (status, body) = get(addr, &format!("/api/v1/logs?severity=error&{window}")).await;
+    assert_eq!(status, 200, "{body}");
+    let logs = body["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        logs[0]["body"],
+        serde_json::json!({"type": "string", "value": "card declined by issuer"})
+    );
+    assert_eq!(logs[0]["trace_id"], trace_id(2).to_hex());
+    assert_eq!(logs[0]["service_name"], "payments");
+    // By trace id without a time range: found although the default window (last hour) misses it.
+    let (_, by_trace) = get(
+        addr,
+        &format!("/api/v1/logs?trace_id={}", trace_id(3).to_hex()),
+    )
+    .await;
+    assert_eq!(by_trace["logs"][0]["body"]["value"], "cart loaded");
+    let (status, bad) = get(addr, "/api/v1/logs?severity=loud").await;
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("severity"));
+
+    let (_, metrics) = get(addr, &format!("/api/v1/metrics?{window}")).await;
+    let names: Vec<&str> = metrics["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "http.server.request.duration",
+            "orders.placed",
+            "queue.depth"
+        ]
+    );
+    let (status, series) = get(
+        addr,
+        &format!(
+            "/api/v1/metrics/series?name=queue.depth&agg=max&group_by=service.name&step=1h&{window}"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{series}");
+    assert_eq!(series["series"][0]["labels"]["service.name"], "cart");
+    assert_eq!(series["series"][0]["points"][0][1], 7.5);
+    let (status, bad) = get(addr, "/api/v1/metrics/series?name=queue.depth&agg=median").await;
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("agg"));
+}

@@ -2,6 +2,7 @@
 
 mod health;
 mod render;
+mod signals;
 
 use axum::Json;
 use axum::Router;
@@ -31,6 +32,9 @@ pub(crate) fn routes() -> Router<AppState> {
             get(health::operations),
         )
         .route("/api/v1/dependencies", get(health::dependencies))
+        .route("/api/v1/logs", get(signals::logs))
+        .route("/api/v1/metrics", get(signals::metrics))
+        .route("/api/v1/metrics/series", get(signals::series))
 }
 
 pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {
