@@ -10,9 +10,12 @@ use arrow::array::{
 };
 use arrow::compute::{interleave_record_batch, take_record_batch};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
@@ -315,6 +318,51 @@ fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path, "open"))
 }
 
+/// Rows of `row_groups` (in order) on pages whose trace-id bounds can hold `wanted`; whole
+/// row groups where the page index is missing.
+fn page_selection(
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    column: usize,
+    wanted: &[u8],
+) -> RowSelection {
+    let mut selectors = Vec::new();
+    for &rg in row_groups {
+        let rows = metadata.row_group(rg).num_rows() as usize;
+        let index = metadata
+            .column_index()
+            .and_then(|ci| ci.get(rg))
+            .and_then(|c| c.get(column));
+        let offsets = metadata
+            .offset_index()
+            .and_then(|oi| oi.get(rg))
+            .and_then(|c| c.get(column));
+        let (Some(ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index)), Some(offsets)) =
+            (index, offsets)
+        else {
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        let pages = offsets.page_locations();
+        for (p, page) in pages.iter().enumerate() {
+            let first = page.first_row_index as usize;
+            let end = pages
+                .get(p + 1)
+                .map_or(rows, |n| n.first_row_index as usize);
+            let may_hold = match (index.min_value(p), index.max_value(p)) {
+                (Some(min), Some(max)) => min <= wanted && wanted <= max,
+                _ => false, // an all-null page holds no trace id
+            };
+            selectors.push(if may_hold {
+                RowSelector::select(end - first)
+            } else {
+                RowSelector::skip(end - first)
+            });
+        }
+    }
+    RowSelection::from(selectors)
+}
+
 /// Reads a whole part.
 pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
     let reader = open_reader(path)?
@@ -323,10 +371,14 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
     reader.map(|b| from_stored(b?)).collect()
 }
 
-/// Reads the rows of one trace from a part, skipping row groups whose trace-id statistics rule
-/// it out (parts are sorted by trace id, so usually one row group is read).
+/// Reads the rows of one trace from a part: row groups whose trace-id statistics rule it out
+/// are skipped, and inside the others only the pages whose trace-id bounds (page index) can
+/// hold it are decoded (parts are sorted by trace id, so that is usually one page run).
 pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBatch>> {
-    let builder = open_reader(path)?;
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(parquet_err(path, "open"))?;
     let column = builder
         .parquet_schema()
         .columns()
@@ -334,8 +386,8 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
         .position(|c| c.name() == "trace_id")
         .ok_or_else(|| Error::Corrupt(format!("part {} has no trace_id column", path.display())))?;
     let wanted = &trace_id.0[..];
-    let row_groups: Vec<usize> = builder
-        .metadata()
+    let metadata = builder.metadata().clone();
+    let row_groups: Vec<usize> = metadata
         .row_groups()
         .iter()
         .enumerate()
@@ -348,8 +400,13 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
         })
         .map(|(i, _)| i)
         .collect();
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let selection = page_selection(&metadata, &row_groups, column, wanted);
     let reader = builder
         .with_row_groups(row_groups)
+        .with_row_selection(selection)
         .build()
         .map_err(parquet_err(path, "read"))?;
     let mut out = Vec::new();

@@ -67,6 +67,7 @@ pub struct SpanGenerator {
     resources: Vec<Arc<Resource>>,
     scope: Arc<Scope>,
     now_unix_nano: u64,
+    trace_interval_nano: u64,
 }
 
 fn kv(key: &str, value: AttrValue) -> KeyValue {
@@ -81,7 +82,8 @@ fn s(v: impl Into<String>) -> AttrValue {
 }
 
 impl SpanGenerator {
-    /// Traces start at `start_unix_nano` and move forward about 1 ms per trace.
+    /// Traces start at `start_unix_nano` and move forward 1 ms per trace (see
+    /// [`SpanGenerator::with_trace_interval`]).
     pub fn new(seed: u64, start_unix_nano: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut resources = Vec::new();
@@ -119,7 +121,14 @@ impl SpanGenerator {
             resources,
             scope,
             now_unix_nano: start_unix_nano,
+            trace_interval_nano: 1_000_000,
         }
+    }
+
+    /// Spaces trace starts `nanos` apart instead of 1 ms (to spread a data set over hours).
+    pub fn with_trace_interval(mut self, nanos: u64) -> Self {
+        self.trace_interval_nano = nanos;
+        self
     }
 
     fn resource(&mut self, service: usize) -> Arc<Resource> {
@@ -147,7 +156,7 @@ impl SpanGenerator {
     pub fn trace(&mut self) -> Vec<Span> {
         let trace_id = TraceId(self.id());
         let count = self.rng.random_range(5..=40);
-        self.now_unix_nano += 1_000_000;
+        self.now_unix_nano += self.trace_interval_nano;
         let start = self.now_unix_nano;
         let mut spans: Vec<Span> = Vec::with_capacity(count);
         let root_duration = self.rng.random_range(5_000_000..400_000_000u64);

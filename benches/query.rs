@@ -1,0 +1,250 @@
+//! Query benchmark: 10 million synthetic spans (the store benchmark's generator, spread over
+//! ten hours, loaded through the store with the span metrics ingest would write), then trace by
+//! id without a time range, search (service + attribute + min duration over 1 h, newest 20),
+//! the services list over 1 h and `SELECT service_name, count(*) FROM spans GROUP BY 1`, each
+//! as p50 / p99 over repeated runs, next to a same-run baseline: one full scan of `spans`.
+//!
+//! `cargo bench -p spyglass --bench query` (`SPYGLASS_BENCH_SPANS`, default 10000000;
+//! `SPYGLASS_BENCH_RUNS`, default 50). The loaded store is kept under
+//! `$HOME/.cache/spyglass-bench/` and reused while its span count matches.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use spyglass_ingest::SpanMetrics;
+use spyglass_query::model::TraceId;
+use spyglass_query::{QueryConfig, QueryEngine, TraceSearch};
+use spyglass_store::synth::SpanGenerator;
+use spyglass_store::{Durability, Records, Signal, Store, StoreConfig};
+
+const HOUR: u64 = 3_600_000_000_000;
+/// Ten hours of traces for the default 10 M spans (~444k traces).
+const TRACE_INTERVAL_NANO: u64 = 81_000_000;
+/// Span metrics are written every minute of span time.
+const METRICS_INTERVAL_NANO: u64 = 60_000_000_000;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn store_config() -> StoreConfig {
+    StoreConfig {
+        durability: Durability::None,
+        ..StoreConfig::default()
+    }
+}
+
+/// Loads `spans` spans ending about now; returns the store and some trace ids to look up.
+fn load(dir: &PathBuf, spans: usize, runtime: &tokio::runtime::Runtime) -> (Store, Vec<TraceId>) {
+    let ids_file = dir.join("trace-ids.txt");
+    if let Ok(text) = std::fs::read_to_string(&ids_file) {
+        let (store, _) = Store::open(dir, store_config()).expect("open the cached store");
+        let stored: u64 = store
+            .snapshot()
+            .parts(Signal::Spans)
+            .iter()
+            .map(|p| p.meta().rows)
+            .sum();
+        if stored >= spans as u64 {
+            let ids = text.lines().filter_map(TraceId::from_hex).collect();
+            eprintln!("reusing the store in {} ({stored} spans)", dir.display());
+            return (store, ids);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let (store, _) = Store::open(dir, store_config()).expect("open store");
+    let traces_estimate = (spans / 22) as u64;
+    let start = now_nanos().saturating_sub(traces_estimate * TRACE_INTERVAL_NANO);
+    let mut generator = SpanGenerator::new(42, start).with_trace_interval(TRACE_INTERVAL_NANO);
+    let metrics = SpanMetrics::new(Duration::from_secs(10), 100_000, start);
+    let mut ids = Vec::new();
+    let mut loaded = 0;
+    let mut next_metrics_at = start + METRICS_INTERVAL_NANO;
+    let started = Instant::now();
+    runtime.block_on(async {
+        while loaded < spans {
+            let batch = generator.spans(2_000);
+            let last_start = batch
+                .iter()
+                .map(|s| s.start_time_unix_nano)
+                .max()
+                .unwrap_or(start);
+            if ids.len() < 10_000 && loaded % 20_000 < 2_000 {
+                ids.push(batch[0].trace_id);
+            }
+            metrics.record(SpanMetrics::observe(&batch), Instant::now());
+            loaded += batch.len();
+            store.append(&Records::Spans(batch)).await.expect("append");
+            if last_start >= next_metrics_at {
+                let points = metrics.points(Instant::now(), last_start);
+                store
+                    .append(&Records::Metrics(points))
+                    .await
+                    .expect("append metrics");
+                next_metrics_at = last_start + METRICS_INTERVAL_NANO;
+            }
+            if store.memtable_bytes() > 400 << 20 {
+                store.flush().await.expect("flush");
+            }
+            if loaded % 500_000 < 2_000 {
+                eprintln!(
+                    "      loaded {loaded}/{spans} spans ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        store.flush().await.expect("flush");
+    });
+    let text: String = ids.iter().map(|id| format!("{}\n", id.to_hex())).collect();
+    std::fs::write(&ids_file, text).expect("write trace ids");
+    eprintln!(
+        "loaded {loaded} spans in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    (store, ids)
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Figures {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Figures {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let spans = env_usize("SPYGLASS_BENCH_SPANS", 10_000_000);
+    let runs = env_usize("SPYGLASS_BENCH_RUNS", 50);
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    let dir = PathBuf::from(home)
+        .join(".cache/spyglass-bench")
+        .join(format!("query-{spans}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, ids) = load(&dir, spans, &runtime);
+    let snapshot = store.snapshot();
+    let parts = snapshot.parts(Signal::Spans);
+    let stored: u64 = parts.iter().map(|p| p.meta().rows).sum();
+    let newest = parts
+        .iter()
+        .map(|p| p.meta().max_time_unix_nano)
+        .max()
+        .unwrap_or(0);
+    let engine = QueryEngine::new(store.clone(), QueryConfig::default());
+
+    let measured = |name: &str, f: &mut dyn FnMut(usize) -> Duration| {
+        eprintln!("{name}: {runs} runs");
+        f(0); // warm the caches once
+        percentiles((0..runs).map(|i| f(i + 1)).collect())
+    };
+    let mut by_id = |i: usize| {
+        let id = ids[(i * 7919) % ids.len()];
+        let t = Instant::now();
+        let trace = runtime.block_on(engine.trace(id)).expect("trace found");
+        assert!(trace.spans.len() >= 5);
+        t.elapsed()
+    };
+    let trace_by_id = measured("trace by id", &mut by_id);
+
+    let mut search = |_| {
+        let t = Instant::now();
+        let page = runtime
+            .block_on(engine.search(TraceSearch {
+                service: Some("checkout".into()),
+                attributes: vec![("http.route".into(), "/api/checkout".into())],
+                min_duration_nano: Some(100_000_000),
+                start_unix_nano: Some(newest - HOUR),
+                end_unix_nano: Some(newest),
+                limit: 20,
+                ..Default::default()
+            }))
+            .expect("search");
+        assert_eq!(page.traces.len(), 20, "the search finds 20 traces");
+        t.elapsed()
+    };
+    let search = measured("search", &mut search);
+
+    let mut services = |_| {
+        let t = Instant::now();
+        let services = runtime
+            .block_on(engine.services(newest - HOUR, newest))
+            .expect("services");
+        assert_eq!(services.len(), spyglass_store::synth::SERVICES.len());
+        t.elapsed()
+    };
+    let services = measured("services list", &mut services);
+
+    let mut count = |_| {
+        let t = Instant::now();
+        let out = runtime
+            .block_on(engine.sql("SELECT service_name, count(*) FROM spans GROUP BY 1"))
+            .expect("sql");
+        assert_eq!(out.rows, spyglass_store::synth::SERVICES.len());
+        t.elapsed()
+    };
+    let count = measured("count per service", &mut count);
+
+    let mut scan = |_| {
+        let t = Instant::now();
+        let out = runtime
+            .block_on(
+                engine.sql("SELECT count(*) FROM spans WHERE strpos(name, 'no such name') > 0"),
+            )
+            .expect("sql");
+        assert_eq!(out.rows, 1);
+        t.elapsed()
+    };
+    let baseline_runs = runs.min(10);
+    eprintln!("baseline: full scan, {baseline_runs} runs");
+    scan(0);
+    let baseline = percentiles((0..baseline_runs).map(|i| scan(i + 1)).collect());
+
+    println!("| measure | p50 | p99 | target (p99) |");
+    println!("|---|---|---|---|");
+    println!("| spans stored | {stored} in {} parts | | |", parts.len());
+    let row = |name: &str, f: &Figures, target: &str| {
+        println!("| {name} | {} | {} | {target} |", ms(f.p50), ms(f.p99));
+    };
+    row("trace by id, no time range", &trace_by_id, "≤ 30 ms");
+    row(
+        "search: service + attribute + min duration, 1 h, newest 20",
+        &search,
+        "≤ 60 ms",
+    );
+    row("services list, 1 h", &services, "≤ 50 ms");
+    row(
+        "SELECT service_name, count(*) FROM spans GROUP BY 1",
+        &count,
+        "≤ 50 ms",
+    );
+    row(
+        "baseline: full scan of spans (name column, every row)",
+        &baseline,
+        "",
+    );
+}
