@@ -123,6 +123,8 @@ impl TraceSummary {
 
 /// Most index candidates read per search before giving up on finding more matches.
 const MAX_CANDIDATES: usize = 20_000;
+/// Candidates read together (one pass over each part).
+const VERIFY_CHUNK: usize = 64;
 
 impl QueryEngine {
     pub async fn search(&self, search: TraceSearch) -> Result<SearchPage> {
@@ -153,11 +155,10 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<S
     let mut seen: HashSet<TraceId> = HashSet::new();
 
     // The memtable first: its traces are the newest.
-    for trace_id in memtable_matches(snapshot, search)? {
-        if seen.insert(trace_id)
-            && let Some(trace) = read_matching(snapshot, search, trace_id, cap)?
-            && before_cursor(&trace)
-        {
+    let mut fresh: Vec<TraceId> = memtable_matches(snapshot, search)?;
+    fresh.retain(|id| seen.insert(*id));
+    for trace in read_matching(snapshot, search, &fresh, cap)? {
+        if before_cursor(&trace) {
             found.push(trace);
         }
     }
@@ -165,31 +166,37 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<S
     let query = index_query(search);
     let mut budget = wanted * 4 + 100;
     let mut checked = 0;
-    loop {
+    'rounds: loop {
         let hits = snapshot.search_traces(&query, budget)?;
         let exhausted = hits.len() < budget;
-        let mut enough = 0;
-        for hit in hits.iter().skip(checked) {
-            checked += 1;
-            if !seen.insert(hit.trace_id) {
-                continue;
-            }
-            if let Some(trace) = read_matching(snapshot, search, hit.trace_id, cap)?
-                && before_cursor(&trace)
-            {
-                found.push(trace);
-            }
-            enough = found
+        // Candidates are read a chunk at a time: each part is opened once per chunk.
+        for chunk in hits[checked.min(hits.len())..].chunks(VERIFY_CHUNK) {
+            checked += chunk.len();
+            let ids: Vec<TraceId> = chunk
                 .iter()
-                .filter(|t| t.start_time_unix_nano() >= hit.start_time_unix_nano)
+                .map(|h| h.trace_id)
+                .filter(|id| seen.insert(*id))
+                .collect();
+            for trace in read_matching(snapshot, search, &ids, cap)? {
+                if before_cursor(&trace) {
+                    found.push(trace);
+                }
+            }
+            // Hits come newest first, so once `wanted` traces start at or after the last hit
+            // read, no later hit can displace them.
+            let oldest_read = chunk
+                .last()
+                .expect("chunks are not empty")
+                .start_time_unix_nano;
+            let enough = found
+                .iter()
+                .filter(|t| t.start_time_unix_nano() >= oldest_read)
                 .count();
             if enough >= wanted {
-                break;
+                break 'rounds;
             }
         }
-        // Hits come newest first, so once `wanted` traces start at or after the current hit,
-        // no later hit can displace them.
-        if enough >= wanted || exhausted || budget >= MAX_CANDIDATES {
+        if exhausted || budget >= MAX_CANDIDATES {
             break;
         }
         budget = (budget * 4).min(MAX_CANDIDATES);
@@ -231,18 +238,26 @@ fn index_query(search: &TraceSearch) -> TraceQuery {
     }
 }
 
-/// The whole trace, if one of its spans meets the span conditions and its messages the text.
+/// The traces among `ids` with a span meeting the span conditions and messages holding the
+/// text, whole, in the order of `ids`.
 fn read_matching(
     snapshot: &Snapshot,
     search: &TraceSearch,
-    trace_id: TraceId,
+    ids: &[TraceId],
     cap: usize,
-) -> Result<Option<Trace>> {
-    let spans = snapshot.find_trace(&trace_id)?;
-    if !spans.iter().any(|s| span_matches(search, s)) || !text_matches(search, &spans) {
-        return Ok(None);
+) -> Result<Vec<Trace>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Some(assemble(trace_id, spans, cap)))
+    let mut traces = snapshot.find_traces(ids)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| {
+            let spans = traces.remove(id)?;
+            (spans.iter().any(|s| span_matches(search, s)) && text_matches(search, &spans))
+                .then(|| assemble(*id, spans, cap))
+        })
+        .collect())
 }
 
 pub(crate) fn span_matches(search: &TraceSearch, span: &Span) -> bool {

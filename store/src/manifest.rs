@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -55,6 +56,7 @@ pub struct Part {
     root: PathBuf,
     obsolete: AtomicBool,
     index: OnceLock<PartIndex>,
+    reader_metadata: OnceLock<ArrowReaderMetadata>,
 }
 
 impl std::fmt::Debug for Part {
@@ -70,6 +72,7 @@ impl Part {
             root: root.to_owned(),
             obsolete: AtomicBool::new(false),
             index: OnceLock::new(),
+            reader_metadata: OnceLock::new(),
         })
     }
 
@@ -94,6 +97,16 @@ impl Part {
             let _ = self.index.set(PartIndex::open(&dir)?);
         }
         Ok(self.index.get())
+    }
+
+    /// The Parquet footer and page index, parsed on first use and kept.
+    pub(crate) fn reader_metadata(&self) -> Result<&ArrowReaderMetadata> {
+        if self.reader_metadata.get().is_none() {
+            let _ = self
+                .reader_metadata
+                .set(crate::part::load_reader_metadata(&self.path())?);
+        }
+        Ok(self.reader_metadata.get().expect("set above"))
     }
 
     pub(crate) fn mark_obsolete(&self) {

@@ -11,7 +11,8 @@ use arrow::array::{
 use arrow::compute::{interleave_record_batch, take_record_batch};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData};
@@ -21,10 +22,14 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+use crate::manifest::Part;
 use crate::model::{Signal, TraceId};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
 pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
+/// Rows per data page (at most; pages also end at the writer's byte limit). Small pages let a
+/// trace lookup decode a few thousand rows per column instead of a whole row group.
+const DATA_PAGE_ROWS: usize = 4096;
 /// Rows per sorted chunk of a part (a chunk ends at a trace boundary, so may be longer).
 const CHUNK_ROWS: usize = 32 * 1024;
 
@@ -224,6 +229,7 @@ fn writer_properties(
         // leaves of attribute maps, events and links would cost encoding time for nothing.
         .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .set_data_page_row_count_limit(DATA_PAGE_ROWS)
         .set_key_value_metadata(Some(vec![
             KeyValue::new("spyglass.signal".into(), signal.as_str().to_owned()),
             KeyValue::new("spyglass.schema_version".into(), SCHEMA_VERSION.to_string()),
@@ -318,13 +324,13 @@ fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path, "open"))
 }
 
-/// Rows of `row_groups` (in order) on pages whose trace-id bounds can hold `wanted`; whole
-/// row groups where the page index is missing.
+/// Rows of `row_groups` (in order) on pages whose trace-id bounds can hold one of `trace_ids`
+/// (sorted); whole row groups where the page index is missing.
 fn page_selection(
     metadata: &ParquetMetaData,
     row_groups: &[usize],
     column: usize,
-    wanted: &[u8],
+    trace_ids: &[TraceId],
 ) -> RowSelection {
     let mut selectors = Vec::new();
     for &rg in row_groups {
@@ -350,7 +356,7 @@ fn page_selection(
                 .get(p + 1)
                 .map_or(rows, |n| n.first_row_index as usize);
             let may_hold = match (index.min_value(p), index.max_value(p)) {
-                (Some(min), Some(max)) => min <= wanted && wanted <= max,
+                (Some(min), Some(max)) => any_within(trace_ids, min, max),
                 _ => false, // an all-null page holds no trace id
             };
             selectors.push(if may_hold {
@@ -363,6 +369,13 @@ fn page_selection(
     RowSelection::from(selectors)
 }
 
+/// A part's footer with its page index, read once per part and kept with it.
+pub(crate) fn load_reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    ArrowReaderMetadata::load(&file, options).map_err(parquet_err(path, "read the footer of"))
+}
+
 /// Reads a whole part.
 pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
     let reader = open_reader(path)?
@@ -371,21 +384,25 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
     reader.map(|b| from_stored(b?)).collect()
 }
 
-/// Reads the rows of one trace from a part: row groups whose trace-id statistics rule it out
-/// are skipped, and inside the others only the pages whose trace-id bounds (page index) can
-/// hold it are decoded (parts are sorted by trace id, so that is usually one page run).
-pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBatch>> {
+/// Reads the rows of some traces from a part: row groups whose trace-id statistics rule them
+/// all out are skipped, and inside the others only the pages whose trace-id bounds (page
+/// index) can hold one of them are decoded (parts are sorted by trace id, so a trace is usually
+/// one page run). `trace_ids` must be sorted.
+pub(crate) fn read_traces(part: &Part, trace_ids: &[TraceId]) -> Result<Vec<RecordBatch>> {
+    debug_assert!(trace_ids.is_sorted());
+    if trace_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = &part.path();
     let file = File::open(path).map_err(Error::io("open part", path))?;
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(parquet_err(path, "open"))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
     let column = builder
         .parquet_schema()
         .columns()
         .iter()
         .position(|c| c.name() == "trace_id")
         .ok_or_else(|| Error::Corrupt(format!("part {} has no trace_id column", path.display())))?;
-    let wanted = &trace_id.0[..];
     let metadata = builder.metadata().clone();
     let row_groups: Vec<usize> = metadata
         .row_groups()
@@ -393,7 +410,7 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
         .enumerate()
         .filter(|(_, rg)| match rg.column(column).statistics() {
             Some(Statistics::FixedLenByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                (Some(min), Some(max)) => min.data() <= wanted && wanted <= max.data(),
+                (Some(min), Some(max)) => any_within(trace_ids, min.data(), max.data()),
                 _ => true,
             },
             _ => true,
@@ -403,7 +420,7 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
     if row_groups.is_empty() {
         return Ok(Vec::new());
     }
-    let selection = page_selection(&metadata, &row_groups, column, wanted);
+    let selection = page_selection(&metadata, &row_groups, column, trace_ids);
     let reader = builder
         .with_row_groups(row_groups)
         .with_row_selection(selection)
@@ -417,13 +434,22 @@ pub(crate) fn read_trace(path: &Path, trace_id: &TraceId) -> Result<Vec<RecordBa
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
             .ok_or_else(|| Error::Corrupt("trace_id column has the wrong type".into()))?;
         let rows: Vec<u32> = (0..ids.len() as u32)
-            .filter(|&i| ids.value(i as usize) == wanted)
+            .filter(|&i| {
+                let id = ids.value(i as usize);
+                trace_ids.binary_search_by(|t| t.0[..].cmp(id)).is_ok()
+            })
             .collect();
         if !rows.is_empty() {
             out.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
         }
     }
     Ok(out)
+}
+
+/// Whether a sorted id list has an id in `[min, max]`.
+fn any_within(trace_ids: &[TraceId], min: &[u8], max: &[u8]) -> bool {
+    let first = trace_ids.partition_point(|t| &t.0[..] < min);
+    trace_ids.get(first).is_some_and(|t| &t.0[..] <= max)
 }
 
 /// `YYYY-MM-DDTHH` of an hour since the epoch, the folder name of a partition.

@@ -5,7 +5,7 @@
 //! holds stay on disk until it is dropped. Its methods read files: call them from blocking
 //! contexts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, UInt32Array};
@@ -16,7 +16,7 @@ use crate::index::{TraceHit, TraceQuery};
 use crate::manifest::{Manifest, Part};
 use crate::memtable::Memtable;
 use crate::model::{Signal, Span, TraceId};
-use crate::part::{read_part, read_trace};
+use crate::part::{read_part, read_traces};
 use crate::schema::{Records, spans_from_batch};
 
 #[derive(Clone)]
@@ -99,9 +99,30 @@ impl Snapshot {
     /// Every span of a trace from parts and memtables, each `span_id` once (retried exports
     /// store a span twice), ordered by start time.
     pub fn find_trace(&self, trace_id: &TraceId) -> Result<Vec<Span>> {
+        Ok(self
+            .find_traces(std::slice::from_ref(trace_id))?
+            .remove(trace_id)
+            .unwrap_or_default())
+    }
+
+    /// The spans of several traces (as [`Snapshot::find_trace`] gives them), reading each part
+    /// once for all of them. Traces with no span are absent from the answer.
+    pub fn find_traces(&self, trace_ids: &[TraceId]) -> Result<HashMap<TraceId, Vec<Span>>> {
+        let mut sorted = trace_ids.to_vec();
+        sorted.sort();
+        sorted.dedup();
         let mut batches = Vec::new();
-        for part in self.parts_with_trace(trace_id)? {
-            batches.extend(read_trace(&part.path(), trace_id)?);
+        for part in self.manifest.parts_of(Signal::Spans) {
+            let index = part.index()?.ok_or_else(|| {
+                Error::Corrupt(format!("spans part {} has no index", part.meta().id))
+            })?;
+            let mut here = Vec::new();
+            for id in &sorted {
+                if index.contains(id)? {
+                    here.push(*id);
+                }
+            }
+            batches.extend(read_traces(part, &here)?);
         }
         for batch in self.memtable_batches(Signal::Spans) {
             let ids = batch
@@ -109,23 +130,28 @@ impl Snapshot {
                 .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
                 .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
             let rows: Vec<u32> = (0..ids.len() as u32)
-                .filter(|&i| ids.value(i as usize) == trace_id.0)
+                .filter(|&i| {
+                    let id = ids.value(i as usize);
+                    sorted.binary_search_by(|t| t.0[..].cmp(id)).is_ok()
+                })
                 .collect();
             if !rows.is_empty() {
                 batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
             }
         }
         let mut seen = HashSet::new();
-        let mut spans = Vec::new();
+        let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::new();
         for batch in &batches {
             for span in spans_from_batch(batch)? {
-                if seen.insert(span.span_id) {
-                    spans.push(span);
+                if seen.insert((span.trace_id, span.span_id)) {
+                    traces.entry(span.trace_id).or_default().push(span);
                 }
             }
         }
-        spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
-        Ok(spans)
+        for spans in traces.values_mut() {
+            spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+        }
+        Ok(traces)
     }
 
     /// Traces in parts matching the query, newest first, one hit per trace (bounds and counts
