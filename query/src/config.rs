@@ -11,8 +11,9 @@ pub struct QueryConfig {
     pub sql_max_rows: usize,
     /// Time limit of one SQL query or search, in seconds; past it the query is cancelled (504).
     pub query_timeout_secs: u64,
-    /// Memory one SQL query may use for sorts, joins and aggregations, in bytes; past it the
-    /// query fails with the engine's "resources exhausted" message.
+    /// Memory SQL queries may use together for sorts, joins and aggregations, in bytes; past it
+    /// they spill to temporary files, and fail with the engine's "resources exhausted" message
+    /// when they cannot.
     pub sql_memory_limit_bytes: usize,
     /// Most spans a trace view returns; a bigger trace is cut (earliest spans kept) and marked
     /// `truncated`.

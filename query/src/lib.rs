@@ -46,13 +46,21 @@ pub use trace::{Trace, TraceSpan};
 pub struct QueryEngine {
     store: Store,
     config: Arc<QueryConfig>,
+    /// Shared by every query: the memory pool (`sql_memory_limit_bytes`) and the cache of
+    /// Parquet footers, so a part's footer is parsed once, not once per query.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl QueryEngine {
     pub fn new(store: Store, config: QueryConfig) -> Self {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(config.sql_memory_limit_bytes, 1.0)
+            .build_arc()
+            .expect("a runtime of a memory pool and a lazily created spill directory builds");
         Self {
             store,
             config: Arc::new(config),
+            runtime,
         }
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use spyglass_store::{Signal, Snapshot};
@@ -25,15 +24,13 @@ pub struct SqlOutput {
 }
 
 impl QueryEngine {
-    /// A DataFusion session whose tables read `snapshot`, with this engine's memory limit.
+    /// A DataFusion session whose tables read `snapshot`, in this engine's runtime (memory
+    /// pool, footer cache).
     pub(crate) fn session(&self, snapshot: &Snapshot) -> Result<SessionContext> {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.config.sql_memory_limit_bytes, 1.0)
-            .build_arc()?;
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("spyglass", "public");
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         for signal in Signal::ALL {
             ctx.register_table(
                 signal.as_str(),
