@@ -40,7 +40,6 @@ struct Fields {
     op: Field,
     name: Field,
     attr: Field,
-    service_attr: Field,
     kind: Field,
     status: Field,
     error_service: Field,
@@ -66,7 +65,6 @@ fn schema() -> (Schema, Fields) {
         op: b.add_text_field("op", STRING),
         name: b.add_text_field("name", STRING),
         attr: b.add_text_field("attr", STRING),
-        service_attr: b.add_text_field("service_attr", STRING),
         kind: b.add_text_field("kind", STRING),
         status: b.add_text_field("status", STRING),
         error_service: b.add_text_field("error_service", STRING),
@@ -243,18 +241,10 @@ impl DocBuilder {
         }
     }
 
-    /// Adds the `key=value` term of an attribute of a span of `service`, and the same
-    /// qualified by the service, built in `term`.
-    fn attr(&mut self, f: Fields, term: &mut String, service: &str, key: &str, value: &str) {
+    /// Adds the `key=value` term of an attribute, built in `term`.
+    fn attr(&mut self, field: Field, term: &mut String, key: &str, value: &str) {
         write_attribute_term(term, key, value);
-        self.term(f.attr, term);
-        term.clear();
-        term.push_str(service);
-        term.push(SEP);
-        term.push_str(key);
-        term.push('=');
-        term.push_str(truncated(value));
-        self.term(f.service_attr, term);
+        self.term(field, term);
     }
 
     fn finish(&mut self, f: Fields) -> TantivyDocument {
@@ -374,11 +364,11 @@ fn index_batch(
                 doc.text.push_str(status_message.value(row));
                 doc.text.push('\n');
             }
-            span_attrs.for_each(row, scratch, |k, v| doc.attr(f, term, svc, k, v));
+            span_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
             let resource = resource_attrs.row_hash(row);
             if !doc.resources.contains(&resource) {
                 doc.resources.push(resource);
-                resource_attrs.for_each(row, scratch, |k, v| doc.attr(f, term, svc, k, v));
+                resource_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
             }
             let offsets = events.value_offsets();
             for e in offsets[row] as usize..offsets[row + 1] as usize {
@@ -508,14 +498,7 @@ impl PartIndex {
             (None, None) => {}
         }
         for (k, v) in &q.attributes {
-            match &q.service {
-                // The attribute on a span of that service, not anywhere in the trace.
-                Some(svc) => must(term(
-                    f.service_attr,
-                    &format!("{svc}{SEP}{}", attribute_term(k, v)),
-                )),
-                None => must(term(f.attr, &attribute_term(k, v))),
-            }
+            must(term(f.attr, &attribute_term(k, v)));
         }
         if q.errors_only {
             match &q.service {
