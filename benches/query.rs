@@ -209,7 +209,7 @@ fn main() {
     };
     let count = measured("count per service", &mut count);
 
-    let mut scan = |_| {
+    let scan = |_| {
         let t = Instant::now();
         let out = runtime
             .block_on(
