@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use common::{Layout, T0, trace_id};
 use serde_json::Value;
 use spyglass_query::{QueryConfig, QueryEngine};
-use spyglass_store::model::SpanKind;
-use spyglass_store::{Records, Store, StoreConfig};
+use spyglass_store::Store;
 use spyglass_ui::{EngineSlot, Readiness, UiServer};
 
 /// Serves `store` on a free port; the server lives as long as the test's runtime.
@@ -46,44 +45,8 @@ fn ids(spans: &Value, field: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_scattered_trace_is_returned_once_and_whole_by_both_apis() {
-    use SpanKind::*;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    let spec = |id, parent, service, name, kind, start_ms| {
-        common::span(common::SpanSpec {
-            trace: 7,
-            id,
-            parent,
-            service,
-            name,
-            kind,
-            start_ms,
-            duration_ms: 5,
-            error: None,
-            attributes: Default::default(),
-        })
-    };
-    let export_1 = vec![
-        spec(6, Some(5), "payments", "charge", Server, 40),
-        spec(4, Some(3), "cart", "SELECT", Client, 12),
-    ];
-    let export_2 = vec![
-        spec(3, Some(2), "cart", "GetCart", Server, 11),
-        spec(5, Some(1), "frontend", "POST /charge", Client, 30),
-    ];
-    let export_3 = vec![
-        spec(2, Some(1), "frontend", "GET /cart", Client, 10),
-        spec(1, None, "frontend", "GET /checkout", Server, 0),
-    ];
-    store.append(&Records::Spans(export_1)).await.unwrap();
-    store.flush().await.unwrap();
-    store
-        .append(&Records::Spans(export_2.clone()))
-        .await
-        .unwrap();
-    store.append(&Records::Spans(export_2)).await.unwrap();
-    store.flush().await.unwrap();
-    store.append(&Records::Spans(export_3)).await.unwrap();
+    let store = common::scattered_trace_store(dir.path()).await;
     let addr = serve(store).await;
     let id = trace_id(7).to_hex();
     let expected_order: Vec<String> = [1u8, 2, 3, 4, 5, 6]

@@ -4,53 +4,12 @@ mod common;
 
 use common::{Layout, MS, T0, span_id, trace_id};
 use spyglass_query::{QueryConfig, QueryEngine, TraceSearch};
-use spyglass_store::model::{SpanKind, TraceId};
-use spyglass_store::{Records, Store, StoreConfig};
+use spyglass_store::model::TraceId;
 
 #[tokio::test]
 async fn a_scattered_trace_comes_back_once_complete_and_as_a_tree() {
-    use SpanKind::*;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    let spec = |id, parent, service, name, kind, start_ms| {
-        common::span(common::SpanSpec {
-            trace: 7,
-            id,
-            parent,
-            service,
-            name,
-            kind,
-            start_ms,
-            duration_ms: 5,
-            error: None,
-            attributes: Default::default(),
-        })
-    };
-    //  1 frontend ─┬─ 2 frontend client ── 3 cart server ── 4 cart db client
-    //              └─ 5 frontend client ── 6 payments server
-    let export_1 = vec![
-        spec(6, Some(5), "payments", "charge", Server, 40),
-        spec(4, Some(3), "cart", "SELECT", Client, 12),
-    ];
-    let export_2 = vec![
-        spec(3, Some(2), "cart", "GetCart", Server, 11),
-        spec(5, Some(1), "frontend", "POST /charge", Client, 30),
-    ];
-    let export_3 = vec![
-        spec(2, Some(1), "frontend", "GET /cart", Client, 10),
-        spec(1, None, "frontend", "GET /checkout", Server, 0),
-    ];
-
-    store.append(&Records::Spans(export_1)).await.unwrap();
-    store.flush().await.unwrap();
-    // The second export is retried: stored twice, in a second part.
-    store
-        .append(&Records::Spans(export_2.clone()))
-        .await
-        .unwrap();
-    store.append(&Records::Spans(export_2)).await.unwrap();
-    store.flush().await.unwrap();
-    store.append(&Records::Spans(export_3)).await.unwrap();
+    let store = common::scattered_trace_store(dir.path()).await;
     assert_eq!(
         store.snapshot().parts(spyglass_store::Signal::Spans).len(),
         2

@@ -109,6 +109,25 @@ pub(crate) fn time(name: &str, text: &str) -> ApiResult<u64> {
     Ok(nanos as u64)
 }
 
+/// `start` and `end` (each optional; the last hour by default), checked to be in order.
+pub(crate) fn time_window(params: &Params) -> ApiResult<(u64, u64)> {
+    const HOUR_NANOS: u64 = 3600 * 1_000_000_000;
+    let end = params
+        .get("end")
+        .map(|v| time("end", v))
+        .transpose()?
+        .unwrap_or_else(now_nanos);
+    let start = params
+        .get("start")
+        .map(|v| time("start", v))
+        .transpose()?
+        .unwrap_or(end.saturating_sub(HOUR_NANOS));
+    if start >= end {
+        return Err(ApiError::bad("start", "must be before end"));
+    }
+    Ok((start, end))
+}
+
 pub(crate) fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 
 use spyglass_query::{QueryConfig, QueryEngine};
-#[allow(unused_imports)]
-pub use spyglass_store::model::SpanKind as Kind;
 use spyglass_store::model::{
     AttrValue, Attributes, KeyValue, LogRecord, MetricPoint, MetricType, NumberValue, PointValue,
     Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, Temporality, TraceId,
@@ -396,4 +394,62 @@ pub async fn loaded_store(dir: &std::path::Path, layout: Layout) -> Store {
 
 pub async fn engine(dir: &std::path::Path, layout: Layout) -> QueryEngine {
     QueryEngine::new(loaded_store(dir, layout).await, QueryConfig::default())
+}
+
+/// Trace 7 as a trace lookup meets it in practice: six spans arriving out of order in three
+/// exports, the second sent twice (a retry), the first two flushed into two parts and the
+/// last still in the memtable. Its tree, in order:
+///
+/// ```text
+///  1 frontend ─┬─ 2 frontend client ── 3 cart server ── 4 cart db client
+///              └─ 5 frontend client ── 6 payments server
+/// ```
+pub async fn scattered_trace_store(dir: &std::path::Path) -> Store {
+    use SpanKind::*;
+    let (store, _) = Store::open(dir, StoreConfig::default()).expect("open store");
+    let spec = |id, parent, service, name, kind, start_ms| {
+        span(SpanSpec {
+            trace: 7,
+            id,
+            parent,
+            service,
+            name,
+            kind,
+            start_ms,
+            duration_ms: 5,
+            error: None,
+            attributes: Default::default(),
+        })
+    };
+    let export_1 = vec![
+        spec(6, Some(5), "payments", "charge", Server, 40),
+        spec(4, Some(3), "cart", "SELECT", Client, 12),
+    ];
+    let export_2 = vec![
+        spec(3, Some(2), "cart", "GetCart", Server, 11),
+        spec(5, Some(1), "frontend", "POST /charge", Client, 30),
+    ];
+    let export_3 = vec![
+        spec(2, Some(1), "frontend", "GET /cart", Client, 10),
+        spec(1, None, "frontend", "GET /checkout", Server, 0),
+    ];
+    store
+        .append(&Records::Spans(export_1))
+        .await
+        .expect("append");
+    store.flush().await.expect("flush");
+    store
+        .append(&Records::Spans(export_2.clone()))
+        .await
+        .expect("append");
+    store
+        .append(&Records::Spans(export_2))
+        .await
+        .expect("append the retry");
+    store.flush().await.expect("flush");
+    store
+        .append(&Records::Spans(export_3))
+        .await
+        .expect("append");
+    store
 }

@@ -9,11 +9,10 @@ use serde_json::{Value, json};
 use spyglass_query::Health;
 
 use crate::error::{ApiError, ApiResult};
-use crate::params::{self, Params, now_nanos};
+use crate::params::{self, Params};
 use crate::state::AppState;
 
 const MAX_POINTS: u64 = 300;
-const HOUR_NANOS: u64 = 3600 * 1_000_000_000;
 
 struct Window {
     start: u64,
@@ -23,19 +22,7 @@ struct Window {
 
 fn window(params: &Params) -> ApiResult<Window> {
     params.only(&["start", "end", "step"])?;
-    let end = params
-        .get("end")
-        .map(|v| params::time("end", v))
-        .transpose()?
-        .unwrap_or_else(now_nanos);
-    let start = params
-        .get("start")
-        .map(|v| params::time("start", v))
-        .transpose()?
-        .unwrap_or(end.saturating_sub(HOUR_NANOS));
-    if start >= end {
-        return Err(ApiError::bad("start", "must be before end"));
-    }
+    let (start, end) = params::time_window(params)?;
     let step = params
         .get("step")
         .map(|v| params::duration("step", v).map(|d| d.as_nanos() as u64))

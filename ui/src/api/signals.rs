@@ -9,27 +9,8 @@ use spyglass_query::{Aggregation, LogSearch, SeriesQuery};
 use super::parse_trace_id;
 use super::render::{attributes, typed};
 use crate::error::{ApiError, ApiResult};
-use crate::params::{self, Params, now_nanos};
+use crate::params::{self, Params};
 use crate::state::AppState;
-
-const HOUR_NANOS: u64 = 3600 * 1_000_000_000;
-
-fn window(params: &Params) -> ApiResult<(u64, u64)> {
-    let end = params
-        .get("end")
-        .map(|v| params::time("end", v))
-        .transpose()?
-        .unwrap_or_else(now_nanos);
-    let start = params
-        .get("start")
-        .map(|v| params::time("start", v))
-        .transpose()?
-        .unwrap_or(end.saturating_sub(HOUR_NANOS));
-    if start >= end {
-        return Err(ApiError::bad("start", "must be before end"));
-    }
-    Ok((start, end))
-}
 
 /// `trace`..`fatal` (OTLP severity ranges) or a severity number 1–24.
 fn severity(text: &str) -> ApiResult<i32> {
@@ -65,7 +46,7 @@ pub(crate) async fn logs(
     let (start, end) = match trace_id {
         Some(_) if params.get("start").is_none() => (None, None),
         _ => {
-            let (s, e) = window(&params)?;
+            let (s, e) = params::time_window(&params)?;
             (Some(s), Some(e))
         }
     };
@@ -111,7 +92,7 @@ pub(crate) async fn metrics(
 ) -> ApiResult<Json<Value>> {
     let params = Params::parse(raw.as_deref());
     params.only(&["start", "end"])?;
-    let (start, end) = window(&params)?;
+    let (start, end) = params::time_window(&params)?;
     let names = state.engine()?.metric_names(start, end).await?;
     Ok(Json(json!({
         "metrics": names.iter().map(|m| json!({
@@ -147,7 +128,7 @@ pub(crate) async fn series(
             ApiError::bad("agg", format!("{a:?}; use sum, avg, min, max or rate"))
         })?,
     };
-    let (start, end) = window(&params)?;
+    let (start, end) = params::time_window(&params)?;
     let step = match params.get("step") {
         Some(v) => params::duration("step", v)?.as_nanos() as u64,
         None => ((end - start) / 60).max(1_000_000_000),
