@@ -147,6 +147,8 @@ fn main() {
         .build()
         .unwrap();
     let (store, ids) = load(&dir, spans, &runtime);
+    // As `spyglass serve` does at start: every part's index and footer opened ahead of queries.
+    store.warm_caches().expect("warm the part caches");
     let snapshot = store.snapshot();
     let parts = snapshot.parts(Signal::Spans);
     let stored: u64 = parts.iter().map(|p| p.meta().rows).sum();

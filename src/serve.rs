@@ -50,6 +50,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     engine_slot.set(QueryEngine::new(store.clone(), config.query.clone()));
+    // Open every part's trace index and footer in the background, so the first trace lookups
+    // after a restart are as fast as later ones. Its handle is dropped: the job ends by itself.
+    let warm_store = store.clone();
+    drop(tokio::task::spawn_blocking(move || {
+        if let Err(error) = warm_store.warm_caches() {
+            tracing::warn!(%error, "failed to open part indexes ahead of queries; they open on first use");
+        }
+    }));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
         .await

@@ -54,7 +54,9 @@ impl Store {
                     let id = next.next_part_id;
                     next.next_part_id += 1;
                     let meta = inner.write_part_files(signal, h, id, &part_batches, level)?;
-                    next.parts.push(Part::new(meta, &inner.root));
+                    let part = Part::new(meta, &inner.root);
+                    part.warm()?;
+                    next.parts.push(part);
                 }
                 let gone: HashSet<u64> = inputs.iter().map(|p| p.meta().id).collect();
                 next.parts.retain(|p| !gone.contains(&p.meta().id));

@@ -109,6 +109,14 @@ impl Part {
         Ok(self.reader_metadata.get().expect("set above"))
     }
 
+    /// Opens the trace index and reads the Parquet footer now, so that the first query touching
+    /// the part does not pay for it.
+    pub fn warm(&self) -> Result<()> {
+        self.index()?;
+        self.reader_metadata()?;
+        Ok(())
+    }
+
     pub(crate) fn mark_obsolete(&self) {
         self.obsolete.store(true, Ordering::Release);
     }

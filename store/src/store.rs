@@ -227,6 +227,17 @@ impl Store {
     }
 
     /// An immutable view of everything acknowledged so far: live parts and memtables.
+    /// Opens every live part's trace index and Parquet footer (parts written by this process
+    /// are warm already): call once after [`Store::open`], from a blocking context, so the first
+    /// trace lookups after a restart do not pay for it.
+    pub fn warm_caches(&self) -> Result<()> {
+        let manifest = self.snapshot().manifest().clone();
+        for part in &manifest.parts {
+            part.warm()?;
+        }
+        Ok(())
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let state = self.inner.state.read().expect("store state lock");
         let mut memtables = Vec::with_capacity(2);
@@ -331,7 +342,9 @@ impl Inner {
                 let meta = self.write_part_files(signal, hour, id, &part_batches, 0)?;
                 report.rows += meta.rows;
                 report.parts.push(meta.clone());
-                next.parts.push(Part::new(meta, &self.root));
+                let part = Part::new(meta, &self.root);
+                part.warm()?;
+                next.parts.push(part);
             }
         }
         next.flushed_lsn = table.max_lsn.max(manifest.flushed_lsn);

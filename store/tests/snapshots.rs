@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use spyglass_store::{Signal, StoreConfig};
+use spyglass_store::synth::SpanGenerator;
+use spyglass_store::{Records, Signal, Store, StoreConfig};
 
 #[tokio::test]
 async fn a_snapshot_reads_the_same_rows_through_flush_compaction_and_retention() {
@@ -205,5 +206,27 @@ async fn flush_checkpoints_the_wal() {
         span_ids(&store.snapshot()).len(),
         5,
         "and are read from parts exactly once"
+    );
+}
+
+#[tokio::test]
+async fn warming_a_reopened_store_opens_every_part_and_changes_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans = SpanGenerator::new(3, 1_795_737_600_000_000_000).spans(300);
+    let trace = spans[0].trace_id;
+    {
+        let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        store.append(&Records::Spans(spans.clone())).await.unwrap();
+        store.flush().await.unwrap();
+        store.close().await.unwrap();
+    }
+    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let before = store.snapshot().find_trace(&trace).unwrap();
+    store.warm_caches().unwrap();
+    let after = store.snapshot().find_trace(&trace).unwrap();
+    assert_eq!(before, after);
+    assert_eq!(
+        after.len(),
+        spans.iter().filter(|s| s.trace_id == trace).count()
     );
 }
