@@ -50,6 +50,16 @@ fn health_json(h: &Health) -> Value {
     })
 }
 
+/// Appends the step starting at `t` to an entry's `points` (zeros when it had no calls).
+fn push_point(entry: &mut Value, t: u64, health: Option<&Health>) {
+    let mut point = health_json(health.unwrap_or(&Health::default()));
+    point["t"] = json!(t.to_string());
+    entry["points"]
+        .as_array_mut()
+        .expect("every entry starts with a points array")
+        .push(point);
+}
+
 /// Step windows `[t, t + step]` covering `[start, end]`.
 fn steps(w: &Window) -> Vec<(u64, u64)> {
     let Some(step) = w.step else {
@@ -83,15 +93,8 @@ pub(crate) async fn services(
     for (t0, t1) in steps(&w) {
         let at = engine.services(t0, t1).await?;
         for (entry, s) in out.iter_mut().zip(&services) {
-            let point = at
-                .iter()
-                .find(|p| p.service == s.service)
-                .map(|p| &p.health);
-            let mut p = point
-                .map(health_json)
-                .unwrap_or_else(|| health_json(&Health::default()));
-            p["t"] = json!(t0.to_string());
-            entry["points"].as_array_mut().expect("set above").push(p);
+            let point = at.iter().find(|p| p.service == s.service);
+            push_point(entry, t0, point.map(|p| &p.health));
         }
     }
     Ok(Json(json!({
@@ -122,15 +125,8 @@ pub(crate) async fn operations(
     for (t0, t1) in steps(&w) {
         let at = engine.operations(&service, t0, t1).await?;
         for (entry, o) in out.iter_mut().zip(&ops) {
-            let point = at
-                .iter()
-                .find(|p| p.name == o.name && p.kind == o.kind)
-                .map(|p| &p.health);
-            let mut p = point
-                .map(health_json)
-                .unwrap_or_else(|| health_json(&Health::default()));
-            p["t"] = json!(t0.to_string());
-            entry["points"].as_array_mut().expect("set above").push(p);
+            let point = at.iter().find(|p| p.name == o.name && p.kind == o.kind);
+            push_point(entry, t0, point.map(|p| &p.health));
         }
     }
     Ok(Json(json!({
