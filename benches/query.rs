@@ -5,7 +5,8 @@
 //! as p50 / p99 over repeated runs, next to a same-run baseline: one full scan of `spans`.
 //!
 //! `cargo bench -p spyglass --bench query` (`SPYGLASS_BENCH_SPANS`, default 10000000;
-//! `SPYGLASS_BENCH_RUNS`, default 50). The loaded store is kept under
+//! `SPYGLASS_BENCH_RUNS`, default 50); `-- explain` also prints each SQL measure's
+//! `EXPLAIN ANALYZE`. The loaded store is kept under
 //! `$HOME/.cache/spyglass-bench/` and reused while its span count matches.
 
 #[global_allocator]
@@ -210,6 +211,18 @@ fn main() {
         t.elapsed()
     };
     let count = measured("count per service", &mut count);
+
+    if std::env::args().any(|a| a == "explain") {
+        for sql in [
+            "SELECT service_name, count(*) FROM spans GROUP BY 1",
+            "SELECT count(*) FROM spans WHERE strpos(name, 'no such name') > 0",
+        ] {
+            let out = runtime
+                .block_on(engine.sql(&format!("EXPLAIN ANALYZE {sql}")))
+                .expect("explain");
+            eprintln!("{}", out.to_table().expect("render the plan"));
+        }
+    }
 
     let scan = |_| {
         let t = Instant::now();

@@ -2,119 +2,13 @@
 //! traces are found through the native and the Jaeger API within a second of the export's
 //! acknowledgement; span metrics then fill the services list and the dependency graph.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{get_json, provider, start_server, within};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    ui: u16,
-    grpc: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spyglass.toml");
-    std::fs::write(
-        &config,
-        "[ingest]\nspan_metrics_interval_secs = 1\nservice_graph_wait_secs = 1\n",
-    )
-    .unwrap();
-    let (ui, grpc) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--http", &format!("127.0.0.1:{ui}")])
-        .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http", "127.0.0.1:0"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        ui,
-        grpc,
-        _dir: dir,
-    };
-    let started = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server
-}
-
-fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
-        .build()
-        .unwrap();
-    SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_string())
-                .build(),
-        )
-        .build()
-}
-
-async fn get_json(ui: u16, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("http://127.0.0.1:{ui}{path}"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `check` until it holds or `limit` passes; returns how long it took.
-async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() > limit {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_traces_are_found_through_both_apis_within_a_second() {

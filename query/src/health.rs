@@ -83,20 +83,52 @@ pub(crate) struct Totals {
     bounds: Vec<f64>,
 }
 
+/// Health over a window and, when asked, per step: `steps[k]` covers
+/// `[start + k * step, start + (k + 1) * step]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stepped<T> {
+    pub item: T,
+    pub steps: Vec<Health>,
+}
+
 impl QueryEngine {
     /// Every service with span metrics in `[start, end]`, by name.
     pub async fn services(&self, start: u64, end: u64) -> Result<Vec<ServiceHealth>> {
-        let totals = self.span_metric_totals(None, start, end).await?;
-        let mut by_service: BTreeMap<String, Totals> = BTreeMap::new();
-        for ((service, _, _), t) in totals {
-            merge(by_service.entry(service).or_default(), &t);
+        Ok(self
+            .services_stepped(start, end, None)
+            .await?
+            .into_iter()
+            .map(|s| s.item)
+            .collect())
+    }
+
+    /// [`QueryEngine::services`], and with `step` each service's health per step, from one
+    /// read of the span metrics.
+    pub async fn services_stepped(
+        &self,
+        start: u64,
+        end: u64,
+        step: Option<u64>,
+    ) -> Result<Vec<Stepped<ServiceHealth>>> {
+        let totals = self.span_metric_totals(None, start, end, step).await?;
+        let mut by_service: BTreeMap<String, Vec<Totals>> = BTreeMap::new();
+        for ((service, _, _), steps) in totals {
+            let into = by_service.entry(service).or_default();
+            if into.len() < steps.len() {
+                into.resize_with(steps.len(), Totals::default);
+            }
+            for (into, from) in into.iter_mut().zip(&steps) {
+                merge(into, from);
+            }
         }
-        let window = window_secs(start, end);
         Ok(by_service
             .into_iter()
-            .map(|(service, t)| ServiceHealth {
-                service,
-                health: health(&t, window),
+            .map(|(service, steps)| {
+                let (health, steps) = overall_and_steps(&steps, start, end, step);
+                Stepped {
+                    item: ServiceHealth { service, health },
+                    steps,
+                }
             })
             .collect())
     }
@@ -108,15 +140,38 @@ impl QueryEngine {
         start: u64,
         end: u64,
     ) -> Result<Vec<OperationHealth>> {
-        let totals = self.span_metric_totals(Some(service), start, end).await?;
-        let window = window_secs(start, end);
+        Ok(self
+            .operations_stepped(service, start, end, None)
+            .await?
+            .into_iter()
+            .map(|o| o.item)
+            .collect())
+    }
+
+    /// [`QueryEngine::operations`], and with `step` each operation's health per step.
+    pub async fn operations_stepped(
+        &self,
+        service: &str,
+        start: u64,
+        end: u64,
+        step: Option<u64>,
+    ) -> Result<Vec<Stepped<OperationHealth>>> {
+        let totals = self
+            .span_metric_totals(Some(service), start, end, step)
+            .await?;
         Ok(totals
             .into_iter()
-            .map(|((service, name, kind), t)| OperationHealth {
-                service,
-                name,
-                kind,
-                health: health(&t, window),
+            .map(|((service, name, kind), steps)| {
+                let (health, steps) = overall_and_steps(&steps, start, end, step);
+                Stepped {
+                    item: OperationHealth {
+                        service,
+                        name,
+                        kind,
+                        health,
+                    },
+                    steps,
+                }
             })
             .collect())
     }
@@ -126,12 +181,14 @@ impl QueryEngine {
         service: Option<&str>,
         start: u64,
         end: u64,
-    ) -> Result<BTreeMap<Key, Totals>> {
+        step: Option<u64>,
+    ) -> Result<BTreeMap<Key, Vec<Totals>>> {
         let filter = match service {
             Some(s) => format!("service_name = {}", sql_string(s)),
             None => "true".to_string(),
         };
-        self.family_totals(&SPAN_FAMILY, &filter, start, end).await
+        self.family_totals_stepped(&SPAN_FAMILY, &filter, start, end, step)
+            .await
     }
 
     /// Increases of a family's series over `[start, end]`, grouped by its three key columns.
@@ -142,6 +199,26 @@ impl QueryEngine {
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<Key, Totals>> {
+        let stepped = self
+            .family_totals_stepped(family, filter, start, end, None)
+            .await?;
+        Ok(stepped
+            .into_iter()
+            .map(|(k, mut steps)| (k, steps.pop().unwrap_or_default()))
+            .collect())
+    }
+
+    /// Increases of a family's series grouped by its three key columns: over `[start, end]`
+    /// as one step without `step`, else per step (a rise counts in the step of the point that
+    /// shows it).
+    pub(crate) async fn family_totals_stepped(
+        &self,
+        family: &Family,
+        filter: &str,
+        start: u64,
+        end: u64,
+        step: Option<u64>,
+    ) -> Result<BTreeMap<Key, Vec<Totals>>> {
         if start > end {
             return Err(Error::invalid("start is after end"));
         }
@@ -159,7 +236,8 @@ impl QueryEngine {
             start.saturating_sub(BASELINE_LOOKBACK_NANOS)
         );
         let batches = self.internal_sql(&sql).await?;
-        let mut totals: BTreeMap<Key, Totals> = BTreeMap::new();
+        let steps = Steps::new(start, end, step);
+        let mut totals: BTreeMap<Key, Vec<Totals>> = BTreeMap::new();
         let mut series: Option<SeriesState> = None;
         for batch in &batches {
             let rows = Rows::new(batch)?;
@@ -169,9 +247,9 @@ impl QueryEngine {
                     if let Some(done) = series.take() {
                         done.finish(&mut totals);
                     }
-                    series = Some(SeriesState::new(family, &rows, i));
+                    series = Some(SeriesState::new(family, &rows, i, steps.count));
                 }
-                series.as_mut().expect("set above").add(&rows, i, start);
+                series.as_mut().expect("set above").add(&rows, i, &steps);
             }
         }
         if let Some(done) = series.take() {
@@ -258,12 +336,43 @@ struct SeriesState {
     is_error: bool,
     /// The last point seen: value (calls) or bucket counts (duration).
     last: Option<Vec<f64>>,
-    increase: Vec<f64>,
+    /// Per step, the increase of each value (one for calls, one per bucket for durations).
+    increase: Vec<Vec<f64>>,
     bounds: Vec<f64>,
 }
 
+/// The steps a window is cut into (one when no step is asked for).
+struct Steps {
+    start: u64,
+    step: u64,
+    count: usize,
+}
+
+impl Steps {
+    fn new(start: u64, end: u64, step: Option<u64>) -> Self {
+        let span = end - start;
+        match step {
+            Some(step) if step > 0 => Self {
+                start,
+                step,
+                count: span.div_ceil(step).max(1) as usize,
+            },
+            _ => Self {
+                start,
+                step: span.saturating_add(1),
+                count: 1,
+            },
+        }
+    }
+
+    /// The step of a point at `t` (at or after the window's start).
+    fn of(&self, t: u64) -> usize {
+        (((t - self.start) / self.step) as usize).min(self.count - 1)
+    }
+}
+
 impl SeriesState {
-    fn new(family: &Family, rows: &Rows<'_>, i: usize) -> Self {
+    fn new(family: &Family, rows: &Rows<'_>, i: usize, steps: usize) -> Self {
         let text = |a: &arrow::array::StringArray| {
             if a.is_null(i) {
                 String::new()
@@ -278,12 +387,13 @@ impl SeriesState {
             is_duration: rows.metric.value(i) == family.duration,
             is_error: rows.metric.value(i) == family.errors,
             last: None,
-            increase: Vec::new(),
+            increase: vec![Vec::new(); steps],
             bounds: rows.bounds(i),
         }
     }
 
-    fn add(&mut self, rows: &Rows<'_>, i: usize, window_start: u64) {
+    fn add(&mut self, rows: &Rows<'_>, i: usize, steps: &Steps) {
+        let window_start = steps.start;
         let current = if self.is_duration {
             rows.buckets(i)
         } else if rows.value.is_null(i) {
@@ -300,8 +410,9 @@ impl SeriesState {
                 None => None,
             };
             if let Some(prev) = previous {
-                if self.increase.len() < current.len() {
-                    self.increase.resize(current.len(), 0.0);
+                let increase = &mut self.increase[steps.of(rows.time.value(i))];
+                if increase.len() < current.len() {
+                    increase.resize(current.len(), 0.0);
                 }
                 let reset = current.iter().sum::<f64>() < prev.iter().sum::<f64>();
                 for (k, v) in current.iter().enumerate() {
@@ -310,31 +421,36 @@ impl SeriesState {
                     } else {
                         prev.get(k).copied().unwrap_or(0.0)
                     };
-                    self.increase[k] += (v - p).max(0.0);
+                    increase[k] += (v - p).max(0.0);
                 }
             }
         }
         self.last = Some(current);
     }
 
-    fn finish(self, totals: &mut BTreeMap<Key, Totals>) {
-        let t = totals.entry(self.key).or_default();
-        if self.is_duration {
-            if t.buckets.len() < self.increase.len() {
-                t.buckets.resize(self.increase.len(), 0.0);
-            }
-            for (k, v) in self.increase.iter().enumerate() {
-                t.buckets[k] += v;
-            }
-            if t.bounds.is_empty() {
-                t.bounds = self.bounds;
-            }
-        } else {
-            let increase: f64 = self.increase.iter().sum();
-            if self.is_error {
-                t.errors += increase;
+    fn finish(self, totals: &mut BTreeMap<Key, Vec<Totals>>) {
+        let all = totals.entry(self.key).or_default();
+        if all.len() < self.increase.len() {
+            all.resize_with(self.increase.len(), Totals::default);
+        }
+        for (t, increase) in all.iter_mut().zip(&self.increase) {
+            if self.is_duration {
+                if t.buckets.len() < increase.len() {
+                    t.buckets.resize(increase.len(), 0.0);
+                }
+                for (k, v) in increase.iter().enumerate() {
+                    t.buckets[k] += v;
+                }
+                if t.bounds.is_empty() {
+                    t.bounds = self.bounds.clone();
+                }
             } else {
-                t.calls += increase;
+                let increase: f64 = increase.iter().sum();
+                if self.is_error {
+                    t.errors += increase;
+                } else {
+                    t.calls += increase;
+                }
             }
         }
     }
@@ -352,6 +468,32 @@ pub(crate) fn merge(into: &mut Totals, from: &Totals) {
     if into.bounds.is_empty() {
         into.bounds = from.bounds.clone();
     }
+}
+
+/// The health over the whole window (the steps merged) and, with `step`, per step.
+fn overall_and_steps(
+    steps: &[Totals],
+    start: u64,
+    end: u64,
+    step: Option<u64>,
+) -> (Health, Vec<Health>) {
+    let mut all = Totals::default();
+    for t in steps {
+        merge(&mut all, t);
+    }
+    let overall = health(&all, window_secs(start, end));
+    let per_step = match step {
+        Some(step) => steps
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let t0 = start + k as u64 * step;
+                health(t, window_secs(t0, (t0 + step).min(end)))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    (overall, per_step)
 }
 
 pub(crate) fn window_secs(start: u64, end: u64) -> f64 {

@@ -34,7 +34,7 @@ pub use spyglass_store::model;
 pub use config::QueryConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Dependencies, Edge, Node};
-pub use health::{Health, OperationHealth, ServiceHealth};
+pub use health::{Health, OperationHealth, ServiceHealth, Stepped};
 pub use logs::LogSearch;
 pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
 pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};

@@ -1,9 +1,10 @@
 //! Trace search: which traces have a span matching every condition, newest first.
 //!
 //! The trace index of each part names candidate traces (each condition holds somewhere in the
-//! trace); the memtable, which has no index, is scanned. Candidates are then read whole and
-//! kept when one span meets all span conditions together (service, operation, attributes,
-//! duration, error, time range) and the trace's messages hold every word of the text.
+//! trace); the memtable, which has no index, is scanned. Candidates are then read, only the
+//! columns the conditions name, and kept when one span meets all span conditions together
+//! (service, operation, attributes, duration, error, time range) and the trace's messages hold
+//! every word of the text; the same rows give each result's summary.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,7 +17,10 @@ use spyglass_store::{Signal, Snapshot, TraceQuery};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
-use crate::trace::{Trace, assemble};
+use crate::trace::Trace;
+
+mod verify;
+use verify::verify;
 
 /// Conditions of a trace search; the span conditions must hold on one span.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -64,10 +68,10 @@ impl Cursor {
     }
 }
 
-/// One page of results: whole traces, newest first.
+/// One page of results, newest first.
 #[derive(Clone, Debug)]
 pub struct SearchPage {
-    pub traces: Vec<Trace>,
+    pub traces: Vec<TraceSummary>,
     pub next_cursor: Option<Cursor>,
 }
 
@@ -135,9 +139,8 @@ impl QueryEngine {
             )));
         }
         let snapshot = self.snapshot();
-        let cap = self.config.trace_max_spans;
         let timeout = self.config.query_timeout();
-        let task = tokio::task::spawn_blocking(move || run_search(&snapshot, &search, cap));
+        let task = tokio::task::spawn_blocking(move || run_search(&snapshot, &search));
         match tokio::time::timeout(timeout, task).await {
             Ok(joined) => joined?,
             Err(_) => Err(Error::Timeout(timeout)),
@@ -145,19 +148,19 @@ impl QueryEngine {
     }
 }
 
-fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<SearchPage> {
+fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     let wanted = search.limit + 1;
-    let before_cursor = |trace: &Trace| match &search.cursor {
-        Some(c) => (trace.start_time_unix_nano(), trace.trace_id) < c.key(),
+    let before_cursor = |trace: &TraceSummary| match &search.cursor {
+        Some(c) => (trace.start_time_unix_nano, trace.trace_id) < c.key(),
         None => true,
     };
-    let mut found: Vec<Trace> = Vec::new();
+    let mut found: Vec<TraceSummary> = Vec::new();
     let mut seen: HashSet<TraceId> = HashSet::new();
 
     // The memtable first: its traces are the newest.
     let mut fresh: Vec<TraceId> = memtable_matches(snapshot, search)?;
     fresh.retain(|id| seen.insert(*id));
-    for trace in read_matching(snapshot, search, &fresh, cap)? {
+    for trace in verify(snapshot, search, &fresh)? {
         if before_cursor(&trace) {
             found.push(trace);
         }
@@ -177,7 +180,7 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<S
                 .map(|h| h.trace_id)
                 .filter(|id| seen.insert(*id))
                 .collect();
-            for trace in read_matching(snapshot, search, &ids, cap)? {
+            for trace in verify(snapshot, search, &ids)? {
                 if before_cursor(&trace) {
                     found.push(trace);
                 }
@@ -190,7 +193,7 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<S
                 .start_time_unix_nano;
             let enough = found
                 .iter()
-                .filter(|t| t.start_time_unix_nano() >= oldest_read)
+                .filter(|t| t.start_time_unix_nano >= oldest_read)
                 .count();
             if enough >= wanted {
                 break 'rounds;
@@ -203,14 +206,14 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch, cap: usize) -> Result<S
     }
 
     found.sort_by(|a, b| {
-        (b.start_time_unix_nano(), b.trace_id).cmp(&(a.start_time_unix_nano(), a.trace_id))
+        (b.start_time_unix_nano, b.trace_id).cmp(&(a.start_time_unix_nano, a.trace_id))
     });
     let more = found.len() > search.limit;
     found.truncate(search.limit);
     let next_cursor = more.then(|| {
         let last = found.last().expect("limit is at least 1");
         Cursor {
-            start_time_unix_nano: last.start_time_unix_nano(),
+            start_time_unix_nano: last.start_time_unix_nano,
             trace_id: last.trace_id,
         }
     });
@@ -238,28 +241,6 @@ fn index_query(search: &TraceSearch) -> TraceQuery {
     }
 }
 
-/// The traces among `ids` with a span meeting the span conditions and messages holding the
-/// text, whole, in the order of `ids`.
-fn read_matching(
-    snapshot: &Snapshot,
-    search: &TraceSearch,
-    ids: &[TraceId],
-    cap: usize,
-) -> Result<Vec<Trace>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut traces = snapshot.find_traces(ids)?;
-    Ok(ids
-        .iter()
-        .filter_map(|id| {
-            let spans = traces.remove(id)?;
-            (spans.iter().any(|s| span_matches(search, s)) && text_matches(search, &spans))
-                .then(|| assemble(*id, spans, cap))
-        })
-        .collect())
-}
-
 pub(crate) fn span_matches(search: &TraceSearch, span: &Span) -> bool {
     let duration = span.duration_nano();
     search
@@ -284,27 +265,7 @@ pub(crate) fn span_matches(search: &TraceSearch, span: &Span) -> bool {
         })
 }
 
-/// Every word of the search text occurs in the trace's status or exception messages (words
-/// as the index cuts them: letters and digits, compared without case).
-fn text_matches(search: &TraceSearch, spans: &[Span]) -> bool {
-    let Some(text) = search.text.as_deref() else {
-        return true;
-    };
-    let mut words: HashSet<String> = HashSet::new();
-    for span in spans {
-        words.extend(tokens(&span.status_message));
-        for event in &span.events {
-            for key in ["exception.type", "exception.message"] {
-                if let Some(v) = event.attributes.get(key) {
-                    words.extend(tokens(&v.display()));
-                }
-            }
-        }
-    }
-    tokens(text).all(|w| words.contains(&w))
-}
-
-fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)

@@ -61,6 +61,23 @@ impl QueryEngine {
     }
 }
 
+impl QueryEngine {
+    /// Several traces (as [`QueryEngine::trace`] gives them) in the order of `ids`, reading
+    /// each part once; ids without spans are left out.
+    pub async fn traces(&self, ids: Vec<TraceId>) -> Result<Vec<Trace>> {
+        let snapshot = self.snapshot();
+        let cap = self.config.trace_max_spans;
+        tokio::task::spawn_blocking(move || {
+            let mut found = snapshot.find_traces(&ids)?;
+            Ok(ids
+                .iter()
+                .filter_map(|id| Some(assemble(*id, found.remove(id)?, cap)))
+                .collect())
+        })
+        .await?
+    }
+}
+
 /// Orders `spans` (unique span ids, sorted by start time) as a tree, keeping at most `cap`.
 pub(crate) fn assemble(trace_id: TraceId, mut spans: Vec<Span>, cap: usize) -> Trace {
     let total_spans = spans.len();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Layout, MS, T0, span_id, trace_id};
-use spyglass_query::{QueryConfig, QueryEngine, TraceSearch};
+use spyglass_query::{QueryConfig, QueryEngine, TraceSearch, TraceSummary};
 use spyglass_store::model::TraceId;
 
 #[tokio::test]
@@ -275,4 +275,39 @@ async fn pages_follow_the_cursor_newest_first() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
+}
+
+/// A result list's summary (read from a few columns) says what the whole trace says.
+#[tokio::test]
+async fn search_summaries_agree_with_the_whole_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let scattered = QueryEngine::new(
+        common::scattered_trace_store(dir.path()).await,
+        QueryConfig::default(),
+    );
+    let mut engines = vec![("scattered".to_string(), scattered)];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (layout, dir) in [Layout::Memtable, Layout::Split, Layout::Parts]
+        .into_iter()
+        .zip(&dirs)
+    {
+        engines.push((
+            format!("{layout:?}"),
+            common::engine(dir.path(), layout).await,
+        ));
+    }
+    for (ctx, engine) in engines {
+        let page = engine
+            .search(TraceSearch {
+                limit: 20,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(!page.traces.is_empty(), "{ctx}");
+        for summary in page.traces {
+            let trace = engine.trace(summary.trace_id).await.unwrap();
+            assert_eq!(summary, TraceSummary::of(&trace), "{ctx}");
+        }
+    }
 }

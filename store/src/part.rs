@@ -9,11 +9,11 @@ use arrow::array::{
     Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow::compute::{interleave_record_batch, take_record_batch};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -387,8 +387,13 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
 /// Reads the rows of some traces from a part: row groups whose trace-id statistics rule them
 /// all out are skipped, and inside the others only the pages whose trace-id bounds (page
 /// index) can hold one of them are decoded (parts are sorted by trace id, so a trace is usually
-/// one page run). `trace_ids` must be sorted.
-pub(crate) fn read_traces(part: &Part, trace_ids: &[TraceId]) -> Result<Vec<RecordBatch>> {
+/// one page run). `trace_ids` must be sorted. With `columns`, only those columns are read (the
+/// batches hold them in table order, `trace_id` always among them); without, every column.
+pub(crate) fn read_traces(
+    part: &Part,
+    trace_ids: &[TraceId],
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
     debug_assert!(trace_ids.is_sorted());
     if trace_ids.is_empty() {
         return Ok(Vec::new());
@@ -421,6 +426,21 @@ pub(crate) fn read_traces(part: &Part, trace_ids: &[TraceId]) -> Result<Vec<Reco
         return Ok(Vec::new());
     }
     let selection = page_selection(&metadata, &row_groups, column, trace_ids);
+    let builder = match columns {
+        Some(names) => {
+            let roots: Vec<usize> = builder
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.name() == "trace_id" || names.contains(&f.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
     let reader = builder
         .with_row_groups(row_groups)
         .with_row_selection(selection)
@@ -428,7 +448,10 @@ pub(crate) fn read_traces(part: &Part, trace_ids: &[TraceId]) -> Result<Vec<Reco
         .map_err(parquet_err(path, "read"))?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = from_stored(batch?)?;
+        let batch = match columns {
+            Some(_) => batch?,
+            None => from_stored(batch?)?,
+        };
         let ids = batch
             .column_by_name("trace_id")
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())

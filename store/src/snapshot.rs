@@ -108,6 +108,31 @@ impl Snapshot {
     /// The spans of several traces (as [`Snapshot::find_trace`] gives them), reading each part
     /// once for all of them. Traces with no span are absent from the answer.
     pub fn find_traces(&self, trace_ids: &[TraceId]) -> Result<HashMap<TraceId, Vec<Span>>> {
+        let batches = self.trace_rows(trace_ids, None)?;
+        let mut seen = HashSet::new();
+        let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::new();
+        for batch in &batches {
+            for span in spans_from_batch(batch)? {
+                if seen.insert((span.trace_id, span.span_id)) {
+                    traces.entry(span.trace_id).or_default().push(span);
+                }
+            }
+        }
+        for spans in traces.values_mut() {
+            spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+        }
+        Ok(traces)
+    }
+
+    /// The rows of several traces in parts and memtables, as stored: a span exported twice is
+    /// there twice. With `columns`, the batches hold only those columns (in table order, with
+    /// `trace_id` always; `duration_nano` is derived, so ask for the times instead); without,
+    /// every column. Each part is read once, and only its pages that can hold the traces.
+    pub fn trace_rows(
+        &self,
+        trace_ids: &[TraceId],
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<RecordBatch>> {
         let mut sorted = trace_ids.to_vec();
         sorted.sort();
         sorted.dedup();
@@ -122,7 +147,7 @@ impl Snapshot {
                     here.push(*id);
                 }
             }
-            batches.extend(read_traces(part, &here)?);
+            batches.extend(read_traces(part, &here, columns)?);
         }
         for batch in self.memtable_batches(Signal::Spans) {
             let ids = batch
@@ -135,23 +160,25 @@ impl Snapshot {
                     sorted.binary_search_by(|t| t.0[..].cmp(id)).is_ok()
                 })
                 .collect();
-            if !rows.is_empty() {
-                batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
+            if rows.is_empty() {
+                continue;
             }
-        }
-        let mut seen = HashSet::new();
-        let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::new();
-        for batch in &batches {
-            for span in spans_from_batch(batch)? {
-                if seen.insert((span.trace_id, span.span_id)) {
-                    traces.entry(span.trace_id).or_default().push(span);
+            let batch = match columns {
+                Some(names) => {
+                    let schema = batch.schema();
+                    let keep: Vec<usize> = (0..batch.num_columns())
+                        .filter(|&i| {
+                            let name = schema.field(i).name().as_str();
+                            name == "trace_id" || (names.contains(&name) && name != "duration_nano")
+                        })
+                        .collect();
+                    batch.project(&keep)?
                 }
-            }
+                None => batch,
+            };
+            batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
         }
-        for spans in traces.values_mut() {
-            spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
-        }
-        Ok(traces)
+        Ok(batches)
     }
 
     /// Traces in parts matching the query, newest first, one hit per trace (bounds and counts

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use spyglass_query::model::TraceId;
-use spyglass_query::{Cursor, TraceSearch, TraceSummary};
+use spyglass_query::{Cursor, TraceSearch};
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::{self, Params};
@@ -146,7 +146,7 @@ async fn search_traces(
     let engine = state.engine()?;
     let page = engine.search(search).await?;
     Ok(Json(json!({
-        "traces": page.traces.iter().map(|t| render::summary_json(&TraceSummary::of(t))).collect::<Vec<_>>(),
+        "traces": page.traces.iter().map(render::summary_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor.map(|c| c.encode()),
     })))
 }

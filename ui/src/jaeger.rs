@@ -210,9 +210,13 @@ async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         },
         cursor: None,
     };
-    let page = state.engine()?.search(search).await?;
+    let engine = state.engine()?;
+    let page = engine.search(search).await?;
+    let traces = engine
+        .traces(page.traces.iter().map(|t| t.trace_id).collect())
+        .await?;
     Ok(envelope(Value::Array(
-        page.traces.iter().map(trace_json).collect(),
+        traces.iter().map(trace_json).collect(),
     )))
 }
 

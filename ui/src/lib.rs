@@ -8,11 +8,14 @@
 //! ```text
 //! browser, Grafana ─▶ axum router ─┬─ /healthz, /readyz
 //!                                  ├─ /api/v1/…  native JSON (api.rs)
-//!                                  └─ /api/…     Jaeger query API (jaeger.rs)
-//!                                        └─▶ QueryEngine (spyglass-query)
+//!                                  ├─ /api/…     Jaeger query API (jaeger.rs)
+//!                                  │     └─▶ QueryEngine (spyglass-query)
+//!                                  └─ /assets/…, every other page: the web UI (assets.rs,
+//!                                        files in ui/assets/, compiled in)
 //! ```
 
 mod api;
+mod assets;
 mod config;
 mod error;
 mod jaeger;

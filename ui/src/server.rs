@@ -66,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .merge(crate::api::routes())
         .merge(crate::jaeger::routes())
+        .merge(crate::assets::routes())
         .with_state(state)
 }
 

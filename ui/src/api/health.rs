@@ -50,28 +50,20 @@ fn health_json(h: &Health) -> Value {
     })
 }
 
-/// Appends the step starting at `t` to an entry's `points` (zeros when it had no calls).
-fn push_point(entry: &mut Value, t: u64, health: Option<&Health>) {
-    let mut point = health_json(health.unwrap_or(&Health::default()));
-    point["t"] = json!(t.to_string());
-    entry["points"]
-        .as_array_mut()
-        .expect("every entry starts with a points array")
-        .push(point);
-}
-
-/// Step windows `[t, t + step]` covering `[start, end]`.
-fn steps(w: &Window) -> Vec<(u64, u64)> {
-    let Some(step) = w.step else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut t = w.start;
-    while t < w.end {
-        out.push((t, (t + step).min(w.end)));
-        t += step;
-    }
-    out
+/// One point per step, each stamped with the time its step starts.
+fn points(w: &Window, steps: &[Health]) -> Value {
+    let step = w.step.unwrap_or(0);
+    Value::Array(
+        steps
+            .iter()
+            .enumerate()
+            .map(|(k, h)| {
+                let mut point = health_json(h);
+                point["t"] = json!((w.start + k as u64 * step).to_string());
+                point
+            })
+            .collect(),
+    )
 }
 
 pub(crate) async fn services(
@@ -79,24 +71,19 @@ pub(crate) async fn services(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let w = window(&Params::parse(raw.as_deref()))?;
-    let engine = state.engine()?;
-    let services = engine.services(w.start, w.end).await?;
-    let mut out: Vec<Value> = services
+    let services = state
+        .engine()?
+        .services_stepped(w.start, w.end, w.step)
+        .await?;
+    let out: Vec<Value> = services
         .iter()
         .map(|s| {
-            let mut v = health_json(&s.health);
-            v["name"] = json!(s.service);
-            v["points"] = json!([]);
+            let mut v = health_json(&s.item.health);
+            v["name"] = json!(s.item.service);
+            v["points"] = points(&w, &s.steps);
             v
         })
         .collect();
-    for (t0, t1) in steps(&w) {
-        let at = engine.services(t0, t1).await?;
-        for (entry, s) in out.iter_mut().zip(&services) {
-            let point = at.iter().find(|p| p.service == s.service);
-            push_point(entry, t0, point.map(|p| &p.health));
-        }
-    }
     Ok(Json(json!({
         "start": w.start.to_string(),
         "end": w.end.to_string(),
@@ -110,25 +97,20 @@ pub(crate) async fn operations(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let w = window(&Params::parse(raw.as_deref()))?;
-    let engine = state.engine()?;
-    let ops = engine.operations(&service, w.start, w.end).await?;
-    let mut out: Vec<Value> = ops
+    let ops = state
+        .engine()?
+        .operations_stepped(&service, w.start, w.end, w.step)
+        .await?;
+    let out: Vec<Value> = ops
         .iter()
         .map(|o| {
-            let mut v = health_json(&o.health);
-            v["name"] = json!(o.name);
-            v["kind"] = json!(o.kind);
-            v["points"] = json!([]);
+            let mut v = health_json(&o.item.health);
+            v["name"] = json!(o.item.name);
+            v["kind"] = json!(o.item.kind);
+            v["points"] = points(&w, &o.steps);
             v
         })
         .collect();
-    for (t0, t1) in steps(&w) {
-        let at = engine.operations(&service, t0, t1).await?;
-        for (entry, o) in out.iter_mut().zip(&ops) {
-            let point = at.iter().find(|p| p.name == o.name && p.kind == o.kind);
-            push_point(entry, t0, point.map(|p| &p.health));
-        }
-    }
     Ok(Json(json!({
         "service": service,
         "start": w.start.to_string(),

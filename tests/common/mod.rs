@@ -1,0 +1,120 @@
+//! A `spyglass serve` process on free ports and a real OpenTelemetry SDK pointed at it, for the
+//! end-to-end tests.
+
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    child: Child,
+    pub ui: u16,
+    pub grpc: u16,
+    pub http: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `spyglass serve` writing span metrics every second, and waits until it is ready.
+pub async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spyglass.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nspan_metrics_interval_secs = 1\nservice_graph_wait_secs = 1\n",
+    )
+    .unwrap();
+    let (ui, grpc, http) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--http", &format!("127.0.0.1:{ui}")])
+        .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http", &format!("127.0.0.1:{http}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        ui,
+        grpc,
+        http,
+        _dir: dir,
+    };
+    let started = Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// A tracer provider of `service` exporting over OTLP/gRPC with the Rust SDK's exporter.
+pub fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
+        .build()
+        .unwrap();
+    SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_string())
+                .build(),
+        )
+        .build()
+}
+
+pub async fn get_json(ui: u16, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("http://127.0.0.1:{ui}{path}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` until it holds or `limit` passes; returns how long it took.
+pub async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

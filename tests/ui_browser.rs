@@ -1,0 +1,482 @@
+//! The web UI in a real headless Chromium (Debian `chromium` + `chromium-driver`, driven over
+//! WebDriver with fantoccini) against `spyglass serve` loaded over OTLP by the Rust SDK: each
+//! page shows what it should, no page logs a console error, hostile span text stays text, and
+//! every page is saved as a PNG under `target/ui-screenshots/`.
+//!
+//! A missing browser fails this test: it never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, free_port, get_json, provider, start_server, within};
+use fantoccini::key::Key;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use serde_json::{Value, json};
+
+const HOSTILE_NAME: &str = "<img src=x onerror=\"window.__pwned=1\">charge";
+const HOSTILE_VALUE: &str = "<script>window.__pwned=2</script><b>bold</b>";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver(port: u16) -> Driver {
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "chromedriver could not start ({e}); install Debian's chromium and \
+                 chromium-driver (apt-get install -y chromium chromium-driver)"
+            )
+        });
+    Driver(child)
+}
+
+async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1440,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    let started = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no WebDriver session with Chromium: {e}"),
+        }
+    }
+}
+
+/// Chromium's console since the last call (chromedriver's log endpoint).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+struct Ui {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+}
+
+impl Ui {
+    async fn open(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until an element matching `css` has `needle` in its text; returns that text.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
+                for e in elements {
+                    if let Ok(text) = e.text().await
+                        && text.contains(needle)
+                    {
+                        return text;
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let body = self
+                    .client
+                    .find(Locator::Css("main"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                panic!("no {css} with {needle:?} in the page; it shows:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The first element matching `css`, once it is there.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.client.execute(js, vec![]).await.unwrap()
+    }
+
+    /// Saves the page as `{name}.png` and fails on any console error it logged.
+    async fn done(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        let errors: Vec<&Value> = log
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect())
+            .unwrap_or_default();
+        assert!(
+            errors.is_empty(),
+            "the {name} page logged errors: {errors:?}"
+        );
+    }
+}
+
+struct Traces {
+    failed: String,
+    ok: String,
+    hostile: String,
+}
+
+/// Three traces over OTLP/gRPC with the Rust SDK: a checkout whose payment fails, one that
+/// succeeds (and also queries the database), and one with HTML in its name and attributes.
+async fn load(server: &Server) -> Traces {
+    let frontend = provider("frontend", server.grpc);
+    let payments = provider("payments", server.grpc);
+    let (ft, pt) = (frontend.tracer("shop"), payments.tracer("shop"));
+    let checkout = |fail: bool| {
+        let root = ft
+            .span_builder("GET /checkout")
+            .with_kind(SpanKind::Server)
+            .with_attributes(vec![KeyValue::new("http.route", "/checkout")])
+            .start(&ft);
+        let root_cx = Context::current_with_span(root);
+        let client = ft
+            .span_builder("POST /charge")
+            .with_kind(SpanKind::Client)
+            .with_attributes(vec![KeyValue::new("peer.service", "payments")])
+            .start_with_context(&ft, &root_cx);
+        let client_cx = root_cx.with_span(client);
+        let mut charge = pt
+            .span_builder("POST /charge")
+            .with_kind(SpanKind::Server)
+            .with_attributes(vec![KeyValue::new("card.brand", "visa")])
+            .start_with_context(&pt, &client_cx);
+        if fail {
+            charge.add_event(
+                "exception",
+                vec![
+                    KeyValue::new("exception.type", "CardDeclined"),
+                    KeyValue::new("exception.message", "card declined: insufficient funds"),
+                    KeyValue::new(
+                        "exception.stacktrace",
+                        "CardDeclined: card declined\n  at payments::charge (src/charge.rs:42)",
+                    ),
+                ],
+            );
+            charge.set_status(Status::error("card declined"));
+        } else {
+            let charge_cx = client_cx.with_span(charge);
+            let mut db = pt
+                .span_builder("SELECT payments")
+                .with_kind(SpanKind::Client)
+                .with_attributes(vec![KeyValue::new("db.system", "postgresql")])
+                .start_with_context(&pt, &charge_cx);
+            db.end();
+            charge_cx.span().end();
+            let id = client_cx.span().span_context().trace_id().to_string();
+            client_cx.span().end();
+            root_cx.span().end();
+            return id;
+        }
+        charge.end();
+        let id = client_cx.span().span_context().trace_id().to_string();
+        client_cx.span().end();
+        root_cx.span().end();
+        id
+    };
+    let failed = checkout(true);
+    let ok = checkout(false);
+    let mut hostile = ft
+        .span_builder(HOSTILE_NAME)
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![KeyValue::new("note", HOSTILE_VALUE)])
+        .start(&ft);
+    let hostile_id = hostile.span_context().trace_id().to_string();
+    hostile.end();
+    frontend.force_flush().unwrap();
+    payments.force_flush().unwrap();
+    frontend.shutdown().unwrap();
+    payments.shutdown().unwrap();
+    Traces {
+        failed,
+        ok,
+        hostile: hostile_id,
+    }
+}
+
+/// One OTLP/HTTP JSON log record of the failed payment, with its trace context.
+async fn log_the_failure(server: &Server, trace_id: &str) {
+    let (_, trace) = get_json(server.ui, &format!("/api/v1/traces/{trace_id}")).await;
+    let span_id = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_name"] == "payments")
+        .unwrap()["span_id"]
+        .clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let body = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "payments"}}]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": now, "severityNumber": 17, "severityText": "ERROR",
+            "body": {"stringValue": "payment declined for order 42"},
+            "traceId": trace_id, "spanId": span_id,
+        }]}],
+    }]});
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/logs", server.http))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_shows_its_content_in_a_real_browser() {
+    let server = start_server().await;
+    let traces = load(&server).await;
+    log_the_failure(&server, &traces.failed).await;
+    // Span metrics (services, map) are written every second by this server.
+    let ready = within(Duration::from_secs(20), || async {
+        let (_, deps) = get_json(server.ui, "/api/v1/dependencies").await;
+        deps["edges"].as_array().is_some_and(|edges| {
+            edges.iter().any(|e| {
+                e["client"] == "frontend" && e["server"] == "payments" && e["calls"] == 2.0
+            })
+        })
+    })
+    .await;
+    assert!(ready.is_some(), "span metrics never showed the edge");
+
+    let driver_port = free_port();
+    let _driver = chromedriver(driver_port);
+    let profile = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let ui = Ui {
+        client: browser(driver_port, profile.path()).await,
+        base: format!("http://127.0.0.1:{}", server.ui),
+        shots,
+    };
+
+    // Services: both services, payments with its errors.
+    ui.open("/services").await;
+    ui.wait_text("table.services tbody", "payments").await;
+    let rows = ui.wait_text("table.services tbody", "frontend").await;
+    // payments: two charges (one failed) and one database call.
+    assert!(
+        rows.contains("33%"),
+        "payments fails one span in three: {rows}"
+    );
+    ui.done("services").await;
+
+    // Search finds the error trace; it opens; its failing span is highlighted and shows the
+    // exception message.
+    ui.open("/search?service=payments&status=error").await;
+    ui.wait_text("table.traces", "frontend").await;
+    assert_eq!(
+        ui.count("table.traces tbody tr").await,
+        1,
+        "one error trace"
+    );
+    assert_eq!(ui.count("svg.scatter circle.dot").await, 1, "one dot");
+    ui.done("search").await;
+    ui.element(&format!("table.traces a[href='/trace/{}']", traces.failed))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let error_row = ui.wait_text(".wf-row.error", "payments").await;
+    assert!(error_row.contains("POST /charge"), "{error_row}");
+    assert_eq!(
+        ui.count(".wf-row.error").await,
+        1,
+        "only the failing span is red"
+    );
+    ui.element(".wf-row.error").await.click().await.unwrap();
+    ui.wait_text("aside.detail", "card declined: insufficient funds")
+        .await;
+    let url = ui.client.current_url().await.unwrap();
+    assert_eq!(url.path(), format!("/trace/{}", traces.failed));
+    assert!(url.query().unwrap_or("").contains("span="), "{url}");
+    ui.done("trace").await;
+
+    // The same view from its link alone, whatever the range (state in the URL).
+    ui.open(&format!("{}?{}", url.path(), url.query().unwrap()))
+        .await;
+    ui.wait_text("aside.detail", "CardDeclined").await;
+
+    // Service detail: the operation and the caller.
+    ui.open("/services/payments").await;
+    ui.wait_text("table.grid", "POST /charge").await;
+    ui.wait_text(".card", "frontend").await;
+    ui.done("service").await;
+
+    // Service map: the failing edge and the database as a virtual node.
+    ui.open("/map").await;
+    ui.wait_text("svg.map", "payments").await;
+    assert_eq!(
+        ui.count("svg.map g.edge.failing[data-edge='frontend->payments']")
+            .await,
+        1,
+        "the failing edge is marked"
+    );
+    assert_eq!(
+        ui.count("svg.map g.node.virtual").await,
+        1,
+        "postgresql is a virtual node"
+    );
+    ui.done("map").await;
+
+    // Comparison: the database span only the successful trace has.
+    ui.open(&format!("/compare?a={}&b={}", traces.failed, traces.ok))
+        .await;
+    let only = ui.wait_text("tr[data-only='1']", "SELECT payments").await;
+    assert!(only.contains("only here"), "{only}");
+    assert_eq!(ui.count("tr[data-only='1']").await, 1, "one span differs");
+    ui.done("compare").await;
+
+    // Metrics explorer: the span metrics as a chart.
+    ui.open("/metrics?name=spyglass.span.calls").await;
+    ui.wait_text("figure.chart-box figcaption", "spyglass.span.calls")
+        .await;
+    assert!(
+        ui.count("figure.chart-box svg path").await >= 1,
+        "a line is drawn"
+    );
+    ui.done("metrics").await;
+
+    // Logs, linked to their trace.
+    ui.open("/logs").await;
+    ui.wait_text("table.logs", "payment declined for order 42")
+        .await;
+    assert_eq!(
+        ui.count(&format!("table.logs a[href^='/trace/{}']", traces.failed))
+            .await,
+        1
+    );
+    ui.done("logs").await;
+
+    // SQL console: typed, run with Ctrl+Enter.
+    ui.open("/sql").await;
+    let editor = ui.element("textarea.sql").await;
+    editor
+        .send_keys("SELECT count(*) FROM spans")
+        .await
+        .unwrap();
+    editor
+        .send_keys(&(Key::Control + &Key::Enter.to_string()))
+        .await
+        .unwrap();
+    let (_, spans) = get_json(server.ui, "/api/v1/traces?limit=20&start=now-1h").await;
+    let stored: u64 = spans["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["span_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 8, "3 + 4 + 1 spans were exported");
+    ui.wait_text("table.sql-result td", "8").await;
+    ui.wait_text(".result-count", "1 row").await;
+    ui.done("sql").await;
+
+    // Safety: HTML in a span name and an attribute value is shown as text.
+    ui.open(&format!("/trace/{}", traces.hostile)).await;
+    ui.wait_text(".wf-row", "charge").await;
+    ui.element(".wf-row").await.click().await.unwrap();
+    let detail = ui.wait_text("aside.detail", "bold").await;
+    assert!(detail.contains(HOSTILE_VALUE), "{detail}");
+    let title = ui.wait_text("h1", "onerror").await;
+    assert!(title.contains(HOSTILE_NAME), "{title}");
+    assert_eq!(
+        ui.count("main img, main script, main b:not(h1 b):not(.trace-head b):not(.wf-name b)")
+            .await,
+        0
+    );
+    assert_eq!(
+        ui.script("return window.__pwned === undefined").await,
+        json!(true)
+    );
+    ui.open("/search?service=frontend").await;
+    ui.wait_text("table.traces", "onerror").await;
+    assert_eq!(ui.count("main img").await, 0);
+    assert_eq!(
+        ui.script("return window.__pwned === undefined").await,
+        json!(true)
+    );
+    ui.done("safety").await;
+
+    // Dark mode: the toggle flips the theme and it is kept.
+    ui.open("/services").await;
+    ui.wait_text("table.services", "payments").await;
+    let before = ui
+        .script("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    ui.element("#theme").await.click().await.unwrap();
+    let after = ui
+        .script("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    assert_ne!(before, after, "the toggle changes the colours");
+    ui.done("services-toggled-theme").await;
+
+    ui.client.close().await.unwrap();
+}

@@ -1,0 +1,126 @@
+// The service map: services and virtual nodes (databases, caches, external peers) in layers
+// from the callers on the left to the called on the right; edges coloured by error ratio.
+
+import { get } from './api.js';
+import { h, s, replace, notice, link } from './dom.js';
+import * as fmt from './format.js';
+import * as range from './range.js';
+
+const NODE_W = 150;
+const NODE_H = 36;
+const COL_GAP = 190;
+const ROW_GAP = 26;
+
+function edgeColor(ratio) {
+  if (ratio >= 0.05) return '#ef4444';
+  if (ratio >= 0.01) return '#f59e0b';
+  return '#10b981';
+}
+
+/** Layers by longest path from the nodes nothing calls (cycles are cut where met). */
+function layers(nodes, edges) {
+  const out = new Map(nodes.map((n) => [n.name, 0]));
+  for (let round = 0; round < nodes.length; round++) {
+    let changed = false;
+    for (const e of edges) {
+      if (e.client === e.server) continue;
+      const next = (out.get(e.client) ?? 0) + 1;
+      if (next > (out.get(e.server) ?? 0) && next < nodes.length) {
+        out.set(e.server, next);
+        changed = true;
+      }
+    }
+    if (!changed) break;
+  }
+  return out;
+}
+
+export async function render(main, ctx) {
+  const { params } = ctx;
+  const r = range.fromParams(params);
+  const body = h('div', null, h('p', { class: 'muted' }, 'Loading the dependency graph…'));
+  const detail = h('div');
+  replace(main,
+    h('h1', null, 'Service map', h('span', { class: 'muted' }, r.label)),
+    h('div', { class: 'toolbar' }, range.picker(params, (p) => ctx.setParams(p)),
+      h('span', { class: 'legend' },
+        h('span', null, h('i', { style: { background: '#10b981' } }), 'errors < 1%'),
+        h('span', null, h('i', { style: { background: '#f59e0b' } }), '1–5%'),
+        h('span', null, h('i', { style: { background: '#ef4444' } }), '≥ 5%'),
+        h('span', null, 'dashed: not instrumented (database, cache, external)'))),
+    body, detail);
+  const graph = await get('dependencies', { start: r.start, end: r.end });
+  if (!ctx.current()) return;
+  if (!graph.nodes.length) {
+    replace(body, notice('info', 'No calls between services in this range.'));
+    return;
+  }
+  const layer = layers(graph.nodes, graph.edges);
+  const columns = [];
+  for (const n of graph.nodes.slice().sort((a, b) => a.name.localeCompare(b.name))) {
+    const l = layer.get(n.name) ?? 0;
+    (columns[l] ||= []).push(n);
+  }
+  const pos = new Map();
+  const tallest = Math.max(...columns.map((c) => (c || []).length));
+  const height = Math.max(tallest * (NODE_H + ROW_GAP) + ROW_GAP, 160);
+  columns.forEach((col, i) => {
+    const colHeight = col.length * (NODE_H + ROW_GAP) - ROW_GAP;
+    col.forEach((n, j) => pos.set(n.name, { x: 20 + i * (NODE_W + COL_GAP), y: (height - colHeight) / 2 + j * (NODE_H + ROW_GAP) }));
+  });
+  const width = 40 + columns.length * (NODE_W + COL_GAP) - COL_GAP;
+  const svg = s('svg', { class: 'map', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'service map' },
+    s('defs', null, ['#10b981', '#f59e0b', '#ef4444'].map((c) => s('marker', { id: `arrow${c.slice(1)}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+      s('path', { d: 'M0,0 L10,5 L0,10 z', fill: c })))));
+  for (const e of graph.edges) {
+    const a = pos.get(e.client);
+    const b = pos.get(e.server);
+    if (!a || !b) continue;
+    const color = edgeColor(e.error_ratio);
+    const x1 = a.x + NODE_W;
+    const y1 = a.y + NODE_H / 2;
+    const x2 = b.x;
+    const y2 = b.y + NODE_H / 2;
+    const back = x2 <= x1;
+    const d = back
+      ? `M${a.x + NODE_W / 2},${a.y + NODE_H} C${a.x + NODE_W / 2},${a.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H}`
+      : `M${x1},${y1} C${x1 + COL_GAP / 2},${y1} ${x2 - COL_GAP / 2},${y2} ${x2},${y2}`;
+    const mx = back ? (a.x + b.x + NODE_W) / 2 : (x1 + x2) / 2;
+    const my = back ? Math.max(a.y, b.y) + NODE_H + 50 : (y1 + y2) / 2 - 6;
+    const g = s('g', { class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null], tabindex: 0, 'data-edge': `${e.client}->${e.server}` },
+      s('path', { d, stroke: color, 'marker-end': `url(#arrow${color.slice(1)})` }),
+      s('text', { x: mx, y: my, 'text-anchor': 'middle' }, `${fmt.rate(e.rate_per_sec)} · p99 ${fmt.seconds(e.p99_seconds)}${e.error_ratio ? ` · ${fmt.percent(e.error_ratio)} err` : ''}`),
+      s('title', null, `${e.client} → ${e.server}`));
+    g.addEventListener('click', () => showEdge(e));
+    svg.append(g);
+  }
+  for (const n of graph.nodes) {
+    const p = pos.get(n.name);
+    const virtual = n.kind !== 'service';
+    const g = s('g', { class: ['node', virtual ? 'virtual' : null], transform: `translate(${p.x},${p.y})`, tabindex: 0, 'data-node': n.name },
+      s('rect', { width: NODE_W, height: NODE_H, rx: 8 }),
+      s('circle', { cx: 14, cy: NODE_H / 2, r: 5, fill: fmt.color(n.name) }),
+      s('text', { x: 26, y: NODE_H / 2 + 4 }, n.name.length > 17 ? `${n.name.slice(0, 16)}…` : n.name),
+      s('title', null, `${n.name} (${n.kind})`));
+    const open = () => (virtual ? showNode(n) : ctx.navigate(`/services/${encodeURIComponent(n.name)}`));
+    g.addEventListener('click', open);
+    g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') open(); });
+    svg.append(g);
+  }
+  replace(body, svg);
+
+  function showEdge(e) {
+    replace(detail, h('div', { class: 'card' },
+      h('h3', null, `${e.client} → ${e.server}`, h('span', { class: 'muted' }, ` (${e.connection_type || 'direct'})`)),
+      h('dl', { class: 'kv' },
+        h('dt', null, 'Calls'), h('dd', null, fmt.number(Math.round(e.calls))),
+        h('dt', null, 'Rate'), h('dd', null, fmt.rate(e.rate_per_sec)),
+        h('dt', null, 'Errors'), h('dd', { class: e.error_ratio >= 0.05 ? 'bad' : undefined }, `${fmt.number(Math.round(e.errors))} (${fmt.percent(e.error_ratio)})`),
+        h('dt', null, 'p50 / p95 / p99'), h('dd', null, `${fmt.seconds(e.p50_seconds)} / ${fmt.seconds(e.p95_seconds)} / ${fmt.seconds(e.p99_seconds)}`)),
+      link(`/search?service=${encodeURIComponent(e.client)}${e.error_ratio ? '&status=error' : ''}`, `Traces of ${e.client}${e.error_ratio ? ' with errors' : ''}`)));
+  }
+  function showNode(n) {
+    replace(detail, h('div', { class: 'card' }, h('h3', null, n.name, h('span', { class: 'muted' }, ` (${n.kind}, not instrumented)`)),
+      h('p', null, 'Seen from its callers: ', graph.edges.filter((e) => e.server === n.name).map((e) => link(`/services/${encodeURIComponent(e.client)}`, e.client)))));
+  }
+}

@@ -1,0 +1,50 @@
+// Time ranges: presets ("the last hour") or an explicit start and end, kept in the URL.
+
+import { h } from './dom.js';
+
+export const PRESETS = [
+  ['15m', 'Last 15 minutes', 15 * 60],
+  ['1h', 'Last hour', 3600],
+  ['6h', 'Last 6 hours', 6 * 3600],
+  ['24h', 'Last 24 hours', 24 * 3600],
+  ['7d', 'Last 7 days', 7 * 24 * 3600],
+];
+
+/** The range of the URL: `{start, end, seconds, label}` with API-ready start and end. */
+export function fromParams(params, fallback = '1h') {
+  const start = params.get('start');
+  const end = params.get('end');
+  if (start) {
+    return { start, end: end || 'now', custom: true, seconds: null, label: `${start} → ${end || 'now'}` };
+  }
+  const key = params.get('range') || fallback;
+  const preset = PRESETS.find((p) => p[0] === key) || PRESETS.find((p) => p[0] === fallback);
+  return { start: `now-${preset[0]}`, end: 'now', custom: false, key: preset[0], seconds: preset[2], label: preset[1] };
+}
+
+/** A step giving about `points` points over the range, as the API takes it. */
+export function step(range, points = 30) {
+  const sec = range.seconds || 3600;
+  return `${Math.max(10, Math.ceil(sec / points))}s`;
+}
+
+/** A picker of presets plus a custom start and end; calls `change(params)` with the new ones. */
+export function picker(params, change) {
+  const current = fromParams(params);
+  const select = h('select', { 'aria-label': 'Time range', name: 'range' },
+    PRESETS.map(([key, label]) => h('option', { value: key, selected: !current.custom && current.key === key }, label)),
+    h('option', { value: 'custom', selected: current.custom }, 'Custom…'));
+  const start = h('input', { name: 'start', placeholder: 'start (now-2h, RFC 3339)', value: params.get('start') || '', class: 'custom-time' });
+  const end = h('input', { name: 'end', placeholder: 'end (now)', value: params.get('end') || '', class: 'custom-time' });
+  const custom = h('span', { class: 'custom', hidden: !current.custom }, start, end,
+    h('button', { type: 'button', onclick: () => change({ range: null, start: start.value.trim() || null, end: end.value.trim() || null }) }, 'Apply'));
+  select.addEventListener('change', () => {
+    if (select.value === 'custom') {
+      custom.hidden = false;
+      start.focus();
+    } else {
+      change({ range: select.value, start: null, end: null });
+    }
+  });
+  return h('span', { class: 'range' }, select, custom);
+}

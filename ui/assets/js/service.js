@@ -1,0 +1,75 @@
+// One service: its operations, charts of rate, errors and latency, its dependencies, and
+// recent error and slow traces.
+
+import { get } from './api.js';
+import { h, link, replace, notice, table } from './dom.js';
+import { lineChart } from './chart.js';
+import * as fmt from './format.js';
+import * as range from './range.js';
+import { traceList } from './search.js';
+
+export async function render(main, ctx) {
+  const { params } = ctx;
+  const name = ctx.args[0];
+  const r = range.fromParams(params);
+  const charts = h('div', { class: 'cards' }, h('p', { class: 'muted' }, 'Loading…'));
+  const ops = h('div');
+  const deps = h('div', { class: 'cards' });
+  const errors = h('div');
+  const slow = h('div');
+  replace(main,
+    h('h1', null, name, h('span', { class: 'muted' }, r.label)),
+    h('div', { class: 'toolbar' }, range.picker(params, (p) => ctx.setParams(p)),
+      link(`/search?service=${encodeURIComponent(name)}`, 'Search its traces'),
+      link(`/logs?service=${encodeURIComponent(name)}`, 'Its logs')),
+    charts, h('h2', null, 'Operations'), ops, h('h2', null, 'Dependencies'), deps,
+    h('h2', null, 'Recent errors'), errors, h('h2', null, 'Slowest recent traces'), slow);
+
+  const step = range.step(r);
+  const [services, operations, graph] = await Promise.all([
+    get('services', { start: r.start, end: r.end, step }),
+    get(`services/${encodeURIComponent(name)}/operations`, { start: r.start, end: r.end }),
+    get('dependencies', { start: r.start, end: r.end }),
+  ]);
+  if (!ctx.current()) return;
+  const me = services.services.find((s) => s.name === name);
+  if (!me) {
+    replace(charts, notice('info', `No span metrics for ${name} in this range.`));
+  } else {
+    const t = (p) => fmt.msOf(p.t);
+    replace(charts,
+      h('div', { class: 'card' }, lineChart([{ name: 'rate', points: me.points.map((p) => [t(p), p.rate_per_sec]) }], { title: 'Requests per second', format: (v) => fmt.rate(v), label: 'rate' })),
+      h('div', { class: 'card' }, lineChart([{ name: 'error ratio', color: '#ef4444', points: me.points.map((p) => [t(p), p.error_ratio]) }], { title: 'Error ratio', format: fmt.percent, label: 'errors' })),
+      h('div', { class: 'card' }, lineChart(['p50', 'p95', 'p99'].map((q) => ({ name: q, points: me.points.map((p) => [t(p), p[`${q}_seconds`] ?? 0]) })), { title: 'Latency', format: fmt.seconds, label: 'latency' })));
+  }
+  const rows = operations.operations.slice().sort((a, b) => b.calls - a.calls);
+  replace(ops, rows.length ? table([
+    { title: 'Operation', cell: (o) => link(`/search?service=${encodeURIComponent(name)}&operation=${encodeURIComponent(o.name)}`, o.name) },
+    { title: 'Kind', cell: (o) => o.kind },
+    { title: 'Rate', class: 'num', cell: (o) => fmt.rate(o.rate_per_sec) },
+    { title: 'Errors', class: 'num', cell: (o) => h('span', { class: o.error_ratio >= 0.05 ? 'bad' : undefined }, fmt.percent(o.error_ratio)) },
+    { title: 'p50', class: 'num', cell: (o) => fmt.seconds(o.p50_seconds) },
+    { title: 'p95', class: 'num', cell: (o) => fmt.seconds(o.p95_seconds) },
+    { title: 'p99', class: 'num', cell: (o) => fmt.seconds(o.p99_seconds) },
+  ], rows) : notice('info', 'No operations in this range.'));
+
+  const edge = (e, other) => h('tr', { class: e.error_ratio >= 0.05 ? 'error' : undefined },
+    h('td', null, link(`/services/${encodeURIComponent(other)}`, other)),
+    h('td', { class: 'num' }, fmt.rate(e.rate_per_sec)),
+    h('td', { class: 'num' }, h('span', { class: e.error_ratio >= 0.05 ? 'bad' : undefined }, fmt.percent(e.error_ratio))),
+    h('td', { class: 'num' }, fmt.seconds(e.p99_seconds)));
+  const head = h('thead', null, h('tr', null, h('th', null, 'Service'), h('th', { class: 'num' }, 'Rate'), h('th', { class: 'num' }, 'Errors'), h('th', { class: 'num' }, 'p99')));
+  const up = graph.edges.filter((e) => e.server === name);
+  const down = graph.edges.filter((e) => e.client === name);
+  replace(deps,
+    h('div', { class: 'card' }, h('h3', null, 'Upstream (calls it)'), up.length ? h('table', { class: 'grid' }, head.cloneNode(true), h('tbody', null, up.map((e) => edge(e, e.client)))) : h('p', { class: 'muted' }, 'None seen.')),
+    h('div', { class: 'card' }, h('h3', null, 'Downstream (it calls)'), down.length ? h('table', { class: 'grid' }, head.cloneNode(true), h('tbody', null, down.map((e) => edge(e, e.server)))) : h('p', { class: 'muted' }, 'None seen.')));
+
+  const [errorTraces, slowTraces] = await Promise.all([
+    get('traces', { service: name, status: 'error', start: r.start, end: r.end, limit: 10 }),
+    me && me.p95_seconds ? get('traces', { service: name, min_duration: `${Math.round(me.p95_seconds * 1e6)}us`, start: r.start, end: r.end, limit: 10 }) : { traces: [] },
+  ]);
+  if (!ctx.current()) return;
+  replace(errors, errorTraces.traces.length ? traceList(errorTraces.traces) : notice('info', 'No error traces in this range.'));
+  replace(slow, slowTraces.traces.length ? traceList(slowTraces.traces) : notice('info', 'No traces above the p95 in this range.'));
+}

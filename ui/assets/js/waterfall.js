@@ -1,0 +1,131 @@
+// The trace waterfall: one row per visible span, only the rows in view are in the DOM, so a
+// trace of ten thousand spans scrolls like a small one. A minimap shows the whole trace.
+
+import { h, replace } from './dom.js';
+import * as fmt from './format.js';
+
+const ROW = 24;
+const OVERSCAN = 12;
+
+function niceStep(total, count) {
+  const raw = total / count;
+  const mag = 10 ** Math.floor(Math.log10(Math.max(raw, 1)));
+  return [1, 2, 2.5, 5, 10].map((m) => m * mag).find((v) => v >= raw) || raw;
+}
+
+/**
+ * Times are nanoseconds from the trace's start. `rows()` gives the visible spans in order, each
+ * `{span, offset, depth, hasChildren, collapsed}`;
+ * `state` has `selected`, `critical` (Set), `matches` (Set or null). Callbacks: `onSelect(id)`,
+ * `onToggle(id)`.
+ */
+export function waterfall({ start, end, rows, state, onSelect, onToggle }) {
+  const total = Math.max(end - start, 1);
+  const pct = (t) => ((t - start) / total) * 100;
+  const spacer = h('div', { class: 'spacer' });
+  const box = h('div', { class: 'waterfall', tabindex: 0, 'aria-label': 'spans' }, spacer);
+  const ticks = h('div', { class: 'ticks' });
+  const step = niceStep(total, 6);
+  for (let t = 0; t <= total; t += step) {
+    ticks.append(h('span', { style: { left: `${(t / total) * 100}%` } }, fmt.duration(t)));
+  }
+  const ruler = h('div', { class: 'ruler' }, h('div', null, 'Service and operation'), ticks);
+  const canvas = h('canvas', { width: 1200, height: 40 });
+  const viewport = h('div', { class: 'window' });
+  const minimap = h('div', { class: 'minimap', title: 'The whole trace: click to scroll there' }, canvas, viewport);
+
+  let list = rows();
+  let frame = 0;
+
+  function row(item, index) {
+    const { span } = item;
+    const left = pct(item.offset);
+    const width = Math.max((span.duration_nano / total) * 100, 0.15);
+    const classes = ['wf-row'];
+    if (span.status.code === 'error') classes.push('error');
+    if (state.selected === span.span_id) classes.push('selected');
+    if (state.critical && state.critical.has(span.span_id)) classes.push('critical');
+    if (state.matches) classes.push(state.matches.has(span.span_id) ? 'match' : 'dim');
+    const el = h('div', { class: classes, style: { top: `${index * ROW}px` }, dataset: { span: span.span_id }, role: 'row' },
+      h('div', { class: 'wf-name', style: { paddingLeft: `${item.depth * 14}px` } },
+        h('span', { class: 'wf-toggle', dataset: { toggle: item.hasChildren ? span.span_id : '' } }, item.hasChildren ? (item.collapsed ? '▸' : '▾') : ''),
+        h('span', { class: 'wf-svc', style: { background: fmt.color(span.service_name) } }),
+        h('b', null, span.service_name), ' ', span.name),
+      h('div', { class: 'wf-track' },
+        h('div', { class: 'wf-bar', style: { left: `${left}%`, width: `${width}%`, background: fmt.color(span.service_name) } }),
+        h('span', { class: 'wf-label', style: left + width > 80 ? { right: `${100 - left + 0.5}%` } : { left: `${left + width + 0.5}%` } }, fmt.duration(span.duration_nano))));
+    return el;
+  }
+
+  function draw() {
+    frame = 0;
+    const top = box.scrollTop;
+    const height = box.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+    const last = Math.min(list.length, Math.ceil((top + height) / ROW) + OVERSCAN);
+    const nodes = [];
+    for (let i = first; i < last; i++) nodes.push(row(list[i], i));
+    replace(spacer, nodes);
+    const shown = list.length * ROW;
+    viewport.style.top = `${(top / Math.max(shown, 1)) * 100}%`;
+    viewport.style.height = `${Math.min(100, (height / Math.max(shown, 1)) * 100)}%`;
+    viewport.style.left = '0';
+    viewport.style.right = '0';
+  }
+
+  function drawMinimap() {
+    const ctx = canvas.getContext('2d');
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const n = Math.max(list.length, 1);
+    const rowH = Math.max(canvas.height / n, 0.5);
+    list.forEach((item, i) => {
+      const sp = item.span;
+      const s = item.offset;
+      ctx.fillStyle = sp.status.code === 'error' ? '#ef4444' : fmt.color(sp.service_name);
+      ctx.fillRect((pct(s) / 100) * canvas.width, (i / n) * canvas.height, Math.max((sp.duration_nano / total) * canvas.width, 1), Math.max(rowH, 1));
+    });
+  }
+
+  const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
+  box.addEventListener('scroll', schedule);
+  box.addEventListener('click', (e) => {
+    const toggle = e.target.closest('[data-toggle]');
+    if (toggle && toggle.dataset.toggle) {
+      onToggle(toggle.dataset.toggle);
+      return;
+    }
+    const r = e.target.closest('.wf-row');
+    if (r) onSelect(r.dataset.span);
+  });
+  minimap.addEventListener('click', (e) => {
+    const rect = minimap.getBoundingClientRect();
+    const at = (e.clientY - rect.top) / rect.height;
+    box.scrollTop = at * list.length * ROW - box.clientHeight / 2;
+  });
+  new ResizeObserver(schedule).observe(box);
+
+  function refresh() {
+    list = rows();
+    spacer.style.height = `${list.length * ROW}px`;
+    draw();
+    drawMinimap();
+  }
+
+  /** Scrolls so that the span's row is in view. */
+  function reveal(spanId) {
+    const i = list.findIndex((it) => it.span.span_id === spanId);
+    if (i < 0) return;
+    const top = i * ROW;
+    if (top < box.scrollTop || top + ROW > box.scrollTop + box.clientHeight) box.scrollTop = top - box.clientHeight / 3;
+    draw();
+  }
+
+  refresh();
+  return {
+    element: h('div', null, minimap, ruler, box),
+    refresh,
+    reveal,
+    scrollTop: () => box.scrollTop,
+    scrollTo: (top) => { box.scrollTop = top; draw(); },
+  };
+}
