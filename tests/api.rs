@@ -74,6 +74,32 @@ async fn a_scattered_trace_is_returned_once_and_whole_by_both_apis() {
         assert_eq!(native["summary"]["span_count"], 6);
         assert_eq!(native["summary"]["root_name"], "GET /checkout");
     }
+    // The tree view: the same spans in the same order, without their attributes and events.
+    let (_, full) = get(addr, &format!("/api/v1/traces/{id}")).await;
+    let (status, tree) = get(addr, &format!("/api/v1/traces/{id}?view=tree")).await;
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(ids(&tree["spans"], "span_id"), expected_order);
+    assert_eq!(tree["summary"], full["summary"]);
+    for (t, f) in tree["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(full["spans"].as_array().unwrap())
+    {
+        for key in [
+            "parent_span_id",
+            "service_name",
+            "name",
+            "start_time_unix_nano",
+            "duration_nano",
+            "status",
+            "depth",
+            "child_count",
+        ] {
+            assert_eq!(t[key], f[key], "{key}");
+        }
+        assert!(t.get("attributes").is_none() && t.get("resource").is_none());
+    }
     let jaeger_range = format!("?start={}&end={}", T0 / 1000 - 10, T0 / 1000 - 5);
     for query in ["".to_string(), jaeger_range] {
         let (status, jaeger) = get(addr, &format!("/api/traces/{id}{query}")).await;
@@ -281,6 +307,10 @@ async fn native_search_sql_and_errors() {
         ("/api/v1/traces?start=yesterday", "start"),
         ("/api/v1/traces?servce=x", "servce"),
         ("/api/v1/traces/xyz", "trace_id"),
+        (
+            "/api/v1/traces/00000000000000000000000000000007?view=all",
+            "view",
+        ),
     ] {
         let (status, body) = get(addr, path).await;
         assert_eq!(status, 400, "{path}: {body}");

@@ -8,95 +8,18 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{BrowserLog, browser, chromedriver};
 use common::{Server, free_port, get_json, provider, start_server, within};
 use fantoccini::key::Key;
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use serde_json::{Value, json};
 
 const HOSTILE_NAME: &str = "<img src=x onerror=\"window.__pwned=1\">charge";
 const HOSTILE_VALUE: &str = "<script>window.__pwned=2</script><b>bold</b>";
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn chromedriver(port: u16) -> Driver {
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "chromedriver could not start ({e}); install Debian's chromium and \
-                 chromium-driver (apt-get install -y chromium chromium-driver)"
-            )
-        });
-    Driver(child)
-}
-
-async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1440,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-    let started = Instant::now();
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            Ok(client) => return client,
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("no WebDriver session with Chromium: {e}"),
-        }
-    }
-}
-
-/// Chromium's console since the last call (chromedriver's log endpoint).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
 
 struct Ui {
     client: Client,
@@ -364,6 +287,22 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     ui.open(&format!("{}?{}", url.path(), url.query().unwrap()))
         .await;
     ui.wait_text("aside.detail", "CardDeclined").await;
+    // Find by attribute, and the critical path on demand.
+    let find = ui.element("form.find input").await;
+    find.send_keys("card.brand=visa\n").await.unwrap();
+    ui.wait_text(".toolbar", "1 match").await;
+    assert_eq!(ui.count(".wf-row.match").await, 1);
+    assert_eq!(ui.count(".wf-row.dim").await, 2);
+    ui.element("input[type=checkbox]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    within(Duration::from_secs(10), || async {
+        ui.count(".wf-row.critical").await == 3
+    })
+    .await
+    .expect("the whole chain is the critical path");
 
     // Service detail: the operation and the caller.
     ui.open("/services/payments").await;
@@ -448,9 +387,17 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     let title = ui.wait_text("h1", "onerror").await;
     assert!(title.contains(HOSTILE_NAME), "{title}");
     assert_eq!(
-        ui.count("main img, main script, main b:not(h1 b):not(.trace-head b):not(.wf-name b)")
-            .await,
-        0
+        ui.count("main img, main script").await,
+        0,
+        "no element from span data"
+    );
+    assert_eq!(
+        ui.script(
+            "return [...document.querySelectorAll('main b')].some((b) => b.textContent === 'bold')"
+        )
+        .await,
+        json!(false),
+        "the <b> in the attribute value is text"
     );
     assert_eq!(
         ui.script("return window.__pwned === undefined").await,

@@ -166,43 +166,34 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
         }
     }
 
-    let query = index_query(search);
-    let mut budget = wanted * 4 + 100;
-    let mut checked = 0;
-    'rounds: loop {
-        let hits = snapshot.search_traces(&query, budget)?;
-        let exhausted = hits.len() < budget;
-        // Candidates are read a chunk at a time: each part is opened once per chunk.
-        for chunk in hits[checked.min(hits.len())..].chunks(VERIFY_CHUNK) {
-            checked += chunk.len();
-            let ids: Vec<TraceId> = chunk
-                .iter()
-                .map(|h| h.trace_id)
-                .filter(|id| seen.insert(*id))
-                .collect();
-            for trace in verify(snapshot, search, &ids)? {
-                if before_cursor(&trace) {
-                    found.push(trace);
-                }
-            }
-            // Hits come newest first, so once `wanted` traces start at or after the last hit
-            // read, no later hit can displace them.
-            let oldest_read = chunk
-                .last()
-                .expect("chunks are not empty")
-                .start_time_unix_nano;
-            let enough = found
-                .iter()
-                .filter(|t| t.start_time_unix_nano >= oldest_read)
-                .count();
-            if enough >= wanted {
-                break 'rounds;
+    // The index answers every matching trace at once (it visits each matching document
+    // anyway), newest first; candidates are then read a chunk at a time, each part opened
+    // once per chunk, until no later candidate can enter the page.
+    let hits = snapshot.search_traces(&index_query(search), MAX_CANDIDATES)?;
+    for chunk in hits.chunks(VERIFY_CHUNK) {
+        let ids: Vec<TraceId> = chunk
+            .iter()
+            .map(|h| h.trace_id)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        for trace in verify(snapshot, search, &ids)? {
+            if before_cursor(&trace) {
+                found.push(trace);
             }
         }
-        if exhausted || budget >= MAX_CANDIDATES {
+        // Hits come newest first, so once `wanted` traces start at or after the last hit read,
+        // no later hit can displace them.
+        let oldest_read = chunk
+            .last()
+            .expect("chunks are not empty")
+            .start_time_unix_nano;
+        let enough = found
+            .iter()
+            .filter(|t| t.start_time_unix_nano >= oldest_read)
+            .count();
+        if enough >= wanted {
             break;
         }
-        budget = (budget * 4).min(MAX_CANDIDATES);
     }
 
     found.sort_by(|a, b| {

@@ -554,38 +554,41 @@ impl PartIndex {
         let docs = searcher
             .search(&query, &DocSetCollector)
             .map_err(search_err)?;
+        // Column readers are opened once per segment, not once per document.
+        let mut docs: Vec<_> = docs.into_iter().collect();
+        docs.sort_unstable_by_key(|a| (a.segment_ord, a.doc_id));
         let mut hits = Vec::with_capacity(docs.len());
-        for addr in docs {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let ff = seg.fast_fields();
+        for segment in docs.chunk_by(|a, b| a.segment_ord == b.segment_ord) {
+            let ff = searcher
+                .segment_reader(segment[0].segment_ord)
+                .fast_fields();
             let bytes = ff
                 .bytes("trace_id")
                 .map_err(search_err)?
                 .ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?;
+            let column = |name: &str| ff.u64(name).map_err(search_err);
+            let (start, end) = (column("start")?, column("end")?);
+            let (spans, errors) = (column("span_count")?, column("error_count")?);
             let mut id = Vec::with_capacity(16);
-            if let Some(ord) = bytes.term_ords(addr.doc_id).next() {
-                bytes
-                    .ord_to_bytes(ord, &mut id)
-                    .map_err(Error::io("read trace id from index", ""))?;
+            for addr in segment {
+                id.clear();
+                if let Some(ord) = bytes.term_ords(addr.doc_id).next() {
+                    bytes
+                        .ord_to_bytes(ord, &mut id)
+                        .map_err(Error::io("read trace id from index", ""))?;
+                }
+                let Ok(trace_id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                    continue;
+                };
+                hits.push(TraceHit {
+                    trace_id: TraceId(trace_id),
+                    part_id,
+                    start_time_unix_nano: start.first(addr.doc_id).unwrap_or(0),
+                    end_time_unix_nano: end.first(addr.doc_id).unwrap_or(0),
+                    span_count: spans.first(addr.doc_id).unwrap_or(0),
+                    error_count: errors.first(addr.doc_id).unwrap_or(0),
+                });
             }
-            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
-                continue;
-            };
-            let num = |name: &str| -> Result<u64> {
-                Ok(ff
-                    .u64(name)
-                    .map_err(search_err)?
-                    .first(addr.doc_id)
-                    .unwrap_or(0))
-            };
-            hits.push(TraceHit {
-                trace_id: TraceId(id),
-                part_id,
-                start_time_unix_nano: num("start")?,
-                end_time_unix_nano: num("end")?,
-                span_count: num("span_count")?,
-                error_count: num("error_count")?,
-            });
         }
         Ok(hits)
     }

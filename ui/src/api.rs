@@ -55,7 +55,17 @@ async fn get_trace(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let params = Params::parse(raw.as_deref());
-    params.only(&["start", "end"])?;
+    params.only(&["start", "end", "view"])?;
+    let tree_only = match params.get("view") {
+        None | Some("full") => false,
+        Some("tree") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "view",
+                format!("{other:?}; use full (every field) or tree (what a waterfall draws)"),
+            ));
+        }
+    };
     // The lookup does not depend on a time range; a given one is only checked for sense.
     for name in ["start", "end"] {
         if let Some(v) = params.get(name) {
@@ -64,7 +74,11 @@ async fn get_trace(
     }
     let engine = state.engine()?;
     let trace = engine.trace(parse_trace_id(&trace_id)?).await?;
-    Ok(Json(render::trace(&trace)))
+    Ok(Json(if tree_only {
+        render::trace_tree(&trace)
+    } else {
+        render::trace(&trace)
+    }))
 }
 
 const SEARCH_PARAMS: &[&str] = &[

@@ -5,9 +5,13 @@ import { h, link, replace, notice } from './dom.js';
 import * as fmt from './format.js';
 import { waterfall } from './waterfall.js';
 
-/** Loads a trace and adds to each span its offset from the trace start (ns) and children. */
+/**
+ * Loads a trace's tree (what the waterfall draws) and adds to each span its offset from the
+ * trace start (ns) and its children. `trace.full` is false until [`loadDetails`] adds the rest.
+ */
 export async function loadTrace(id) {
-  const trace = await get(`traces/${id}`);
+  const trace = await get(`traces/${id}`, { view: 'tree' });
+  trace.full = false;
   const t0 = BigInt(trace.summary.start_time_unix_nano);
   const byId = new Map();
   for (const span of trace.spans) {
@@ -19,6 +23,20 @@ export async function loadTrace(id) {
     if (span.depth > 0 && span.parent_span_id && byId.has(span.parent_span_id)) byId.get(span.parent_span_id).children.push(span);
   }
   trace.byId = byId;
+  return trace;
+}
+
+/** Adds every span's attributes, events, links, resource and scope to a loaded tree. */
+export async function loadDetails(trace) {
+  if (trace.full) return trace;
+  const full = await get(`traces/${trace.trace_id}`);
+  for (const span of full.spans) {
+    const mine = trace.byId.get(span.span_id);
+    if (!mine) continue;
+    for (const key of ['attributes', 'events', 'links', 'resource', 'scope', 'trace_state', 'flags',
+      'dropped_attributes_count', 'dropped_events_count', 'dropped_links_count']) mine[key] = span[key];
+  }
+  trace.full = true;
   return trace;
 }
 
@@ -51,14 +69,14 @@ function matcher(text) {
   if (eq > 0) {
     const key = q.slice(0, eq).trim();
     const value = q.slice(eq + 1).trim();
-    return (span) => [...span.attributes, ...span.resource.attributes].some((a) => a.key.toLowerCase() === key && fmt.attrValue(a).toLowerCase() === value);
+    return (span) => [...(span.attributes || []), ...(span.resource?.attributes || [])].some((a) => a.key.toLowerCase() === key && fmt.attrValue(a).toLowerCase() === value);
   }
   return (span) => span.name.toLowerCase().includes(q)
     || span.service_name.toLowerCase().includes(q)
     || span.span_id.includes(q)
     || span.status.message.toLowerCase().includes(q)
-    || span.attributes.some((a) => fmt.attrValue(a).toLowerCase().includes(q))
-    || span.events.some((e) => e.name.toLowerCase().includes(q) || e.attributes.some((a) => fmt.attrValue(a).toLowerCase().includes(q)));
+    || (span.attributes || []).some((a) => fmt.attrValue(a).toLowerCase().includes(q))
+    || (span.events || []).some((e) => e.name.toLowerCase().includes(q) || e.attributes.some((a) => fmt.attrValue(a).toLowerCase().includes(q)));
 }
 
 function attributeList(attrs) {
@@ -83,7 +101,12 @@ function details(trace, span, ctx) {
       h('dt', null, 'Starts at'), h('dd', null, `+${fmt.duration(span.offset)} (${fmt.time(span.start_time_unix_nano)})`),
       h('dt', null, 'Span id'), h('dd', { class: 'mono' }, span.span_id),
       h('dt', null, 'Parent'), h('dd', { class: 'mono' }, parent ? link(`/trace/${trace.trace_id}?span=${parent.span_id}`, `${parent.name} (${parent.span_id})`) : (span.parent_span_id ? `${span.parent_span_id} (not received)` : 'none (root)')),
-      h('dt', null, 'Scope'), h('dd', null, `${span.scope.name} ${span.scope.version}`.trim() || '–')),
+      h('dt', null, 'Scope'), h('dd', null, trace.full ? `${span.scope.name} ${span.scope.version}`.trim() || '–' : '…')),
+    trace.full ? fullDetails(span, t0) : h('p', { class: 'muted loading-details' }, 'Loading attributes and events…'));
+}
+
+function fullDetails(span, t0) {
+  return h('div', null,
     h('h4', null, 'Attributes'), attributeList(span.attributes),
     h('h4', null, `Events (${span.events.length})`),
     span.events.length ? span.events.map((e) => h('div', { class: e.name === 'exception' ? 'event exception' : 'event' },
@@ -184,4 +207,16 @@ export async function render(main, ctx) {
   view.scrollTo(last.scroll);
   if (selected) view.reveal(selected.span_id);
   ctx.onLeave(() => { last.scroll = view.scrollTop(); });
+  if (!trace.full) {
+    // The waterfall is up; attributes and events follow, for the details and the find.
+    loadDetails(trace).then(() => {
+      if (!ctx.current() || !(selected || test)) return;
+      last.scroll = view.scrollTop();
+      render(main, ctx);
+    }, (err) => {
+      if (ctx.current()) main.prepend(notice('error', `Span details could not be loaded: ${err.message}`));
+    });
+  }
+  // For the UI benchmark: the frame after this one shows the rendered trace.
+  requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('spyglass.trace.painted')));
 }
