@@ -1,8 +1,13 @@
 //! Trace by id: every span of a trace, wherever it is stored, once, as a tree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use spyglass_store::model::{Span, SpanId, TraceId};
+use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use spyglass_store::model::{
+    AttrValue, Attributes, KeyValue, Resource, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
@@ -61,7 +66,37 @@ impl QueryEngine {
     }
 }
 
+/// What a waterfall draws of a span: its place in the tree, names, times and status.
+const TREE_COLUMNS: [&str; 9] = [
+    "span_id",
+    "parent_span_id",
+    "service_name",
+    "name",
+    "kind",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "status_code",
+    "status_message",
+];
+
 impl QueryEngine {
+    /// The trace as [`QueryEngine::trace`] gives it, but each span holds only its ids, service,
+    /// name, kind, times and status (attributes, events, links and the rest of the resource
+    /// are left empty): a few columns are read instead of all of them.
+    pub async fn trace_tree(&self, trace_id: TraceId) -> Result<Trace> {
+        let snapshot = self.snapshot();
+        let cap = self.config.trace_max_spans;
+        let spans = tokio::task::spawn_blocking(move || -> Result<Vec<Span>> {
+            let batches = snapshot.trace_rows(&[trace_id], Some(&TREE_COLUMNS))?;
+            tree_spans(trace_id, &batches)
+        })
+        .await??;
+        if spans.is_empty() {
+            return Err(Error::NotFound(format!("trace {}", trace_id.to_hex())));
+        }
+        Ok(assemble(trace_id, spans, cap))
+    }
+
     /// Several traces (as [`QueryEngine::trace`] gives them) in the order of `ids`, reading
     /// each part once; ids without spans are left out.
     pub async fn traces(&self, ids: Vec<TraceId>) -> Result<Vec<Trace>> {
@@ -76,6 +111,72 @@ impl QueryEngine {
         })
         .await?
     }
+}
+
+/// Spans with the tree columns only, each span id once, sorted by start time.
+fn tree_spans(trace_id: TraceId, batches: &[RecordBatch]) -> Result<Vec<Span>> {
+    let mut resources: HashMap<String, Arc<Resource>> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut spans = Vec::new();
+    for batch in batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Internal(format!("trace rows lack {name}")))
+        };
+        let id = |name: &str| -> Result<&FixedSizeBinaryArray> {
+            Ok(column(name)?.as_fixed_size_binary())
+        };
+        let (span_id, parent) = (id("span_id")?, id("parent_span_id")?);
+        let text = |name: &str| -> Result<_> { Ok(column(name)?.as_string::<i32>()) };
+        let (service, name, kind) = (text("service_name")?, text("name")?, text("kind")?);
+        let (status, message) = (text("status_code")?, text("status_message")?);
+        let start = column("start_time_unix_nano")?.as_primitive::<UInt64Type>();
+        let end = column("end_time_unix_nano")?.as_primitive::<UInt64Type>();
+        let span_id_of = |a: &FixedSizeBinaryArray, row: usize| {
+            <[u8; 8]>::try_from(a.value(row))
+                .map(SpanId)
+                .map_err(|_| Error::Internal("span ids are 8 bytes".into()))
+        };
+        for row in 0..batch.num_rows() {
+            let sid = span_id_of(span_id, row)?;
+            if !seen.insert(sid) {
+                continue; // the same span from a retried export
+            }
+            let service = service.value(row);
+            let resource = resources
+                .entry(service.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Resource {
+                        attributes: Attributes::new(vec![KeyValue {
+                            key: "service.name".into(),
+                            value: AttrValue::Str(service.to_string()),
+                        }]),
+                        ..Resource::default()
+                    })
+                })
+                .clone();
+            spans.push(Span {
+                trace_id,
+                span_id: sid,
+                parent_span_id: if parent.is_null(row) {
+                    None
+                } else {
+                    Some(span_id_of(parent, row)?)
+                },
+                name: name.value(row).to_string(),
+                kind: SpanKind::parse(kind.value(row)).unwrap_or_default(),
+                start_time_unix_nano: start.value(row),
+                end_time_unix_nano: end.value(row),
+                status_code: StatusCode::parse(status.value(row)).unwrap_or_default(),
+                status_message: message.value(row).to_string(),
+                resource,
+                ..Span::default()
+            });
+        }
+    }
+    spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+    Ok(spans)
 }
 
 /// Orders `spans` (unique span ids, sorted by start time) as a tree, keeping at most `cap`.

@@ -73,11 +73,11 @@ async fn get_trace(
         }
     }
     let engine = state.engine()?;
-    let trace = engine.trace(parse_trace_id(&trace_id)?).await?;
+    let id = parse_trace_id(&trace_id)?;
     Ok(Json(if tree_only {
-        render::trace_tree(&trace)
+        render::trace_tree(&engine.trace_tree(id).await?)
     } else {
-        render::trace(&trace)
+        render::trace(&engine.trace(id).await?)
     }))
 }
 
