@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get_json, provider, start_server, within};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, KeyValue};
+use common::{checkout, get_json, provider, start_server, within};
+use opentelemetry::trace::TracerProvider;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_traces_are_found_through_both_apis_within_a_second() {
@@ -18,28 +17,7 @@ async fn exported_traces_are_found_through_both_apis_within_a_second() {
     let (ft, pt) = (frontend.tracer("shop"), payments.tracer("shop"));
 
     // frontend GET /checkout ─▶ frontend POST /charge (client) ─▶ payments POST /charge (error)
-    let root = ft
-        .span_builder("GET /checkout")
-        .with_kind(SpanKind::Server)
-        .with_attributes(vec![KeyValue::new("http.route", "/checkout")])
-        .start(&ft);
-    let root_cx = Context::current_with_span(root);
-    let client = ft
-        .span_builder("POST /charge")
-        .with_kind(SpanKind::Client)
-        .with_attributes(vec![KeyValue::new("peer.service", "payments")])
-        .start_with_context(&ft, &root_cx);
-    let client_cx = root_cx.with_span(client);
-    let mut server_span = pt
-        .span_builder("POST /charge")
-        .with_kind(SpanKind::Server)
-        .with_attributes(vec![KeyValue::new("card.brand", "visa")])
-        .start_with_context(&pt, &client_cx);
-    server_span.set_status(Status::error("card declined"));
-    let trace_id = client_cx.span().span_context().trace_id().to_string();
-    server_span.end();
-    client_cx.span().end();
-    root_cx.span().end();
+    let trace_id = checkout(&ft, &pt, true);
 
     // The acknowledgement: both exporters' batches answered by the server.
     payments.force_flush().unwrap();

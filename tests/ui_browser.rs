@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::browser::{BrowserLog, browser, chromedriver};
-use common::{Server, free_port, get_json, provider, start_server, within};
+use common::{Server, checkout, free_port, get_json, provider, start_server, within};
 use fantoccini::key::Key;
 use fantoccini::{Client, Locator};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanKind, Tracer, TracerProvider};
 use serde_json::{Value, json};
 
 const HOSTILE_NAME: &str = "<img src=x onerror=\"window.__pwned=1\">charge";
@@ -109,59 +109,8 @@ async fn load(server: &Server) -> Traces {
     let frontend = provider("frontend", server.grpc);
     let payments = provider("payments", server.grpc);
     let (ft, pt) = (frontend.tracer("shop"), payments.tracer("shop"));
-    let checkout = |fail: bool| {
-        let root = ft
-            .span_builder("GET /checkout")
-            .with_kind(SpanKind::Server)
-            .with_attributes(vec![KeyValue::new("http.route", "/checkout")])
-            .start(&ft);
-        let root_cx = Context::current_with_span(root);
-        let client = ft
-            .span_builder("POST /charge")
-            .with_kind(SpanKind::Client)
-            .with_attributes(vec![KeyValue::new("peer.service", "payments")])
-            .start_with_context(&ft, &root_cx);
-        let client_cx = root_cx.with_span(client);
-        let mut charge = pt
-            .span_builder("POST /charge")
-            .with_kind(SpanKind::Server)
-            .with_attributes(vec![KeyValue::new("card.brand", "visa")])
-            .start_with_context(&pt, &client_cx);
-        if fail {
-            charge.add_event(
-                "exception",
-                vec![
-                    KeyValue::new("exception.type", "CardDeclined"),
-                    KeyValue::new("exception.message", "card declined: insufficient funds"),
-                    KeyValue::new(
-                        "exception.stacktrace",
-                        "CardDeclined: card declined\n  at payments::charge (src/charge.rs:42)",
-                    ),
-                ],
-            );
-            charge.set_status(Status::error("card declined"));
-        } else {
-            let charge_cx = client_cx.with_span(charge);
-            let mut db = pt
-                .span_builder("SELECT payments")
-                .with_kind(SpanKind::Client)
-                .with_attributes(vec![KeyValue::new("db.system", "postgresql")])
-                .start_with_context(&pt, &charge_cx);
-            db.end();
-            charge_cx.span().end();
-            let id = client_cx.span().span_context().trace_id().to_string();
-            client_cx.span().end();
-            root_cx.span().end();
-            return id;
-        }
-        charge.end();
-        let id = client_cx.span().span_context().trace_id().to_string();
-        client_cx.span().end();
-        root_cx.span().end();
-        id
-    };
-    let failed = checkout(true);
-    let ok = checkout(false);
+    let failed = checkout(&ft, &pt, true);
+    let ok = checkout(&ft, &pt, false);
     let mut hostile = ft
         .span_builder(HOSTILE_NAME)
         .with_kind(SpanKind::Server)

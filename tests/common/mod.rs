@@ -9,9 +9,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde_json::Value;
 
 pub fn free_port() -> u16 {
@@ -93,6 +95,58 @@ pub fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
                 .build(),
         )
         .build()
+}
+
+/// One checkout trace: frontend `GET /checkout` ─▶ frontend `POST /charge` (client) ─▶ payments
+/// `POST /charge` (server, `card.brand=visa`). Declined: the charge fails with an exception
+/// event. Paid: the charge also queries the database (`SELECT payments`, `db.system`). Returns
+/// the trace id as hex.
+pub fn checkout(frontend: &SdkTracer, payments: &SdkTracer, declined: bool) -> String {
+    let root = frontend
+        .span_builder("GET /checkout")
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![KeyValue::new("http.route", "/checkout")])
+        .start(frontend);
+    let root_cx = Context::current_with_span(root);
+    let client = frontend
+        .span_builder("POST /charge")
+        .with_kind(SpanKind::Client)
+        .with_attributes(vec![KeyValue::new("peer.service", "payments")])
+        .start_with_context(frontend, &root_cx);
+    let client_cx = root_cx.with_span(client);
+    let mut charge = payments
+        .span_builder("POST /charge")
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![KeyValue::new("card.brand", "visa")])
+        .start_with_context(payments, &client_cx);
+    if declined {
+        charge.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "CardDeclined"),
+                KeyValue::new("exception.message", "card declined: insufficient funds"),
+                KeyValue::new(
+                    "exception.stacktrace",
+                    "CardDeclined: card declined\n  at payments::charge (src/charge.rs:42)",
+                ),
+            ],
+        );
+        charge.set_status(Status::error("card declined"));
+        charge.end();
+    } else {
+        let charge_cx = client_cx.with_span(charge);
+        payments
+            .span_builder("SELECT payments")
+            .with_kind(SpanKind::Client)
+            .with_attributes(vec![KeyValue::new("db.system", "postgresql")])
+            .start_with_context(payments, &charge_cx)
+            .end();
+        charge_cx.span().end();
+    }
+    let id = client_cx.span().span_context().trace_id().to_string();
+    client_cx.span().end();
+    root_cx.span().end();
+    id
 }
 
 pub async fn get_json(ui: u16, path: &str) -> (u16, Value) {

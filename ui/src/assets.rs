@@ -112,16 +112,34 @@ async fn asset(Path(name): Path<String>, request: HeaderMap) -> Response {
     }
 }
 
-/// A page of the UI: `index.html`, whose router shows the view of the path. Paths under the
-/// APIs are not pages.
+/// Whether `path` is one of the UI's pages (the client router's table, `js/app.js`).
+fn is_page(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        [] | [""] => true,
+        ["services" | "search" | "compare" | "map" | "metrics" | "logs" | "sql"] => true,
+        ["services", name] => !name.is_empty(),
+        ["trace", id] => id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        _ => false,
+    }
+}
+
+/// A page of the UI: `index.html`, whose router shows the view of the path; any other path is
+/// a 404.
 async fn page(uri: axum::http::Uri, request: HeaderMap) -> Response {
     let path = uri.path();
-    if path == "/api" || path.starts_with("/api/") {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"error": format!("no endpoint {path}")})),
-        )
-            .into_response();
+    if !is_page(path) {
+        let message = format!("no page or endpoint {path}");
+        return if path == "/api" || path.starts_with("/api/") {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({ "error": message })),
+            )
+                .into_response()
+        } else {
+            (StatusCode::NOT_FOUND, message + "\n").into_response()
+        };
     }
     serve(
         find("index.html").expect("index.html is embedded"),
@@ -132,6 +150,34 @@ async fn page(uri: axum::http::Uri, request: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_routers_pages_answer_the_page() {
+        for page in [
+            "/",
+            "/services",
+            "/services/",
+            "/services/check%20out",
+            "/search",
+            "/trace/0123456789abcdef0123456789ABCDEF",
+            "/compare",
+            "/map",
+            "/metrics",
+            "/logs",
+            "/sql",
+        ] {
+            assert!(is_page(page), "{page}");
+        }
+        for other in [
+            "/nope",
+            "/trace/xyz",
+            "/services/a/b",
+            "/api/v1/nope",
+            "/assets",
+        ] {
+            assert!(!is_page(other), "{other}");
+        }
+    }
 
     #[test]
     fn every_file_in_the_assets_folder_is_embedded() {
