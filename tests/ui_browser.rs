@@ -200,6 +200,12 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         "payments fails one span in three: {rows}"
     );
     ui.done("services").await;
+    // Every range preset is one the API takes.
+    for range in ["15m", "6h", "24h", "7d"] {
+        ui.open(&format!("/services?range={range}")).await;
+        ui.wait_text("table.services tbody", "payments").await;
+        ui.done(&format!("services-{range}")).await;
+    }
 
     // Search finds the error trace; it opens; its failing span is highlighted and shows the
     // exception message.

@@ -45,9 +45,9 @@ impl Params {
     }
 }
 
-/// A duration such as `250ms`, `1.5s`, `2m`, `100us` or `1h30m`.
+/// A duration such as `250ms`, `1.5s`, `2m`, `100us`, `1h30m` or `7d`.
 pub(crate) fn duration(name: &str, text: &str) -> ApiResult<Duration> {
-    let allowed = "a number with a unit (ns, us, ms, s, m, h), e.g. 250ms or 1.5s";
+    let allowed = "a number with a unit (ns, us, ms, s, m, h, d, w), e.g. 250ms or 1.5s";
     let mut total = 0f64;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -72,6 +72,8 @@ pub(crate) fn duration(name: &str, text: &str) -> ApiResult<Duration> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
+            "d" => 86_400e9,
+            "w" => 604_800e9,
             _ => {
                 return Err(ApiError::bad(
                     name,
@@ -150,6 +152,14 @@ mod tests {
         assert_eq!(duration("d", "1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(duration("d", "1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(duration("d", "100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(
+            duration("d", "7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            duration("d", "1w").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
         for bad in ["", "10", "5 parsecs", "ms", "1.2.3s"] {
             let e = duration("min_duration", bad).unwrap_err();
             let (_, message) = e.status_and_message();

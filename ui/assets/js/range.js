@@ -22,9 +22,27 @@ export function fromParams(params, fallback = '1h') {
   return { start: `now-${preset[0]}`, end: 'now', custom: false, key: preset[0], seconds: preset[2], label: preset[1] };
 }
 
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** Milliseconds since the epoch of a time as the API takes it (`now-2h`, RFC 3339, ns). */
+function msOf(text, now) {
+  const t = String(text).trim();
+  if (t === 'now') return now;
+  const rel = t.match(/^now-(\d+(?:\.\d+)?)([smhdw])$/);
+  if (rel) return now - Number(rel[1]) * UNIT_SECONDS[rel[2]] * 1000;
+  if (/^\d{13,}$/.test(t)) return Number(t.slice(0, -6));
+  const parsed = Date.parse(t);
+  return Number.isNaN(parsed) ? null : parsed;
+}
+
 /** A step giving about `points` points over the range, as the API takes it. */
 export function step(range, points = 30) {
-  const sec = range.seconds || 3600;
+  let sec = range.seconds;
+  if (!sec) {
+    const now = Date.now();
+    const [start, end] = [msOf(range.start, now), msOf(range.end, now)];
+    sec = start !== null && end !== null && end > start ? (end - start) / 1000 : 7 * 86400;
+  }
   return `${Math.max(10, Math.ceil(sec / points))}s`;
 }
 
