@@ -8,11 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
-use arrow::datatypes::UInt64Type;
-use spyglass_store::model::{Span, StatusCode, TraceId};
-use spyglass_store::schema::spans_from_batch;
+use spyglass_store::model::{StatusCode, TraceId};
 use spyglass_store::{Signal, Snapshot, TraceQuery};
 
 use crate::QueryEngine;
@@ -232,87 +228,18 @@ fn index_query(search: &TraceSearch) -> TraceQuery {
     }
 }
 
-pub(crate) fn span_matches(search: &TraceSearch, span: &Span) -> bool {
-    let duration = span.duration_nano();
-    search
-        .service
-        .as_deref()
-        .is_none_or(|s| span.service_name() == s)
-        && search.operation.as_deref().is_none_or(|o| span.name == o)
-        && (!search.errors_only || span.status_code == StatusCode::Error)
-        && search.min_duration_nano.is_none_or(|m| duration >= m)
-        && search.max_duration_nano.is_none_or(|m| duration <= m)
-        && search
-            .start_unix_nano
-            .is_none_or(|t| span.start_time_unix_nano >= t)
-        && search
-            .end_unix_nano
-            .is_none_or(|t| span.start_time_unix_nano <= t)
-        && search.attributes.iter().all(|(key, value)| {
-            span.attributes
-                .get(key)
-                .or_else(|| span.resource.attributes.get(key))
-                .is_some_and(|v| v.display() == value.as_str())
-        })
-}
-
 pub(crate) fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
 }
 
-/// Trace ids of memtable spans meeting the span conditions: cheap columns are checked on the
-/// Arrow arrays, the rest on the few rows that pass.
+/// Trace ids of memtable spans meeting the span conditions, checked on the Arrow arrays as
+/// part candidates are.
 fn memtable_matches(snapshot: &Snapshot, search: &TraceSearch) -> Result<Vec<TraceId>> {
     let mut out = Vec::new();
     for batch in snapshot.memtable_batches(Signal::Spans) {
-        let rows = prefilter(&batch, search)?;
-        if rows.is_empty() {
-            continue;
-        }
-        let picked = take_record_batch(&batch, &UInt32Array::from(rows))
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for span in spans_from_batch(&picked)? {
-            if span_matches(search, &span) {
-                out.push(span.trace_id);
-            }
-        }
+        out.extend(verify::matching_traces(&batch, search)?);
     }
     Ok(out)
-}
-
-fn prefilter(batch: &RecordBatch, search: &TraceSearch) -> Result<Vec<u32>> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Internal(format!("memtable batch lacks {name}")))
-    };
-    let service = column("service_name")?.as_string::<i32>();
-    let name = column("name")?.as_string::<i32>();
-    let status = column("status_code")?.as_string::<i32>();
-    let start = column("start_time_unix_nano")?.as_primitive::<UInt64Type>();
-    let end = column("end_time_unix_nano")?.as_primitive::<UInt64Type>();
-    let mut rows = Vec::new();
-    for i in 0..batch.num_rows() {
-        let (s, e) = (start.value(i), end.value(i));
-        let duration = e.saturating_sub(s);
-        let keep = search
-            .service
-            .as_deref()
-            .is_none_or(|v| service.value(i) == v)
-            && search
-                .operation
-                .as_deref()
-                .is_none_or(|v| name.value(i) == v)
-            && (!search.errors_only || status.value(i) == StatusCode::Error.as_str())
-            && search.min_duration_nano.is_none_or(|m| duration >= m)
-            && search.max_duration_nano.is_none_or(|m| duration <= m)
-            && search.start_unix_nano.is_none_or(|t| s >= t)
-            && search.end_unix_nano.is_none_or(|t| s <= t);
-        if keep && !service.is_null(i) {
-            rows.push(i as u32);
-        }
-    }
-    Ok(rows)
 }

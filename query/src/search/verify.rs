@@ -84,12 +84,7 @@ pub(super) fn verify(
     for batch in &batches {
         let rows = Rows::new(batch, search)?;
         for row in 0..batch.num_rows() {
-            let id = TraceId(
-                rows.trace_id
-                    .value(row)
-                    .try_into()
-                    .map_err(|_| Error::Internal("trace ids are 16 bytes".into()))?,
-            );
+            let id = rows.trace_id_at(row)?;
             traces.entry(id).or_default().add(&rows, row, search);
         }
     }
@@ -104,6 +99,16 @@ pub(super) fn verify(
             (trace.matched && text_ok).then(|| trace.summary(*id))
         })
         .collect())
+}
+
+/// The trace ids of the rows of `batch` (spans, with at least the columns verification reads)
+/// whose span meets every span condition, one per matching row.
+pub(super) fn matching_traces(batch: &RecordBatch, search: &TraceSearch) -> Result<Vec<TraceId>> {
+    let rows = Rows::new(batch, search)?;
+    (0..batch.num_rows())
+        .filter(|&row| rows.matches(row, search))
+        .map(|row| rows.trace_id_at(row))
+        .collect()
 }
 
 /// The typed attribute maps under one prefix, as read (absent when not read).
@@ -220,6 +225,14 @@ impl<'a> Rows<'a> {
             status_message: get(batch, "status_message").ok(),
             events,
         })
+    }
+
+    fn trace_id_at(&self, row: usize) -> Result<TraceId> {
+        self.trace_id
+            .value(row)
+            .try_into()
+            .map(TraceId)
+            .map_err(|_| Error::Internal("trace ids are 16 bytes".into()))
     }
 
     /// The span of `row` meets every span condition of `search`.
