@@ -64,16 +64,30 @@ fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-fn etag(body: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body {
-        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("\"{hash:016x}\"")
+/// The `ETag` of an embedded file: a hash of its bytes, computed once per process.
+fn etag(asset: &'static Asset) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in a.body {
+                    hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+                format!("\"{hash:016x}\"")
+            })
+            .collect()
+    });
+    let index = ASSETS
+        .iter()
+        .position(|a| std::ptr::eq(a, asset))
+        .expect("assets come from ASSETS");
+    &tags[index]
 }
 
-fn serve(asset: &Asset, request: &HeaderMap) -> Response {
-    let tag = etag(asset.body);
+fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
+    let tag = etag(asset);
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -92,7 +106,7 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         headers.insert(header::ETAG, value);
     }
     let unchanged = request
