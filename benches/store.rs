@@ -89,9 +89,9 @@ fn round(records: &Arc<Vec<Records>>, spans: usize) -> Round {
     });
     let append_elapsed = started.elapsed();
     let wal = store.wal_stats();
-    let fsyncs = wal.fsyncs_total.load(Ordering::Relaxed);
-    let fsync_ms =
-        wal.fsync_nanos_total.load(Ordering::Relaxed) as f64 / 1e6 / fsyncs.max(1) as f64;
+    let fsync = wal.fsync_seconds.snapshot();
+    let fsyncs = fsync.count;
+    let fsync_ms = fsync.sum_seconds * 1e3 / fsyncs.max(1) as f64;
     let wal_bytes = wal.bytes_written_total.load(Ordering::Relaxed);
     let memtable_bytes = store.memtable_bytes();
     let started = Instant::now();

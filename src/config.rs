@@ -36,6 +36,17 @@ impl Default for Config {
     }
 }
 
+/// The demo's defaults: its own data directory, and span metrics every 5 s so that charts
+/// move while one watches.
+pub fn demo_defaults() -> Config {
+    let mut config = Config {
+        data_dir: PathBuf::from("./demo-data"),
+        ..Config::default()
+    };
+    config.ingest.span_metrics_interval_secs = 5;
+    config
+}
+
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

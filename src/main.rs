@@ -1,13 +1,18 @@
 //! `spyglass`: the binary. Command line, configuration loading, wiring, start-up order and
 //! graceful shutdown live here; everything else lives in the library crates.
 
+mod check;
 mod config;
+mod demo;
+mod otel;
+mod query_cli;
+mod selfmetrics;
 mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
@@ -36,28 +41,104 @@ enum LogFormat {
     Json,
 }
 
+/// Where `serve` (and the server `demo` starts) listens and keeps its data.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see `spyglass config`); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./data, ./demo-data for the demo].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long)]
+    otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long)]
+    otlp_http: Option<SocketAddr>,
+    /// UI and API listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    http: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// The configuration: defaults (`base`), then the file, then the flags.
+    fn load(self, base: Config) -> anyhow::Result<Config> {
+        let mut cfg = match self.config {
+            Some(path) => Config::load(&path)?,
+            None => base,
+        };
+        if let Some(dir) = self.data_dir {
+            cfg.data_dir = dir;
+        }
+        if let Some(addr) = self.otlp_grpc {
+            cfg.ingest.otlp_grpc_addr = addr;
+        }
+        if let Some(addr) = self.otlp_http {
+            cfg.ingest.otlp_http_addr = addr;
+        }
+        if let Some(addr) = self.http {
+            cfg.ui.http_addr = addr;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run Spyglass: store, receivers, UI and API.
-    Serve {
-        /// TOML configuration file (see `spyglass config`); flags override it.
+    Serve(ServeArgs),
+    /// Run Spyglass on ./demo-data with a simulated shop sending it telemetry and incidents.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Divide the 10-minute incident timeline by this.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Shop requests per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Send the shop's telemetry to this OTLP/gRPC endpoint instead of starting Spyglass.
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory [default: ./data].
+        endpoint: Option<String>,
+        /// Bearer token for the endpoint.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
-        #[arg(long)]
-        otlp_grpc: Option<SocketAddr>,
-        /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
-        #[arg(long)]
-        otlp_http: Option<SocketAddr>,
-        /// UI and API listen address [default: 127.0.0.1:8080].
-        #[arg(long)]
-        http: Option<SocketAddr>,
+        token: Option<String>,
+        /// Write `trace_id span_id` of every acknowledged span to this file.
+        #[arg(long, hide = true)]
+        record_acks: Option<PathBuf>,
     },
     /// Print the default configuration with the documentation of every field.
     Config,
+    /// Run read-only SQL on a running Spyglass and print the answer.
+    Query {
+        /// `SELECT`, `WITH` or `EXPLAIN` over the tables spans, metrics and logs.
+        sql: String,
+        /// The Spyglass HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        #[arg(long, value_enum, default_value_t = query_cli::Format::Table)]
+        format: query_cli::Format,
+    },
+    /// Write test traces to a Spyglass and read them back; exit 1 on any loss or mismatch.
+    Check {
+        /// OTLP/gRPC endpoint of the Spyglass under test.
+        #[arg(long, default_value = "http://127.0.0.1:4317")]
+        endpoint: String,
+        /// Its HTTP API [default: port 8080 on the endpoint's host].
+        #[arg(long)]
+        api: Option<String>,
+        /// Bearer token for the endpoint.
+        #[arg(long)]
+        token: Option<String>,
+        /// How many traces to write.
+        #[arg(long, default_value_t = 20)]
+        traces: usize,
+        /// How long to wait for everything to be readable, in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -74,38 +155,59 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = || tokio::runtime::Runtime::new();
     match cli.command {
         Command::Config => {
             print!("{}", config::documented_defaults());
             Ok(())
         }
-        Command::Serve {
-            config,
-            data_dir,
-            otlp_grpc,
-            otlp_http,
-            http,
-        } => {
+        Command::Serve(args) => {
             init_logging(cli.log_format);
-            let mut cfg = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
+            let cfg = args.load(Config::default())?;
+            runtime()?.block_on(serve::serve(cfg))
+        }
+        Command::Demo {
+            serve,
+            speed,
+            rate,
+            endpoint,
+            token,
+            record_acks,
+        } => {
+            // The demo's terminal is for its status line: the server logs only warnings.
+            if std::env::var_os("RUST_LOG").is_none() {
+                // SAFETY: no other thread exists yet.
+                unsafe { std::env::set_var("RUST_LOG", "warn") };
+            }
+            init_logging(cli.log_format);
+            let cfg = serve.load(config::demo_defaults())?;
+            let options = demo::Options {
+                speed,
+                rate,
+                endpoint,
+                token,
+                record_acks,
             };
-            if let Some(dir) = data_dir {
-                cfg.data_dir = dir;
-            }
-            if let Some(addr) = otlp_grpc {
-                cfg.ingest.otlp_grpc_addr = addr;
-            }
-            if let Some(addr) = otlp_http {
-                cfg.ingest.otlp_http_addr = addr;
-            }
-            if let Some(addr) = http {
-                cfg.ui.http_addr = addr;
-            }
-            cfg.validate()?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve::serve(cfg))
+            runtime()?.block_on(demo::run(options, cfg))
+        }
+        Command::Query { sql, api, format } => {
+            runtime()?.block_on(query_cli::run(&api, &sql, format))
+        }
+        Command::Check {
+            endpoint,
+            api,
+            token,
+            traces,
+            timeout,
+        } => {
+            let options = check::Options {
+                api: api.unwrap_or_else(|| otel::default_api(&endpoint)),
+                target: otel::Target { endpoint, token },
+                traces: traces.max(1),
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let passed = runtime()?.block_on(check::run(options))?;
+            std::process::exit(if passed { 0 } else { 1 });
         }
     }
 }

@@ -6,6 +6,8 @@
 //! metrics → stop maintenance →
 //! close the store (queued appends finish, memtable flushed) → stop the UI.
 
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,19 +19,34 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::selfmetrics;
 
 /// How long the final flush may take before Spyglass exits anyway (the WAL still has the data).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// `spyglass serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    run(config, shutdown_signal(), || {}).await
+}
+
+/// Runs Spyglass until `shutdown` completes; `on_ready` is called once it takes telemetry.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = anyhow::Result<()>>,
+    on_ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     for addr in config.exposed_without_tokens() {
         tracing::warn!(%addr, "listening beyond loopback with no ingest tokens configured: anyone who can reach this address can use it");
     }
     let readiness = Readiness::default();
     let engine_slot = EngineSlot::default();
+    // `/metrics` answers from the start; the store's and ingest's figures join once they exist.
+    let sources: Arc<OnceLock<selfmetrics::Sources>> = Arc::default();
+    let exposition = selfmetrics::exposition(sources.clone());
     let ui = UiServer::bind(config.ui.http_addr, readiness.clone(), engine_slot.clone())
         .await
-        .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?;
+        .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?
+        .with_exposition(exposition);
     tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
     let (stop_ui, ui_stopped) = oneshot::channel::<()>();
     let ui_task = tokio::spawn(ui.run(async {
@@ -49,7 +66,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    engine_slot.set(QueryEngine::new(store.clone(), config.query.clone()));
+    let engine = QueryEngine::new(store.clone(), config.query.clone());
+    engine_slot.set(engine.clone());
     // Open every part's trace index and footer in the background, so the first trace lookups
     // after a restart are as fast as later ones. Its handle is dropped: the job ends by itself.
     let warm_store = store.clone();
@@ -59,6 +77,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
+    let _ = sources.set(selfmetrics::Sources {
+        store: store.clone(),
+        ingest: ingest.stats().clone(),
+        query: engine,
+    });
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
         .await
         .with_context(|| {
@@ -94,6 +117,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = writer_stopped.await;
     }));
     readiness.set_ready();
+    on_ready();
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
 
     let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
@@ -101,7 +125,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = maintenance_stopped.await;
     }));
 
-    shutdown_signal().await?;
+    shutdown.await?;
     tracing::info!("shutting down: stopping the receivers");
     let _ = stop_grpc.send(());
     let _ = stop_http.send(());
@@ -124,7 +148,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// SIGINT (Ctrl+C) or SIGTERM.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result?,

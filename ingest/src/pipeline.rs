@@ -65,6 +65,11 @@ impl IngestStats {
         self.throttled_total[s][p].load(Ordering::Relaxed)
     }
 
+    pub fn refused(&self, signal: Signal, protocol: Protocol) -> u64 {
+        let (s, p) = slot(signal, protocol);
+        self.refused_total[s][p].load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_error(&self, signal: Signal, protocol: Protocol, error: &Error) {
         let (s, p) = slot(signal, protocol);
         let counter = match error {

@@ -46,6 +46,7 @@ pub struct Dependencies {
 
 impl QueryEngine {
     pub async fn dependencies(&self, start: u64, end: u64) -> Result<Dependencies> {
+        let _timer = self.stats.time(crate::QueryKind::Graph);
         let totals = self
             .family_totals(&GRAPH_FAMILY, "true", start, end)
             .await?;

@@ -28,6 +28,10 @@ pub struct Health {
     pub p50_seconds: Option<f64>,
     pub p95_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
+    /// When calls last rose by the window's end (the span-metrics point that showed it, looking
+    /// up to 10 minutes before the window): a service that stopped sending keeps this time
+    /// while the window moves on.
+    pub last_seen_unix_nano: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +85,7 @@ pub(crate) struct Totals {
     errors: f64,
     buckets: Vec<f64>,
     bounds: Vec<f64>,
+    last_seen: Option<u64>,
 }
 
 /// Health over a window and, when asked, per step: `steps[k]` covers
@@ -110,6 +115,7 @@ impl QueryEngine {
         end: u64,
         step: Option<u64>,
     ) -> Result<Vec<Stepped<ServiceHealth>>> {
+        let _timer = self.stats.time(crate::QueryKind::Health);
         let totals = self.span_metric_totals(None, start, end, step).await?;
         let mut by_service: BTreeMap<String, Vec<Totals>> = BTreeMap::new();
         for ((service, _, _), steps) in totals {
@@ -156,6 +162,7 @@ impl QueryEngine {
         end: u64,
         step: Option<u64>,
     ) -> Result<Vec<Stepped<OperationHealth>>> {
+        let _timer = self.stats.time(crate::QueryKind::Health);
         let totals = self
             .span_metric_totals(Some(service), start, end, step)
             .await?;
@@ -339,6 +346,9 @@ struct SeriesState {
     /// Per step, the increase of each value (one for calls, one per bucket for durations).
     increase: Vec<Vec<f64>>,
     bounds: Vec<f64>,
+    /// Per step, the time of the last point that showed calls rising (the first step also
+    /// counts rises before the window).
+    last_rise: Vec<Option<u64>>,
 }
 
 /// The steps a window is cut into (one when no step is asked for).
@@ -389,6 +399,7 @@ impl SeriesState {
             last: None,
             increase: vec![Vec::new(); steps],
             bounds: rows.bounds(i),
+            last_rise: vec![None; steps],
         }
     }
 
@@ -401,8 +412,16 @@ impl SeriesState {
         } else {
             vec![rows.value.value(i)]
         };
-        let in_window = rows.time.value(i) >= window_start;
-        if in_window {
+        let time = rows.time.value(i);
+        let is_calls = !self.is_duration && !self.is_error;
+        let rose =
+            |prev: &[f64]| is_calls && current.iter().sum::<f64>() > prev.iter().sum::<f64>();
+        if time < window_start {
+            // Before the window: only when calls last rose (a silent service keeps that time).
+            if self.last.as_deref().is_some_and(rose) {
+                self.last_rise[0] = Some(time);
+            }
+        } else {
             let previous = match self.last.take() {
                 Some(prev) => Some(prev),
                 // No earlier point: from zero if the series began in the window.
@@ -410,7 +429,11 @@ impl SeriesState {
                 None => None,
             };
             if let Some(prev) = previous {
-                let increase = &mut self.increase[steps.of(rows.time.value(i))];
+                let step = steps.of(time);
+                if rose(&prev) {
+                    self.last_rise[step] = Some(time);
+                }
+                let increase = &mut self.increase[step];
                 if increase.len() < current.len() {
                     increase.resize(current.len(), 0.0);
                 }
@@ -433,7 +456,8 @@ impl SeriesState {
         if all.len() < self.increase.len() {
             all.resize_with(self.increase.len(), Totals::default);
         }
-        for (t, increase) in all.iter_mut().zip(&self.increase) {
+        for ((t, increase), rise) in all.iter_mut().zip(&self.increase).zip(&self.last_rise) {
+            t.last_seen = t.last_seen.max(*rise);
             if self.is_duration {
                 if t.buckets.len() < increase.len() {
                     t.buckets.resize(increase.len(), 0.0);
@@ -458,6 +482,7 @@ impl SeriesState {
 
 pub(crate) fn merge(into: &mut Totals, from: &Totals) {
     into.calls += from.calls;
+    into.last_seen = into.last_seen.max(from.last_seen);
     into.errors += from.errors;
     if into.buckets.len() < from.buckets.len() {
         into.buckets.resize(from.buckets.len(), 0.0);
@@ -513,6 +538,7 @@ pub(crate) fn health(t: &Totals, window_secs: f64) -> Health {
         p50_seconds: quantile(0.50, &t.buckets, &t.bounds),
         p95_seconds: quantile(0.95, &t.buckets, &t.bounds),
         p99_seconds: quantile(0.99, &t.buckets, &t.bounds),
+        last_seen_unix_nano: t.last_seen,
     }
 }
 

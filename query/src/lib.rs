@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod search;
 mod sql;
+mod stats;
 mod tables;
 mod trace;
 
@@ -39,6 +40,7 @@ pub use logs::LogSearch;
 pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
 pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
 pub use sql::SqlOutput;
+pub use stats::{QueryKind, QueryStats};
 pub use trace::{Trace, TraceSpan};
 
 /// The query side of Spyglass: cheap to clone, shared by the HTTP API and alerting.
@@ -49,6 +51,7 @@ pub struct QueryEngine {
     /// Shared by every query: the memory pool (`sql_memory_limit_bytes`) and the cache of
     /// Parquet footers, so a part's footer is parsed once, not once per query.
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    stats: Arc<QueryStats>,
 }
 
 impl QueryEngine {
@@ -61,11 +64,17 @@ impl QueryEngine {
             store,
             config: Arc::new(config),
             runtime,
+            stats: Arc::default(),
         }
     }
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    /// Latency per kind of query, for `/metrics`.
+    pub fn stats(&self) -> &QueryStats {
+        &self.stats
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {

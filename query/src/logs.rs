@@ -23,6 +23,7 @@ pub struct LogSearch {
 
 impl QueryEngine {
     pub async fn logs(&self, search: LogSearch) -> Result<Vec<LogRecord>> {
+        let _timer = self.stats.time(crate::QueryKind::Logs);
         if search.limit == 0 || search.limit > self.config.sql_max_rows {
             return Err(Error::invalid(format!(
                 "limit must be between 1 and {}",

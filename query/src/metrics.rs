@@ -82,6 +82,7 @@ fn label_expr(label: &str) -> String {
 
 impl QueryEngine {
     pub async fn metric_names(&self, start: u64, end: u64) -> Result<Vec<MetricInfo>> {
+        let _timer = self.stats.time(crate::QueryKind::Metrics);
         let sql = format!(
             "SELECT metric_name, min(metric_type), min(unit), min(description), \
                     count(DISTINCT series_id), \
@@ -123,6 +124,7 @@ impl QueryEngine {
     }
 
     pub async fn series(&self, q: &SeriesQuery) -> Result<Vec<SeriesResult>> {
+        let _timer = self.stats.time(crate::QueryKind::Metrics);
         if q.start_unix_nano >= q.end_unix_nano {
             return Err(Error::invalid("start must be before end"));
         }

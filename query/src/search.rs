@@ -128,6 +128,7 @@ const VERIFY_CHUNK: usize = 64;
 
 impl QueryEngine {
     pub async fn search(&self, search: TraceSearch) -> Result<SearchPage> {
+        let _timer = self.stats.time(crate::QueryKind::Search);
         if search.limit == 0 || search.limit > self.config.search_max_limit {
             return Err(Error::invalid(format!(
                 "limit must be between 1 and {}",

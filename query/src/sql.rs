@@ -42,6 +42,7 @@ impl QueryEngine {
 
     /// Runs one read-only statement (`SELECT`, `WITH`, `EXPLAIN`, `SHOW`) over a fresh snapshot.
     pub async fn sql(&self, query: &str) -> Result<SqlOutput> {
+        let _timer = self.stats.time(crate::QueryKind::Sql);
         let snapshot = self.snapshot();
         let ctx = self.session(&snapshot)?;
         let options = SQLOptions::new()

@@ -56,6 +56,7 @@ impl QueryEngine {
     /// The trace with this id, whatever its time: the trace index finds its parts without a
     /// time range, the memtable is scanned, retried spans are kept once.
     pub async fn trace(&self, trace_id: TraceId) -> Result<Trace> {
+        let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
         let spans = tokio::task::spawn_blocking(move || snapshot.find_trace(&trace_id)).await??;
@@ -84,6 +85,7 @@ impl QueryEngine {
     /// name, kind, times and status (attributes, events, links and the rest of the resource
     /// are left empty): a few columns are read instead of all of them.
     pub async fn trace_tree(&self, trace_id: TraceId) -> Result<Trace> {
+        let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
         let spans = tokio::task::spawn_blocking(move || -> Result<Vec<Span>> {
@@ -100,6 +102,7 @@ impl QueryEngine {
     /// Several traces (as [`QueryEngine::trace`] gives them) in the order of `ids`, reading
     /// each part once; ids without spans are left out.
     pub async fn traces(&self, ids: Vec<TraceId>) -> Result<Vec<Trace>> {
+        let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
         tokio::task::spawn_blocking(move || {

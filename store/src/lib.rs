@@ -29,6 +29,7 @@ mod part;
 mod roundtrip_tests;
 pub mod schema;
 mod snapshot;
+pub mod stats;
 mod store;
 pub mod synth;
 pub mod wal;

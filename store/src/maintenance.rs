@@ -66,11 +66,10 @@ impl Store {
             .await?;
             self.install(next, &group);
             merged += group.len();
-            let stats = &self.inner.stats;
-            stats.compactions_total.fetch_add(1, Ordering::Relaxed);
-            stats
-                .compaction_nanos_total
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.inner
+                .stats
+                .compaction_seconds
+                .observe(started.elapsed());
             tracing::debug!(%signal, hour, parts = group.len(), "compacted");
         }
         Ok(merged)

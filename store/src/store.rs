@@ -39,10 +39,8 @@ pub struct StoreStats {
     pub appends_total: AtomicU64,
     pub rows_appended_total: AtomicU64,
     pub throttled_total: AtomicU64,
-    pub flushes_total: AtomicU64,
-    pub flush_nanos_total: AtomicU64,
-    pub compactions_total: AtomicU64,
-    pub compaction_nanos_total: AtomicU64,
+    pub flush_seconds: crate::stats::Histogram,
+    pub compaction_seconds: crate::stats::Histogram,
     pub parts_dropped_by_retention_total: AtomicU64,
 }
 
@@ -276,14 +274,7 @@ impl Store {
         }
         self.inner.budget.release(frozen.bytes);
         self.inner.wal.checkpoint(report.flushed_lsn)?;
-        self.inner
-            .stats
-            .flushes_total
-            .fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .stats
-            .flush_nanos_total
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.inner.stats.flush_seconds.observe(started.elapsed());
         tracing::debug!(
             rows = report.rows,
             parts = report.parts.len(),

@@ -35,8 +35,7 @@ use crate::error::{Error, Result};
 pub struct WalStats {
     pub bytes_written_total: AtomicU64,
     pub records_total: AtomicU64,
-    pub fsyncs_total: AtomicU64,
-    pub fsync_nanos_total: AtomicU64,
+    pub fsync_seconds: crate::stats::Histogram,
     pub write_failures_total: AtomicU64,
 }
 
@@ -495,10 +494,7 @@ impl<T> Writer<T> {
         if let Some(file) = self.file.as_mut() {
             let started = Instant::now();
             file.sync_data()?;
-            self.stats.fsyncs_total.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .fsync_nanos_total
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.stats.fsync_seconds.observe(started.elapsed());
         }
         self.unsynced = false;
         self.last_sync = Instant::now();

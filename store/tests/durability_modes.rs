@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -17,7 +16,7 @@ async fn fsync_mode_syncs_every_group() {
         append(&store, vec![span(i, 1, "api", T0)]).await;
     }
     assert_eq!(
-        store.wal_stats().fsyncs_total.load(Ordering::Relaxed),
+        store.wal_stats().fsync_seconds.snapshot().count,
         5,
         "one fsync per sequential append"
     );
@@ -38,7 +37,7 @@ async fn none_mode_never_fsyncs_the_wal() {
         append(&store, vec![s.clone()]).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(store.wal_stats().fsyncs_total.load(Ordering::Relaxed), 0);
+    assert_eq!(store.wal_stats().fsync_seconds.snapshot().count, 0);
     drop(store);
     assert_eq!(span_ids(&open(dir.path()).snapshot()), expected_ids(&spans));
 }
@@ -56,14 +55,14 @@ async fn interval_mode_fsyncs_on_a_timer_even_when_idle() {
     for s in &spans {
         append(&store, vec![s.clone()]).await;
     }
-    let after_appends = store.wal_stats().fsyncs_total.load(Ordering::Relaxed);
+    let after_appends = store.wal_stats().fsync_seconds.snapshot().count;
     assert!(
         after_appends < 5,
         "appends do not each wait for an fsync ({after_appends})"
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(
-        store.wal_stats().fsyncs_total.load(Ordering::Relaxed) > after_appends,
+        store.wal_stats().fsync_seconds.snapshot().count > after_appends,
         "the idle timer synced the tail"
     );
     drop(store);

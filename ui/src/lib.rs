@@ -1,12 +1,12 @@
 //! `spyglass-ui`: the HTTP surface on `:8080`.
 //!
 //! It owns the HTTP API (native JSON under `/api/v1`, the Jaeger query API under `/api`), the
-//! web UI's assets and their serving, and the operational endpoints `/healthz` and `/readyz`.
+//! web UI's assets and their serving, and the operational endpoints `/healthz`, `/readyz` and `/metrics` (rendered by the binary).
 //! It reads data through `spyglass-query` and `spyglass-alerting` only, and must not know the
 //! store's files, OTLP or how alerts are delivered.
 //!
 //! ```text
-//! browser, Grafana ─▶ axum router ─┬─ /healthz, /readyz
+//! browser, Grafana ─▶ axum router ─┬─ /healthz, /readyz, /metrics
 //!                                  ├─ /api/v1/…  native JSON (api.rs)
 //!                                  ├─ /api/…     Jaeger query API (jaeger.rs)
 //!                                  │     └─▶ QueryEngine (spyglass-query)
@@ -25,4 +25,4 @@ mod state;
 
 pub use config::UiConfig;
 pub use server::{Readiness, UiServer};
-pub use state::EngineSlot;
+pub use state::{EngineSlot, Exposition};

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::state::{AppState, EngineSlot};
+use crate::state::{AppState, EngineSlot, Exposition};
 
 /// Whether Spyglass is ready to serve: set by the binary once the WAL is replayed.
 #[derive(Clone, Debug, Default)]
@@ -42,8 +42,18 @@ impl UiServer {
     ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
-            state: AppState { readiness, engine },
+            state: AppState {
+                readiness,
+                engine,
+                exposition: None,
+            },
         })
+    }
+
+    /// Serves `/metrics` from `exposition` (404 without one).
+    pub fn with_exposition(mut self, exposition: Exposition) -> Self {
+        self.state.exposition = Some(exposition);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -64,10 +74,26 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .merge(crate::api::routes())
         .merge(crate::jaeger::routes())
         .merge(crate::assets::routes())
         .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &state.exposition {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -102,6 +128,7 @@ mod tests {
         let state = AppState {
             readiness: readiness.clone(),
             engine: EngineSlot::default(),
+            exposition: None,
         };
         assert_eq!(
             status(router(state.clone()), "/healthz").await,

@@ -19,10 +19,15 @@ impl EngineSlot {
     }
 }
 
+/// Renders the process's own metrics in the Prometheus/OpenMetrics text format; the binary
+/// supplies it, since only the binary sees every component.
+pub type Exposition = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) readiness: Readiness,
     pub(crate) engine: EngineSlot,
+    pub(crate) exposition: Option<Exposition>,
 }
 
 impl AppState {

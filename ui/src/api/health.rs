@@ -47,6 +47,7 @@ fn health_json(h: &Health) -> Value {
         "p50_seconds": h.p50_seconds,
         "p95_seconds": h.p95_seconds,
         "p99_seconds": h.p99_seconds,
+        "last_seen_unix_nano": h.last_seen_unix_nano.map(|t| t.to_string()),
     })
 }
 

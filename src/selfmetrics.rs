@@ -1,0 +1,248 @@
+//! `/metrics`: the process's own metrics in the OpenMetrics text format, read from each
+//! component's counters at scrape time (the components keep plain atomics and know nothing of
+//! Prometheus).
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use spyglass_ingest::{IngestStats, Protocol};
+use spyglass_query::{QueryEngine, QueryKind};
+use spyglass_store::stats::Histogram;
+use spyglass_store::{Signal, Store};
+use spyglass_ui::Exposition;
+
+/// What `/metrics` reads.
+pub struct Sources {
+    pub store: Store,
+    pub ingest: Arc<IngestStats>,
+    pub query: QueryEngine,
+}
+
+/// The sources, once the store is open (until then `/metrics` is empty).
+struct Late(Arc<OnceLock<Sources>>);
+
+impl std::fmt::Debug for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("spyglass components")
+    }
+}
+
+pub fn exposition(sources: Arc<OnceLock<Sources>>) -> Exposition {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Late(sources)));
+    let registry = Arc::new(registry);
+    Arc::new(move || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    })
+}
+
+const PROTOCOLS: [(Protocol, &str); 2] = [(Protocol::Grpc, "grpc"), (Protocol::Http, "http")];
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Encodes each labelled value; a single value without labels is written bare (`name 3`, not
+/// `name{} 3`).
+fn each<T>(
+    mut metric: MetricEncoder,
+    values: &[(Labels, T)],
+    encode: impl Fn(MetricEncoder, &T) -> std::fmt::Result,
+) -> std::fmt::Result {
+    if let [(labels, value)] = values
+        && labels.is_empty()
+    {
+        return encode(metric, value);
+    }
+    for (labels, value) in values {
+        encode(metric.encode_family(labels)?, value)?;
+    }
+    Ok(())
+}
+
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, u64)],
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    each(metric, values, |m, v| ConstCounter::new(*v).encode(m))
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, i64)],
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    each(metric, values, |m, v| ConstGauge::new(*v).encode(m))
+}
+
+fn histograms(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, &Histogram)],
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    each(metric, values, |mut m, h| {
+        let s = h.snapshot();
+        m.encode_histogram::<NoLabelSet>(s.sum_seconds, s.count, &s.cumulative, None)
+    })
+}
+
+impl Collector for Late {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        match self.0.get() {
+            Some(sources) => sources.encode(encoder),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let per_signal_protocol = |read: &dyn Fn(Signal, Protocol) -> u64| {
+            Signal::ALL
+                .iter()
+                .flat_map(|&signal| {
+                    PROTOCOLS.iter().map(move |&(protocol, p)| {
+                        (
+                            vec![("signal", signal.as_str()), ("protocol", p)],
+                            read(signal, protocol),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let ingest = &self.ingest;
+        counters(
+            &mut encoder,
+            "spyglass_ingest_accepted",
+            "Items (spans, data points, log records) stored.",
+            &per_signal_protocol(&|s, p| ingest.accepted(s, p)),
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_ingest_rejected",
+            "Items dropped as invalid and reported through partial success.",
+            &per_signal_protocol(&|s, p| ingest.rejected(s, p)),
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_ingest_throttled",
+            "Requests answered 429 / UNAVAILABLE: retry later.",
+            &per_signal_protocol(&|s, p| ingest.throttled(s, p)),
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_ingest_refused",
+            "Requests refused as undecodable, too large or unauthenticated.",
+            &per_signal_protocol(&|s, p| ingest.refused(s, p)),
+        )?;
+
+        let wal = self.store.wal_stats();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        counters(
+            &mut encoder,
+            "spyglass_wal_bytes_written",
+            "Bytes appended to the write-ahead log.",
+            &[(vec![], wal.bytes_written_total.load(relaxed))],
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_wal_write_failures",
+            "Failed WAL writes or fsyncs (nothing of those groups was acknowledged).",
+            &[(vec![], wal.write_failures_total.load(relaxed))],
+        )?;
+        histograms(
+            &mut encoder,
+            "spyglass_wal_fsync_seconds",
+            "Time of each WAL fsync.",
+            &[(vec![], &wal.fsync_seconds)],
+        )?;
+        gauges(
+            &mut encoder,
+            "spyglass_wal_segments",
+            "WAL segment files on disk.",
+            &[(vec![], self.store.wal_segments() as i64)],
+        )?;
+        gauges(
+            &mut encoder,
+            "spyglass_memtable_bytes",
+            "Bytes held by the memtables (including one being flushed).",
+            &[(vec![], self.store.memtable_bytes() as i64)],
+        )?;
+        let stats = self.store.stats();
+        counters(
+            &mut encoder,
+            "spyglass_store_throttled",
+            "Appends refused for lack of memtable room.",
+            &[(vec![], stats.throttled_total.load(relaxed))],
+        )?;
+        histograms(
+            &mut encoder,
+            "spyglass_flush_seconds",
+            "Time of each memtable flush to Parquet parts and their index.",
+            &[(vec![], &stats.flush_seconds)],
+        )?;
+        histograms(
+            &mut encoder,
+            "spyglass_compaction_seconds",
+            "Time of each compaction of an hour's small parts.",
+            &[(vec![], &stats.compaction_seconds)],
+        )?;
+        let snapshot = self.store.snapshot();
+        let parts: Vec<_> = Signal::ALL
+            .iter()
+            .map(|&signal| (signal, snapshot.parts(signal)))
+            .collect();
+        gauges(
+            &mut encoder,
+            "spyglass_parts",
+            "Parquet parts in the manifest.",
+            &parts
+                .iter()
+                .map(|(signal, parts)| (vec![("signal", signal.as_str())], parts.len() as i64))
+                .collect::<Vec<_>>(),
+        )?;
+        gauges(
+            &mut encoder,
+            "spyglass_part_bytes",
+            "Bytes of the parts in the manifest, their trace index included.",
+            &parts
+                .iter()
+                .map(|(signal, parts)| {
+                    let bytes: u64 = parts
+                        .iter()
+                        .map(|p| p.meta().bytes + p.meta().index_bytes)
+                        .sum();
+                    (vec![("signal", signal.as_str())], bytes as i64)
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        histograms(
+            &mut encoder,
+            "spyglass_query_seconds",
+            "Time to answer a query, by kind (failed queries included).",
+            &QueryKind::ALL
+                .iter()
+                .map(|&kind| {
+                    (
+                        vec![("kind", kind.as_str())],
+                        self.query.stats().seconds(kind),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+}
