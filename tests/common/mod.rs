@@ -39,35 +39,58 @@ impl Drop for Server {
     }
 }
 
-/// Starts `spyglass serve` writing span metrics every second, and waits until it is ready.
-pub async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spyglass.toml");
-    std::fs::write(
-        &config,
-        "[ingest]\nspan_metrics_interval_secs = 1\nservice_graph_wait_secs = 1\n",
-    )
-    .unwrap();
-    let (ui, grpc, http) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+/// The configuration the end-to-end tests run with: span metrics every second.
+pub const TEST_CONFIG: &str =
+    "[ingest]\nspan_metrics_interval_secs = 1\nservice_graph_wait_secs = 1\n";
+
+/// Where a test's Spyglass listens.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub ui: u16,
+    pub grpc: u16,
+    pub http: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Self {
+            ui: free_port(),
+            grpc: free_port(),
+            http: free_port(),
+        }
+    }
+
+    /// The flags that make `serve` or `demo` listen on these ports.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--http".into(),
+            format!("127.0.0.1:{}", self.ui),
+            "--otlp-grpc".into(),
+            format!("127.0.0.1:{}", self.grpc),
+            "--otlp-http".into(),
+            format!("127.0.0.1:{}", self.http),
+        ]
+    }
+}
+
+/// Spawns `spyglass serve` with the test configuration on `dir/data`.
+pub fn spawn_serve(dir: &std::path::Path, ports: Ports) -> Child {
+    let config = dir.join("spyglass.toml");
+    std::fs::write(&config, TEST_CONFIG).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .arg("serve")
         .arg("--config")
         .arg(&config)
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--http", &format!("127.0.0.1:{ui}")])
-        .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http", &format!("127.0.0.1:{http}")])
+        .arg(dir.join("data"))
+        .args(ports.args())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        ui,
-        grpc,
-        http,
-        _dir: dir,
-    };
+        .unwrap()
+}
+
+/// Waits until `/readyz` answers 200 (60 s at most).
+pub async fn wait_ready(ui: u16) {
     let started = Instant::now();
     while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
         .await
@@ -77,6 +100,21 @@ pub async fn start_server() -> Server {
         assert!(started.elapsed() < Duration::from_secs(60), "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Starts `spyglass serve` writing span metrics every second, and waits until it is ready.
+pub async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let child = spawn_serve(dir.path(), ports);
+    let server = Server {
+        child,
+        ui: ports.ui,
+        grpc: ports.grpc,
+        http: ports.http,
+        _dir: dir,
+    };
+    wait_ready(ports.ui).await;
     server
 }
 

@@ -1,0 +1,307 @@
+//! `spyglass demo` with a compressed timeline: each incident shows where a user would look —
+//! the services list, the dependency graph, a service's last-seen time and trace search.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Ports, TEST_CONFIG, get_json, wait_ready};
+use serde_json::Value;
+
+/// The 10-minute timeline in 60 s: payments errors 12–18 s, database spike 27–33 s, shipping
+/// silent 42–51 s.
+const SPEED: &str = "10";
+
+struct Demo {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, SystemTime, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(ports: Ports) -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spyglass.toml");
+    std::fs::write(&config, TEST_CONFIG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(["demo", "--speed", SPEED, "--rate", "30", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("demo-data"))
+        .args(ports.args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send
+                .send((Instant::now(), SystemTime::now(), line))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Demo {
+        child,
+        lines,
+        _dir: dir,
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// One look at the API, with the phase the demo was in.
+struct Sample {
+    at: Instant,
+    phase: String,
+    payments_error_ratio: Option<f64>,
+    payments_calls: f64,
+    shipping_last_seen: Option<u128>,
+    frontend_last_seen: Option<u128>,
+    database_p99: Option<f64>,
+}
+
+fn service<'a>(services: &'a Value, name: &str) -> Option<&'a Value> {
+    services["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+fn last_seen(service: Option<&Value>) -> Option<u128> {
+    service?["last_seen_unix_nano"].as_str()?.parse().ok()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty());
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_incident_shows_where_a_user_would_look() {
+    let ports = Ports::free();
+    let demo = start_demo(ports);
+    wait_ready(ports.ui).await;
+    let started = Instant::now();
+    let mut phase = "steady".to_owned();
+    let mut burst: Option<(SystemTime, SystemTime)> = None;
+    let mut burst_began = None;
+    let mut changes: Vec<(Instant, String)> = Vec::new();
+    let mut samples = Vec::new();
+    let mut shipping_back = None;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "the timeline did not finish; phase changes: {changes:?}"
+        );
+        while let Ok((at, wall, line)) = demo.lines.try_recv() {
+            if let Some(rest) = line.strip_prefix("timeline: ") {
+                changes.push((at, rest.to_owned()));
+                if let Some(name) = rest.strip_suffix(" begins") {
+                    phase = name.to_owned();
+                    if name == "payments error burst" {
+                        burst_began = Some(wall);
+                    }
+                } else if let Some(name) = rest.strip_suffix(" ends") {
+                    phase = "steady".to_owned();
+                    if name == "payments error burst" {
+                        burst = Some((burst_began.expect("the burst began"), wall));
+                    }
+                    if name == "shipping silent" {
+                        shipping_back = Some(at);
+                    }
+                }
+            }
+        }
+        if shipping_back.is_some_and(|at| at.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
+        let (status, services) = get_json(ports.ui, "/api/v1/services?start=now-3s").await;
+        if status != 200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let (_, graph) = get_json(ports.ui, "/api/v1/dependencies?start=now-3s").await;
+        let payments = service(&services, "payments");
+        let database_p99 = graph["edges"].as_array().and_then(|edges| {
+            edges
+                .iter()
+                .filter(|e| e["server"] == "postgresql")
+                .filter_map(|e| e["p99_seconds"].as_f64())
+                .reduce(f64::max)
+        });
+        samples.push(Sample {
+            at: Instant::now(),
+            phase: phase.clone(),
+            payments_error_ratio: payments.and_then(|p| p["error_ratio"].as_f64()),
+            payments_calls: payments.and_then(|p| p["calls"].as_f64()).unwrap_or(0.0),
+            shipping_last_seen: last_seen(service(&services, "shipping")),
+            frontend_last_seen: last_seen(service(&services, "frontend")),
+            database_p99,
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let change = |text: &str| {
+        changes
+            .iter()
+            .find(|(_, t)| t == text)
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no `{text}` in {changes:?}"))
+    };
+    // A sample shows a phase once the 3 s window lies inside it.
+    let settled = |sample: &Sample, from: Instant, to: Instant| {
+        sample.at > from + Duration::from_secs(3) && sample.at < to
+    };
+
+    // Payments: the error ratio rises during the burst and falls after it.
+    let (burst_from, burst_to) = (
+        change("payments error burst begins"),
+        change("payments error burst ends"),
+    );
+    let during: Vec<f64> = samples
+        .iter()
+        .filter(|s| settled(s, burst_from, burst_to + Duration::from_secs(1)))
+        .filter_map(|s| s.payments_error_ratio)
+        .collect();
+    let after: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.payments_calls > 0.0)
+        .filter(|s| {
+            settled(
+                s,
+                burst_to + Duration::from_secs(1),
+                change("database latency spike begins"),
+            )
+        })
+        .filter_map(|s| s.payments_error_ratio)
+        .collect();
+    let before: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.payments_calls > 0.0 && s.at < burst_from)
+        .filter_map(|s| s.payments_error_ratio)
+        .collect();
+    // Half the charges fail; payments' database calls do not, so its ratio peaks near 25%.
+    assert!(
+        during.iter().copied().reduce(f64::max).unwrap_or(0.0) >= 0.15,
+        "payments error ratio during the burst: {during:?}"
+    );
+    for (when, ratios) in [("before", &before), ("after", &after)] {
+        assert!(
+            !ratios.is_empty() && median(ratios.to_vec()) <= 0.05,
+            "payments error ratio {when} the burst: {ratios:?}"
+        );
+    }
+
+    // Database: the p99 of the calls into PostgreSQL rises during the spike.
+    let (spike_from, spike_to) = (
+        change("database latency spike begins"),
+        change("database latency spike ends"),
+    );
+    let p99 = |from: Instant, to: Instant| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| settled(s, from, to))
+            .filter_map(|s| s.database_p99)
+            .collect()
+    };
+    let steady = p99(burst_to, spike_from);
+    let spike = p99(spike_from, spike_to + Duration::from_secs(1));
+    assert!(
+        !steady.is_empty() && !spike.is_empty(),
+        "database edge p99 before {steady:?} and during the spike {spike:?}"
+    );
+    assert!(
+        median(spike.clone()) > 3.0 * median(steady.clone()),
+        "database edge p99 before {steady:?} and during the spike {spike:?}"
+    );
+
+    eprintln!(
+        "payments error ratio before {before:?} during {during:?} after {after:?}; \
+         database p99 steady {steady:?} spike {spike:?}"
+    );
+
+    // Shipping: its last-seen time stops while frontend's goes on, and moves again after.
+    let (silent_from, silent_to) = (
+        change("shipping silent begins"),
+        change("shipping silent ends"),
+    );
+    let silent: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| settled(s, silent_from, silent_to))
+        .collect();
+    assert!(
+        silent.len() >= 3,
+        "too few samples while shipping was silent"
+    );
+    let (first, last) = (silent[0], silent[silent.len() - 1]);
+    assert!(
+        first.shipping_last_seen.is_some(),
+        "shipping was seen before"
+    );
+    assert_eq!(
+        first.shipping_last_seen, last.shipping_last_seen,
+        "shipping's last-seen time while it was silent"
+    );
+    assert!(
+        last.frontend_last_seen > first.frontend_last_seen,
+        "frontend's last-seen time moves on meanwhile"
+    );
+    let latest = samples.last().unwrap();
+    assert!(
+        latest.shipping_last_seen > last.shipping_last_seen,
+        "shipping's last-seen time moves again once it is back"
+    );
+
+    // The burst's error traces are searchable, with the failing payments span in them.
+    let (from, to) = burst.unwrap();
+    let (status, found) = get_json(
+        ports.ui,
+        &format!(
+            "/api/v1/traces?service=payments&status=error&start={}&end={}&limit=20",
+            unix_nanos(from),
+            unix_nanos(to + Duration::from_secs(1))
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let traces = found["traces"].as_array().unwrap();
+    assert!(traces.len() >= 3, "error traces of the burst: {found}");
+    assert!(
+        traces
+            .iter()
+            .all(|t| t["root_service"] == "frontend" && t["error_count"].as_u64() >= Some(1))
+    );
+    let id = traces[0]["trace_id"].as_str().unwrap();
+    let (_, trace) = get_json(ports.ui, &format!("/api/v1/traces/{id}")).await;
+    let failing = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_name"] == "payments" && s["status"]["code"] == "error")
+        .expect("a failing payments span");
+    assert!(
+        failing["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "exception"),
+        "the failing charge carries its exception: {failing}"
+    );
+}
