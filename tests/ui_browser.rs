@@ -199,6 +199,10 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         rows.contains("33%"),
         "payments fails one span in three: {rows}"
     );
+    assert!(
+        rows.contains("s ago"),
+        "each service says when it last sent spans: {rows}"
+    );
     ui.done("services").await;
     // Every range preset is one the API takes.
     for range in ["15m", "6h", "24h", "7d"] {
@@ -290,7 +294,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     ui.done("compare").await;
 
     // Metrics explorer: the span metrics as a chart.
-    ui.open("/metrics?name=spyglass.span.calls").await;
+    ui.open("/explore?name=spyglass.span.calls").await;
     ui.wait_text("figure.chart-box figcaption", "spyglass.span.calls")
         .await;
     assert!(

@@ -132,7 +132,7 @@ fn is_page(path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
         [] | [""] => true,
-        ["services" | "search" | "compare" | "map" | "metrics" | "logs" | "sql"] => true,
+        ["services" | "search" | "compare" | "map" | "explore" | "logs" | "sql"] => true,
         ["services", name] => !name.is_empty(),
         ["trace", id] => id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         _ => false,
@@ -176,7 +176,7 @@ mod tests {
             "/trace/0123456789abcdef0123456789ABCDEF",
             "/compare",
             "/map",
-            "/metrics",
+            "/explore",
             "/logs",
             "/sql",
         ] {
@@ -188,6 +188,7 @@ mod tests {
             "/services/a/b",
             "/api/v1/nope",
             "/assets",
+            "/metrics",
         ] {
             assert!(!is_page(other), "{other}");
         }

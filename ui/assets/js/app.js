@@ -10,7 +10,7 @@ const PAGES = [
   [/^\/trace\/([0-9a-fA-F]{32})$/, 'search', () => import('./trace.js')],
   [/^\/compare$/, 'compare', () => import('./compare.js')],
   [/^\/map$/, 'map', () => import('./map.js')],
-  [/^\/metrics$/, 'metrics', () => import('./metrics.js')],
+  [/^\/explore$/, 'metrics', () => import('./metrics.js')],
   [/^\/logs$/, 'logs', () => import('./logs.js')],
   [/^\/sql$/, 'sql', () => import('./sql.js')],
 ];

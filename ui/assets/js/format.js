@@ -32,6 +32,16 @@ export function time(nanos) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+/** How long before `nowMs` a Unix-nanosecond time was: `4s ago`, `12m ago`, `3h ago`. */
+export function ago(nanos, nowMs = Date.now()) {
+  if (nanos === null || nanos === undefined) return '–';
+  const s = Math.max(0, (nowMs - msOf(nanos)) / 1000);
+  if (s < 90) return `${s.toFixed(0)}s ago`;
+  if (s < 90 * 60) return `${(s / 60).toFixed(0)}m ago`;
+  if (s < 48 * 3600) return `${(s / 3600).toFixed(0)}h ago`;
+  return `${(s / 86400).toFixed(0)}d ago`;
+}
+
 /** A short clock time for chart axes. */
 export function clock(ms) {
   const d = new Date(ms);

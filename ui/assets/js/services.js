@@ -1,4 +1,5 @@
-// Services: every service with its rate, errors and latency over the range, sortable.
+// Services: every service with its rate, errors, latency and when it last sent spans over the
+// range, sortable; a service that went silent is marked.
 
 import { get } from './api.js';
 import { h, link, replace, notice, table } from './dom.js';
@@ -13,7 +14,11 @@ const SORTS = {
   p50: (s) => s.p50_seconds ?? -1,
   p95: (s) => s.p95_seconds ?? -1,
   p99: (s) => s.p99_seconds ?? -1,
+  seen: (s) => (s.last_seen_unix_nano ? fmt.msOf(s.last_seen_unix_nano) : 0),
 };
+
+/** A service whose spans stopped arriving this long before the busiest one's. */
+const SILENT_AFTER_MS = 60_000;
 
 export async function render(main, ctx) {
   const { params } = ctx;
@@ -42,6 +47,8 @@ export async function render(main, ctx) {
   const q = new URLSearchParams();
   for (const k of ['range', 'start', 'end']) if (params.get(k)) q.set(k, params.get(k));
   const suffix = q.toString() ? `?${q}` : '';
+  const newest = Math.max(0, ...services.map(SORTS.seen));
+  const silent = (s) => newest - SORTS.seen(s) > SILENT_AFTER_MS;
   replace(body, table([
     { title: 'Service', sortKey: 'name', cell: (s) => link(`/services/${encodeURIComponent(s.name)}${suffix}`, s.name) },
     { title: 'Rate', sortKey: 'rate', class: 'num', cell: (s) => fmt.rate(s.rate_per_sec) },
@@ -49,6 +56,7 @@ export async function render(main, ctx) {
     { title: 'p50', sortKey: 'p50', class: 'num', cell: (s) => fmt.seconds(s.p50_seconds) },
     { title: 'p95', sortKey: 'p95', class: 'num', cell: (s) => fmt.seconds(s.p95_seconds) },
     { title: 'p99', sortKey: 'p99', class: 'num', cell: (s) => fmt.seconds(s.p99_seconds) },
+    { title: 'Last seen', sortKey: 'seen', class: 'num', cell: (s) => h('span', { class: silent(s) ? 'bad' : undefined, title: s.last_seen_unix_nano ? fmt.time(s.last_seen_unix_nano) : '' }, fmt.ago(s.last_seen_unix_nano)) },
     { title: 'Rate over time', cell: (s) => sparkline(s.points.map((p) => p.rate_per_sec), { label: `${s.name} rate` }) },
     { title: 'Errors over time', cell: (s) => sparkline(s.points.map((p) => p.error_ratio), { label: `${s.name} errors`, color: 'var(--error)' }) },
   ], services, { sort, dir, onSort, class: 'services', rowClass: (s) => (s.error_ratio >= 0.05 ? 'error' : undefined) }));
