@@ -72,6 +72,21 @@ export async function render(main, ctx) {
   const svg = s('svg', { class: 'map', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'service map' },
     s('defs', null, ['#10b981', '#f59e0b', '#ef4444'].map((c) => s('marker', { id: `arrow${c.slice(1)}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
       s('path', { d: 'M0,0 L10,5 L0,10 z', fill: c })))));
+  // Edge labels sit on their curve, half-way if that spot is free, else nearer one end or
+  // just off the curve: crossing edges would otherwise print their figures on top of each other.
+  const placed = [];
+  const labelSpot = (text, p0, p1, p2, p3) => {
+    const w = text.length * 6.2;
+    const at = (t) => [0, 1].map((k) => (1 - t) ** 3 * p0[k] + 3 * (1 - t) ** 2 * t * p1[k] + 3 * (1 - t) * t ** 2 * p2[k] + t ** 3 * p3[k]);
+    const free = ([x, y]) => placed.every((r) => Math.abs(r.x - x) * 2 >= r.w + w || Math.abs(r.y - y) >= 13);
+    const spots = [0, -13, 13].flatMap((dy) => [0.5, 0.35, 0.65, 0.25, 0.75].map((t) => {
+      const [x, y] = at(t);
+      return [x, y + dy];
+    }));
+    const spot = spots.find(free) ?? spots[0];
+    placed.push({ x: spot[0], y: spot[1], w });
+    return [spot[0], spot[1] - 6];
+  };
   for (const e of graph.edges) {
     const a = pos.get(e.client);
     const b = pos.get(e.server);
@@ -85,11 +100,13 @@ export async function render(main, ctx) {
     const d = back
       ? `M${a.x + NODE_W / 2},${a.y + NODE_H} C${a.x + NODE_W / 2},${a.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H}`
       : `M${x1},${y1} C${x1 + COL_GAP / 2},${y1} ${x2 - COL_GAP / 2},${y2} ${x2},${y2}`;
-    const mx = back ? (a.x + b.x + NODE_W) / 2 : (x1 + x2) / 2;
-    const my = back ? Math.max(a.y, b.y) + NODE_H + 50 : (y1 + y2) / 2 - 6;
+    const label = `${fmt.rate(e.rate_per_sec)} · p99 ${fmt.seconds(e.p99_seconds)}${e.error_ratio ? ` · ${fmt.percent(e.error_ratio)} err` : ''}`;
+    const [mx, my] = back
+      ? [(a.x + b.x + NODE_W) / 2, Math.max(a.y, b.y) + NODE_H + 50]
+      : labelSpot(label, [x1, y1], [x1 + COL_GAP / 2, y1], [x2 - COL_GAP / 2, y2], [x2, y2]);
     const g = s('g', { class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null], tabindex: 0, 'data-edge': `${e.client}->${e.server}` },
       s('path', { d, stroke: color, 'marker-end': `url(#arrow${color.slice(1)})` }),
-      s('text', { x: mx, y: my, 'text-anchor': 'middle' }, `${fmt.rate(e.rate_per_sec)} · p99 ${fmt.seconds(e.p99_seconds)}${e.error_ratio ? ` · ${fmt.percent(e.error_ratio)} err` : ''}`),
+      s('text', { x: mx, y: my, 'text-anchor': 'middle' }, label),
       s('title', null, `${e.client} → ${e.server}`));
     g.addEventListener('click', () => showEdge(e));
     svg.append(g);
