@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::QueryEngine;
 use crate::error::Result;
-use crate::health::{Family, Health, Totals, health, merge, window_secs};
+use crate::health::{Family, Health, Totals, health, merge};
 
 const GRAPH_FAMILY: Family = Family {
     calls: "spyglass.service_graph.calls",
@@ -55,7 +55,6 @@ impl QueryEngine {
         for (key, t) in totals {
             merge(edges.entry(key).or_default(), &t);
         }
-        let window = window_secs(start, end);
         let mut nodes: BTreeMap<String, String> = BTreeMap::new();
         let edges: Vec<Edge> = edges
             .into_iter()
@@ -77,7 +76,7 @@ impl QueryEngine {
                     client,
                     server,
                     connection_type,
-                    health: health(&t, window),
+                    health: health(&t, start, end),
                 }
             })
             .collect();

@@ -86,6 +86,9 @@ pub(crate) struct Totals {
     buckets: Vec<f64>,
     bounds: Vec<f64>,
     last_seen: Option<u64>,
+    /// The earliest start of the cumulative series summed here: a rate is over the part of
+    /// the window they existed in (as Prometheus' `rate` covers only the samples it has).
+    since: Option<u64>,
 }
 
 /// Health over a window and, when asked, per step: `steps[k]` covers
@@ -346,6 +349,8 @@ struct SeriesState {
     /// Per step, the increase of each value (one for calls, one per bucket for durations).
     increase: Vec<Vec<f64>>,
     bounds: Vec<f64>,
+    /// When the cumulative series began counting.
+    start: u64,
     /// Per step, the time of the last point that showed calls rising (the first step also
     /// counts rises before the window).
     last_rise: Vec<Option<u64>>,
@@ -399,6 +404,7 @@ impl SeriesState {
             last: None,
             increase: vec![Vec::new(); steps],
             bounds: rows.bounds(i),
+            start: rows.start.value(i),
             last_rise: vec![None; steps],
         }
     }
@@ -418,7 +424,14 @@ impl SeriesState {
             |prev: &[f64]| is_calls && current.iter().sum::<f64>() > prev.iter().sum::<f64>();
         if time < window_start {
             // Before the window: only when calls last rose (a silent service keeps that time).
-            if self.last.as_deref().is_some_and(rose) {
+            let from_zero =
+                rows.start.value(i) >= window_start.saturating_sub(BASELINE_LOOKBACK_NANOS);
+            let rose_before = match self.last.as_deref() {
+                Some(prev) => rose(prev),
+                // The series' first point, and it began after the lookback started: from zero.
+                None => from_zero && rose(&vec![0.0; current.len()]),
+            };
+            if rose_before {
                 self.last_rise[0] = Some(time);
             }
         } else {
@@ -458,6 +471,7 @@ impl SeriesState {
         }
         for ((t, increase), rise) in all.iter_mut().zip(&self.increase).zip(&self.last_rise) {
             t.last_seen = t.last_seen.max(*rise);
+            t.since = Some(t.since.map_or(self.start, |s| s.min(self.start)));
             if self.is_duration {
                 if t.buckets.len() < increase.len() {
                     t.buckets.resize(increase.len(), 0.0);
@@ -483,6 +497,10 @@ impl SeriesState {
 pub(crate) fn merge(into: &mut Totals, from: &Totals) {
     into.calls += from.calls;
     into.last_seen = into.last_seen.max(from.last_seen);
+    into.since = match (into.since, from.since) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     into.errors += from.errors;
     if into.buckets.len() < from.buckets.len() {
         into.buckets.resize(from.buckets.len(), 0.0);
@@ -506,14 +524,14 @@ fn overall_and_steps(
     for t in steps {
         merge(&mut all, t);
     }
-    let overall = health(&all, window_secs(start, end));
+    let overall = health(&all, start, end);
     let per_step = match step {
         Some(step) => steps
             .iter()
             .enumerate()
             .map(|(k, t)| {
                 let t0 = start + k as u64 * step;
-                health(t, window_secs(t0, (t0 + step).min(end)))
+                health(t, t0, (t0 + step).min(end))
             })
             .collect(),
         None => Vec::new(),
@@ -525,11 +543,14 @@ pub(crate) fn window_secs(start: u64, end: u64) -> f64 {
     (end.saturating_sub(start) as f64 / 1e9).max(1e-9)
 }
 
-pub(crate) fn health(t: &Totals, window_secs: f64) -> Health {
+/// The health of `t` over `[start, end]`; the rate counts from when its series began if
+/// that is later than `start`.
+pub(crate) fn health(t: &Totals, start: u64, end: u64) -> Health {
+    let counted_from = start.max(t.since.unwrap_or(start)).min(end);
     Health {
         calls: t.calls,
         errors: t.errors,
-        rate_per_sec: t.calls / window_secs,
+        rate_per_sec: t.calls / window_secs(counted_from, end),
         error_ratio: if t.calls > 0.0 {
             t.errors / t.calls
         } else {

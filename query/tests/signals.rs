@@ -1,9 +1,12 @@
-//! Log search, the metric list and series queries over parts and memtable.
+//! Log search, the metric list and series queries over parts and memtable; service health
+//! from span metrics.
 
 mod common;
 
 use common::{Layout, MS, T0, trace_id};
-use spyglass_query::{Aggregation, LogSearch, SeriesQuery};
+use spyglass_query::{Aggregation, LogSearch, QueryConfig, QueryEngine, SeriesQuery};
+use spyglass_store::model::{MetricPoint, MetricType, NumberValue, PointValue, Temporality};
+use spyglass_store::{Records, Store, StoreConfig};
 
 fn bodies(logs: &[spyglass_store::model::LogRecord]) -> Vec<String> {
     logs.iter()
@@ -189,5 +192,85 @@ async fn metric_list_and_series_queries() {
             .unwrap_err()
             .to_string()
             .contains("step")
+    );
+}
+
+/// Cumulative span-metric points as ingest writes them (series started at `T0`).
+fn span_counter(metric: &str, service: &str, at_secs: u64, value: i64) -> MetricPoint {
+    MetricPoint {
+        temporality: Temporality::Cumulative,
+        is_monotonic: true,
+        attributes: common::attrs(&[
+            ("span.name", common::s("POST /orders")),
+            ("span.kind", common::s("server")),
+        ]),
+        ..common::point(
+            metric,
+            service,
+            MetricType::Sum,
+            at_secs * 1000,
+            PointValue::Number(NumberValue::Int(value)),
+        )
+    }
+}
+
+#[tokio::test]
+async fn service_health_rates_count_from_when_series_began_and_last_seen_survives_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let points = vec![
+        span_counter("spyglass.span.calls", "checkout", 60, 60),
+        span_counter("spyglass.span.errors", "checkout", 60, 6),
+        span_counter("spyglass.span.calls", "checkout", 120, 120),
+        span_counter("spyglass.span.errors", "checkout", 120, 12),
+        // Shipping answered 30 calls in its first minute, then went silent.
+        span_counter("spyglass.span.calls", "shipping", 60, 30),
+        span_counter("spyglass.span.calls", "shipping", 120, 30),
+    ];
+    store.append(&Records::Metrics(points)).await.unwrap();
+    let engine = QueryEngine::new(store, QueryConfig::default());
+    let s = 1_000 * MS;
+
+    // An hour's window over two minutes of data: rates are per second of the series' life.
+    let hour = engine.services(T0 - 3600 * s, T0 + 120 * s).await.unwrap();
+    let view: Vec<(&str, f64, f64, f64, Option<u64>)> = hour
+        .iter()
+        .map(|h| {
+            (
+                h.service.as_str(),
+                h.health.calls,
+                h.health.rate_per_sec,
+                h.health.error_ratio,
+                h.health.last_seen_unix_nano,
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            ("checkout", 120.0, 1.0, 0.1, Some(T0 + 120 * s)),
+            ("shipping", 30.0, 0.25, 0.0, Some(T0 + 60 * s)),
+        ]
+    );
+
+    // The last 30 s: shipping did nothing, and was last seen before the window.
+    let recent = engine.services(T0 + 90 * s, T0 + 120 * s).await.unwrap();
+    let view: Vec<(&str, f64, f64, Option<u64>)> = recent
+        .iter()
+        .map(|h| {
+            (
+                h.service.as_str(),
+                h.health.calls,
+                h.health.rate_per_sec,
+                h.health.last_seen_unix_nano,
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            ("checkout", 60.0, 2.0, Some(T0 + 120 * s)),
+            ("shipping", 0.0, 0.0, Some(T0 + 60 * s)),
+        ]
     );
 }

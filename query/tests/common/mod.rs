@@ -248,7 +248,7 @@ fn with_link(mut span: Span) -> Span {
     span
 }
 
-fn point(
+pub fn point(
     name: &str,
     service: &str,
     metric_type: MetricType,
