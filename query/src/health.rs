@@ -238,8 +238,7 @@ impl QueryEngine {
                     time_unix_nano, start_time_unix_nano, value, bucket_counts, explicit_bounds \
              FROM metrics \
              WHERE metric_name IN ('{}', '{}', '{}') \
-               AND time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter} \
-             ORDER BY series_id, time_unix_nano",
+               AND time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter}",
             family.calls,
             family.errors,
             family.duration,
@@ -247,20 +246,27 @@ impl QueryEngine {
         );
         let batches = self.internal_sql(&sql).await?;
         let steps = Steps::new(start, end, step);
+        let rows = batches.iter().map(Rows::new).collect::<Result<Vec<_>>>()?;
+        // Points in series and time order, sorted here by reference rather than by the SQL
+        // engine, which would copy every row's bucket lists twice (sort, then merge).
+        let mut order: Vec<(u64, u64, u32, u32)> = Vec::new();
+        for (b, r) in rows.iter().enumerate() {
+            for i in 0..r.series.len() {
+                order.push((r.series.value(i), r.time.value(i), b as u32, i as u32));
+            }
+        }
+        order.sort_unstable();
         let mut totals: BTreeMap<Key, Vec<Totals>> = BTreeMap::new();
         let mut series: Option<SeriesState> = None;
-        for batch in &batches {
-            let rows = Rows::new(batch)?;
-            for i in 0..batch.num_rows() {
-                let id = rows.series.value(i);
-                if series.as_ref().is_none_or(|s| s.id != id) {
-                    if let Some(done) = series.take() {
-                        done.finish(&mut totals);
-                    }
-                    series = Some(SeriesState::new(family, &rows, i, steps.count));
+        for (id, _, b, i) in order {
+            let (rows, i) = (&rows[b as usize], i as usize);
+            if series.as_ref().is_none_or(|s| s.id != id) {
+                if let Some(done) = series.take() {
+                    done.finish(&mut totals);
                 }
-                series.as_mut().expect("set above").add(&rows, i, &steps);
+                series = Some(SeriesState::new(family, rows, i, steps.count));
             }
+            series.as_mut().expect("set above").add(rows, i, &steps);
         }
         if let Some(done) = series.take() {
             done.finish(&mut totals);
@@ -271,7 +277,7 @@ impl QueryEngine {
     /// Runs SQL the engine wrote itself, without the user-facing row limit.
     pub(crate) async fn internal_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let snapshot = self.snapshot();
-        let ctx = self.session(&snapshot)?;
+        let ctx = self.session_with(&snapshot, true)?;
         let timeout = self.config.query_timeout();
         let run = async { Ok::<_, Error>(ctx.sql(sql).await?.collect().await?) };
         match tokio::time::timeout(timeout, run).await {
@@ -289,6 +295,8 @@ struct Rows<'a> {
     start: &'a arrow::array::UInt64Array,
     value: &'a arrow::array::Float64Array,
     buckets: &'a arrow::array::ListArray,
+    /// The bucket lists' values, indexed by `buckets`' offsets.
+    bucket_values: &'a [u64],
     bounds: &'a arrow::array::ListArray,
 }
 
@@ -310,20 +318,22 @@ impl<'a> Rows<'a> {
             start: c(6).as_primitive::<UInt64Type>(),
             value: c(7).as_primitive::<Float64Type>(),
             buckets: c(8).as_list::<i32>(),
+            bucket_values: c(8)
+                .as_list::<i32>()
+                .values()
+                .as_primitive::<UInt64Type>()
+                .values(),
             bounds: c(9).as_list::<i32>(),
         })
     }
 
-    fn buckets(&self, i: usize) -> Vec<f64> {
+    /// Row `i`'s bucket counts, without copying (empty when null).
+    fn buckets(&self, i: usize) -> &'a [u64] {
         if self.buckets.is_null(i) {
-            return Vec::new();
+            return &[];
         }
-        let b = self.buckets.value(i);
-        b.as_primitive::<UInt64Type>()
-            .values()
-            .iter()
-            .map(|&v| v as f64)
-            .collect()
+        let offsets = self.buckets.value_offsets();
+        &self.bucket_values[offsets[i] as usize..offsets[i + 1] as usize]
     }
 
     fn bounds(&self, i: usize) -> Vec<f64> {
@@ -345,7 +355,10 @@ struct SeriesState {
     is_duration: bool,
     is_error: bool,
     /// The last point seen: value (calls) or bucket counts (duration).
-    last: Option<Vec<f64>>,
+    last: Vec<f64>,
+    has_last: bool,
+    /// The point being added (kept to reuse its allocation).
+    current: Vec<f64>,
     /// Per step, the increase of each value (one for calls, one per bucket for durations).
     increase: Vec<Vec<f64>>,
     bounds: Vec<f64>,
@@ -401,7 +414,9 @@ impl SeriesState {
             key: (text(k1), text(k2), text(k3)),
             is_duration: rows.metric.value(i) == family.duration,
             is_error: rows.metric.value(i) == family.errors,
-            last: None,
+            last: Vec::new(),
+            has_last: false,
+            current: Vec::new(),
             increase: vec![Vec::new(); steps],
             bounds: rows.bounds(i),
             start: rows.start.value(i),
@@ -411,57 +426,70 @@ impl SeriesState {
 
     fn add(&mut self, rows: &Rows<'_>, i: usize, steps: &Steps) {
         let window_start = steps.start;
-        let current = if self.is_duration {
-            rows.buckets(i)
+        let Self {
+            is_duration,
+            is_error,
+            last,
+            has_last,
+            current,
+            increase,
+            last_rise,
+            ..
+        } = self;
+        current.clear();
+        if *is_duration {
+            current.extend(rows.buckets(i).iter().map(|&v| v as f64));
         } else if rows.value.is_null(i) {
             return;
         } else {
-            vec![rows.value.value(i)]
-        };
+            current.push(rows.value.value(i));
+        }
         let time = rows.time.value(i);
-        let is_calls = !self.is_duration && !self.is_error;
-        let rose =
-            |prev: &[f64]| is_calls && current.iter().sum::<f64>() > prev.iter().sum::<f64>();
+        let is_calls = !*is_duration && !*is_error;
+        let sum: f64 = current.iter().sum();
+        // With no earlier point the series counts from zero if it began after `since`.
+        let from_zero = |since: u64| rows.start.value(i) >= since;
+        let previous_sum = if *has_last {
+            Some(last.iter().sum::<f64>())
+        } else {
+            None
+        };
         if time < window_start {
             // Before the window: only when calls last rose (a silent service keeps that time).
-            let from_zero =
-                rows.start.value(i) >= window_start.saturating_sub(BASELINE_LOOKBACK_NANOS);
-            let rose_before = match self.last.as_deref() {
-                Some(prev) => rose(prev),
-                // The series' first point, and it began after the lookback started: from zero.
-                None => from_zero && rose(&vec![0.0; current.len()]),
-            };
-            if rose_before {
-                self.last_rise[0] = Some(time);
+            let lookback = window_start.saturating_sub(BASELINE_LOOKBACK_NANOS);
+            let before = previous_sum.or_else(|| from_zero(lookback).then_some(0.0));
+            if is_calls && before.is_some_and(|p| sum > p) {
+                last_rise[0] = Some(time);
             }
         } else {
-            let previous = match self.last.take() {
-                Some(prev) => Some(prev),
-                // No earlier point: from zero if the series began in the window.
-                None if rows.start.value(i) >= window_start => Some(vec![0.0; current.len()]),
-                None => None,
-            };
-            if let Some(prev) = previous {
+            if !*has_last && from_zero(window_start) {
+                last.clear();
+                last.resize(current.len(), 0.0);
+                *has_last = true;
+            }
+            if *has_last {
                 let step = steps.of(time);
-                if rose(&prev) {
-                    self.last_rise[step] = Some(time);
+                let previous: f64 = last.iter().sum();
+                if is_calls && sum > previous {
+                    last_rise[step] = Some(time);
                 }
-                let increase = &mut self.increase[step];
+                let increase = &mut increase[step];
                 if increase.len() < current.len() {
                     increase.resize(current.len(), 0.0);
                 }
-                let reset = current.iter().sum::<f64>() < prev.iter().sum::<f64>();
+                let reset = sum < previous;
                 for (k, v) in current.iter().enumerate() {
                     let p = if reset {
                         0.0
                     } else {
-                        prev.get(k).copied().unwrap_or(0.0)
+                        last.get(k).copied().unwrap_or(0.0)
                     };
                     increase[k] += (v - p).max(0.0);
                 }
             }
         }
-        self.last = Some(current);
+        std::mem::swap(last, current);
+        *has_last = true;
     }
 
     fn finish(self, totals: &mut BTreeMap<Key, Vec<Totals>>) {

@@ -27,9 +27,21 @@ impl QueryEngine {
     /// A DataFusion session whose tables read `snapshot`, in this engine's runtime (memory
     /// pool, footer cache).
     pub(crate) fn session(&self, snapshot: &Snapshot) -> Result<SessionContext> {
-        let config = SessionConfig::new()
+        self.session_with(snapshot, false)
+    }
+
+    /// A session; with `pushdown`, Parquet scans evaluate the filters while decoding, so the
+    /// other columns are decoded only for matching rows (the engine's own queries, which read
+    /// wide list columns under narrow filters).
+    pub(crate) fn session_with(
+        &self,
+        snapshot: &Snapshot,
+        pushdown: bool,
+    ) -> Result<SessionContext> {
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("spyglass", "public");
+        config.options_mut().execution.parquet.pushdown_filters = pushdown;
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         for signal in Signal::ALL {
             ctx.register_table(

@@ -132,7 +132,8 @@ impl SnapshotTable {
             })
             .cloned()
             .collect();
-        let mut source = ParquetSource::new(part_schema.clone());
+        let mut source = ParquetSource::new(part_schema.clone())
+            .with_pushdown_filters(state.config_options().execution.parquet.pushdown_filters);
         if let Some(predicate) = conjunction(stored_filters) {
             let df_schema = DFSchema::try_from(part_schema.clone())?;
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
