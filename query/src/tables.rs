@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
@@ -52,10 +53,14 @@ impl std::fmt::Debug for SnapshotTable {
 
 impl SnapshotTable {
     pub(crate) fn new(signal: Signal, snapshot: Snapshot) -> Self {
+        let schema = match signal {
+            Signal::Spans => string_views(&schema_for(signal)),
+            Signal::Metrics | Signal::Logs => schema_for(signal),
+        };
         Self {
             signal,
             snapshot,
-            schema: schema_for(signal),
+            schema,
         }
     }
 
@@ -203,12 +208,18 @@ impl TableProvider for SnapshotTable {
             let plan = self.parts_plan(state, &parts, &wanted, filters)?;
             inputs.push(plan);
         }
-        let memtable = self.snapshot.memtable_batches(self.signal);
+        // The wanted columns of the memtable, in the table's types.
+        let memtable = self
+            .snapshot
+            .memtable_batches(self.signal)
+            .iter()
+            .map(|b| conform(&b.project(&wanted)?, &projected))
+            .collect::<DfResult<Vec<_>>>()?;
         if !memtable.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[memtable],
-                self.schema.clone(),
-                Some(wanted.clone()),
+                projected.clone(),
+                None,
             )?);
         }
         match inputs.len() {
@@ -216,6 +227,35 @@ impl TableProvider for SnapshotTable {
             _ => UnionExec::try_new(inputs),
         }
     }
+}
+
+/// The schema with its top-level strings as string views. The spans table reads its string
+/// columns as views: Parquet's dictionary pages decode into views without copying short
+/// strings, and DataFusion groups and compares views faster (its own default for Parquet).
+fn string_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// A memtable batch in the table's types (string columns cast to views where it has them).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Parts spread over at most `partitions` groups of similar byte size, so that a scan uses
