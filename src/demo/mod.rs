@@ -1,6 +1,7 @@
 //! `spyglass demo`: Spyglass on embedded storage plus a simulated shop exporting real OTLP to
 //! it, with a scripted timeline of incidents (docs/ARCHITECTURE.md, "spyglass demo").
 
+mod acks;
 mod shop;
 mod timeline;
 
@@ -16,7 +17,8 @@ use tokio::sync::{oneshot, watch};
 use crate::config::Config;
 use crate::otel::Target;
 use crate::serve;
-use shop::{Acks, Shop};
+use acks::Acks;
+use shop::Shop;
 use timeline::{Phase, Timeline};
 
 pub struct Options {

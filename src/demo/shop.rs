@@ -6,112 +6,25 @@
 //! produces realistic traces at any rate without waiting for them.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _, UpDownCounter};
-use opentelemetry::trace::{
-    SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
-};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::acks::{Acks, CountingExporter};
 use super::timeline::Phase;
 use crate::otel::Target;
-
-/// Spans the exporters had acknowledged, optionally written down one `trace_id span_id` line
-/// each (the crash test compares them with what the server kept).
-#[derive(Debug, Default)]
-pub struct Acks {
-    pub spans: AtomicU64,
-    record: Mutex<Option<BufWriter<File>>>,
-}
-
-impl Acks {
-    pub fn recording_to(path: Option<&Path>) -> anyhow::Result<Self> {
-        let record = match path {
-            Some(path) => Some(BufWriter::new(File::create(path)?)),
-            None => None,
-        };
-        Ok(Self {
-            spans: AtomicU64::new(0),
-            record: Mutex::new(record),
-        })
-    }
-
-    fn recording(&self) -> bool {
-        self.record.lock().expect("acks lock").is_some()
-    }
-
-    /// `count` spans acknowledged; `ids` are theirs when recording.
-    fn acknowledged(&self, count: usize, ids: &[(TraceId, SpanId)]) {
-        self.spans.fetch_add(count as u64, Ordering::Relaxed);
-        let mut record = self.record.lock().expect("acks lock");
-        if let Some(out) = record.as_mut() {
-            for (trace, span) in ids {
-                let _ = writeln!(out, "{trace} {span}");
-            }
-        }
-    }
-
-    pub fn finish(&self) -> std::io::Result<()> {
-        match self.record.lock().expect("acks lock").as_mut() {
-            Some(out) => out.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The SDK's OTLP span exporter, counting what the server acknowledged.
-#[derive(Debug)]
-struct CountingExporter {
-    inner: opentelemetry_otlp::SpanExporter,
-    acks: Arc<Acks>,
-}
-
-impl SpanExporter for CountingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let count = batch.len();
-        let ids: Vec<(TraceId, SpanId)> = if self.acks.recording() {
-            batch
-                .iter()
-                .map(|s| (s.span_context.trace_id(), s.span_context.span_id()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let result = self.inner.export(batch).await;
-        if result.is_ok() {
-            self.acks.acknowledged(count, &ids);
-        }
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Svc {
