@@ -74,6 +74,9 @@ struct Sample {
     shipping_last_seen: Option<u128>,
     frontend_last_seen: Option<u128>,
     database_p99: Option<f64>,
+    /// Edges drawn from checkout to shipping, and the error ratio of the first.
+    shipping_edges: usize,
+    shipping_edge_errors: Option<f64>,
 }
 
 fn service<'a>(services: &'a Value, name: &str) -> Option<&'a Value> {
@@ -141,7 +144,20 @@ async fn each_incident_shows_where_a_user_would_look() {
                 .filter_map(|e| e["p99_seconds"].as_f64())
                 .reduce(f64::max)
         });
+        let shipping_edges: Vec<&Value> = graph["edges"]
+            .as_array()
+            .map(|edges| {
+                edges
+                    .iter()
+                    .filter(|e| e["client"] == "checkout" && e["server"] == "shipping")
+                    .collect()
+            })
+            .unwrap_or_default();
         samples.push(Sample {
+            shipping_edges: shipping_edges.len(),
+            shipping_edge_errors: shipping_edges
+                .first()
+                .and_then(|e| e["error_ratio"].as_f64()),
             at: Instant::now(),
             payments_error_ratio: payments.and_then(|p| p["error_ratio"].as_f64()),
             payments_calls: payments.and_then(|p| p["calls"].as_f64()).unwrap_or(0.0),
@@ -255,6 +271,20 @@ async fn each_incident_shows_where_a_user_would_look() {
     assert!(
         last.frontend_last_seen > first.frontend_last_seen,
         "frontend's last-seen time moves on meanwhile"
+    );
+    // On the map, checkout's calls to shipping fail (timeouts) on the one edge between them.
+    assert!(
+        silent.iter().all(|s| s.shipping_edges == 1),
+        "one checkout → shipping edge: {:?}",
+        silent.iter().map(|s| s.shipping_edges).collect::<Vec<_>>()
+    );
+    let edge_errors: Vec<f64> = silent
+        .iter()
+        .filter_map(|s| s.shipping_edge_errors)
+        .collect();
+    assert!(
+        edge_errors.iter().copied().reduce(f64::max).unwrap_or(0.0) >= 0.5,
+        "checkout → shipping failures while shipping is silent: {edge_errors:?}"
     );
     let latest = samples.last().unwrap();
     assert!(

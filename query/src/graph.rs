@@ -50,10 +50,28 @@ impl QueryEngine {
         let totals = self
             .family_totals(&GRAPH_FAMILY, "true", start, end)
             .await?;
+        // Calls to a peer that answered none of them (it was down or silent) arrive as a
+        // virtual edge named after it; when that peer is a service seen elsewhere in the graph,
+        // they are calls of the service edge (its timeouts count as its failures).
+        let services: std::collections::BTreeSet<&str> = totals
+            .keys()
+            .filter(|(_, _, connection_type)| connection_type.is_empty())
+            .flat_map(|(client, server, _)| [client.as_str(), server.as_str()])
+            .collect();
         // Series of one edge from several writers (restarts) are one edge.
         let mut edges: BTreeMap<(String, String, String), Totals> = BTreeMap::new();
-        for (key, t) in totals {
-            merge(edges.entry(key).or_default(), &t);
+        for ((client, server, connection_type), t) in &totals {
+            let connection_type = if services.contains(server.as_str()) {
+                String::new()
+            } else {
+                connection_type.clone()
+            };
+            merge(
+                edges
+                    .entry((client.clone(), server.clone(), connection_type))
+                    .or_default(),
+                t,
+            );
         }
         let mut nodes: BTreeMap<String, String> = BTreeMap::new();
         let edges: Vec<Edge> = edges
