@@ -18,30 +18,30 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 #[derive(Debug, Default)]
 pub struct Acks {
     pub spans: AtomicU64,
-    record: Mutex<Option<BufWriter<File>>>,
+    record: Option<Mutex<BufWriter<File>>>,
 }
 
 impl Acks {
     pub fn recording_to(path: Option<&Path>) -> anyhow::Result<Self> {
         let record = match path {
-            Some(path) => Some(BufWriter::new(File::create(path)?)),
+            Some(path) => Some(Mutex::new(BufWriter::new(File::create(path)?))),
             None => None,
         };
         Ok(Self {
             spans: AtomicU64::new(0),
-            record: Mutex::new(record),
+            record,
         })
     }
 
     fn recording(&self) -> bool {
-        self.record.lock().expect("acks lock").is_some()
+        self.record.is_some()
     }
 
     /// `count` spans acknowledged; `ids` are theirs when recording.
     fn acknowledged(&self, count: usize, ids: &[(TraceId, SpanId)]) {
         self.spans.fetch_add(count as u64, Ordering::Relaxed);
-        let mut record = self.record.lock().expect("acks lock");
-        if let Some(out) = record.as_mut() {
+        if let Some(record) = &self.record {
+            let mut out = record.lock().expect("acks lock");
             for (trace, span) in ids {
                 let _ = writeln!(out, "{trace} {span}");
             }
@@ -49,8 +49,8 @@ impl Acks {
     }
 
     pub fn finish(&self) -> std::io::Result<()> {
-        match self.record.lock().expect("acks lock").as_mut() {
-            Some(out) => out.flush(),
+        match &self.record {
+            Some(record) => record.lock().expect("acks lock").flush(),
             None => Ok(()),
         }
     }

@@ -171,27 +171,22 @@ impl SeriesState {
         let sum: f64 = current.iter().sum();
         // With no earlier point the series counts from zero if it began after `since`.
         let from_zero = |since: u64| rows.start.value(i) >= since;
-        let previous_sum = if *has_last {
-            Some(last.iter().sum::<f64>())
-        } else {
-            None
-        };
+        let mut previous: Option<f64> = has_last.then(|| last.iter().sum());
         if time < window_start {
             // Before the window: only when calls last rose (a silent service keeps that time).
             let lookback = window_start.saturating_sub(BASELINE_LOOKBACK_NANOS);
-            let before = previous_sum.or_else(|| from_zero(lookback).then_some(0.0));
+            let before = previous.or_else(|| from_zero(lookback).then_some(0.0));
             if is_calls && before.is_some_and(|p| sum > p) {
                 last_rise[0] = Some(time);
             }
         } else {
-            if !*has_last && from_zero(window_start) {
+            if previous.is_none() && from_zero(window_start) {
                 last.clear();
                 last.resize(current.len(), 0.0);
-                *has_last = true;
+                previous = Some(0.0);
             }
-            if *has_last {
+            if let Some(previous) = previous {
                 let step = steps.of(time);
-                let previous: f64 = last.iter().sum();
                 if is_calls && sum > previous {
                     last_rise[step] = Some(time);
                 }
