@@ -1,22 +1,24 @@
 //! Trace search: which traces have a span matching every condition, newest first.
 //!
-//! The trace index of each part names candidate traces (each condition holds somewhere in the
-//! trace); the memtable, which has no index, is scanned. Candidates are then read, only the
-//! columns the conditions name, and kept when one span meets all span conditions together
-//! (service, operation, attributes, duration, error, time range) and the trace's messages hold
-//! every word of the text; the same rows give each result's summary.
+//! The trace index of each part finds the traces where one span meets the span conditions
+//! (service, operation, attributes, duration, error) and the messages hold every word of the
+//! text; the memtable, which has no index, is scanned. What the index proves is summarised
+//! from the index. What it only proposes (an attribute found among resource attributes, a
+//! duration bucket straddling a bound, a trace crossing the time range's edge) is read, only
+//! the columns the conditions name, and kept when one span meets all span conditions together;
+//! the same rows give the summary.
 
 use std::collections::{BTreeMap, HashSet};
 
 use spyglass_store::model::{StatusCode, TraceId};
-use spyglass_store::{Signal, Snapshot, TraceQuery};
+use spyglass_store::{Signal, Snapshot, TraceDigest, TraceHit, TraceQuery};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
 use crate::trace::Trace;
 
 mod verify;
-use verify::verify;
+use verify::{Read, verify};
 
 /// Conditions of a trace search; the span conditions must hold on one span.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -86,6 +88,26 @@ pub struct TraceSummary {
 }
 
 impl TraceSummary {
+    /// The summary of a trace one part's index describes whole.
+    fn from_digest(trace_id: TraceId, digest: TraceDigest) -> Self {
+        Self {
+            trace_id,
+            root_service: digest.root_service,
+            root_name: digest.root_name,
+            start_time_unix_nano: digest.start_time_unix_nano,
+            duration_nano: digest
+                .end_time_unix_nano
+                .saturating_sub(digest.start_time_unix_nano),
+            span_count: digest.span_count as usize,
+            error_count: digest.error_count as usize,
+            services: digest
+                .services
+                .into_iter()
+                .map(|(s, n)| (s, n as usize))
+                .collect(),
+        }
+    }
+
     pub fn of(trace: &Trace) -> Self {
         let root = trace
             .spans
@@ -123,8 +145,9 @@ impl TraceSummary {
 
 /// Most index candidates read per search before giving up on finding more matches.
 const MAX_CANDIDATES: usize = 20_000;
-/// Candidates read together (one pass over each part).
-const VERIFY_CHUNK: usize = 64;
+/// Hits taken together after the first chunk (one pass over each part for the candidates).
+const MIN_CHUNK: usize = 16;
+const MAX_CHUNK: usize = 64;
 
 impl QueryEngine {
     pub async fn search(&self, search: TraceSearch) -> Result<SearchPage> {
@@ -157,27 +180,49 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     // The memtable first: its traces are the newest.
     let mut fresh: Vec<TraceId> = memtable_matches(snapshot, search)?;
     fresh.retain(|id| seen.insert(*id));
-    for trace in verify(snapshot, search, &fresh)? {
+    for trace in verify(snapshot, search, &fresh, Read::AllAttributes)? {
         if before_cursor(&trace) {
             found.push(trace);
         }
     }
 
     // The index answers every matching trace at once (it visits each matching document
-    // anyway), newest first; candidates are then read a chunk at a time, each part opened
-    // once per chunk, until no later candidate can enter the page.
+    // anyway), newest first. Hits it proves are summarised from the index; the others are
+    // candidates whose rows are read, a chunk at a time (each part opened once per chunk),
+    // until no later hit can enter the page. The first chunk is the page's size: when the
+    // index proves its hits, that is all there is to read.
     let hits = snapshot.search_traces(&index_query(search), MAX_CANDIDATES)?;
-    for chunk in hits.chunks(VERIFY_CHUNK) {
-        let ids: Vec<TraceId> = chunk
+    let mut rest = &hits[..];
+    let mut chunk_len = wanted;
+    while !rest.is_empty() {
+        let (chunk, later) = rest.split_at(chunk_len.min(rest.len()));
+        rest = later;
+        let fresh: Vec<&TraceHit> = chunk.iter().filter(|h| seen.insert(h.trace_id)).collect();
+        let proven: Vec<TraceId> = fresh
             .iter()
+            .filter(|h| h.certain)
             .map(|h| h.trace_id)
-            .filter(|id| seen.insert(*id))
             .collect();
-        for trace in verify(snapshot, search, &ids)? {
-            if before_cursor(&trace) {
-                found.push(trace);
+        let mut digests = snapshot.indexed_summaries(&proven)?;
+        // Candidates whose attribute conditions the index found on spans need no resource
+        // attributes read.
+        let (mut on_spans, mut anywhere) = (Vec::new(), Vec::new());
+        for hit in fresh {
+            match digests.remove(&hit.trace_id) {
+                Some(digest) => {
+                    let trace = TraceSummary::from_digest(hit.trace_id, digest);
+                    if before_cursor(&trace) {
+                        found.push(trace);
+                    }
+                }
+                None if hit.attributes_on_spans => on_spans.push(hit.trace_id),
+                None => anywhere.push(hit.trace_id),
             }
         }
+        let checked = verify(snapshot, search, &on_spans, Read::SpanAttributes)?
+            .into_iter()
+            .chain(verify(snapshot, search, &anywhere, Read::AllAttributes)?);
+        found.extend(checked.filter(|t| before_cursor(t)));
         // Hits come newest first, so once `wanted` traces start at or after the last hit read,
         // no later hit can displace them.
         let oldest_read = chunk
@@ -191,6 +236,8 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
         if enough >= wanted {
             break;
         }
+        // Read about twice what is missing next (most hits are proven when the index can).
+        chunk_len = (2 * (wanted - enough)).clamp(MIN_CHUNK, MAX_CHUNK);
     }
 
     found.sort_by(|a, b| {

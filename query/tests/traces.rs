@@ -311,3 +311,67 @@ async fn search_summaries_agree_with_the_whole_trace() {
         }
     }
 }
+
+/// 95 ms and 100 ms fall in one duration bucket of the index (92.3–100.7 ms): a bound between
+/// them is settled on the spans themselves, in every layout, and a whole trace the index
+/// proves is summarised as its rows would be.
+#[tokio::test]
+async fn a_duration_bound_inside_an_index_bucket_is_checked_on_the_span() {
+    use spyglass_store::model::SpanKind;
+    let spec = |trace, duration_ms| common::SpanSpec {
+        trace,
+        id: 1,
+        parent: None,
+        service: "checkout",
+        name: "POST /checkout",
+        kind: SpanKind::Server,
+        start_ms: u64::from(trace),
+        duration_ms,
+        error: None,
+        attributes: common::attrs(&[("http.route", common::s("/checkout"))]),
+    };
+    for flush in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            spyglass_store::Store::open(dir.path(), spyglass_store::StoreConfig::default())
+                .unwrap();
+        let spans = vec![
+            common::span(spec(1, 95)),
+            common::span(spec(2, 100)),
+            common::span(spec(3, 400)),
+        ];
+        store
+            .append(&spyglass_store::Records::Spans(spans))
+            .await
+            .unwrap();
+        if flush {
+            store.flush().await.unwrap();
+        }
+        let engine = QueryEngine::new(store, QueryConfig::default());
+        let search = |min_ms: u64| TraceSearch {
+            service: Some("checkout".into()),
+            attributes: attr("http.route", "/checkout"),
+            min_duration_nano: Some(min_ms * MS),
+            ..TraceSearch::default()
+        };
+        assert_eq!(
+            found(&engine, search(98)).await,
+            vec![3, 2],
+            "flushed: {flush}"
+        );
+        assert_eq!(
+            found(&engine, search(101)).await,
+            vec![3],
+            "flushed: {flush}"
+        );
+        let page = engine
+            .search(TraceSearch {
+                limit: 5,
+                ..search(200)
+            })
+            .await
+            .unwrap();
+        let trace = engine.trace(page.traces[0].trace_id).await.unwrap();
+        assert_eq!(page.traces, vec![TraceSummary::of(&trace)]);
+    }
+}

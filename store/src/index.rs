@@ -1,16 +1,16 @@
 //! The trace index: one tantivy index per spans part, one document per trace in that part.
 //!
 //! A document per span would cap ingest near tantivy's ~100k documents/s per core (DESIGN.md
-//! §10); a document per trace holds what search needs to pick candidate traces — services,
-//! operations, `key=value` terms of every scalar span and resource attribute, kinds, statuses,
-//! status and exception messages as full text, and the trace's time and duration bounds — and the
-//! query engine checks span-level conditions on the few candidates in Parquet. The trace id is an
-//! indexed term, so a trace is found in any part without knowing its time range.
+//! §10). A document per trace holds, in its positional `span` field, each span's service, name,
+//! scalar attributes, duration bucket and error status at the span's own position, so "one span
+//! meets every condition" is a phrase query whose terms share an offset; resource attributes,
+//! messages as full text, the trace's bounds, counts and the summary a result list shows sit
+//! beside it. The trace id is an indexed term, so a trace is found in any part without knowing
+//! its time range. See `docs/ARCHITECTURE.md`, "Trace index".
 
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Bound;
 use std::path::Path;
 
 use arrow::array::{
@@ -18,38 +18,42 @@ use arrow::array::{
     StructArray, UInt64Array,
 };
 use arrow::datatypes::{Float64Type, Int64Type};
-use tantivy::collector::DocSetCollector;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     BytesOptions, FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
 use crate::model::TraceId;
 
-/// Attribute values longer than this are indexed by their first bytes only.
-pub const MAX_TERM_VALUE_BYTES: usize = 256;
-/// Separates a service from the operation in `op` terms.
+mod search;
+mod tokens;
+
+pub use search::{TraceHit, TraceQuery};
+use tokens::{SpanText, SpanTokenizer};
+
+/// The layout of the documents, kept as the index's commit payload: an index with another (or
+/// none) is rebuilt from its part when opened.
+const LAYOUT: &str = "spyglass-trace-index/2";
+/// The index writer's memory: enough for a part's postings in one segment (a smaller budget
+/// writes several segments and merges them, which cost a quarter of the build's time).
+const INDEX_WRITER_BYTES: usize = 128 << 20;
+/// Separates the parts of a summary.
 const SEP: char = '\u{1f}';
+/// Separates a service from its span count in a summary.
+const COUNT_SEP: char = '\u{1e}';
 
 #[derive(Clone, Copy)]
-struct Fields {
+pub(crate) struct Fields {
     trace_id: Field,
-    service: Field,
-    op: Field,
-    name: Field,
-    attr: Field,
-    kind: Field,
-    status: Field,
-    error_service: Field,
+    span: Field,
+    resource: Field,
     text: Field,
     start: Field,
     end: Field,
-    min_span_duration: Field,
-    max_span_duration: Field,
     span_count: Field,
     error_count: Field,
+    summary: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -59,24 +63,30 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer("default")
             .set_index_option(IndexRecordOption::Basic),
     );
+    let span = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokens::TOKENIZER)
+            .set_fieldnorms(false)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         trace_id: b.add_bytes_field("trace_id", BytesOptions::default().set_indexed().set_fast()),
-        service: b.add_text_field("service", STRING),
-        op: b.add_text_field("op", STRING),
-        name: b.add_text_field("name", STRING),
-        attr: b.add_text_field("attr", STRING),
-        kind: b.add_text_field("kind", STRING),
-        status: b.add_text_field("status", STRING),
-        error_service: b.add_text_field("error_service", STRING),
+        span: b.add_text_field("span", span),
+        resource: b.add_text_field("resource", STRING),
         text: b.add_text_field("text", text),
         start: b.add_u64_field("start", FAST),
         end: b.add_u64_field("end", FAST),
-        min_span_duration: b.add_u64_field("min_span_duration", FAST),
-        max_span_duration: b.add_u64_field("max_span_duration", FAST),
         span_count: b.add_u64_field("span_count", FAST),
         error_count: b.add_u64_field("error_count", FAST),
+        summary: b.add_text_field("summary", TextOptions::default().set_fast("raw")),
     };
     (b.build(), fields)
+}
+
+fn register_tokenizer(index: &Index) {
+    index
+        .tokenizers()
+        .register(tokens::TOKENIZER, SpanTokenizer::default());
 }
 
 fn index_err(
@@ -91,18 +101,7 @@ fn index_err(
     }
 }
 
-fn truncated(value: &str) -> &str {
-    if value.len() <= MAX_TERM_VALUE_BYTES {
-        return value;
-    }
-    let mut end = MAX_TERM_VALUE_BYTES;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
-}
-
-/// The `key=value` term of an attribute, as search looks it up.
+/// The `key=value` term of a resource attribute, as search looks it up.
 pub fn attribute_term(key: &str, value: &str) -> String {
     let mut term = String::new();
     write_attribute_term(&mut term, key, value);
@@ -114,7 +113,7 @@ fn write_attribute_term(term: &mut String, key: &str, value: &str) {
     term.clear();
     term.push_str(key);
     term.push('=');
-    term.push_str(truncated(value));
+    term.push_str(tokens::truncated(value));
 }
 
 /// Scalar entries of the typed attribute maps stored under one prefix.
@@ -202,81 +201,128 @@ fn fnv(seed: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// The document of the trace being indexed. Terms are deduplicated by a 64-bit hash of field
-/// and text, so a repeated term costs no allocation (a collision would drop one term of one
-/// trace from the index: about 2^-64 per pair).
+/// The root of a trace so far: parentless first, then earliest, then lowest span id (the query
+/// engine's rule for summaries).
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct RootKey {
+    has_parent: bool,
+    start: u64,
+    span_id: [u8; 8],
+}
+
+/// The document of the trace being indexed. Resource terms are deduplicated by a 64-bit hash
+/// of their text, so a repeated term costs no allocation (a collision would drop one term of
+/// one trace from the index: about 2^-64 per pair).
 #[derive(Default)]
 struct DocBuilder {
+    trace_id: Option<[u8; 16]>,
     doc: TantivyDocument,
     seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    /// Span ids of the trace so far (a retried export stores a span twice).
+    span_ids: HashSet<u64, BuildHasherDefault<Prehashed>>,
     /// Hashes of the resources whose attributes are already in the document.
     resources: Vec<u64>,
+    spans: SpanText,
     text: String,
     start: u64,
     end: u64,
-    min_span_duration: u64,
-    max_span_duration: u64,
     span_count: u64,
     error_count: u64,
+    root: Option<(RootKey, String, String)>,
+    /// Span counts per service; the first `service_count` entries are this trace's (the
+    /// strings of the others are kept for reuse).
+    services: Vec<(String, u64)>,
+    service_count: usize,
+    summary: String,
 }
 
 impl DocBuilder {
-    fn start_trace(&mut self, f: Fields, trace_id: &[u8]) {
+    fn start_trace(&mut self, f: Fields, trace_id: [u8; 16]) {
+        self.trace_id = Some(trace_id);
         self.doc = TantivyDocument::default();
-        self.doc.add_bytes(f.trace_id, trace_id);
+        self.doc.add_bytes(f.trace_id, &trace_id);
         self.seen.clear();
+        self.span_ids.clear();
         self.resources.clear();
+        self.spans.clear();
         self.text.clear();
         (self.start, self.end) = (u64::MAX, 0);
-        (self.min_span_duration, self.max_span_duration) = (u64::MAX, 0);
         (self.span_count, self.error_count) = (0, 0);
+        self.root = None;
+        self.service_count = 0;
     }
 
-    fn term(&mut self, field: Field, text: &str) {
-        if self
-            .seen
-            .insert(fnv(u64::from(field.field_id()), text.as_bytes()))
-        {
-            self.doc.add_text(field, text);
+    fn resource_term(&mut self, field: Field, term: &mut String, key: &str, value: &str) {
+        write_attribute_term(term, key, value);
+        if self.seen.insert(fnv(0, term.as_bytes())) {
+            self.doc.add_text(field, &*term);
         }
     }
 
-    /// Adds the `key=value` term of an attribute, built in `term`.
-    fn attr(&mut self, field: Field, term: &mut String, key: &str, value: &str) {
-        write_attribute_term(term, key, value);
-        self.term(field, term);
+    fn count_service(&mut self, service: &str) {
+        let live = &mut self.services[..self.service_count];
+        if let Some((_, n)) = live.iter_mut().find(|(s, _)| s == service) {
+            *n += 1;
+            return;
+        }
+        if self.service_count == self.services.len() {
+            self.services.push((String::new(), 0));
+        }
+        let slot = &mut self.services[self.service_count];
+        slot.0.clear();
+        slot.0.push_str(service);
+        slot.1 = 1;
+        self.service_count += 1;
     }
 
-    fn finish(&mut self, f: Fields) -> TantivyDocument {
+    fn consider_root(&mut self, key: RootKey, service: &str, name: &str) {
+        match &mut self.root {
+            Some((best, s, n)) if key < *best => {
+                *best = key;
+                s.clear();
+                s.push_str(service);
+                n.clear();
+                n.push_str(name);
+            }
+            Some(_) => {}
+            None => self.root = Some((key, service.to_owned(), name.to_owned())),
+        }
+    }
+
+    /// The finished document, if a trace was started.
+    fn finish(&mut self, f: Fields) -> Option<TantivyDocument> {
+        self.trace_id.take()?;
         let mut doc = std::mem::take(&mut self.doc);
+        if !self.spans.is_empty() {
+            doc.add_text(f.span, self.spans.as_str());
+        }
         if !self.text.is_empty() {
             doc.add_text(f.text, &self.text);
         }
         doc.add_u64(f.start, self.start);
         doc.add_u64(f.end, self.end);
-        doc.add_u64(f.min_span_duration, self.min_span_duration);
-        doc.add_u64(f.max_span_duration, self.max_span_duration);
         doc.add_u64(f.span_count, self.span_count);
         doc.add_u64(f.error_count, self.error_count);
-        doc
+        self.summary.clear();
+        if let Some((_, service, name)) = &self.root {
+            self.summary.push_str(service);
+            self.summary.push(SEP);
+            self.summary.push_str(name);
+        } else {
+            self.summary.push(SEP);
+        }
+        let services = &mut self.services[..self.service_count];
+        services.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (service, n) in services.iter() {
+            let _ = write!(self.summary, "{SEP}{service}{COUNT_SEP}{n}");
+        }
+        doc.add_text(f.summary, &self.summary);
+        Some(doc)
     }
 }
 
-fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref())
-        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
-}
-
-fn u64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt64Array> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref())
-        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
-}
-
-/// Builds the index of a part from its rows, which are sorted by trace id. Returns its size.
+/// Builds the index of a part from its rows, which are sorted by trace id (a trace may continue
+/// from one batch into the next). Returns its size.
 pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
     // A flush that failed before its manifest commit may have left an index under this name.
     if dir.exists() {
@@ -285,22 +331,30 @@ pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
     std::fs::create_dir_all(dir).map_err(Error::io("create index directory", dir))?;
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema).map_err(index_err("create", dir))?;
+    register_tokenizer(&index);
     let mut writer = index
-        .writer_with_num_threads::<TantivyDocument>(1, 32 << 20)
+        .writer_with_num_threads::<TantivyDocument>(1, INDEX_WRITER_BYTES)
         .map_err(index_err("open writer for", dir))?;
 
     let mut state = (DocBuilder::default(), String::new(), String::new());
     for batch in batches {
         index_batch(dir, &mut writer, f, batch, &mut state)?;
     }
-    writer.commit().map_err(index_err("commit", dir))?;
+    if let Some(doc) = state.0.finish(f) {
+        writer
+            .add_document(doc)
+            .map_err(index_err("add a document to", dir))?;
+    }
+    let mut commit = writer.prepare_commit().map_err(index_err("commit", dir))?;
+    commit.set_payload(LAYOUT);
+    commit.commit().map_err(index_err("commit", dir))?;
     writer
         .wait_merging_threads()
         .map_err(index_err("finish", dir))?;
     dir_size(dir)
 }
 
-/// Adds the traces of one batch (whole traces only: chunks end at trace boundaries).
+/// Adds the spans of one batch, finishing a document whenever the trace changes.
 fn index_batch(
     dir: &Path,
     writer: &mut tantivy::IndexWriter<TantivyDocument>,
@@ -312,9 +366,16 @@ fn index_batch(
         .column_by_name("trace_id")
         .and_then(|c| c.as_any().downcast_ref())
         .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
+    let span_ids: &FixedSizeBinaryArray = batch
+        .column_by_name("span_id")
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt("spans lack span_id".into()))?;
+    let parents: &FixedSizeBinaryArray = batch
+        .column_by_name("parent_span_id")
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt("spans lack parent_span_id".into()))?;
     let service = string_col(batch, "service_name")?;
     let name = string_col(batch, "name")?;
-    let kind = string_col(batch, "kind")?;
     let status = string_col(batch, "status_code")?;
     let status_message = string_col(batch, "status_message")?;
     let start = u64_col(batch, "start_time_unix_nano")?;
@@ -343,56 +404,88 @@ fn index_batch(
     };
     let event_attrs = ScalarMaps::new(event_map, "attributes")?;
 
-    let mut row = 0;
-    while row < batch.num_rows() {
-        let trace = ids.value(row);
-        doc.start_trace(f, trace);
-        while row < batch.num_rows() && ids.value(row) == trace {
-            let svc = service.value(row);
-            doc.term(f.service, svc);
-            term.clear();
-            let _ = write!(term, "{svc}{SEP}{}", name.value(row));
-            doc.term(f.op, term);
-            doc.term(f.name, name.value(row));
-            doc.term(f.kind, kind.value(row));
-            doc.term(f.status, status.value(row));
-            if status.value(row) == "error" {
-                doc.term(f.error_service, svc);
-                doc.error_count += 1;
+    for row in 0..batch.num_rows() {
+        let trace: [u8; 16] = ids
+            .value(row)
+            .try_into()
+            .map_err(|_| Error::Corrupt("trace ids are 16 bytes".into()))?;
+        if doc.trace_id != Some(trace) {
+            if let Some(finished) = doc.finish(f) {
+                writer
+                    .add_document(finished)
+                    .map_err(index_err("add a document to", dir))?;
             }
-            if !status_message.value(row).is_empty() {
-                doc.text.push_str(status_message.value(row));
-                doc.text.push('\n');
-            }
-            span_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
-            let resource = resource_attrs.row_hash(row);
-            if !doc.resources.contains(&resource) {
-                doc.resources.push(resource);
-                resource_attrs.for_each(row, scratch, |k, v| doc.attr(f.attr, term, k, v));
-            }
-            let offsets = events.value_offsets();
-            for e in offsets[row] as usize..offsets[row + 1] as usize {
-                if event_name.value(e) == "exception" {
-                    event_attrs.for_each(e, scratch, |k, v| {
-                        if k == "exception.message" || k == "exception.type" {
-                            doc.text.push_str(v);
-                            doc.text.push('\n');
-                        }
-                    });
-                }
-            }
-            doc.start = doc.start.min(start.value(row));
-            doc.end = doc.end.max(end.value(row));
-            doc.min_span_duration = doc.min_span_duration.min(duration.value(row));
-            doc.max_span_duration = doc.max_span_duration.max(duration.value(row));
-            doc.span_count += 1;
-            row += 1;
+            doc.start_trace(f, trace);
         }
-        writer
-            .add_document(doc.finish(f))
-            .map_err(index_err("add a document to", dir))?;
+        let span_id: [u8; 8] = span_ids.value(row).try_into().unwrap_or_default();
+        if !doc.span_ids.insert(u64::from_le_bytes(span_id)) {
+            continue; // the same span from a retried export
+        }
+        let svc = service.value(row);
+        let is_error = status.value(row) == "error";
+        doc.spans.next_span();
+        tokens::term(term, tokens::SERVICE, svc);
+        doc.spans.push(term);
+        tokens::term(term, tokens::NAME, name.value(row));
+        doc.spans.push(term);
+        tokens::duration_term(term, duration.value(row));
+        doc.spans.push(term);
+        if is_error {
+            doc.spans.push(tokens::ERROR);
+            doc.error_count += 1;
+        }
+        span_attrs.for_each(row, scratch, |k, v| {
+            tokens::attr_term(term, k, v);
+            doc.spans.push(term);
+        });
+        if !status_message.value(row).is_empty() {
+            doc.text.push_str(status_message.value(row));
+            doc.text.push('\n');
+        }
+        let resource = resource_attrs.row_hash(row);
+        if !doc.resources.contains(&resource) {
+            doc.resources.push(resource);
+            resource_attrs.for_each(row, scratch, |k, v| {
+                doc.resource_term(f.resource, term, k, v)
+            });
+        }
+        let offsets = events.value_offsets();
+        for e in offsets[row] as usize..offsets[row + 1] as usize {
+            if event_name.value(e) == "exception" {
+                event_attrs.for_each(e, scratch, |k, v| {
+                    if k == "exception.message" || k == "exception.type" {
+                        doc.text.push_str(v);
+                        doc.text.push('\n');
+                    }
+                });
+            }
+        }
+        doc.start = doc.start.min(start.value(row));
+        doc.end = doc.end.max(end.value(row));
+        doc.span_count += 1;
+        doc.count_service(svc);
+        let key = RootKey {
+            has_parent: !parents.is_null(row),
+            start: start.value(row),
+            span_id,
+        };
+        doc.consider_root(key, svc, name.value(row));
     }
     Ok(())
+}
+
+fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
+}
+
+fn u64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt64Array> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref())
+        .ok_or_else(|| Error::Corrupt(format!("spans lack {name}")))
 }
 
 pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
@@ -407,36 +500,86 @@ pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// What trace search asks of the index. Every condition present must hold for a trace.
-#[derive(Clone, Debug, Default)]
-pub struct TraceQuery {
-    pub service: Option<String>,
-    /// Span name; with `service`, a span of that service with that name.
-    pub operation: Option<String>,
-    /// `(key, value)` pairs of span or resource attributes, compared as strings.
-    pub attributes: Vec<(String, String)>,
-    /// Only traces with an error span (of `service`, when given).
-    pub errors_only: bool,
-    /// Some span lasts at least this long.
-    pub min_duration_nano: Option<u64>,
-    /// Some span lasts at most this long.
-    pub max_duration_nano: Option<u64>,
-    /// Words that must all occur in status or exception messages.
-    pub text: Option<String>,
-    /// The trace overlaps `[start, end]`.
-    pub start_unix_nano: Option<u64>,
-    pub end_unix_nano: Option<u64>,
-}
-
-/// A trace found in one part.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceHit {
-    pub trace_id: TraceId,
-    pub part_id: u64,
+/// What the index of one part knows of a trace: enough for a result list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceDigest {
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,
+    /// Distinct span ids.
     pub span_count: u64,
     pub error_count: u64,
+    /// Service and name of the root span: the parentless span with the earliest start (lowest
+    /// span id on ties), else the earliest span.
+    pub root_service: String,
+    pub root_name: String,
+    /// Services and their span counts, most spans first (then by name).
+    pub services: Vec<(String, u64)>,
+}
+
+impl TraceDigest {
+    fn parse(summary: &str, bounds: (u64, u64), counts: (u64, u64)) -> Self {
+        let mut parts = summary.split(SEP);
+        let root_service = parts.next().unwrap_or_default().to_owned();
+        let root_name = parts.next().unwrap_or_default().to_owned();
+        let services = parts
+            .filter_map(|p| {
+                let (service, n) = p.rsplit_once(COUNT_SEP)?;
+                Some((service.to_owned(), n.parse().ok()?))
+            })
+            .collect();
+        Self {
+            start_time_unix_nano: bounds.0,
+            end_time_unix_nano: bounds.1,
+            span_count: counts.0,
+            error_count: counts.1,
+            root_service,
+            root_name,
+            services,
+        }
+    }
+}
+
+/// The fast columns of one segment.
+struct Columns {
+    trace_id: tantivy::columnar::BytesColumn,
+    start: tantivy::columnar::Column<u64>,
+    end: tantivy::columnar::Column<u64>,
+    span_count: tantivy::columnar::Column<u64>,
+    error_count: tantivy::columnar::Column<u64>,
+}
+
+impl Columns {
+    fn trace_id(&self, doc: u32, buffer: &mut Vec<u8>) -> Result<Option<TraceId>> {
+        buffer.clear();
+        if let Some(ord) = self.trace_id.term_ords(doc).next() {
+            self.trace_id
+                .ord_to_bytes(ord, buffer)
+                .map_err(Error::io("read trace id from index", ""))?;
+        }
+        Ok(<[u8; 16]>::try_from(buffer.as_slice()).ok().map(TraceId))
+    }
+
+    fn bounds(&self, doc: u32) -> (u64, u64) {
+        (
+            self.start.first(doc).unwrap_or(0),
+            self.end.first(doc).unwrap_or(0),
+        )
+    }
+
+    fn counts(&self, doc: u32) -> (u64, u64) {
+        (
+            self.span_count.first(doc).unwrap_or(0),
+            self.error_count.first(doc).unwrap_or(0),
+        )
+    }
+}
+
+fn lookup_err(source: tantivy::TantivyError) -> Error {
+    Error::Index {
+        action: "look up a trace in",
+        path: Default::default(),
+        source,
+    }
 }
 
 /// An open part index. Parts are immutable, so the reader never reloads.
@@ -447,149 +590,105 @@ pub(crate) struct PartIndex {
 }
 
 impl PartIndex {
-    pub(crate) fn open(dir: &Path) -> Result<Self> {
+    /// Opens the index in `dir`; `None` when it was written in another layout (see
+    /// [`rebuild`]).
+    pub(crate) fn open(dir: &Path) -> Result<Option<Self>> {
         let index = Index::open_in_dir(dir).map_err(index_err("open", dir))?;
+        let (current, fields) = schema();
+        let metas = index
+            .load_metas()
+            .map_err(index_err("read the metadata of", dir))?;
+        if metas.payload.as_deref() != Some(LAYOUT) || index.schema() != current {
+            return Ok(None);
+        }
+        register_tokenizer(&index);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err("open a reader for", dir))?;
-        Ok(Self {
+        Ok(Some(Self {
             index,
             reader,
-            fields: schema().1,
+            fields,
+        }))
+    }
+
+    fn columns(&self, searcher: &tantivy::Searcher, segment: u32) -> Result<Columns> {
+        let ff = searcher.segment_reader(segment).fast_fields();
+        let column = |name: &str| ff.u64(name).map_err(lookup_err);
+        Ok(Columns {
+            trace_id: ff
+                .bytes("trace_id")
+                .map_err(lookup_err)?
+                .ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?,
+            start: column("start")?,
+            end: column("end")?,
+            span_count: column("span_count")?,
+            error_count: column("error_count")?,
         })
+    }
+
+    /// The document of a trace: segment and document number.
+    fn find(&self, searcher: &tantivy::Searcher, trace_id: &TraceId) -> Result<Option<DocAddress>> {
+        let term = Term::from_field_bytes(self.fields.trace_id, &trace_id.0);
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let postings = segment
+                .inverted_index(self.fields.trace_id)
+                .map_err(lookup_err)?
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(Error::io("read the postings of a trace id", ""))?;
+            if let Some(postings) = postings {
+                let doc = tantivy::DocSet::doc(&postings);
+                if doc != tantivy::TERMINATED {
+                    return Ok(Some(DocAddress::new(ord as u32, doc)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     pub(crate) fn contains(&self, trace_id: &TraceId) -> Result<bool> {
         let term = Term::from_field_bytes(self.fields.trace_id, &trace_id.0);
-        let n = self
-            .reader
-            .searcher()
-            .doc_freq(&term)
-            .map_err(|source| Error::Index {
-                action: "look up a trace in",
-                path: Default::default(),
-                source,
-            })?;
+        let n = self.reader.searcher().doc_freq(&term).map_err(lookup_err)?;
         Ok(n > 0)
     }
 
-    pub(crate) fn search(&self, part_id: u64, q: &TraceQuery) -> Result<Vec<TraceHit>> {
-        let f = self.fields;
-        let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            ))
-        };
-        let range = |field: Field, lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
-            Box::new(RangeQuery::new(
-                lo.map(|v| Term::from_field_u64(field, v)),
-                hi.map(|v| Term::from_field_u64(field, v)),
-            ))
-        };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let mut must = |q: Box<dyn Query>| clauses.push((Occur::Must, q));
-        match (&q.service, &q.operation) {
-            (Some(s), Some(op)) => must(term(f.op, &format!("{s}{SEP}{op}"))),
-            (Some(s), None) => must(term(f.service, s)),
-            (None, Some(op)) => must(term(f.name, op)),
-            (None, None) => {}
-        }
-        for (k, v) in &q.attributes {
-            must(term(f.attr, &attribute_term(k, v)));
-        }
-        if q.errors_only {
-            match &q.service {
-                Some(s) => must(term(f.error_service, s)),
-                None => must(term(f.status, "error")),
-            }
-        }
-        if let Some(min) = q.min_duration_nano {
-            must(range(
-                f.max_span_duration,
-                Bound::Included(min),
-                Bound::Unbounded,
-            ));
-        }
-        if let Some(max) = q.max_duration_nano {
-            must(range(
-                f.min_span_duration,
-                Bound::Unbounded,
-                Bound::Included(max),
-            ));
-        }
-        if let Some(end) = q.end_unix_nano {
-            must(range(f.start, Bound::Unbounded, Bound::Included(end)));
-        }
-        if let Some(start) = q.start_unix_nano {
-            must(range(f.end, Bound::Included(start), Bound::Unbounded));
-        }
-        if let Some(text) = &q.text {
-            let mut tokenizer =
-                self.index
-                    .tokenizer_for_field(f.text)
-                    .map_err(|source| Error::Index {
-                        action: "tokenize for",
-                        path: Default::default(),
-                        source,
-                    })?;
-            let mut stream = tokenizer.token_stream(text);
-            while let Some(token) = stream.next() {
-                must(term(f.text, &token.text));
-            }
-        }
-        let query: Box<dyn Query> = if clauses.is_empty() {
-            Box::new(AllQuery)
-        } else {
-            Box::new(BooleanQuery::new(clauses))
-        };
+    /// What this part's index knows of a trace, if it holds it.
+    pub(crate) fn digest(&self, trace_id: &TraceId) -> Result<Option<TraceDigest>> {
         let searcher = self.reader.searcher();
-        let search_err = |source| Error::Index {
-            action: "search",
-            path: Default::default(),
-            source,
+        let Some(addr) = self.find(&searcher, trace_id)? else {
+            return Ok(None);
         };
-        let docs = searcher
-            .search(&query, &DocSetCollector)
-            .map_err(search_err)?;
-        // Column readers are opened once per segment, not once per document.
-        let mut docs: Vec<_> = docs.into_iter().collect();
-        docs.sort_unstable_by_key(|a| (a.segment_ord, a.doc_id));
-        let mut hits = Vec::with_capacity(docs.len());
-        for segment in docs.chunk_by(|a, b| a.segment_ord == b.segment_ord) {
-            let ff = searcher
-                .segment_reader(segment[0].segment_ord)
-                .fast_fields();
-            let bytes = ff
-                .bytes("trace_id")
-                .map_err(search_err)?
-                .ok_or_else(|| Error::Corrupt("index lacks trace ids".into()))?;
-            let column = |name: &str| ff.u64(name).map_err(search_err);
-            let (start, end) = (column("start")?, column("end")?);
-            let (spans, errors) = (column("span_count")?, column("error_count")?);
-            let mut id = Vec::with_capacity(16);
-            for addr in segment {
-                id.clear();
-                if let Some(ord) = bytes.term_ords(addr.doc_id).next() {
-                    bytes
-                        .ord_to_bytes(ord, &mut id)
-                        .map_err(Error::io("read trace id from index", ""))?;
-                }
-                let Ok(trace_id) = <[u8; 16]>::try_from(id.as_slice()) else {
-                    continue;
-                };
-                hits.push(TraceHit {
-                    trace_id: TraceId(trace_id),
-                    part_id,
-                    start_time_unix_nano: start.first(addr.doc_id).unwrap_or(0),
-                    end_time_unix_nano: end.first(addr.doc_id).unwrap_or(0),
-                    span_count: spans.first(addr.doc_id).unwrap_or(0),
-                    error_count: errors.first(addr.doc_id).unwrap_or(0),
-                });
-            }
+        let columns = self.columns(&searcher, addr.segment_ord)?;
+        let summary = searcher
+            .segment_reader(addr.segment_ord)
+            .fast_fields()
+            .str("summary")
+            .map_err(lookup_err)?
+            .ok_or_else(|| Error::Corrupt("index lacks summaries".into()))?;
+        let mut text = String::new();
+        if let Some(ord) = summary.term_ords(addr.doc_id).next() {
+            summary
+                .ord_to_str(ord, &mut text)
+                .map_err(Error::io("read a summary from index", ""))?;
         }
-        Ok(hits)
+        Ok(Some(TraceDigest::parse(
+            &text,
+            columns.bounds(addr.doc_id),
+            columns.counts(addr.doc_id),
+        )))
     }
+}
+
+/// Rebuilds the index of a part in `dir` from the part's rows, in a sibling directory renamed
+/// over the old one. Returns its size.
+pub(crate) fn rebuild(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
+    let fresh = dir.with_extension("rebuild");
+    let bytes = build(&fresh, batches)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(Error::io("remove outdated index", dir))?;
+    }
+    std::fs::rename(&fresh, dir).map_err(Error::io("move rebuilt index", dir))?;
+    Ok(bytes)
 }

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,8 @@ pub struct Part {
     root: PathBuf,
     obsolete: AtomicBool,
     index: OnceLock<PartIndex>,
+    /// Held while an outdated index is rebuilt, so it is rebuilt once.
+    rebuilding: Mutex<()>,
     reader_metadata: OnceLock<ArrowReaderMetadata>,
 }
 
@@ -72,6 +74,7 @@ impl Part {
             root: root.to_owned(),
             obsolete: AtomicBool::new(false),
             index: OnceLock::new(),
+            rebuilding: Mutex::new(()),
             reader_metadata: OnceLock::new(),
         })
     }
@@ -93,10 +96,38 @@ impl Part {
         let Some(dir) = self.index_path() else {
             return Ok(None);
         };
+        if let Some(index) = self.index.get() {
+            return Ok(Some(index));
+        }
+        let _rebuilding = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         if self.index.get().is_none() {
-            let _ = self.index.set(PartIndex::open(&dir)?);
+            let opened = match dir.exists() {
+                true => PartIndex::open(&dir)?,
+                false => None, // a rebuild was interrupted between its two renames
+            };
+            let index = match opened {
+                Some(index) => index,
+                None => self.rebuild_index(&dir)?,
+            };
+            let _ = self.index.set(index);
         }
         Ok(self.index.get())
+    }
+
+    /// Rebuilds an index written in an earlier layout from the part's rows.
+    fn rebuild_index(&self, dir: &Path) -> Result<PartIndex> {
+        let started = std::time::Instant::now();
+        let batches = crate::part::read_part(&self.path())?;
+        let bytes = crate::index::rebuild(dir, &batches)?;
+        tracing::info!(
+            part = self.meta.id,
+            rows = self.meta.rows,
+            index_bytes = bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "rebuilt a trace index written in an earlier layout"
+        );
+        PartIndex::open(dir)?
+            .ok_or_else(|| Error::Corrupt(format!("rebuilt index {} is unreadable", dir.display())))
     }
 
     /// The Parquet footer and page index, parsed on first use and kept.

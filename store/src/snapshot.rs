@@ -12,7 +12,7 @@ use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 
 use crate::error::{Error, Result};
-use crate::index::{TraceHit, TraceQuery};
+use crate::index::{TraceDigest, TraceHit, TraceQuery};
 use crate::manifest::{Manifest, Part};
 use crate::memtable::Memtable;
 use crate::model::{Signal, Span, TraceId};
@@ -181,6 +181,46 @@ impl Snapshot {
         Ok(batches)
     }
 
+    /// What the indexes know of each trace held by exactly one part and not by the memtable
+    /// (one document then describes the whole trace); the others are left out, for the caller
+    /// to read their rows.
+    pub fn indexed_summaries(
+        &self,
+        trace_ids: &[TraceId],
+    ) -> Result<HashMap<TraceId, TraceDigest>> {
+        let mut wanted: HashSet<TraceId> = trace_ids.iter().copied().collect();
+        for batch in self.memtable_batches(Signal::Spans) {
+            let ids = batch
+                .column_by_name("trace_id")
+                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                .ok_or_else(|| Error::Corrupt("spans lack trace_id".into()))?;
+            for row in 0..ids.len() {
+                if let Ok(id) = <[u8; 16]>::try_from(ids.value(row)) {
+                    wanted.remove(&TraceId(id));
+                }
+            }
+        }
+        let mut digests: HashMap<TraceId, TraceDigest> = HashMap::new();
+        let mut held_elsewhere: HashSet<TraceId> = HashSet::new();
+        for part in self.manifest.parts_of(Signal::Spans) {
+            let Some(index) = part.index()? else { continue };
+            for id in &wanted {
+                if held_elsewhere.contains(id) {
+                    continue;
+                }
+                if digests.contains_key(id) {
+                    if index.contains(id)? {
+                        digests.remove(id);
+                        held_elsewhere.insert(*id);
+                    }
+                } else if let Some(digest) = index.digest(id)? {
+                    digests.insert(*id, digest);
+                }
+            }
+        }
+        Ok(digests)
+    }
+
     /// Traces in parts matching the query, newest first, one hit per trace (bounds and counts
     /// merged over the parts holding it). Memtable rows are not indexed: the query engine scans
     /// them itself.
@@ -207,6 +247,8 @@ impl Snapshot {
                         h.end_time_unix_nano = h.end_time_unix_nano.max(hit.end_time_unix_nano);
                         h.span_count += hit.span_count;
                         h.error_count += hit.error_count;
+                        h.certain |= hit.certain;
+                        h.attributes_on_spans &= hit.attributes_on_spans;
                     })
                     .or_insert(hit);
             }

@@ -275,3 +275,194 @@ async fn a_large_flush_indexes_every_trace_once() {
     let (id, count) = traces.iter().next().unwrap();
     assert_eq!(snapshot.find_trace(id).unwrap().len(), *count);
 }
+
+fn with_route(
+    mut span: spyglass_store::model::Span,
+    route: &str,
+    millis_tenths: u64,
+) -> spyglass_store::model::Span {
+    span.attributes = Attributes::new(vec![KeyValue {
+        key: "http.route".into(),
+        value: AttrValue::Str(route.into()),
+    }]);
+    span.end_time_unix_nano = span.start_time_unix_nano + millis_tenths * 100_000;
+    span
+}
+
+/// The index proves a match only when one span holds every condition exactly; a duration
+/// bucket straddling the bound, a resource attribute or a trace crossing the time range's edge
+/// only propose a candidate, and conditions met by different spans do not even do that.
+#[tokio::test]
+async fn hits_are_certain_only_when_the_index_proves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(
+        &store,
+        vec![
+            // 100.5 ms and 95 ms fall in the same duration bucket (92.3–100.7 ms).
+            with_route(span(1, 1, "checkout", T0), "/cart", 1005),
+            with_route(span(2, 1, "checkout", T0 + 10), "/cart", 950),
+            // The route on one span, the long duration on another.
+            with_route(span(3, 1, "checkout", T0 + 20), "/home", 4000),
+            with_route(span(3, 2, "payments", T0 + 21), "/cart", 4000),
+            // Well past the bound.
+            with_route(span(4, 1, "checkout", T0 + 30), "/cart", 4000),
+        ],
+    )
+    .await;
+    store.flush().await.unwrap();
+    let snapshot = store.snapshot();
+    let hits = |q: TraceQuery| -> Vec<(u64, bool)> {
+        let mut hits: Vec<(u64, bool)> = snapshot
+            .search_traces(&q, 100)
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let n = u64::from_be_bytes(h.trace_id.0[8..].try_into().unwrap());
+                (n, h.certain)
+            })
+            .collect();
+        hits.sort();
+        hits
+    };
+    let q = || TraceQuery {
+        service: Some("checkout".into()),
+        attributes: vec![("http.route".into(), "/cart".into())],
+        ..TraceQuery::default()
+    };
+    assert_eq!(
+        hits(TraceQuery {
+            min_duration_nano: Some(100_000_000),
+            ..q()
+        }),
+        [(1, false), (2, false), (4, true)],
+        "the bucket holding 100 ms only proposes; trace 3 has no such span"
+    );
+    assert_eq!(
+        hits(TraceQuery {
+            min_duration_nano: Some(200_000_000),
+            ..q()
+        }),
+        [(4, true)]
+    );
+    assert_eq!(hits(q()), [(1, true), (2, true), (4, true)]);
+    assert_eq!(
+        hits(TraceQuery {
+            attributes: vec![("service.name".into(), "checkout".into())],
+            ..q()
+        }),
+        [(1, false), (2, false), (3, false), (4, false)],
+        "a resource attribute may belong to another span's resource"
+    );
+    assert_eq!(
+        hits(TraceQuery {
+            start_unix_nano: Some(T0 + 10),
+            end_unix_nano: Some(T0 + HOUR),
+            ..q()
+        }),
+        [(1, false), (2, true), (4, true)],
+        "trace 1 starts before the range"
+    );
+}
+
+/// A trace described whole by one part's index gets its summary from there; one spread over
+/// parts, or with spans still in the memtable, is left for its rows to be read.
+#[tokio::test]
+async fn indexed_summaries_describe_whole_traces_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut root = span(1, 1, "web", T0);
+    root.name = "GET /".into();
+    let mut child = error_span(1, 2, "db", T0 + 1, "boom");
+    child.parent_span_id = Some(root.span_id);
+    append(
+        &store,
+        vec![
+            child.clone(),
+            root.clone(),
+            span(1, 3, "db", T0 + 2),
+            child, // a retried export
+            span(2, 1, "web", T0),
+            span(3, 1, "web", T0),
+        ],
+    )
+    .await;
+    store.flush().await.unwrap();
+    append(&store, vec![span(2, 2, "db", T0 + 5)]).await;
+    store.flush().await.unwrap();
+    append(&store, vec![span(3, 2, "db", T0 + 5)]).await;
+
+    let snapshot = store.snapshot();
+    let digests = snapshot
+        .indexed_summaries(&[trace_id(1), trace_id(2), trace_id(3)])
+        .unwrap();
+    assert_eq!(
+        digests.len(),
+        1,
+        "traces 2 and 3 are not whole in one index"
+    );
+    let digest = &digests[&trace_id(1)];
+    assert_eq!(
+        (digest.root_service.as_str(), digest.root_name.as_str()),
+        ("web", "GET /")
+    );
+    assert_eq!(
+        (digest.span_count, digest.error_count),
+        (3, 1),
+        "the retried span once"
+    );
+    assert_eq!(
+        digest.services,
+        [("db".to_string(), 2), ("web".to_string(), 1)]
+    );
+    assert_eq!(digest.start_time_unix_nano, T0);
+}
+
+/// An index written in an earlier layout is rebuilt from its part when first opened, and the
+/// part's traces are found as before.
+#[tokio::test]
+async fn an_index_in_an_earlier_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        append(
+            &store,
+            vec![span(1, 1, "web", T0), span(1, 2, "db", T0 + 1)],
+        )
+        .await;
+        store.flush().await.unwrap();
+    }
+    let index_dir = {
+        let store = open(dir.path());
+        let snapshot = store.snapshot();
+        snapshot.parts(Signal::Spans)[0].index_path().unwrap()
+    };
+    // Replace it with an index of another schema, as an older Spyglass wrote.
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    std::fs::create_dir_all(&index_dir).unwrap();
+    let mut schema = tantivy::schema::Schema::builder();
+    let service = schema.add_text_field("service", tantivy::schema::STRING);
+    let old = tantivy::Index::create_in_dir(&index_dir, schema.build()).unwrap();
+    let mut writer = old.writer_with_num_threads(1, 15_000_000).unwrap();
+    writer
+        .add_document(tantivy::doc!(service => "web"))
+        .unwrap();
+    writer.commit().unwrap();
+    drop(writer);
+
+    let store = open(dir.path());
+    let snapshot = store.snapshot();
+    let hits = snapshot
+        .search_traces(
+            &TraceQuery {
+                service: Some("db".into()),
+                ..TraceQuery::default()
+            },
+            10,
+        )
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!((hits[0].trace_id, hits[0].span_count), (trace_id(1), 2));
+    assert_eq!(snapshot.parts_with_trace(&trace_id(1)).unwrap().len(), 1);
+    assert!(!index_dir.with_extension("rebuild").exists());
+}

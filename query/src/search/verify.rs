@@ -39,8 +39,18 @@ fn promoted_column(key: &str) -> Option<&'static str> {
         .map(|(column, _)| *column)
 }
 
+/// Which attributes verification reads for attribute conditions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// Span attributes only: the index found the conditions on spans, so no resource holds
+    /// them.
+    SpanAttributes,
+    /// Span and resource attributes.
+    AllAttributes,
+}
+
 /// The columns verifying `search` reads.
-fn columns(search: &TraceSearch) -> Vec<String> {
+fn columns(search: &TraceSearch, read: Read) -> Vec<String> {
     let mut out: Vec<String> = BASE_COLUMNS.iter().map(|c| c.to_string()).collect();
     if !search.attributes.is_empty() {
         let all_promoted = search
@@ -52,10 +62,11 @@ fn columns(search: &TraceSearch) -> Vec<String> {
                 out.push(column.to_string());
             }
         }
-        let prefixes: &[&str] = if all_promoted {
-            &["resource_attributes"]
-        } else {
-            &["attributes", "resource_attributes"]
+        let prefixes: &[&str] = match (all_promoted, read) {
+            (true, Read::SpanAttributes) => &[],
+            (true, Read::AllAttributes) => &["resource_attributes"],
+            (false, Read::SpanAttributes) => &["attributes"],
+            (false, Read::AllAttributes) => &["attributes", "resource_attributes"],
         };
         for prefix in prefixes {
             out.extend(MAP_SUFFIXES.iter().map(|s| format!("{prefix}{s}")));
@@ -73,11 +84,12 @@ pub(super) fn verify(
     snapshot: &Snapshot,
     search: &TraceSearch,
     ids: &[TraceId],
+    read: Read,
 ) -> Result<Vec<TraceSummary>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let names = columns(search);
+    let names = columns(search, read);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let batches = snapshot.trace_rows(ids, Some(&names))?;
     let mut traces: HashMap<TraceId, Accumulator> = HashMap::new();
