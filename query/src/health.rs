@@ -7,11 +7,13 @@
 //! restart, after which the new value is the rise. A series with no point before the window
 //! counts from zero when it began inside the window, else from its first point.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
 
 mod points;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
@@ -74,6 +76,20 @@ const SPAN_FAMILY: Family = Family {
 };
 
 pub(crate) type Key = (String, String, String);
+
+/// Series kept in [`SeriesKeys`] at most; past it the cache starts again empty.
+const MAX_CACHED_SERIES: usize = 100_000;
+
+/// The key columns of series by id, shared by the engine's queries, so a query over a window
+/// reads the points' values without decoding their attribute maps.
+#[derive(Default)]
+pub(crate) struct SeriesKeys(Mutex<HashMap<u64, Key>>);
+
+impl SeriesKeys {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Key>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// A string literal for SQL.
 pub(crate) fn sql_string(s: &str) -> String {
@@ -234,19 +250,21 @@ impl QueryEngine {
         if start > end {
             return Err(Error::invalid("start is after end"));
         }
-        let [k1, k2, k3] = family.keys;
-        let sql = format!(
-            "SELECT metric_name, series_id, {k1}, {k2}, {k3}, \
-                    time_unix_nano, start_time_unix_nano, value, bucket_counts, explicit_bounds \
-             FROM metrics \
-             WHERE metric_name IN ('{}', '{}', '{}') \
-               AND time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter}",
-            family.calls,
-            family.errors,
-            family.duration,
+        let names = format!(
+            "'{}', '{}', '{}'",
+            family.calls, family.errors, family.duration
+        );
+        let window = format!(
+            "time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter}",
             start.saturating_sub(BASELINE_LOOKBACK_NANOS)
         );
+        let sql = format!(
+            "SELECT metric_name, series_id, \
+                    time_unix_nano, start_time_unix_nano, value, bucket_counts, explicit_bounds \
+             FROM metrics WHERE metric_name IN ({names}) AND {window}"
+        );
         let batches = self.internal_sql(&sql).await?;
+        let keys = self.series_keys(family, &names, &window, &batches).await?;
         let steps = Steps::new(start, end, step);
         let rows = batches.iter().map(Rows::new).collect::<Result<Vec<_>>>()?;
         // Points in series and time order, sorted here by reference rather than by the SQL
@@ -266,7 +284,8 @@ impl QueryEngine {
                 if let Some(done) = series.take() {
                     done.finish(&mut totals);
                 }
-                series = Some(SeriesState::new(family, rows, i, steps.count));
+                let key = keys.get(&id).cloned().unwrap_or_default();
+                series = Some(SeriesState::new(family, rows, i, key, steps.count));
             }
             series.as_mut().expect("set above").add(rows, i, &steps);
         }
@@ -274,6 +293,73 @@ impl QueryEngine {
             done.finish(&mut totals);
         }
         Ok(totals)
+    }
+
+    /// The key columns of every series in `batches` (the first column of the points is the
+    /// series id): from the cache, and for series not seen before from one more read, which
+    /// decodes attribute maps only for them. A series id hashes the series' identity, so its
+    /// keys never change.
+    async fn series_keys(
+        &self,
+        family: &Family,
+        names: &str,
+        window: &str,
+        batches: &[RecordBatch],
+    ) -> Result<HashMap<u64, Key>> {
+        let mut ids: Vec<u64> = Vec::new();
+        for batch in batches {
+            ids.extend(batch.column(1).as_primitive::<UInt64Type>().values().iter());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut keys = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.series_keys.lock();
+            for id in ids {
+                match cache.get(&id) {
+                    Some(key) => {
+                        keys.insert(id, key.clone());
+                    }
+                    None => missing.push(id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(keys);
+        }
+        let [k1, k2, k3] = family.keys;
+        let list: Vec<String> = missing.iter().map(u64::to_string).collect();
+        let sql = format!(
+            "SELECT series_id, {k1}, {k2}, {k3} FROM metrics \
+             WHERE metric_name IN ({names}) AND {window} AND series_id IN ({})",
+            list.join(", ")
+        );
+        let found = self.internal_sql(&sql).await?;
+        let mut cache = self.series_keys.lock();
+        for batch in &found {
+            let series = batch.column(0).as_primitive::<UInt64Type>();
+            let text = |c: usize, i: usize| {
+                let column = batch.column(c).as_string::<i32>();
+                match column.is_null(i) {
+                    true => String::new(),
+                    false => column.value(i).to_string(),
+                }
+            };
+            for i in 0..batch.num_rows() {
+                let id = series.value(i);
+                if keys.contains_key(&id) {
+                    continue;
+                }
+                let key = (text(1, i), text(2, i), text(3, i));
+                if cache.len() >= MAX_CACHED_SERIES {
+                    cache.clear();
+                }
+                cache.insert(id, key.clone());
+                keys.insert(id, key);
+            }
+        }
+        Ok(keys)
     }
 
     /// Runs SQL the engine wrote itself, without the user-facing row limit.

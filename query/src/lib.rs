@@ -52,6 +52,8 @@ pub struct QueryEngine {
     /// Parquet footers, so a part's footer is parsed once, not once per query.
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     stats: Arc<QueryStats>,
+    /// The key columns of each span-metric and service-graph series seen, by series id.
+    series_keys: Arc<health::SeriesKeys>,
 }
 
 impl QueryEngine {
@@ -65,6 +67,7 @@ impl QueryEngine {
             config: Arc::new(config),
             runtime,
             stats: Arc::default(),
+            series_keys: Arc::default(),
         }
     }
 

@@ -228,7 +228,7 @@ async fn service_health_rates_count_from_when_series_began_and_last_seen_survive
         span_counter("spyglass.span.calls", "shipping", 120, 30),
     ];
     store.append(&Records::Metrics(points)).await.unwrap();
-    let engine = QueryEngine::new(store, QueryConfig::default());
+    let engine = QueryEngine::new(store.clone(), QueryConfig::default());
     let s = 1_000 * MS;
 
     // An hour's window over two minutes of data: rates are per second of the series' life.
@@ -273,4 +273,29 @@ async fn service_health_rates_count_from_when_series_began_and_last_seen_survive
             ("shipping", 0.0, 0.0, Some(T0 + 60 * s)),
         ]
     );
+
+    // A series that appears after the engine has answered keeps its own name and operation
+    // (the engine remembers the key columns of the series it has seen).
+    let later = vec![
+        span_counter("spyglass.span.calls", "payments", 150, 45),
+        span_counter("spyglass.span.calls", "checkout", 150, 150),
+    ];
+    store.append(&Records::Metrics(later)).await.unwrap();
+    let names: Vec<String> = engine
+        .services(T0 + 90 * s, T0 + 150 * s)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.service)
+        .collect();
+    assert_eq!(names, ["checkout", "payments", "shipping"]);
+    let operations = engine
+        .operations("payments", T0, T0 + 150 * s)
+        .await
+        .unwrap();
+    let operations: Vec<(&str, &str, &str)> = operations
+        .iter()
+        .map(|o| (o.service.as_str(), o.name.as_str(), o.kind.as_str()))
+        .collect();
+    assert_eq!(operations, [("payments", "POST /orders", "server")]);
 }

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 pub(super) struct Rows<'a> {
     metric: &'a arrow::array::StringArray,
     pub(super) series: &'a arrow::array::UInt64Array,
-    keys: [&'a arrow::array::StringArray; 3],
     pub(super) time: &'a arrow::array::UInt64Array,
     start: &'a arrow::array::UInt64Array,
     value: &'a arrow::array::Float64Array,
@@ -25,27 +24,22 @@ pub(super) struct Rows<'a> {
 impl<'a> Rows<'a> {
     pub(super) fn new(batch: &'a RecordBatch) -> Result<Self> {
         let c = |i: usize| batch.column(i);
-        if batch.num_columns() != 10 {
+        if batch.num_columns() != 7 {
             return Err(Error::Internal("span metric query shape".into()));
         }
         Ok(Self {
             metric: c(0).as_string::<i32>(),
             series: c(1).as_primitive::<UInt64Type>(),
-            keys: [
-                c(2).as_string::<i32>(),
-                c(3).as_string::<i32>(),
-                c(4).as_string::<i32>(),
-            ],
-            time: c(5).as_primitive::<UInt64Type>(),
-            start: c(6).as_primitive::<UInt64Type>(),
-            value: c(7).as_primitive::<Float64Type>(),
-            buckets: c(8).as_list::<i32>(),
-            bucket_values: c(8)
+            time: c(2).as_primitive::<UInt64Type>(),
+            start: c(3).as_primitive::<UInt64Type>(),
+            value: c(4).as_primitive::<Float64Type>(),
+            buckets: c(5).as_list::<i32>(),
+            bucket_values: c(5)
                 .as_list::<i32>()
                 .values()
                 .as_primitive::<UInt64Type>()
                 .values(),
-            bounds: c(9).as_list::<i32>(),
+            bounds: c(6).as_list::<i32>(),
         })
     }
 
@@ -122,18 +116,10 @@ impl Steps {
 }
 
 impl SeriesState {
-    pub(super) fn new(family: &Family, rows: &Rows<'_>, i: usize, steps: usize) -> Self {
-        let text = |a: &arrow::array::StringArray| {
-            if a.is_null(i) {
-                String::new()
-            } else {
-                a.value(i).to_string()
-            }
-        };
-        let [k1, k2, k3] = rows.keys;
+    pub(super) fn new(family: &Family, rows: &Rows<'_>, i: usize, key: Key, steps: usize) -> Self {
         Self {
             id: rows.series.value(i),
-            key: (text(k1), text(k2), text(k3)),
+            key,
             is_duration: rows.metric.value(i) == family.duration,
             is_error: rows.metric.value(i) == family.errors,
             last: Vec::new(),
