@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 mod points;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{Float64Type, UInt64Type};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
@@ -80,13 +80,23 @@ pub(crate) type Key = (String, String, String);
 /// Series kept in [`SeriesKeys`] at most; past it the cache starts again empty.
 const MAX_CACHED_SERIES: usize = 100_000;
 
-/// The key columns of series by id, shared by the engine's queries, so a query over a window
-/// reads the points' values without decoding their attribute maps.
+/// What does not change from point to point of a series.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SeriesInfo {
+    pub(crate) key: Key,
+    /// The histogram's bucket bounds (empty for a sum). Spyglass writes span metrics with
+    /// fixed bounds; a series is read with the bounds of one of its points, as Prometheus
+    /// reads a series with one set of `le` labels.
+    pub(crate) bounds: Vec<f64>,
+}
+
+/// The key columns and bounds of series by id, shared by the engine's queries, so a query over
+/// a window reads the points' values without decoding their attribute maps or bounds.
 #[derive(Default)]
-pub(crate) struct SeriesKeys(Mutex<HashMap<u64, Key>>);
+pub(crate) struct SeriesKeys(Mutex<HashMap<u64, SeriesInfo>>);
 
 impl SeriesKeys {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Key>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, SeriesInfo>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -260,7 +270,7 @@ impl QueryEngine {
         );
         let sql = format!(
             "SELECT metric_name, series_id, \
-                    time_unix_nano, start_time_unix_nano, value, bucket_counts, explicit_bounds \
+                    time_unix_nano, start_time_unix_nano, value, bucket_counts \
              FROM metrics WHERE metric_name IN ({names}) AND {window}"
         );
         let batches = self.internal_sql(&sql).await?;
@@ -284,8 +294,8 @@ impl QueryEngine {
                 if let Some(done) = series.take() {
                     done.finish(&mut totals);
                 }
-                let key = keys.get(&id).cloned().unwrap_or_default();
-                series = Some(SeriesState::new(family, rows, i, key, steps.count));
+                let info = keys.get(&id).cloned().unwrap_or_default();
+                series = Some(SeriesState::new(family, rows, i, info, steps.count));
             }
             series.as_mut().expect("set above").add(rows, i, &steps);
         }
@@ -295,17 +305,17 @@ impl QueryEngine {
         Ok(totals)
     }
 
-    /// The key columns of every series in `batches` (the first column of the points is the
-    /// series id): from the cache, and for series not seen before from one more read, which
-    /// decodes attribute maps only for them. A series id hashes the series' identity, so its
-    /// keys never change.
+    /// The key columns and bounds of every series in `batches` (the second column of the
+    /// points is the series id): from the cache, and for series not seen before from one more
+    /// read, which decodes attribute maps and bounds only for them. A series id hashes the
+    /// series' identity, so its keys never change.
     async fn series_keys(
         &self,
         family: &Family,
         names: &str,
         window: &str,
         batches: &[RecordBatch],
-    ) -> Result<HashMap<u64, Key>> {
+    ) -> Result<HashMap<u64, SeriesInfo>> {
         let mut ids: Vec<u64> = Vec::new();
         for batch in batches {
             ids.extend(batch.column(1).as_primitive::<UInt64Type>().values().iter());
@@ -331,7 +341,7 @@ impl QueryEngine {
         let [k1, k2, k3] = family.keys;
         let list: Vec<String> = missing.iter().map(u64::to_string).collect();
         let sql = format!(
-            "SELECT series_id, {k1}, {k2}, {k3} FROM metrics \
+            "SELECT series_id, {k1}, {k2}, {k3}, explicit_bounds FROM metrics \
              WHERE metric_name IN ({names}) AND {window} AND series_id IN ({})",
             list.join(", ")
         );
@@ -351,12 +361,23 @@ impl QueryEngine {
                 if keys.contains_key(&id) {
                     continue;
                 }
-                let key = (text(1, i), text(2, i), text(3, i));
+                let bounds = batch.column(4).as_list::<i32>();
+                let info = SeriesInfo {
+                    key: (text(1, i), text(2, i), text(3, i)),
+                    bounds: match bounds.is_null(i) {
+                        true => Vec::new(),
+                        false => bounds
+                            .value(i)
+                            .as_primitive::<Float64Type>()
+                            .values()
+                            .to_vec(),
+                    },
+                };
                 if cache.len() >= MAX_CACHED_SERIES {
                     cache.clear();
                 }
-                cache.insert(id, key.clone());
-                keys.insert(id, key);
+                cache.insert(id, info.clone());
+                keys.insert(id, info);
             }
         }
         Ok(keys)

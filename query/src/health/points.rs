@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt64Type};
 
-use super::{BASELINE_LOOKBACK_NANOS, Family, Key, Totals};
+use super::{BASELINE_LOOKBACK_NANOS, Family, Key, SeriesInfo, Totals};
 use crate::error::{Error, Result};
 
 pub(super) struct Rows<'a> {
@@ -18,13 +18,12 @@ pub(super) struct Rows<'a> {
     buckets: &'a arrow::array::ListArray,
     /// The bucket lists' values, indexed by `buckets`' offsets.
     bucket_values: &'a [u64],
-    bounds: &'a arrow::array::ListArray,
 }
 
 impl<'a> Rows<'a> {
     pub(super) fn new(batch: &'a RecordBatch) -> Result<Self> {
         let c = |i: usize| batch.column(i);
-        if batch.num_columns() != 7 {
+        if batch.num_columns() != 6 {
             return Err(Error::Internal("span metric query shape".into()));
         }
         Ok(Self {
@@ -39,7 +38,6 @@ impl<'a> Rows<'a> {
                 .values()
                 .as_primitive::<UInt64Type>()
                 .values(),
-            bounds: c(6).as_list::<i32>(),
         })
     }
 
@@ -50,17 +48,6 @@ impl<'a> Rows<'a> {
         }
         let offsets = self.buckets.value_offsets();
         &self.bucket_values[offsets[i] as usize..offsets[i + 1] as usize]
-    }
-
-    fn bounds(&self, i: usize) -> Vec<f64> {
-        if self.bounds.is_null(i) {
-            return Vec::new();
-        }
-        self.bounds
-            .value(i)
-            .as_primitive::<Float64Type>()
-            .values()
-            .to_vec()
     }
 }
 
@@ -116,17 +103,23 @@ impl Steps {
 }
 
 impl SeriesState {
-    pub(super) fn new(family: &Family, rows: &Rows<'_>, i: usize, key: Key, steps: usize) -> Self {
+    pub(super) fn new(
+        family: &Family,
+        rows: &Rows<'_>,
+        i: usize,
+        info: SeriesInfo,
+        steps: usize,
+    ) -> Self {
         Self {
             id: rows.series.value(i),
-            key,
+            key: info.key,
             is_duration: rows.metric.value(i) == family.duration,
             is_error: rows.metric.value(i) == family.errors,
             last: Vec::new(),
             has_last: false,
             current: Vec::new(),
             increase: vec![Vec::new(); steps],
-            bounds: rows.bounds(i),
+            bounds: info.bounds,
             start: rows.start.value(i),
             last_rise: vec![None; steps],
         }
