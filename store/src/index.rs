@@ -44,7 +44,7 @@ const SEP: char = '\u{1f}';
 const COUNT_SEP: char = '\u{1e}';
 
 #[derive(Clone, Copy)]
-pub(crate) struct Fields {
+struct Fields {
     trace_id: Field,
     span: Field,
     resource: Field,
@@ -102,7 +102,7 @@ fn index_err(
 }
 
 /// The `key=value` term of a resource attribute, as search looks it up.
-pub fn attribute_term(key: &str, value: &str) -> String {
+pub(crate) fn attribute_term(key: &str, value: &str) -> String {
     let mut term = String::new();
     write_attribute_term(&mut term, key, value);
     term

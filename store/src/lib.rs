@@ -36,7 +36,7 @@ pub mod wal;
 
 pub use config::{Durability, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use index::{TraceDigest, TraceHit, TraceQuery, attribute_term};
+pub use index::{TraceDigest, TraceHit, TraceQuery};
 pub use maintenance::Maintenance;
 pub use manifest::{Manifest, Part, PartMeta};
 pub use model::Signal;

@@ -101,9 +101,14 @@ impl Part {
         }
         let _rebuilding = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         if self.index.get().is_none() {
+            // The index is derived from the part: one written in another layout, missing (a
+            // rebuild interrupted between its two renames) or unreadable is built again.
             let opened = match dir.exists() {
-                true => PartIndex::open(&dir)?,
-                false => None, // a rebuild was interrupted between its two renames
+                true => PartIndex::open(&dir).unwrap_or_else(|e| {
+                    tracing::warn!(part = self.meta.id, error = %e, "unreadable trace index");
+                    None
+                }),
+                false => None,
             };
             let index = match opened {
                 Some(index) => index,
@@ -114,7 +119,7 @@ impl Part {
         Ok(self.index.get())
     }
 
-    /// Rebuilds an index written in an earlier layout from the part's rows.
+    /// Builds the part's index again from its rows.
     fn rebuild_index(&self, dir: &Path) -> Result<PartIndex> {
         let started = std::time::Instant::now();
         let batches = crate::part::read_part(&self.path())?;
@@ -124,7 +129,7 @@ impl Part {
             rows = self.meta.rows,
             index_bytes = bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "rebuilt a trace index written in an earlier layout"
+            "rebuilt a trace index from its part"
         );
         PartIndex::open(dir)?
             .ok_or_else(|| Error::Corrupt(format!("rebuilt index {} is unreadable", dir.display())))

@@ -418,10 +418,10 @@ async fn indexed_summaries_describe_whole_traces_only() {
     assert_eq!(digest.start_time_unix_nano, T0);
 }
 
-/// An index written in an earlier layout is rebuilt from its part when first opened, and the
-/// part's traces are found as before.
+/// An index written in an earlier layout, or damaged, is rebuilt from its part when first
+/// opened, and the part's traces are found as before.
 #[tokio::test]
-async fn an_index_in_an_earlier_layout_is_rebuilt() {
+async fn an_index_in_an_earlier_layout_or_damaged_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
@@ -465,4 +465,11 @@ async fn an_index_in_an_earlier_layout_is_rebuilt() {
     assert_eq!((hits[0].trace_id, hits[0].span_count), (trace_id(1), 2));
     assert_eq!(snapshot.parts_with_trace(&trace_id(1)).unwrap().len(), 1);
     assert!(!index_dir.with_extension("rebuild").exists());
+    drop((snapshot, store));
+
+    // Damaged: its metadata is garbage.
+    std::fs::write(index_dir.join("meta.json"), b"{ not json").unwrap();
+    let store = open(dir.path());
+    let found = store.snapshot().find_trace(&trace_id(1)).unwrap();
+    assert_eq!(found.len(), 2);
 }
