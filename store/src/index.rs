@@ -324,6 +324,11 @@ impl DocBuilder {
 /// Builds the index of a part from its rows, which are sorted by trace id (a trace may continue
 /// from one batch into the next). Returns its size.
 pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
+    build_from(dir, batches.iter().map(|b| Ok(b.clone())))
+}
+
+/// [`build`] from batches as they are read (a part is never held whole in memory).
+fn build_from(dir: &Path, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<u64> {
     // A flush that failed before its manifest commit may have left an index under this name.
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(Error::io("remove stale index", dir))?;
@@ -338,7 +343,7 @@ pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
 
     let mut state = (DocBuilder::default(), String::new(), String::new());
     for batch in batches {
-        index_batch(dir, &mut writer, f, batch, &mut state)?;
+        index_batch(dir, &mut writer, f, &batch?, &mut state)?;
     }
     if let Some(doc) = state.0.finish(f) {
         writer
@@ -681,11 +686,14 @@ impl PartIndex {
     }
 }
 
-/// Rebuilds the index of a part in `dir` from the part's rows, in a sibling directory renamed
-/// over the old one. Returns its size.
-pub(crate) fn rebuild(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
+/// Rebuilds the index of a part in `dir` from the part's rows, read batch by batch, in a sibling
+/// directory renamed over the old one. Returns its size.
+pub(crate) fn rebuild(
+    dir: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
     let fresh = dir.with_extension("rebuild");
-    let bytes = build(&fresh, batches)?;
+    let bytes = build_from(&fresh, batches)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(Error::io("remove outdated index", dir))?;
     }

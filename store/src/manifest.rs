@@ -122,8 +122,8 @@ impl Part {
     /// Builds the part's index again from its rows.
     fn rebuild_index(&self, dir: &Path) -> Result<PartIndex> {
         let started = std::time::Instant::now();
-        let batches = crate::part::read_part(&self.path())?;
-        let bytes = crate::index::rebuild(dir, &batches)?;
+        let batches = crate::part::part_batches(&self.path())?;
+        let bytes = crate::index::rebuild(dir, batches)?;
         tracing::info!(
             part = self.meta.id,
             rows = self.meta.rows,

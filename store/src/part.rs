@@ -378,10 +378,17 @@ pub(crate) fn load_reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
 
 /// Reads a whole part.
 pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
+    part_batches(path)?.collect()
+}
+
+/// The batches of a part, read as they are asked for.
+pub(crate) fn part_batches(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
     let reader = open_reader(path)?
         .build()
         .map_err(parquet_err(path, "read"))?;
-    reader.map(|b| from_stored(b?)).collect()
+    Ok(reader.map(|b| from_stored(b?)))
 }
 
 /// Reads the rows of some traces from a part: row groups whose trace-id statistics rule them
