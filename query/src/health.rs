@@ -274,18 +274,21 @@ impl QueryEngine {
              FROM metrics WHERE metric_name IN ({names}) AND {window}"
         );
         let batches = self.internal_sql(&sql).await?;
-        let keys = self.series_keys(family, &names, &window, &batches).await?;
         let steps = Steps::new(start, end, step);
         let rows = batches.iter().map(Rows::new).collect::<Result<Vec<_>>>()?;
         // Points in series and time order, sorted here by reference rather than by the SQL
         // engine, which would copy every row's bucket lists twice (sort, then merge).
-        let mut order: Vec<(u64, u64, u32, u32)> = Vec::new();
+        let points = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut order: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(points);
         for (b, r) in rows.iter().enumerate() {
             for i in 0..r.series.len() {
                 order.push((r.series.value(i), r.time.value(i), b as u32, i as u32));
             }
         }
         order.sort_unstable();
+        let mut ids: Vec<u64> = order.iter().map(|o| o.0).collect();
+        ids.dedup();
+        let keys = self.series_keys(family, &names, &window, &ids).await?;
         let mut totals: BTreeMap<Key, Vec<Totals>> = BTreeMap::new();
         let mut series: Option<SeriesState> = None;
         for (id, _, b, i) in order {
@@ -305,28 +308,21 @@ impl QueryEngine {
         Ok(totals)
     }
 
-    /// The key columns and bounds of every series in `batches` (the second column of the
-    /// points is the series id): from the cache, and for series not seen before from one more
-    /// read, which decodes attribute maps and bounds only for them. A series id hashes the
-    /// series' identity, so its keys never change.
+    /// The key columns and bounds of the series `ids` (sorted, distinct): from the cache, and
+    /// for series not seen before from one more read, which decodes attribute maps and bounds
+    /// only for them. A series id hashes the series' identity, so its keys never change.
     async fn series_keys(
         &self,
         family: &Family,
         names: &str,
         window: &str,
-        batches: &[RecordBatch],
+        ids: &[u64],
     ) -> Result<HashMap<u64, SeriesInfo>> {
-        let mut ids: Vec<u64> = Vec::new();
-        for batch in batches {
-            ids.extend(batch.column(1).as_primitive::<UInt64Type>().values().iter());
-        }
-        ids.sort_unstable();
-        ids.dedup();
         let mut keys = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
         {
             let cache = self.series_keys.lock();
-            for id in ids {
+            for &id in ids {
                 match cache.get(&id) {
                     Some(key) => {
                         keys.insert(id, key.clone());
