@@ -1,6 +1,7 @@
 //! Searching one part's trace index: conditions on one span become a phrase over the span's
 //! positional terms, one per duration bucket allowed; the rest are conditions on the document.
 
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use tantivy::collector::{Collector, DocSetCollector, SegmentCollector};
@@ -133,6 +134,29 @@ fn same_span_in_buckets(terms: &[Term], buckets: &[Term]) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(alternatives))
 }
 
+/// The duration buckets in `lo..=hi` that some span of the part falls in, read from the term
+/// dictionary (one range per segment rather than a lookup per bucket).
+fn buckets_present(searcher: &Searcher, field: Field, lo: u32, hi: u32) -> Result<BTreeSet<u32>> {
+    let (mut from, mut to) = (String::new(), String::new());
+    tokens::bucket_term(&mut from, lo);
+    tokens::bucket_term(&mut to, hi);
+    let mut present = BTreeSet::new();
+    for segment in searcher.segment_readers() {
+        let index = segment.inverted_index(field).map_err(search_err)?;
+        let mut terms = index
+            .terms()
+            .range()
+            .ge(&from)
+            .le(&to)
+            .into_stream()
+            .map_err(Error::io("read the duration terms of an index", ""))?;
+        while terms.advance() {
+            present.extend(tokens::term_bucket(terms.key()));
+        }
+    }
+    Ok(present)
+}
+
 impl PartIndex {
     fn has_term(searcher: &Searcher, term: &Term) -> Result<bool> {
         Ok(searcher.doc_freq(term).map_err(search_err)? > 0)
@@ -198,12 +222,11 @@ impl PartIndex {
                 return Ok(Vec::new());
             }
             let mut text = String::new();
-            for b in tokens::bucket(min)..=tokens::bucket(max) {
-                tokens::duration_term(&mut text, tokens::bucket_floor(b));
+            let present =
+                buckets_present(&searcher, f.span, tokens::bucket(min), tokens::bucket(max))?;
+            for b in present {
+                tokens::bucket_term(&mut text, b);
                 let term = Term::from_field_text(f.span, &text);
-                if !Self::has_term(&searcher, &term)? {
-                    continue;
-                }
                 if tokens::bucket_floor(b) >= min && tokens::bucket_ceiling(b) <= max {
                     proving.push(term);
                 } else {

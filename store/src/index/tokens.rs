@@ -182,10 +182,22 @@ pub(crate) fn bucket_ceiling(b: u32) -> u64 {
 
 /// Writes the duration term of `nanos` into `term`.
 pub(crate) fn duration_term(term: &mut String, nanos: u64) {
+    bucket_term(term, bucket(nanos));
+}
+
+/// Writes the term of duration bucket `b` into `term` (fixed-width hex, so terms sort as
+/// their buckets do).
+pub(crate) fn bucket_term(term: &mut String, b: u32) {
     use std::fmt::Write;
     term.clear();
     term.push_str(DURATION);
-    let _ = write!(term, "{:03x}", bucket(nanos));
+    let _ = write!(term, "{b:03x}");
+}
+
+/// The bucket a duration term names.
+pub(crate) fn term_bucket(term: &[u8]) -> Option<u32> {
+    let digits = std::str::from_utf8(term.strip_prefix(DURATION.as_bytes())?).ok()?;
+    u32::from_str_radix(digits, 16).ok()
 }
 
 #[cfg(test)]
@@ -205,9 +217,12 @@ mod tests {
             last = b;
         }
         assert_eq!(bucket(u64::MAX), MAX_BUCKET);
+        let mut term = String::new();
         for b in 0..MAX_BUCKET {
             assert_eq!(bucket_ceiling(b) + 1, bucket_floor(b + 1));
             assert_eq!(bucket(bucket_floor(b)), b);
+            bucket_term(&mut term, b);
+            assert_eq!(term_bucket(term.as_bytes()), Some(b));
         }
     }
 
