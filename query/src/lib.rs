@@ -19,6 +19,7 @@ mod graph;
 mod health;
 mod logs;
 mod metrics;
+mod rollup;
 mod search;
 mod sql;
 mod stats;

@@ -12,6 +12,7 @@ use spyglass_store::{Signal, Snapshot};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
+use crate::rollup::CountFromRollups;
 use crate::tables::SnapshotTable;
 
 /// A SQL answer: at most `sql_max_rows` rows, `truncated` when the query had more.
@@ -43,6 +44,7 @@ impl QueryEngine {
             .with_default_catalog_and_schema("spyglass", "public");
         config.options_mut().execution.parquet.pushdown_filters = pushdown;
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        ctx.add_optimizer_rule(Arc::new(CountFromRollups));
         for signal in Signal::ALL {
             ctx.register_table(
                 signal.as_str(),

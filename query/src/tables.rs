@@ -37,9 +37,12 @@ const DURATION: &str = "duration_nano";
 
 /// One signal's table over a snapshot.
 pub(crate) struct SnapshotTable {
-    signal: Signal,
-    snapshot: Snapshot,
+    pub(crate) signal: Signal,
+    pub(crate) snapshot: Snapshot,
     schema: SchemaRef,
+    /// The parts to read instead of the snapshot's (the rest of a count answered partly from
+    /// rollups, which must not be answered from rollups again).
+    only: Option<Vec<Arc<Part>>>,
 }
 
 impl std::fmt::Debug for SnapshotTable {
@@ -61,7 +64,23 @@ impl SnapshotTable {
             signal,
             snapshot,
             schema,
+            only: None,
         }
+    }
+
+    /// The same table reading only `parts` of the snapshot (and its memtable).
+    pub(crate) fn restricted_to(&self, parts: Vec<Arc<Part>>) -> Self {
+        Self {
+            signal: self.signal,
+            snapshot: self.snapshot.clone(),
+            schema: self.schema.clone(),
+            only: Some(parts),
+        }
+    }
+
+    /// Whether counts over this table may come from part rollups.
+    pub(crate) fn rollups_allowed(&self) -> bool {
+        self.only.is_none()
     }
 
     /// The schema of the signal's Parquet parts: the table's, less derived columns.
@@ -87,8 +106,11 @@ impl SnapshotTable {
     /// Parts whose time bounds can hold rows the filters accept.
     fn pruned_parts(&self, filters: &[Expr]) -> Vec<Arc<Part>> {
         let bounds = TimeBounds::from_filters(time_column(self.signal), filters);
-        self.snapshot
-            .parts(self.signal)
+        let parts = match &self.only {
+            Some(parts) => parts.clone(),
+            None => self.snapshot.parts(self.signal),
+        };
+        parts
             .into_iter()
             .filter(|p| {
                 let meta = p.meta();
@@ -307,23 +329,30 @@ impl TimeBounds {
         bounds
     }
 
-    fn narrow(&mut self, column: &str, expr: &Expr) {
+    /// Whether every filter is a bound on `column` that [`TimeBounds::from_filters`] reads, so
+    /// that a part whose rows all lie inside the bounds passes them all.
+    pub(crate) fn only_bounds(column: &str, filters: &[Expr]) -> bool {
+        let mut bounds = TimeBounds::from_filters(column, &[]);
+        filters.iter().all(|f| bounds.narrow(column, f))
+    }
+
+    /// Narrows the bounds by `expr`; false when `expr` is not (wholly) a bound on `column`.
+    fn narrow(&mut self, column: &str, expr: &Expr) -> bool {
         match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if *op == Operator::And {
-                    self.narrow(column, left);
-                    self.narrow(column, right);
-                    return;
+                    let left = self.narrow(column, left);
+                    return self.narrow(column, right) && left;
                 }
                 let (op, value) = match (left.as_ref(), right.as_ref()) {
                     (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
                     (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
                         Some(op) => (op, v),
-                        None => return,
+                        None => return false,
                     },
-                    _ => return,
+                    _ => return false,
                 };
-                let Some(v) = as_u64(value) else { return };
+                let Some(v) = as_u64(value) else { return false };
                 match op {
                     Operator::Eq => {
                         self.min = self.min.max(v);
@@ -333,8 +362,9 @@ impl TimeBounds {
                     Operator::GtEq => self.min = self.min.max(v),
                     Operator::Lt => self.max = self.max.min(v.saturating_sub(1)),
                     Operator::LtEq => self.max = self.max.min(v),
-                    _ => {}
+                    _ => return false,
                 }
+                true
             }
             Expr::Between(b) if !b.negated => {
                 if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) =
@@ -344,9 +374,11 @@ impl TimeBounds {
                 {
                     self.min = self.min.max(lo);
                     self.max = self.max.min(hi);
+                    return true;
                 }
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 }

@@ -25,6 +25,7 @@ mod manifest;
 mod memtable;
 pub mod model;
 mod part;
+mod rollup;
 #[cfg(test)]
 mod roundtrip_tests;
 pub mod schema;
@@ -40,6 +41,7 @@ pub use index::{TraceDigest, TraceHit, TraceQuery};
 pub use maintenance::Maintenance;
 pub use manifest::{Manifest, Part, PartMeta};
 pub use model::Signal;
+pub use rollup::{ROWS_COLUMN, Rollup, rollup_columns};
 pub use schema::Records;
 pub use snapshot::Snapshot;
 pub use store::{FlushReport, Store, StoreStats};

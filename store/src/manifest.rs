@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::PartIndex;
 use crate::model::Signal;
+use crate::rollup::Rollup;
 
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 const FORMAT_VERSION: u32 = 1;
@@ -59,6 +60,8 @@ pub struct Part {
     /// Held while an outdated index is rebuilt, so it is rebuilt once.
     rebuilding: Mutex<()>,
     reader_metadata: OnceLock<ArrowReaderMetadata>,
+    /// Set by [`Part::warm`]; `None` inside when the part has too many combinations.
+    rollup: OnceLock<Option<Rollup>>,
 }
 
 impl std::fmt::Debug for Part {
@@ -76,6 +79,7 @@ impl Part {
             index: OnceLock::new(),
             rebuilding: Mutex::new(()),
             reader_metadata: OnceLock::new(),
+            rollup: OnceLock::new(),
         })
     }
 
@@ -145,11 +149,22 @@ impl Part {
         Ok(self.reader_metadata.get().expect("set above"))
     }
 
-    /// Opens the trace index and reads the Parquet footer now, so that the first query touching
-    /// the part does not pay for it.
+    /// Row counts per combination of the signal's rollup columns, once [`Part::warm`] has run
+    /// (never reads files: a part not yet warm has none).
+    pub fn rollup(&self) -> Option<&Rollup> {
+        self.rollup.get().and_then(Option::as_ref)
+    }
+
+    /// Opens the trace index, reads the Parquet footer and the rollup now, so that the first
+    /// query touching the part does not pay for them (a part written before rollups is counted
+    /// here).
     pub fn warm(&self) -> Result<()> {
         self.index()?;
-        self.reader_metadata()?;
+        let metadata = self.reader_metadata()?;
+        if self.rollup.get().is_none() {
+            let rollup = crate::part::load_rollup(self.meta.signal, &self.path(), metadata)?;
+            let _ = self.rollup.set(rollup);
+        }
         Ok(())
     }
 

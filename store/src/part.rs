@@ -24,6 +24,7 @@ use parquet::schema::types::ColumnPath;
 use crate::error::{Error, Result};
 use crate::manifest::Part;
 use crate::model::{Signal, TraceId};
+use crate::rollup::{ROLLUP_KEY, Rollup, rollup_columns};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
 pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
@@ -281,7 +282,15 @@ pub(crate) fn write_part(
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    let props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
+    let mut props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
+    if let Some(rollup) = Rollup::count(signal, batches)? {
+        let mut metadata = props.key_value_metadata().cloned().unwrap_or_default();
+        metadata.push(KeyValue::new(ROLLUP_KEY.into(), rollup.to_json()));
+        props = props
+            .into_builder()
+            .set_key_value_metadata(Some(metadata))
+            .build();
+    }
     let mut writer: Option<ArrowWriter<File>> = None;
     let mut file = Some(file);
     for batch in batches {
@@ -374,6 +383,45 @@ pub(crate) fn load_reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
     let file = File::open(path).map_err(Error::io("open part", path))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     ArrowReaderMetadata::load(&file, options).map_err(parquet_err(path, "read the footer of"))
+}
+
+/// A part's rollup: the one in its footer, else (a part written before rollups) counted from
+/// its rollup columns. `None` when it has too many combinations.
+pub(crate) fn load_rollup(
+    signal: Signal,
+    path: &Path,
+    metadata: &ArrowReaderMetadata,
+) -> Result<Option<Rollup>> {
+    let stored = metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == ROLLUP_KEY))
+        .and_then(|kv| kv.value.as_deref());
+    if let Some(json) = stored {
+        match Rollup::from_json(json) {
+            Ok(rollup) => return Ok(Some(rollup)),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "counting the part again"),
+        }
+    }
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone());
+    let columns = rollup_columns(signal);
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| columns.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let batches = builder
+        .with_projection(mask)
+        .build()
+        .map_err(parquet_err(path, "read"))?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Rollup::count(signal, &batches)
 }
 
 /// Reads a whole part.
@@ -527,6 +575,50 @@ fn batch_time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_without_a_rollup_in_its_footer_is_counted_from_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let spans = crate::synth::SpanGenerator::new(3, 1_795_000_000_000_000_000).spans(500);
+        let batch = crate::schema::spans_to_batch(&spans).unwrap();
+        let expected = Rollup::count(Signal::Spans, std::slice::from_ref(&batch))
+            .unwrap()
+            .unwrap();
+        assert_eq!(expected.rows(), spans.len() as u64);
+
+        // Written by this version: the footer holds the rollup.
+        let written = dir.path().join("new.parquet");
+        write_part(
+            &written,
+            Signal::Spans,
+            std::slice::from_ref(&batch),
+            3,
+            1 << 20,
+        )
+        .unwrap();
+        let metadata = load_reader_metadata(&written).unwrap();
+        let in_footer = metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .any(|kv| kv.key == ROLLUP_KEY);
+        assert!(in_footer);
+        let loaded = load_rollup(Signal::Spans, &written, &metadata).unwrap();
+        assert_eq!(loaded.as_ref(), Some(&expected));
+
+        // Written before rollups: no key, counted from the rows.
+        let old = dir.path().join("old.parquet");
+        let stored = to_stored(Signal::Spans, &batch).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&old).unwrap(), stored.schema(), None).unwrap();
+        writer.write(&stored).unwrap();
+        writer.close().unwrap();
+        let metadata = load_reader_metadata(&old).unwrap();
+        let loaded = load_rollup(Signal::Spans, &old, &metadata).unwrap();
+        assert_eq!(loaded, Some(expected));
+    }
 
     #[test]
     fn hour_folders_are_utc_calendar_hours() {

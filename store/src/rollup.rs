@@ -1,0 +1,305 @@
+//! Part rollups: a part's row count per distinct combination of its signal's low-cardinality
+//! columns (ARCHITECTURE.md, "Part rollups"), kept in its Parquet footer so that counting rows
+//! per service, operation or severity needs no row of the part.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Signal;
+
+/// The footer key holding a part's rollup.
+pub(crate) const ROLLUP_KEY: &str = "spyglass.rollup";
+/// The rollup batch's count column.
+pub const ROWS_COLUMN: &str = "rows";
+/// Combinations a rollup may hold; past it the second column is dropped, then the rollup.
+const MAX_GROUPS: usize = 4096;
+
+/// The columns a signal's parts roll up, most general first.
+pub fn rollup_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Spans => &["service_name", "name", "kind", "status_code"],
+        Signal::Metrics => &["service_name", "metric_name", "metric_type"],
+        Signal::Logs => &["service_name", "severity_text", "event_name"],
+    }
+}
+
+/// Row counts per distinct combination of some string columns of one part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollup {
+    /// The rolled-up columns, then [`ROWS_COLUMN`] (`UInt64`); one row per combination.
+    batch: RecordBatch,
+}
+
+/// The footer's JSON form.
+#[derive(Serialize, Deserialize)]
+struct RollupJson {
+    columns: Vec<String>,
+    /// Each combination's values, then its row count.
+    groups: Vec<(Vec<String>, u64)>,
+}
+
+impl Rollup {
+    /// Counts the rows of `batches` (a signal's table schema) per combination of the signal's
+    /// rollup columns; with too many combinations, of all but the second; else none.
+    pub(crate) fn count(signal: Signal, batches: &[RecordBatch]) -> Result<Option<Rollup>> {
+        let all = rollup_columns(signal);
+        let fewer: Vec<&str> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, c)| *c)
+            .collect();
+        for columns in [all, &fewer[..]] {
+            if let Some(rollup) = Self::count_columns(columns, batches)? {
+                return Ok(Some(rollup));
+            }
+        }
+        Ok(None)
+    }
+
+    fn count_columns(columns: &[&str], batches: &[RecordBatch]) -> Result<Option<Rollup>> {
+        // Each column's values interned to small ids; a combination is its ids.
+        let mut interned: Vec<HashMap<&str, u32>> = vec![HashMap::new(); columns.len()];
+        let mut values: Vec<Vec<&str>> = vec![Vec::new(); columns.len()];
+        let mut counts: HashMap<Vec<u32>, u64> = HashMap::new();
+        let mut key = vec![0u32; columns.len()];
+        for batch in batches {
+            let arrays = columns
+                .iter()
+                .map(|c| string_column(batch, c))
+                .collect::<Result<Vec<_>>>()?;
+            // Rows arrive in runs (a trace's spans, a series' points): a value equal to the row
+            // above's keeps its id without a lookup.
+            let mut previous: Vec<Option<&str>> = vec![None; columns.len()];
+            for row in 0..batch.num_rows() {
+                for (c, array) in arrays.iter().enumerate() {
+                    let value = array.value(row);
+                    if previous[c] == Some(value) {
+                        continue;
+                    }
+                    previous[c] = Some(value);
+                    let next = values[c].len() as u32;
+                    key[c] = *interned[c].entry(value).or_insert_with(|| {
+                        values[c].push(value);
+                        next
+                    });
+                }
+                match counts.get_mut(&key) {
+                    Some(n) => *n += 1,
+                    None => {
+                        if counts.len() == MAX_GROUPS {
+                            return Ok(None);
+                        }
+                        counts.insert(key.clone(), 1);
+                    }
+                }
+            }
+        }
+        let mut groups: Vec<(Vec<&str>, u64)> = counts
+            .into_iter()
+            .map(|(ids, n)| {
+                let row = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &id)| values[c][id as usize])
+                    .collect();
+                (row, n)
+            })
+            .collect();
+        groups.sort_unstable();
+        Ok(Some(Self::from_groups(columns, groups)?))
+    }
+
+    fn from_groups<S: AsRef<str>>(columns: &[S], groups: Vec<(Vec<S>, u64)>) -> Result<Rollup> {
+        let mut fields: Vec<Field> = columns
+            .iter()
+            .map(|c| Field::new(c.as_ref(), DataType::Utf8, false))
+            .collect();
+        fields.push(Field::new(ROWS_COLUMN, DataType::UInt64, false));
+        let mut arrays: Vec<ArrayRef> = (0..columns.len())
+            .map(|c| {
+                let values = groups.iter().map(|(row, _)| row[c].as_ref());
+                Arc::new(StringArray::from_iter_values(values)) as ArrayRef
+            })
+            .collect();
+        arrays.push(Arc::new(UInt64Array::from_iter_values(
+            groups.iter().map(|(_, n)| *n),
+        )));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+        Ok(Rollup { batch })
+    }
+
+    /// The rolled-up columns.
+    pub fn columns(&self) -> Vec<&str> {
+        let fields = self.batch.schema_ref().fields();
+        fields[..fields.len() - 1]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
+    }
+
+    /// Whether every one of `columns` is rolled up.
+    pub fn holds(&self, columns: &[&str]) -> bool {
+        let mine = self.columns();
+        columns.iter().all(|c| mine.contains(c))
+    }
+
+    /// The combinations with only `columns` (in that order, `Utf8`, each held) and their row
+    /// counts ([`ROWS_COLUMN`]); combinations differing only in the other columns stay apart.
+    pub fn project(&self, columns: &[&str]) -> Result<RecordBatch> {
+        let schema = self.batch.schema();
+        let indices = columns
+            .iter()
+            .chain([&ROWS_COLUMN])
+            .map(|c| {
+                schema
+                    .index_of(c)
+                    .map_err(|_| Error::Corrupt(format!("the rollup has no column {c}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.batch.project(&indices)?)
+    }
+
+    /// Rows counted.
+    pub fn rows(&self) -> u64 {
+        let counts = self
+            .batch
+            .column(self.batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("the last rollup column is the UInt64 count");
+        counts.values().iter().sum()
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        let columns: Vec<String> = self.columns().into_iter().map(str::to_owned).collect();
+        let strings: Vec<&StringArray> = (0..columns.len())
+            .map(|c| {
+                self.batch
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("rollup columns are Utf8")
+            })
+            .collect();
+        let counts = self
+            .batch
+            .column(columns.len())
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("the last rollup column is the UInt64 count");
+        let groups = (0..self.batch.num_rows())
+            .map(|row| {
+                let values = strings.iter().map(|s| s.value(row).to_owned()).collect();
+                (values, counts.value(row))
+            })
+            .collect();
+        serde_json::to_string(&RollupJson { columns, groups })
+            .expect("strings and integers always serialise")
+    }
+
+    pub(crate) fn from_json(text: &str) -> Result<Rollup> {
+        let json: RollupJson = serde_json::from_str(text)
+            .map_err(|e| Error::Corrupt(format!("unreadable part rollup: {e}")))?;
+        if let Some((row, _)) = json
+            .groups
+            .iter()
+            .find(|(r, _)| r.len() != json.columns.len())
+        {
+            return Err(Error::Corrupt(format!(
+                "a part rollup group has {} values for {} columns",
+                row.len(),
+                json.columns.len()
+            )));
+        }
+        Self::from_groups(&json.columns, json.groups)
+    }
+}
+
+fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Corrupt(format!("batch lacks the string column {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(columns: &[(&str, Vec<&str>)]) -> RecordBatch {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(n, _)| Field::new(*n, DataType::Utf8, false))
+            .collect();
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|(_, v)| Arc::new(StringArray::from(v.clone())) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    }
+
+    fn logs(services: Vec<&str>, severities: Vec<&str>) -> RecordBatch {
+        let events = vec![""; services.len()];
+        batch(&[
+            ("service_name", services),
+            ("severity_text", severities),
+            ("event_name", events),
+        ])
+    }
+
+    #[test]
+    fn counts_rows_per_combination_across_batches_and_round_trips_through_json() {
+        let batches = [
+            logs(vec!["a", "a", "b"], vec!["INFO", "ERROR", "INFO"]),
+            logs(vec!["a", "b", "b"], vec!["INFO", "INFO", "INFO"]),
+        ];
+        let rollup = Rollup::count(Signal::Logs, &batches).unwrap().unwrap();
+        assert_eq!(
+            rollup.columns(),
+            ["service_name", "severity_text", "event_name"]
+        );
+        assert_eq!(rollup.rows(), 6);
+        let by_service = rollup.project(&["service_name"]).unwrap();
+        let services = by_service.column(0).as_any().downcast_ref::<StringArray>();
+        let counts = by_service.column(1).as_any().downcast_ref::<UInt64Array>();
+        let pairs: Vec<(&str, u64)> = services
+            .unwrap()
+            .iter()
+            .zip(counts.unwrap().iter())
+            .map(|(s, n)| (s.unwrap(), n.unwrap()))
+            .collect();
+        // Sorted combinations: (a, ERROR), (a, INFO), (b, INFO).
+        assert_eq!(pairs, [("a", 1), ("a", 2), ("b", 3)]);
+        assert_eq!(Rollup::from_json(&rollup.to_json()).unwrap(), rollup);
+    }
+
+    #[test]
+    fn too_many_combinations_drop_the_second_column_then_the_rollup() {
+        let names: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("op {i}")).collect();
+        let services: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("svc {}", i % 7)).collect();
+        let severities = vec!["INFO"; names.len()];
+        let many_names = logs(
+            services.iter().map(String::as_str).collect(),
+            names.iter().map(String::as_str).collect(),
+        );
+        let rollup = Rollup::count(Signal::Logs, &[many_names]).unwrap().unwrap();
+        assert_eq!(rollup.columns(), ["service_name", "event_name"]);
+        assert!(rollup.holds(&["service_name"]) && !rollup.holds(&["severity_text"]));
+        assert_eq!(rollup.rows(), names.len() as u64);
+
+        let many_services = logs(names.iter().map(String::as_str).collect(), severities);
+        assert_eq!(Rollup::count(Signal::Logs, &[many_services]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_footer_value_is_an_error() {
+        assert!(Rollup::from_json("{\"columns\":[\"a\"],\"groups\":[[[],1]]}").is_err());
+        assert!(Rollup::from_json("not json").is_err());
+    }
+}
