@@ -454,16 +454,14 @@ pub(crate) fn read_traces(
         return Ok(Vec::new());
     }
     let path = &part.path();
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
-    let column = builder
-        .parquet_schema()
+    let metadata = part.reader_metadata()?.metadata().clone();
+    let column = metadata
+        .file_metadata()
+        .schema_descr()
         .columns()
         .iter()
         .position(|c| c.name() == "trace_id")
         .ok_or_else(|| Error::Corrupt(format!("part {} has no trace_id column", path.display())))?;
-    let metadata = builder.metadata().clone();
     let row_groups: Vec<usize> = metadata
         .row_groups()
         .iter()
@@ -480,7 +478,17 @@ pub(crate) fn read_traces(
     if row_groups.is_empty() {
         return Ok(Vec::new());
     }
-    let selection = page_selection(&metadata, &row_groups, column, trace_ids);
+    let pages = page_selection(&metadata, &row_groups, column, trace_ids);
+    let total: usize = row_groups
+        .iter()
+        .map(|&rg| metadata.row_group(rg).num_rows() as usize)
+        .sum();
+    let Some(selection) = trace_rows_selection(part, &row_groups, pages, total, trace_ids)? else {
+        return Ok(Vec::new());
+    };
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
     let builder = match columns {
         Some(names) => {
             let roots: Vec<usize> = builder
@@ -522,6 +530,73 @@ pub(crate) fn read_traces(
         }
     }
     Ok(out)
+}
+
+/// The exact rows of `trace_ids` among the rows `pages` selects (pages whose trace-id bounds
+/// can hold one of them), found by reading the `trace_id` column alone there: the other columns
+/// then decode a trace's few rows instead of whole pages of 4,096. `None` when no row matches.
+fn trace_rows_selection(
+    part: &Part,
+    row_groups: &[usize],
+    pages: RowSelection,
+    total: usize,
+    trace_ids: &[TraceId],
+) -> Result<Option<RowSelection>> {
+    let path = &part.path();
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
+    let root = builder
+        .schema()
+        .index_of("trace_id")
+        .map_err(|_| Error::Corrupt(format!("part {} has no trace_id column", path.display())))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
+    // Positions (among the row groups' rows) of the rows the selection reads, in order.
+    let mut positions = pages.iter().scan(0usize, |at, selector| {
+        let from = *at;
+        *at += selector.row_count;
+        Some((!selector.skip).then_some(from..*at))
+    });
+    let mut run = positions.by_ref().flatten().next();
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups.to_vec())
+        .with_row_selection(pages.clone())
+        .build()
+        .map_err(parquet_err(path, "read"))?;
+    let mut matching: Vec<std::ops::Range<usize>> = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .ok_or_else(|| Error::Corrupt("trace_id column has the wrong type".into()))?;
+        for i in 0..ids.len() {
+            let Some(range) = run.as_mut() else {
+                return Err(Error::Corrupt("more trace ids than rows selected".into()));
+            };
+            let at = range.start;
+            range.start += 1;
+            if range.start == range.end {
+                run = positions.by_ref().flatten().next();
+            }
+            let id = ids.value(i);
+            if trace_ids.binary_search_by(|t| t.0[..].cmp(id)).is_ok() {
+                match matching.last_mut() {
+                    Some(last) if last.end == at => last.end += 1,
+                    _ => matching.push(at..at + 1),
+                }
+            }
+        }
+    }
+    if matching.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RowSelection::from_consecutive_ranges(
+        matching.into_iter(),
+        total,
+    )))
 }
 
 /// Whether a sorted id list has an id in `[min, max]`.
@@ -618,6 +693,76 @@ mod tests {
         let metadata = load_reader_metadata(&old).unwrap();
         let loaded = load_rollup(Signal::Spans, &old, &metadata).unwrap();
         assert_eq!(loaded, Some(expected));
+    }
+
+    #[test]
+    fn reading_traces_returns_exactly_their_rows_across_row_groups_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let spans = crate::synth::SpanGenerator::new(5, 1_795_000_000_000_000_000).spans(20_000);
+        let batch = crate::schema::spans_to_batch(&spans).unwrap();
+        let mut hours = partition_and_sort(Signal::Spans, &[batch]).unwrap();
+        assert_eq!(hours.len(), 1, "the spans lie in one hour");
+        let (hour, batches) = hours.remove(0);
+        // Row groups of 5,000 rows: traces straddle row groups and pages.
+        let bytes = write_part(
+            &dir.path().join("p.parquet"),
+            Signal::Spans,
+            &batches,
+            3,
+            5000,
+        )
+        .unwrap();
+        let (min, max) = time_range(Signal::Spans, &batches);
+        let meta = crate::manifest::PartMeta {
+            id: 1,
+            signal: Signal::Spans,
+            hour,
+            file: "p.parquet".into(),
+            index: None,
+            rows: spans.len() as u64,
+            bytes,
+            index_bytes: 0,
+            min_time_unix_nano: min,
+            max_time_unix_nano: max,
+            level: 0,
+        };
+        let part = Part::new(meta, dir.path());
+
+        let mut ids: Vec<TraceId> = spans.iter().map(|s| s.trace_id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut wanted: Vec<TraceId> = ids.iter().step_by(7).copied().collect();
+        wanted.push(TraceId([0xff; 16])); // not in the part
+        wanted.sort();
+        let key = |s: &crate::model::Span| (s.trace_id, s.span_id);
+        let mut expected: Vec<_> = spans
+            .iter()
+            .filter(|s| wanted.contains(&s.trace_id))
+            .cloned()
+            .collect();
+        expected.sort_by_key(key);
+
+        let mut got: Vec<_> = read_traces(&part, &wanted, None)
+            .unwrap()
+            .iter()
+            .flat_map(|b| crate::schema::spans_from_batch(b).unwrap())
+            .collect();
+        got.sort_by_key(key);
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the traces' spans, whole");
+
+        let columns = ["span_id", "name"];
+        let rows: usize = read_traces(&part, &wanted, Some(&columns))
+            .unwrap()
+            .iter()
+            .map(|b| {
+                assert_eq!(b.num_columns(), 3, "trace_id, span_id and name");
+                b.num_rows()
+            })
+            .sum();
+        assert_eq!(rows, expected.len());
+        let none = read_traces(&part, &[TraceId([0xff; 16])], None).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]
