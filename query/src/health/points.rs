@@ -1,7 +1,7 @@
 //! Span-metric points read one by one: the columns of the SQL answer, each series' state as its
 //! cumulative points go by, and the steps a window is cut into.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt64Type};
@@ -49,6 +49,34 @@ impl<'a> Rows<'a> {
         let offsets = self.buckets.value_offsets();
         &self.bucket_values[offsets[i] as usize..offsets[i + 1] as usize]
     }
+}
+
+/// The totals per key of the points in `order` (series, time, batch, row), which must hold
+/// each of its series' points together and in time order.
+pub(super) fn walk(
+    family: &Family,
+    rows: &[Rows<'_>],
+    keys: &HashMap<u64, SeriesInfo>,
+    steps: &Steps,
+    order: &[(u64, u64, u32, u32)],
+) -> BTreeMap<Key, Vec<Totals>> {
+    let mut totals: BTreeMap<Key, Vec<Totals>> = BTreeMap::new();
+    let mut series: Option<SeriesState> = None;
+    for &(id, _, b, i) in order {
+        let (rows, i) = (&rows[b as usize], i as usize);
+        if series.as_ref().is_none_or(|s| s.id != id) {
+            if let Some(done) = series.take() {
+                done.finish(&mut totals);
+            }
+            let info = keys.get(&id).cloned().unwrap_or_default();
+            series = Some(SeriesState::new(family, rows, i, info, steps.count));
+        }
+        series.as_mut().expect("set above").add(rows, i, steps);
+    }
+    if let Some(done) = series.take() {
+        done.finish(&mut totals);
+    }
+    totals
 }
 
 /// One series being read point by point.
