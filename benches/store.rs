@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use spyglass_store::model::Span;
 use spyglass_store::synth::SpanGenerator;
-use spyglass_store::{Records, Signal, Store, StoreConfig};
+use spyglass_store::{Records, Rollup, Signal, Store, StoreConfig};
 
 const BATCH_SPANS: usize = 1000;
 const APPENDERS: usize = 8;
@@ -164,6 +164,13 @@ fn main() {
         );
         results.push(round(&records, generated));
     }
+    // What counting rollups costs (ARCHITECTURE.md, "Part rollups"), measured alone over the
+    // same spans; a flush runs it on the index thread, beside the Parquet writer.
+    let tables: Vec<_> = records.iter().map(|r| r.to_batch().unwrap()).collect();
+    let started = Instant::now();
+    let rollup = Rollup::count(Signal::Spans, &tables).unwrap();
+    let rollup_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(rollup.map(|r| r.rows()), Some(generated as u64));
     let last = results.last().expect("at least one round");
     let per_span = |bytes: u64| bytes as f64 / generated as f64;
     println!("| measure | value |");
@@ -187,6 +194,13 @@ fn main() {
     println!(
         "| flush (Parquet + index) | {} spans/s |",
         spread(results.iter().map(|r| r.flush))
+    );
+    let mut flushes: Vec<f64> = results.iter().map(|r| r.flush).collect();
+    flushes.sort_by(f64::total_cmp);
+    let flush_ms = generated as f64 / flushes[flushes.len() / 2] * 1e3;
+    println!(
+        "| rollup counting, measured alone (in a flush it runs beside the Parquet writer) | {rollup_ms:.0} ms, {:.1}% of a {flush_ms:.0} ms flush |",
+        rollup_ms / flush_ms * 100.0
     );
     println!(
         "| Parquet on disk | {:.1} bytes/span |",

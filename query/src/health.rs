@@ -300,7 +300,10 @@ impl QueryEngine {
         let walk = |points| points::walk(family, &rows, &keys, &steps, points);
         let (mut totals, other) = std::thread::scope(|scope| {
             let other = scope.spawn(|| walk(second));
-            (walk(first), other.join().expect("a series walk does not panic"))
+            (
+                walk(first),
+                other.join().expect("a series walk does not panic"),
+            )
         });
         for (key, steps) in other {
             let into = totals.entry(key).or_default();

@@ -269,28 +269,23 @@ fn writer_properties(
     Ok(builder.build())
 }
 
-/// Writes one part file and makes it durable. Returns its size in bytes.
+/// Writes one part file and makes it durable. Returns its size in bytes. `rollup` gives the
+/// part's rollup for the footer once the rows are written (so it can be counted meanwhile on
+/// another thread).
 pub(crate) fn write_part(
     path: &Path,
     signal: Signal,
     batches: &[RecordBatch],
     zstd_level: i32,
     row_group_rows: usize,
+    rollup: impl FnOnce() -> Result<Option<Rollup>>,
 ) -> Result<u64> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create part directory", dir))?;
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    let mut props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
-    if let Some(rollup) = Rollup::count(signal, batches)? {
-        let mut metadata = props.key_value_metadata().cloned().unwrap_or_default();
-        metadata.push(KeyValue::new(ROLLUP_KEY.into(), rollup.to_json()));
-        props = props
-            .into_builder()
-            .set_key_value_metadata(Some(metadata))
-            .build();
-    }
+    let props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
     let mut writer: Option<ArrowWriter<File>> = None;
     let mut file = Some(file);
     for batch in batches {
@@ -305,12 +300,15 @@ pub(crate) fn write_part(
         let w = writer.as_mut().expect("opened above");
         w.write(&stored).map_err(parquet_err(path, "write"))?;
     }
-    let Some(writer) = writer else {
+    let Some(mut writer) = writer else {
         return Err(Error::Corrupt(format!(
             "no rows to write to {}",
             path.display()
         )));
     };
+    if let Some(rollup) = rollup()? {
+        writer.append_key_value_metadata(KeyValue::new(ROLLUP_KEY.into(), rollup.to_json()));
+    }
     let file = writer.into_inner().map_err(parquet_err(path, "finish"))?;
     file.sync_all().map_err(Error::io("sync part", path))?;
     Ok(file.metadata().map_err(Error::io("stat part", path))?.len())
@@ -663,12 +661,14 @@ mod tests {
 
         // Written by this version: the footer holds the rollup.
         let written = dir.path().join("new.parquet");
+        let count = || Rollup::count(Signal::Spans, std::slice::from_ref(&batch));
         write_part(
             &written,
             Signal::Spans,
             std::slice::from_ref(&batch),
             3,
             1 << 20,
+            count,
         )
         .unwrap();
         let metadata = load_reader_metadata(&written).unwrap();
@@ -704,14 +704,9 @@ mod tests {
         assert_eq!(hours.len(), 1, "the spans lie in one hour");
         let (hour, batches) = hours.remove(0);
         // Row groups of 5,000 rows: traces straddle row groups and pages.
-        let bytes = write_part(
-            &dir.path().join("p.parquet"),
-            Signal::Spans,
-            &batches,
-            3,
-            5000,
-        )
-        .unwrap();
+        let path = dir.path().join("p.parquet");
+        let count = || Rollup::count(Signal::Spans, &batches);
+        let bytes = write_part(&path, Signal::Spans, &batches, 3, 5000, count).unwrap();
         let (min, max) = time_range(Signal::Spans, &batches);
         let meta = crate::manifest::PartMeta {
             id: 1,

@@ -292,8 +292,16 @@ fn round_trip(records: &Records) -> Result<(), TestCaseError> {
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let path = dir.path().join("part.parquet");
-    part::write_part(&path, records.signal(), std::slice::from_ref(&batch), 3, 7)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let none = || Ok(None);
+    part::write_part(
+        &path,
+        records.signal(),
+        std::slice::from_ref(&batch),
+        3,
+        7,
+        none,
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let read = part::read_part(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let merged =
         arrow::compute::concat_batches(&crate::schema::schema_for(records.signal()), &read)

@@ -14,6 +14,7 @@ use crate::manifest::{Manifest, Part, PartMeta};
 use crate::memtable::{Budget, Memtable, batch_bytes};
 use crate::model::Signal;
 use crate::part::{hour_folder, partition_and_sort, time_range, write_part};
+use crate::rollup::Rollup;
 use crate::schema::{Records, schema_for};
 use crate::snapshot::Snapshot;
 use crate::wal::{self, OsFs, ReplayReport, Wal, WalFs, WalStats, WriterOptions};
@@ -356,24 +357,34 @@ impl Inner {
         let dir = format!("parts/{signal}/{}", hour_folder(hour));
         let file = format!("{dir}/{id:012}.parquet");
         let index_rel = (signal == Signal::Spans).then(|| format!("{dir}/{id:012}.index"));
+        // A second thread counts the rollup (first: the Parquet writer waits for it before
+        // closing the file) and then builds the trace index, while this one writes Parquet.
         let (bytes, index_bytes) = std::thread::scope(|scope| {
-            let index_job = index_rel.as_ref().map(|rel| {
-                let path = self.root.join(rel);
-                scope.spawn(move || index::build(&path, batches))
+            let (rollup_tx, rollup_rx) = std::sync::mpsc::sync_channel(1);
+            let index_path = index_rel.as_ref().map(|rel| self.root.join(rel));
+            let derived = scope.spawn(move || {
+                let _ = rollup_tx.send(Rollup::count(signal, batches));
+                match index_path {
+                    Some(path) => index::build(&path, batches),
+                    None => Ok(0),
+                }
             });
+            let rollup = || {
+                rollup_rx
+                    .recv()
+                    .map_err(|_| Error::Task("rollup counter stopped".into()))?
+            };
             let bytes = write_part(
                 &self.root.join(&file),
                 signal,
                 batches,
                 self.config.parquet_zstd_level,
                 self.config.parquet_row_group_rows,
+                rollup,
             );
-            let index_bytes = match index_job {
-                Some(job) => job
-                    .join()
-                    .map_err(|_| Error::Task("index builder panicked".into()))?,
-                None => Ok(0),
-            };
+            let index_bytes = derived
+                .join()
+                .map_err(|_| Error::Task("index builder panicked".into()))?;
             Ok::<_, Error>((bytes?, index_bytes?))
         })?;
         let (min, max) = time_range(signal, batches);
