@@ -25,9 +25,9 @@ use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::count::Count;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit,
+    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, cast, col, lit,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use spyglass_store::schema::time_column;
@@ -69,6 +69,12 @@ struct CountScan<'a> {
     scan: &'a TableScan,
     /// Grouped column names, in the aggregate's order.
     groups: Vec<String>,
+    /// Filters bounding the time column.
+    bounds: Vec<Expr>,
+    /// Filters over rollup columns only, evaluated on the rollups' combinations.
+    on_columns: Vec<Expr>,
+    /// The rollup columns the groups and `on_columns` need, groups first.
+    needed: Vec<String>,
 }
 
 fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
@@ -89,13 +95,16 @@ fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
         table,
         scan,
         groups,
+        bounds,
+        on_columns,
+        needed,
     } = count_scan;
 
-    // The filters are time bounds only (checked by `recognise`): a part wholly inside them
-    // passes them on every row, so its rollup counts exactly its rows that the query counts.
-    let column = time_column(table.signal);
-    let bounds = TimeBounds::from_filters(column, &filters_of(&aggregate.input, scan));
-    let wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
+    // A part wholly inside the time bounds passes them on every row; the other filters hold or
+    // not for all rows of one combination alike. So such a part's rollup, filtered, counts
+    // exactly its rows that the query counts.
+    let bounds = TimeBounds::from_filters(time_column(table.signal), &bounds);
+    let wanted: Vec<&str> = needed.iter().map(String::as_str).collect();
     let (answered, rest): (Vec<Arc<Part>>, Vec<Arc<Part>>) = table
         .snapshot
         .parts(table.signal)
@@ -113,7 +122,7 @@ fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
     // The rollups' combinations, in the table's column types, counts as Int64 like count(*).
     let table_schema = table.schema();
     let mut fields: Vec<Field> = Vec::new();
-    for name in &groups {
+    for name in &needed {
         fields.push(table_schema.field_with_name(name)?.clone());
     }
     fields.push(Field::new(ROWS_COLUMN, DataType::Int64, false));
@@ -133,12 +142,21 @@ fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
         batches.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     let rollups = MemTable::try_new(schema, vec![batches])?;
-    let from_rollups = LogicalPlanBuilder::scan(
+    let mut from_rollups = LogicalPlanBuilder::scan(
         scan.table_name.clone(),
         provider_as_source(Arc::new(rollups)),
         None,
-    )?
-    .build()?;
+    )?;
+    if let Some(predicate) = conjunction(on_columns) {
+        from_rollups = from_rollups.filter(predicate)?;
+    }
+    let kept: Vec<Expr> = groups
+        .iter()
+        .map(String::as_str)
+        .chain([ROWS_COLUMN])
+        .map(|c| col(Column::new(Some(scan.table_name.clone()), c)))
+        .collect();
+    let from_rollups = from_rollups.project(kept)?.build()?;
 
     // The same count over the other parts and the memtable.
     let remainder = Arc::new(table.restricted_to(rest));
@@ -233,7 +251,7 @@ fn filters_of(input: &LogicalPlan, scan: &TableScan) -> Vec<Expr> {
 
 /// The aggregate as a count over `table` that rollups can answer: only `count` of a literal
 /// (`count(*)`), no `DISTINCT` or `FILTER`; grouped by nothing or by rollup columns; filters
-/// that bound the time column only.
+/// that bound the time column or name rollup columns only (and are not volatile).
 fn recognise<'a>(
     aggregate: &Aggregate,
     table: &'a SnapshotTable,
@@ -257,14 +275,36 @@ fn recognise<'a>(
     if !aggregate.aggr_expr.iter().all(is_count_star) {
         return None;
     }
-    let filters = filters_of(&aggregate.input, scan);
-    if !TimeBounds::only_bounds(time_column(table.signal), &filters) {
-        return None;
+    // Each filter either bounds the time column or names rollup columns only.
+    let time = time_column(table.signal);
+    let (mut bounds, mut on_columns) = (Vec::new(), Vec::new());
+    let mut needed = groups.clone();
+    for filter in filters_of(&aggregate.input, scan) {
+        if bounds.contains(&filter) || on_columns.contains(&filter) {
+            continue;
+        }
+        if TimeBounds::only_bounds(time, std::slice::from_ref(&filter)) {
+            bounds.push(filter);
+            continue;
+        }
+        let columns = filter.column_refs();
+        if filter.is_volatile() || !columns.iter().all(|c| rollup.contains(&c.name.as_str())) {
+            return None;
+        }
+        for c in columns {
+            if !needed.contains(&c.name) {
+                needed.push(c.name.clone());
+            }
+        }
+        on_columns.push(filter);
     }
     Some(CountScan {
         table,
         scan,
         groups,
+        bounds,
+        on_columns,
+        needed,
     })
 }
 
