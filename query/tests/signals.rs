@@ -299,3 +299,74 @@ async fn service_health_rates_count_from_when_series_began_and_last_seen_survive
         .collect();
     assert_eq!(operations, [("payments", "POST /orders", "server")]);
 }
+
+/// Health reads span-metric points straight from the snapshot; it must see exactly the rows SQL
+/// sees for the same names, service and time range, in parts and memtable alike.
+#[tokio::test]
+async fn metric_points_read_from_the_snapshot_equal_the_sql_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::loaded_store(dir.path(), common::Layout::Split).await;
+    let engine = QueryEngine::new(store.clone(), QueryConfig::default());
+    let columns = ["metric_name", "series_id", "time_unix_nano", "value"];
+    let (t0, ms) = (common::T0, common::MS);
+    for (names, service, from, to) in [
+        (vec!["orders.placed"], None, 0, u64::MAX),
+        (
+            vec!["orders.placed", "http.server.request.duration"],
+            None,
+            t0 + 4000 * ms,
+            t0 + 9000 * ms,
+        ),
+        (
+            vec!["http.server.request.duration", "no.such.metric"],
+            Some("frontend"),
+            0,
+            u64::MAX,
+        ),
+        (vec!["orders.placed"], Some("frontend"), 0, u64::MAX),
+    ] {
+        let batches = store
+            .snapshot()
+            .metric_points(&names, service, from, to, &columns)
+            .unwrap();
+        let mut got: Vec<String> = Vec::new();
+        for batch in &batches {
+            assert_eq!(batch.num_columns(), columns.len());
+            let text = arrow::util::pretty::pretty_format_batches(&[batch.clone()])
+                .unwrap()
+                .to_string();
+            got.extend(
+                text.lines()
+                    .skip(3)
+                    .filter(|l| !l.starts_with('+'))
+                    .map(String::from),
+            );
+        }
+        got.sort();
+        let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        let service_filter =
+            service.map_or("true".to_string(), |s| format!("service_name = '{s}'"));
+        let sql = format!(
+            "SELECT {} FROM metrics WHERE metric_name IN ({}) AND {service_filter} \
+             AND time_unix_nano >= {from} AND time_unix_nano <= {to}",
+            columns.join(", "),
+            list.join(", ")
+        );
+        let out = engine.sql(&sql).await.unwrap();
+        let mut want: Vec<String> = out
+            .to_table()
+            .unwrap()
+            .lines()
+            .skip(3)
+            .filter(|l| !l.starts_with('+'))
+            .map(String::from)
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{sql}");
+        if service == Some("frontend") && names[0] == "orders.placed" {
+            assert!(got.is_empty(), "orders are placed by payments only");
+        } else {
+            assert!(!got.is_empty(), "{sql} finds points");
+        }
+    }
+}

@@ -597,6 +597,153 @@ fn trace_rows_selection(
     )))
 }
 
+/// Which metric points [`read_points`] keeps: one of `names` (sorted), time in `[min, max]`,
+/// and of `service` when given.
+#[derive(Clone, Debug)]
+pub(crate) struct PointFilter {
+    pub(crate) names: Vec<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) min_time: u64,
+    pub(crate) max_time: u64,
+}
+
+impl PointFilter {
+    /// The rows of a metrics batch (table or stored schema) the filter keeps.
+    pub(crate) fn mask(&self, batch: &RecordBatch) -> Result<arrow::array::BooleanArray> {
+        let strings = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| Error::Corrupt(format!("metrics batch lacks {name}")))
+        };
+        let names = strings("metric_name")?;
+        let services = match &self.service {
+            Some(_) => Some(strings("service_name")?),
+            None => None,
+        };
+        let times = u64_column(batch, "time_unix_nano")?;
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                let t = times[i];
+                Some(
+                    t >= self.min_time
+                        && t <= self.max_time
+                        && self
+                            .names
+                            .binary_search_by(|n| n.as_str().cmp(names.value(i)))
+                            .is_ok()
+                        && services
+                            .zip(self.service.as_deref())
+                            .is_none_or(|(s, want)| s.value(i) == want),
+                )
+            })
+            .collect())
+    }
+
+    /// Whether a row group's statistics allow a row the filter keeps.
+    fn may_hold(&self, metadata: &ParquetMetaData, rg: usize, names: usize, time: usize) -> bool {
+        let group = metadata.row_group(rg);
+        let names_ok = match group.column(names).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(min), Some(max)) => self
+                    .names
+                    .iter()
+                    .any(|n| n.as_bytes() >= min.data() && n.as_bytes() <= max.data()),
+                _ => true,
+            },
+            _ => true,
+        };
+        let time_ok = match group.column(time).statistics() {
+            Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                // UInt64 is stored as INT64; compare as the unsigned values they are.
+                (Some(&min), Some(&max)) => {
+                    (max as u64) >= self.min_time && (min as u64) <= self.max_time
+                }
+                _ => true,
+            },
+            _ => true,
+        };
+        names_ok && time_ok
+    }
+}
+
+/// The metric points of a part that `filter` keeps, with only `columns` (in that order):
+/// row groups ruled out by their statistics are skipped, and the filter's columns are decoded
+/// first so the others are decoded only for the points kept.
+pub(crate) fn read_points(
+    part: &Part,
+    filter: &PointFilter,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    let path = &part.path();
+    let metadata = part.reader_metadata()?.clone();
+    let parquet = metadata.metadata().clone();
+    let leaf = |name: &str| {
+        parquet
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == name)
+            .ok_or_else(|| Error::Corrupt(format!("part {} has no {name}", path.display())))
+    };
+    let (names, time) = (leaf("metric_name")?, leaf("time_unix_nano")?);
+    let row_groups: Vec<usize> = (0..parquet.num_row_groups())
+        .filter(|&rg| filter.may_hold(&parquet, rg, names, time))
+        .collect();
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
+    let arrow_schema = builder.schema().clone();
+    let root = |name: &str| {
+        arrow_schema
+            .index_of(name)
+            .map_err(|_| Error::Corrupt(format!("part {} has no {name}", path.display())))
+    };
+    let mut filtered = vec![root("metric_name")?, root("time_unix_nano")?];
+    if filter.service.is_some() {
+        filtered.push(root("service_name")?);
+    }
+    let mut read: Vec<usize> = columns.iter().map(|c| root(c)).collect::<Result<_>>()?;
+    read.extend(filtered.iter().copied());
+    let parquet_schema = builder.parquet_schema();
+    let predicate = {
+        let filter = filter.clone();
+        parquet::arrow::arrow_reader::ArrowPredicateFn::new(
+            ProjectionMask::roots(parquet_schema, filtered),
+            move |batch| {
+                filter
+                    .mask(&batch)
+                    .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))
+            },
+        )
+    };
+    let mask = ProjectionMask::roots(parquet_schema, read);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups)
+        .with_row_filter(parquet::arrow::arrow_reader::RowFilter::new(vec![
+            Box::new(predicate),
+        ]))
+        .build()
+        .map_err(parquet_err(path, "read"))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let order = columns
+            .iter()
+            .map(|c| batch.schema().index_of(c))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        out.push(batch.project(&order)?);
+    }
+    Ok(out)
+}
+
 /// Whether a sorted id list has an id in `[min, max]`.
 fn any_within(trace_ids: &[TraceId], min: &[u8], max: &[u8]) -> bool {
     let first = trace_ids.partition_point(|t| &t.0[..] < min);
