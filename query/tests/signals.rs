@@ -332,7 +332,7 @@ async fn metric_points_read_from_the_snapshot_equal_the_sql_rows() {
         let mut got: Vec<String> = Vec::new();
         for batch in &batches {
             assert_eq!(batch.num_columns(), columns.len());
-            let text = arrow::util::pretty::pretty_format_batches(std::slice::from_ref(batch))
+            let text = arrow::util::pretty::pretty_format_batches(&[batch.clone()])
                 .unwrap()
                 .to_string();
             got.extend(
