@@ -52,16 +52,6 @@ pub struct OperationHealth {
     pub health: Health,
 }
 
-/// The columns of a point the walk reads, in the order [`Rows`] takes them.
-const POINT_COLUMNS: [&str; 6] = [
-    "metric_name",
-    "series_id",
-    "time_unix_nano",
-    "start_time_unix_nano",
-    "value",
-    "bucket_counts",
-];
-
 /// How far before a window to look for the point a series' increase starts from.
 const BASELINE_LOOKBACK_NANOS: u64 = 10 * 60 * 1_000_000_000;
 
@@ -231,7 +221,11 @@ impl QueryEngine {
         end: u64,
         step: Option<u64>,
     ) -> Result<BTreeMap<Key, Vec<Totals>>> {
-        self.family_totals_stepped(&SPAN_FAMILY, service, start, end, step)
+        let filter = match service {
+            Some(s) => format!("service_name = {}", sql_string(s)),
+            None => "true".to_string(),
+        };
+        self.family_totals_stepped(&SPAN_FAMILY, &filter, start, end, step)
             .await
     }
 
@@ -239,12 +233,12 @@ impl QueryEngine {
     pub(crate) async fn family_totals(
         &self,
         family: &Family,
-        service: Option<&str>,
+        filter: &str,
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<Key, Totals>> {
         let stepped = self
-            .family_totals_stepped(family, service, start, end, None)
+            .family_totals_stepped(family, filter, start, end, None)
             .await?;
         Ok(stepped
             .into_iter()
@@ -258,7 +252,7 @@ impl QueryEngine {
     pub(crate) async fn family_totals_stepped(
         &self,
         family: &Family,
-        service: Option<&str>,
+        filter: &str,
         start: u64,
         end: u64,
         step: Option<u64>,
@@ -270,22 +264,16 @@ impl QueryEngine {
             "'{}', '{}', '{}'",
             family.calls, family.errors, family.duration
         );
-        let from = start.saturating_sub(BASELINE_LOOKBACK_NANOS);
-        let filter = match service {
-            Some(s) => format!("service_name = {}", sql_string(s)),
-            None => "true".to_string(),
-        };
-        let window = format!("time_unix_nano >= {from} AND time_unix_nano <= {end} AND {filter}");
-        // The points are read straight from the snapshot (no query planning: this runs for
-        // every services list, chart and alert evaluation).
-        let snapshot = self.snapshot();
-        let wanted = [family.calls, family.errors, family.duration];
-        let service = service.map(str::to_owned);
-        let batches = tokio::task::spawn_blocking(move || {
-            snapshot.metric_points(&wanted, service.as_deref(), from, end, &POINT_COLUMNS)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        let window = format!(
+            "time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter}",
+            start.saturating_sub(BASELINE_LOOKBACK_NANOS)
+        );
+        let sql = format!(
+            "SELECT metric_name, series_id, \
+                    time_unix_nano, start_time_unix_nano, value, bucket_counts \
+             FROM metrics WHERE metric_name IN ({names}) AND {window}"
+        );
+        let batches = self.internal_sql(&sql).await?;
         let steps = Steps::new(start, end, step);
         let rows = batches.iter().map(Rows::new).collect::<Result<Vec<_>>>()?;
         // Points in series and time order, sorted here by reference rather than by the SQL

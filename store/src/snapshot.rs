@@ -16,7 +16,7 @@ use crate::index::{TraceDigest, TraceHit, TraceQuery};
 use crate::manifest::{Manifest, Part};
 use crate::memtable::Memtable;
 use crate::model::{Signal, Span, TraceId};
-use crate::part::{PointFilter, read_part, read_points, read_traces};
+use crate::part::{read_part, read_traces};
 use crate::schema::{Records, spans_from_batch};
 
 #[derive(Clone)]
@@ -48,74 +48,6 @@ impl Snapshot {
             .iter()
             .flat_map(|m| m.batches(signal).iter().cloned())
             .collect()
-    }
-
-    /// The metric points named one of `names`, of `service` when given, with `min_time <=
-    /// time_unix_nano <= max_time`, with only `columns` (in that order): from the parts whose
-    /// time bounds overlap the range (read on two threads) and the memtables. Read without
-    /// planning a query: service health reads span-metric points this way many times a minute.
-    pub fn metric_points(
-        &self,
-        names: &[&str],
-        service: Option<&str>,
-        min_time: u64,
-        max_time: u64,
-        columns: &[&str],
-    ) -> Result<Vec<RecordBatch>> {
-        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        names.sort();
-        let filter = PointFilter {
-            names,
-            service: service.map(str::to_owned),
-            min_time,
-            max_time,
-        };
-        let mut parts: Vec<&Arc<Part>> = self
-            .manifest
-            .parts_of(Signal::Metrics)
-            .filter(|p| {
-                let meta = p.meta();
-                meta.max_time_unix_nano >= min_time && meta.min_time_unix_nano <= max_time
-            })
-            .collect();
-        // Two halves of similar size, largest parts first, one per thread.
-        parts.sort_by_key(|p| std::cmp::Reverse(p.meta().rows));
-        let (mut left, mut right) = (Vec::new(), Vec::new());
-        let (mut left_rows, mut right_rows) = (0u64, 0u64);
-        for part in parts {
-            if left_rows <= right_rows {
-                left_rows += part.meta().rows;
-                left.push(part);
-            } else {
-                right_rows += part.meta().rows;
-                right.push(part);
-            }
-        }
-        let read = |parts: Vec<&Arc<Part>>| -> Result<Vec<RecordBatch>> {
-            let mut out = Vec::new();
-            for part in parts {
-                out.extend(read_points(part, &filter, columns)?);
-            }
-            Ok(out)
-        };
-        let (batches, other) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| read(right));
-            (read(left), other.join())
-        });
-        let mut batches = batches?;
-        batches.extend(other.map_err(|_| Error::Task("a point reader panicked".into()))??);
-        for batch in self.memtable_batches(Signal::Metrics) {
-            let kept = arrow::compute::filter_record_batch(&batch, &filter.mask(&batch)?)?;
-            if kept.num_rows() == 0 {
-                continue;
-            }
-            let order = columns
-                .iter()
-                .map(|c| kept.schema().index_of(c))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            batches.push(kept.project(&order)?);
-        }
-        Ok(batches)
     }
 
     /// Every row of a signal: all parts, then the memtables.
