@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -33,7 +32,7 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use spyglass_store::schema::time_column;
 use spyglass_store::{Part, ROWS_COLUMN, rollup_columns};
 
-use crate::tables::{SnapshotTable, TimeBounds};
+use crate::tables::{SnapshotTable, TimeBounds, conform};
 
 /// Rewrites counts over a snapshot table into sums of part rollups where they answer them.
 #[derive(Debug, Default)]
@@ -133,13 +132,7 @@ fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
         let projected = rollup
             .project(&wanted)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        let columns = projected
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        batches.push(conform(&projected, &schema)?);
     }
     let rollups = MemTable::try_new(schema, vec![batches])?;
     let mut from_rollups = LogicalPlanBuilder::scan(

@@ -266,8 +266,9 @@ fn string_views(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// A memtable batch in the table's types (string columns cast to views where it has them).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+/// A batch in the table's types (string columns cast to views where it has them): memtable
+/// batches, rollup combinations.
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch.clone());
     }

@@ -162,7 +162,7 @@ impl Part {
         self.index()?;
         let metadata = self.reader_metadata()?;
         if self.rollup.get().is_none() {
-            let rollup = crate::part::load_rollup(self.meta.signal, &self.path(), metadata)?;
+            let rollup = crate::rollup::load(self.meta.signal, &self.path(), metadata)?;
             let _ = self.rollup.set(rollup);
         }
         Ok(())

@@ -24,7 +24,7 @@ use parquet::schema::types::ColumnPath;
 use crate::error::{Error, Result};
 use crate::manifest::Part;
 use crate::model::{Signal, TraceId};
-use crate::rollup::{ROLLUP_KEY, Rollup, rollup_columns};
+use crate::rollup::{ROLLUP_KEY, Rollup};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
 pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
@@ -175,7 +175,7 @@ pub(crate) fn partition_and_sort(
 /// span. Readers get it back through [`from_stored`].
 const DERIVED_SPAN_COLUMN: &str = "duration_nano";
 
-fn to_stored(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn to_stored(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
     if signal != Signal::Spans {
         return Ok(batch.clone());
     }
@@ -314,7 +314,7 @@ pub(crate) fn write_part(
     Ok(file.metadata().map_err(Error::io("stat part", path))?.len())
 }
 
-fn parquet_err(
+pub(crate) fn parquet_err(
     path: &Path,
     action: &'static str,
 ) -> impl FnOnce(parquet::errors::ParquetError) -> Error + use<> {
@@ -381,45 +381,6 @@ pub(crate) fn load_reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
     let file = File::open(path).map_err(Error::io("open part", path))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     ArrowReaderMetadata::load(&file, options).map_err(parquet_err(path, "read the footer of"))
-}
-
-/// A part's rollup: the one in its footer, else (a part written before rollups) counted from
-/// its rollup columns. `None` when it has too many combinations.
-pub(crate) fn load_rollup(
-    signal: Signal,
-    path: &Path,
-    metadata: &ArrowReaderMetadata,
-) -> Result<Option<Rollup>> {
-    let stored = metadata
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == ROLLUP_KEY))
-        .and_then(|kv| kv.value.as_deref());
-    if let Some(json) = stored {
-        match Rollup::from_json(json) {
-            Ok(rollup) => return Ok(Some(rollup)),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "counting the part again"),
-        }
-    }
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone());
-    let columns = rollup_columns(signal);
-    let roots: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| columns.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let batches = builder
-        .with_projection(mask)
-        .build()
-        .map_err(parquet_err(path, "read"))?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Rollup::count(signal, &batches)
 }
 
 /// Reads a whole part.
@@ -648,52 +609,6 @@ fn batch_time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_part_without_a_rollup_in_its_footer_is_counted_from_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let spans = crate::synth::SpanGenerator::new(3, 1_795_000_000_000_000_000).spans(500);
-        let batch = crate::schema::spans_to_batch(&spans).unwrap();
-        let expected = Rollup::count(Signal::Spans, std::slice::from_ref(&batch))
-            .unwrap()
-            .unwrap();
-        assert_eq!(expected.rows(), spans.len() as u64);
-
-        // Written by this version: the footer holds the rollup.
-        let written = dir.path().join("new.parquet");
-        let count = || Rollup::count(Signal::Spans, std::slice::from_ref(&batch));
-        write_part(
-            &written,
-            Signal::Spans,
-            std::slice::from_ref(&batch),
-            3,
-            1 << 20,
-            count,
-        )
-        .unwrap();
-        let metadata = load_reader_metadata(&written).unwrap();
-        let in_footer = metadata
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .unwrap()
-            .iter()
-            .any(|kv| kv.key == ROLLUP_KEY);
-        assert!(in_footer);
-        let loaded = load_rollup(Signal::Spans, &written, &metadata).unwrap();
-        assert_eq!(loaded.as_ref(), Some(&expected));
-
-        // Written before rollups: no key, counted from the rows.
-        let old = dir.path().join("old.parquet");
-        let stored = to_stored(Signal::Spans, &batch).unwrap();
-        let mut writer =
-            ArrowWriter::try_new(File::create(&old).unwrap(), stored.schema(), None).unwrap();
-        writer.write(&stored).unwrap();
-        writer.close().unwrap();
-        let metadata = load_reader_metadata(&old).unwrap();
-        let loaded = load_rollup(Signal::Spans, &old, &metadata).unwrap();
-        assert_eq!(loaded, Some(expected));
-    }
 
     #[test]
     fn reading_traces_returns_exactly_their_rows_across_row_groups_and_pages() {

@@ -9,8 +9,15 @@ use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
+use std::fs::File;
+use std::path::Path;
+
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+
 use crate::error::{Error, Result};
 use crate::model::Signal;
+use crate::part::parquet_err;
 
 /// The footer key holding a part's rollup.
 pub(crate) const ROLLUP_KEY: &str = "spyglass.rollup";
@@ -222,6 +229,45 @@ impl Rollup {
     }
 }
 
+/// A part's rollup: the one in its footer, else (a part written before rollups) counted from
+/// its rollup columns. `None` when it has too many combinations.
+pub(crate) fn load(
+    signal: Signal,
+    path: &Path,
+    metadata: &ArrowReaderMetadata,
+) -> Result<Option<Rollup>> {
+    let stored = metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == ROLLUP_KEY))
+        .and_then(|kv| kv.value.as_deref());
+    if let Some(json) = stored {
+        match Rollup::from_json(json) {
+            Ok(rollup) => return Ok(Some(rollup)),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "counting the part again"),
+        }
+    }
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone());
+    let columns = rollup_columns(signal);
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| columns.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let batches = builder
+        .with_projection(mask)
+        .build()
+        .map_err(parquet_err(path, "read"))?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Rollup::count(signal, &batches)
+}
+
 /// A multiply-rotate hasher (the Fx hash's scheme) for the rollup's short keys: the default
 /// SipHash made counting 3% of a flush.
 #[derive(Clone, Copy, Default)]
@@ -334,6 +380,56 @@ mod tests {
 
         let many_services = logs(names.iter().map(String::as_str).collect(), severities);
         assert_eq!(Rollup::count(Signal::Logs, &[many_services]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_part_without_a_rollup_in_its_footer_is_counted_from_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let spans = crate::synth::SpanGenerator::new(3, 1_795_000_000_000_000_000).spans(500);
+        let batch = crate::schema::spans_to_batch(&spans).unwrap();
+        let expected = Rollup::count(Signal::Spans, std::slice::from_ref(&batch))
+            .unwrap()
+            .unwrap();
+        assert_eq!(expected.rows(), spans.len() as u64);
+
+        // Written by this version: the footer holds the rollup.
+        let written = dir.path().join("new.parquet");
+        let count = || Rollup::count(Signal::Spans, std::slice::from_ref(&batch));
+        crate::part::write_part(
+            &written,
+            Signal::Spans,
+            std::slice::from_ref(&batch),
+            3,
+            1 << 20,
+            count,
+        )
+        .unwrap();
+        let metadata = crate::part::load_reader_metadata(&written).unwrap();
+        let in_footer = metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .any(|kv| kv.key == ROLLUP_KEY);
+        assert!(in_footer);
+        let loaded = load(Signal::Spans, &written, &metadata).unwrap();
+        assert_eq!(loaded.as_ref(), Some(&expected));
+
+        // Written before rollups: no key, counted from the rows.
+        let old = dir.path().join("old.parquet");
+        let stored = crate::part::to_stored(Signal::Spans, &batch).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            File::create(&old).unwrap(),
+            stored.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(&stored).unwrap();
+        writer.close().unwrap();
+        let metadata = crate::part::load_reader_metadata(&old).unwrap();
+        let loaded = load(Signal::Spans, &old, &metadata).unwrap();
+        assert_eq!(loaded, Some(expected));
     }
 
     #[test]
