@@ -3,17 +3,15 @@
 //! per service, operation or severity needs no row of the part.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use serde::{Deserialize, Serialize};
-
-use std::fs::File;
-use std::path::Path;
-
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::Signal;
