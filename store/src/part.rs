@@ -5,10 +5,8 @@ use std::path::Path;
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
-use arrow::compute::{interleave_record_batch, take_record_batch};
+use arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
+use arrow::compute::interleave_record_batch;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
@@ -326,6 +324,16 @@ pub(crate) fn parquet_err(
     }
 }
 
+/// A reader of a part that uses its footer as already parsed and kept with it.
+pub(crate) fn open_part(part: &Part) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let path = &part.path();
+    let file = File::open(path).map_err(Error::io("open part", path))?;
+    Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+        file,
+        part.reader_metadata()?.clone(),
+    ))
+}
+
 fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(Error::io("open part", path))?;
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path, "open"))
@@ -400,8 +408,9 @@ pub(crate) fn part_batches(
 
 /// Reads the rows of some traces from a part: row groups whose trace-id statistics rule them
 /// all out are skipped, and inside the others only the pages whose trace-id bounds (page
-/// index) can hold one of them are decoded (parts are sorted by trace id, so a trace is usually
-/// one page run). `trace_ids` must be sorted. With `columns`, only those columns are read (the
+/// index) can hold one of them are looked at (parts are sorted by trace id, so a trace is
+/// usually one page run): their `trace_id` column gives the traces' exact rows, and only those
+/// rows are read of the other columns. `trace_ids` must be sorted. With `columns`, only those columns are read (the
 /// batches hold them in table order, `trace_id` always among them); without, every column.
 pub(crate) fn read_traces(
     part: &Part,
@@ -445,9 +454,7 @@ pub(crate) fn read_traces(
     let Some(selection) = trace_rows_selection(part, &row_groups, pages, total, trace_ids)? else {
         return Ok(Vec::new());
     };
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
+    let builder = open_part(part)?;
     let builder = match columns {
         Some(names) => {
             let roots: Vec<usize> = builder
@@ -468,27 +475,13 @@ pub(crate) fn read_traces(
         .with_row_selection(selection)
         .build()
         .map_err(parquet_err(path, "read"))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = match columns {
-            Some(_) => batch?,
-            None => from_stored(batch?)?,
-        };
-        let ids = batch
-            .column_by_name("trace_id")
-            .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-            .ok_or_else(|| Error::Corrupt("trace_id column has the wrong type".into()))?;
-        let rows: Vec<u32> = (0..ids.len() as u32)
-            .filter(|&i| {
-                let id = ids.value(i as usize);
-                trace_ids.binary_search_by(|t| t.0[..].cmp(id)).is_ok()
-            })
-            .collect();
-        if !rows.is_empty() {
-            out.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
-        }
-    }
-    Ok(out)
+    // The selection holds the traces' rows exactly: every row read is one of theirs.
+    reader
+        .map(|batch| match columns {
+            Some(_) => Ok(batch?),
+            None => from_stored(batch?),
+        })
+        .collect()
 }
 
 /// The exact rows of `trace_ids` among the rows `pages` selects (pages whose trace-id bounds
@@ -502,9 +495,7 @@ fn trace_rows_selection(
     trace_ids: &[TraceId],
 ) -> Result<Option<RowSelection>> {
     let path = &part.path();
-    let file = File::open(path).map_err(Error::io("open part", path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.reader_metadata()?.clone());
+    let builder = open_part(part)?;
     let root = builder
         .schema()
         .index_of("trace_id")
