@@ -63,9 +63,7 @@ impl OptimizerRule for CountFromRollups {
 }
 
 /// What a count over one scan looks like once recognised.
-struct CountScan<'a> {
-    table: &'a SnapshotTable,
-    scan: &'a TableScan,
+struct CountScan {
     /// Grouped column names, in the aggregate's order.
     groups: Vec<String>,
     /// Filters bounding the time column.
@@ -87,17 +85,15 @@ fn rewrite_count(aggregate: &Aggregate) -> DfResult<Option<LogicalPlan>> {
     else {
         return Ok(None);
     };
-    let Some(count_scan) = recognise(aggregate, table, scan) else {
-        return Ok(None);
-    };
-    let CountScan {
-        table,
-        scan,
+    let Some(CountScan {
         groups,
         bounds,
         on_columns,
         needed,
-    } = count_scan;
+    }) = recognise(aggregate, table, scan)
+    else {
+        return Ok(None);
+    };
 
     // A part wholly inside the time bounds passes them on every row; the other filters hold or
     // not for all rows of one combination alike. So such a part's rollup, filtered, counts
@@ -245,11 +241,7 @@ fn filters_of(input: &LogicalPlan, scan: &TableScan) -> Vec<Expr> {
 /// The aggregate as a count over `table` that rollups can answer: only `count` of a literal
 /// (`count(*)`), no `DISTINCT` or `FILTER`; grouped by nothing or by rollup columns; filters
 /// that bound the time column or name rollup columns only (and are not volatile).
-fn recognise<'a>(
-    aggregate: &Aggregate,
-    table: &'a SnapshotTable,
-    scan: &'a TableScan,
-) -> Option<CountScan<'a>> {
+fn recognise(aggregate: &Aggregate, table: &SnapshotTable, scan: &TableScan) -> Option<CountScan> {
     if !table.rollups_allowed() || scan.fetch.is_some() || aggregate.aggr_expr.is_empty() {
         return None;
     }
@@ -292,8 +284,6 @@ fn recognise<'a>(
         on_columns.push(filter);
     }
     Some(CountScan {
-        table,
-        scan,
         groups,
         bounds,
         on_columns,
