@@ -20,6 +20,10 @@ pub struct QueryConfig {
     pub trace_max_spans: usize,
     /// Most traces one search page may ask for (`limit`).
     pub search_max_limit: usize,
+    /// Decoded span-metric and service-graph points of Parquet parts kept between queries
+    /// (service health, the dependency graph), in bytes; the least recently used parts are
+    /// dropped first. 0 keeps none.
+    pub span_metrics_cache_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -30,6 +34,7 @@ impl Default for QueryConfig {
             sql_memory_limit_bytes: 512 << 20,
             trace_max_spans: 50_000,
             search_max_limit: 1_000,
+            span_metrics_cache_bytes: 64 << 20,
         }
     }
 }

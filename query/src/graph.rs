@@ -47,9 +47,7 @@ pub struct Dependencies {
 impl QueryEngine {
     pub async fn dependencies(&self, start: u64, end: u64) -> Result<Dependencies> {
         let _timer = self.stats.time(crate::QueryKind::Graph);
-        let totals = self
-            .family_totals(&GRAPH_FAMILY, "true", start, end)
-            .await?;
+        let totals = self.family_totals(&GRAPH_FAMILY, None, start, end).await?;
         // Calls to a peer that answered none of them (it was down or silent) arrive as a
         // virtual edge named after it; when that peer is a service seen elsewhere in the graph,
         // they are calls of the service edge (its timeouts count as its failures).

@@ -8,15 +8,20 @@
 //! counts from zero when it began inside the window, else from its first point.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+mod cache;
 mod points;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt64Type};
+use datafusion::prelude::SessionContext;
+use spyglass_store::{Signal, Snapshot};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
+use crate::tables::SnapshotTable;
+pub(crate) use cache::PointCache;
 use points::{Rows, Steps};
 
 /// Calls, errors and latency of a service or of one of its operations over a window.
@@ -221,11 +226,7 @@ impl QueryEngine {
         end: u64,
         step: Option<u64>,
     ) -> Result<BTreeMap<Key, Vec<Totals>>> {
-        let filter = match service {
-            Some(s) => format!("service_name = {}", sql_string(s)),
-            None => "true".to_string(),
-        };
-        self.family_totals_stepped(&SPAN_FAMILY, &filter, start, end, step)
+        self.family_totals_stepped(&SPAN_FAMILY, service, start, end, step)
             .await
     }
 
@@ -233,12 +234,12 @@ impl QueryEngine {
     pub(crate) async fn family_totals(
         &self,
         family: &Family,
-        filter: &str,
+        service: Option<&str>,
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<Key, Totals>> {
         let stepped = self
-            .family_totals_stepped(family, filter, start, end, None)
+            .family_totals_stepped(family, service, start, end, None)
             .await?;
         Ok(stepped
             .into_iter()
@@ -246,13 +247,13 @@ impl QueryEngine {
             .collect())
     }
 
-    /// Increases of a family's series grouped by its three key columns: over `[start, end]`
-    /// as one step without `step`, else per step (a rise counts in the step of the point that
-    /// shows it).
+    /// Increases of a family's series grouped by its three key columns (only the series whose
+    /// first key is `service`, when given): over `[start, end]` as one step without `step`,
+    /// else per step (a rise counts in the step of the point that shows it).
     pub(crate) async fn family_totals_stepped(
         &self,
         family: &Family,
-        filter: &str,
+        service: Option<&str>,
         start: u64,
         end: u64,
         step: Option<u64>,
@@ -260,29 +261,21 @@ impl QueryEngine {
         if start > end {
             return Err(Error::invalid("start is after end"));
         }
-        let names = format!(
-            "'{}', '{}', '{}'",
-            family.calls, family.errors, family.duration
-        );
-        let window = format!(
-            "time_unix_nano >= {} AND time_unix_nano <= {end} AND {filter}",
-            start.saturating_sub(BASELINE_LOOKBACK_NANOS)
-        );
-        let sql = format!(
-            "SELECT metric_name, series_id, \
-                    time_unix_nano, start_time_unix_nano, value, bucket_counts \
-             FROM metrics WHERE metric_name IN ({names}) AND {window}"
-        );
-        let batches = self.internal_sql(&sql).await?;
+        let from = start.saturating_sub(BASELINE_LOOKBACK_NANOS);
+        let snapshot = self.snapshot();
+        let batches = self.family_points(&snapshot, family, from, end).await?;
         let steps = Steps::new(start, end, step);
         let rows = batches.iter().map(Rows::new).collect::<Result<Vec<_>>>()?;
         // Points in series and time order, sorted here by reference rather than by the SQL
-        // engine, which would copy every row's bucket lists twice (sort, then merge).
+        // engine, which would copy every row's bucket lists twice (sort, then merge). Kept
+        // parts hold all their points; only the window's are taken.
         let points = batches.iter().map(RecordBatch::num_rows).sum();
         let mut order: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(points);
         for (b, r) in rows.iter().enumerate() {
-            for i in 0..r.series.len() {
-                order.push((r.series.value(i), r.time.value(i), b as u32, i as u32));
+            for (i, (&series, &time)) in r.series.values().iter().zip(r.time.values()).enumerate() {
+                if (from..=end).contains(&time) {
+                    order.push((series, time, b as u32, i as u32));
+                }
             }
         }
         // Stable sort: each batch is already in (series, time) order per metric, and the
@@ -290,7 +283,10 @@ impl QueryEngine {
         order.sort();
         let mut ids: Vec<u64> = order.iter().map(|o| o.0).collect();
         ids.dedup();
-        let keys = self.series_keys(family, &names, &window, &ids).await?;
+        let keys = self.series_keys(family, from, end, &ids).await?;
+        if let Some(service) = service {
+            order.retain(|o| keys.get(&o.0).is_some_and(|k| k.key.0 == service));
+        }
         // Two halves, cut between series, walked on two threads.
         let mut cut = order.len() / 2;
         while cut > 0 && cut < order.len() && order[cut].0 == order[cut - 1].0 {
@@ -317,14 +313,74 @@ impl QueryEngine {
         Ok(totals)
     }
 
+    /// The points of a family's metrics that `[from, end]` may need, as batches of the columns
+    /// [`Rows`] reads: every point of each overlapping part (kept in the engine's
+    /// [`PointCache`] once decoded) and the memtable's points in the window; only the window's
+    /// points when the engine keeps none.
+    async fn family_points(
+        &self,
+        snapshot: &Snapshot,
+        family: &Family,
+        from: u64,
+        end: u64,
+    ) -> Result<Vec<RecordBatch>> {
+        let select = format!(
+            "SELECT metric_name, series_id, time_unix_nano, start_time_unix_nano, value, \
+                    bucket_counts \
+             FROM metrics WHERE metric_name IN ('{}', '{}', '{}')",
+            family.calls, family.errors, family.duration
+        );
+        let table = SnapshotTable::new(Signal::Metrics, snapshot.clone());
+        let window = format!(" AND time_unix_nano >= {from} AND time_unix_nano <= {end}");
+        if !self.points.keeps_any() {
+            // Nothing is kept: read only the window's points, of parts and memtable at once.
+            return self
+                .internal_sql_over(snapshot, table, &(select + &window))
+                .await;
+        }
+        let parts = snapshot.parts(Signal::Metrics);
+        self.points
+            .retain_parts(&parts.iter().map(|p| p.meta().id).collect());
+        let mut batches = Vec::new();
+        let mut missing = Vec::new();
+        for part in parts {
+            let meta = part.meta();
+            if meta.max_time_unix_nano < from || meta.min_time_unix_nano > end {
+                continue;
+            }
+            match self.points.get(meta.id, family.calls) {
+                Some(kept) => batches.extend(kept.iter().cloned()),
+                None => missing.push(part),
+            }
+        }
+        let reads = missing.into_iter().map(|part| {
+            let table = table.restricted_to(vec![part.clone()]).without_memtable();
+            let select = &select;
+            async move {
+                let points = self.internal_sql_over(snapshot, table, select).await?;
+                Ok::<_, Error>(self.points.insert(part.meta().id, family.calls, points))
+            }
+        });
+        for kept in futures::future::try_join_all(reads).await? {
+            batches.extend(kept.iter().cloned());
+        }
+        // The memtable changes with every append: read each time, for the window only.
+        let memtable = table.restricted_to(Vec::new());
+        batches.extend(
+            self.internal_sql_over(snapshot, memtable, &(select + &window))
+                .await?,
+        );
+        Ok(batches)
+    }
+
     /// The key columns and bounds of the series `ids` (sorted, distinct): from the cache, and
     /// for series not seen before from one more read, which decodes attribute maps and bounds
     /// only for them. A series id hashes the series' identity, so its keys never change.
     async fn series_keys(
         &self,
         family: &Family,
-        names: &str,
-        window: &str,
+        from: u64,
+        end: u64,
         ids: &[u64],
     ) -> Result<HashMap<u64, SeriesInfo>> {
         let mut keys = HashMap::with_capacity(ids.len());
@@ -347,7 +403,12 @@ impl QueryEngine {
         let list: Vec<String> = missing.iter().map(u64::to_string).collect();
         let sql = format!(
             "SELECT series_id, {k1}, {k2}, {k3}, explicit_bounds FROM metrics \
-             WHERE metric_name IN ({names}) AND {window} AND series_id IN ({})",
+             WHERE metric_name IN ('{}', '{}', '{}') \
+               AND time_unix_nano >= {from} AND time_unix_nano <= {end} \
+               AND series_id IN ({})",
+            family.calls,
+            family.errors,
+            family.duration,
             list.join(", ")
         );
         let found = self.internal_sql(&sql).await?;
@@ -392,6 +453,23 @@ impl QueryEngine {
     pub(crate) async fn internal_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let snapshot = self.snapshot();
         let ctx = self.session_with(&snapshot, true)?;
+        self.run_internal(ctx, sql).await
+    }
+
+    /// [`QueryEngine::internal_sql`] with `table` standing for its signal's table.
+    async fn internal_sql_over(
+        &self,
+        snapshot: &Snapshot,
+        table: SnapshotTable,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session_with(snapshot, true)?;
+        ctx.deregister_table(table.signal.as_str())?;
+        ctx.register_table(table.signal.as_str(), Arc::new(table))?;
+        self.run_internal(ctx, sql).await
+    }
+
+    async fn run_internal(&self, ctx: SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
         let timeout = self.config.query_timeout();
         let run = async { Ok::<_, Error>(ctx.sql(sql).await?.collect().await?) };
         match tokio::time::timeout(timeout, run).await {

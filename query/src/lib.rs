@@ -55,6 +55,8 @@ pub struct QueryEngine {
     stats: Arc<QueryStats>,
     /// The key columns of each span-metric and service-graph series seen, by series id.
     series_keys: Arc<health::SeriesKeys>,
+    /// The span-metric and service-graph points of parts already read, by part.
+    points: Arc<health::PointCache>,
 }
 
 impl QueryEngine {
@@ -65,6 +67,7 @@ impl QueryEngine {
             .expect("a runtime of a memory pool and a lazily created spill directory builds");
         Self {
             store,
+            points: Arc::new(health::PointCache::new(config.span_metrics_cache_bytes)),
             config: Arc::new(config),
             runtime,
             stats: Arc::default(),

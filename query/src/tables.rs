@@ -43,6 +43,8 @@ pub(crate) struct SnapshotTable {
     /// The parts to read instead of the snapshot's (the rest of a count answered partly from
     /// rollups, which must not be answered from rollups again).
     only: Option<Vec<Arc<Part>>>,
+    /// Whether the snapshot's memtable is read too.
+    memtable: bool,
 }
 
 impl std::fmt::Debug for SnapshotTable {
@@ -65,6 +67,7 @@ impl SnapshotTable {
             snapshot,
             schema,
             only: None,
+            memtable: true,
         }
     }
 
@@ -75,7 +78,14 @@ impl SnapshotTable {
             snapshot: self.snapshot.clone(),
             schema: self.schema.clone(),
             only: Some(parts),
+            memtable: self.memtable,
         }
+    }
+
+    /// The same table without the memtable: only the snapshot's Parquet parts.
+    pub(crate) fn without_memtable(mut self) -> Self {
+        self.memtable = false;
+        self
     }
 
     /// Whether counts over this table may come from part rollups.
@@ -231,9 +241,11 @@ impl TableProvider for SnapshotTable {
             inputs.push(plan);
         }
         // The wanted columns of the memtable, in the table's types.
-        let memtable = self
-            .snapshot
-            .memtable_batches(self.signal)
+        let memtable = match self.memtable {
+            true => self.snapshot.memtable_batches(self.signal),
+            false => Vec::new(),
+        };
+        let memtable = memtable
             .iter()
             .map(|b| conform(&b.project(&wanted)?, &projected))
             .collect::<DfResult<Vec<_>>>()?;

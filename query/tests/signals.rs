@@ -299,3 +299,100 @@ async fn service_health_rates_count_from_when_series_began_and_last_seen_survive
         .collect();
     assert_eq!(operations, [("payments", "POST /orders", "server")]);
 }
+
+/// The service list as (service, calls, errors, rate per second).
+async fn service_view(engine: &QueryEngine, start: u64, end: u64) -> Vec<(String, f64, f64, f64)> {
+    engine
+        .services(start, end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            (
+                h.service,
+                h.health.calls,
+                h.health.errors,
+                h.health.rate_per_sec,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn service_health_stays_exact_while_parts_are_flushed_and_compacted_between_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        compaction_min_parts: 2,
+        ..StoreConfig::default()
+    };
+    let (store, _) = Store::open(dir.path(), config).unwrap();
+    // One engine answers throughout (it keeps the points of parts it has read); another keeps
+    // nothing between queries.
+    let engine = QueryEngine::new(store.clone(), QueryConfig::default());
+    let uncached = QueryEngine::new(
+        store.clone(),
+        QueryConfig {
+            span_metrics_cache_bytes: 0,
+            ..QueryConfig::default()
+        },
+    );
+    // Checkout answers 10 calls a minute, one of them failing; minutes `from..=to` arrive.
+    let minutes = |from: u64, to: u64| {
+        let mut points = Vec::new();
+        for m in from..=to {
+            points.push(span_counter(
+                "spyglass.span.calls",
+                "checkout",
+                m * 60,
+                10 * m as i64,
+            ));
+            points.push(span_counter(
+                "spyglass.span.errors",
+                "checkout",
+                m * 60,
+                m as i64,
+            ));
+        }
+        Records::Metrics(points)
+    };
+    let s = 1_000 * MS;
+    let (start, end) = (T0, T0 + 3600 * s);
+    let expect = |calls: f64| vec![("checkout".to_string(), calls, calls / 10.0, calls / 3600.0)];
+
+    store.append(&minutes(1, 10)).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(service_view(&engine, start, end).await, expect(100.0));
+
+    // A second part and points still in the memtable.
+    store.append(&minutes(11, 20)).await.unwrap();
+    store.flush().await.unwrap();
+    store.append(&minutes(21, 25)).await.unwrap();
+    assert_eq!(service_view(&engine, start, end).await, expect(250.0));
+    assert_eq!(service_view(&uncached, start, end).await, expect(250.0));
+    // A window ending inside the first part, and one starting inside the second.
+    assert_eq!(
+        service_view(&engine, start, T0 + 300 * s).await[0].1,
+        50.0,
+        "calls in the first five minutes"
+    );
+    // From minute 15's point on: the rises from minute 14 to 25.
+    assert_eq!(service_view(&engine, T0 + 900 * s, end).await[0].1, 110.0);
+    assert_eq!(service_view(&uncached, T0 + 900 * s, end).await[0].1, 110.0);
+
+    // Compaction replaces both parts with one; the answers stay.
+    store.flush().await.unwrap();
+    assert!(store.compact().await.unwrap() >= 2);
+    store.append(&minutes(26, 30)).await.unwrap();
+    assert_eq!(service_view(&engine, start, end).await, expect(300.0));
+    assert_eq!(service_view(&uncached, start, end).await, expect(300.0));
+    let operations = engine.operations("checkout", start, end).await.unwrap();
+    assert_eq!(operations.len(), 1);
+    assert_eq!(operations[0].health.calls, 300.0);
+    assert!(
+        engine
+            .operations("shipping", start, end)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
