@@ -1,5 +1,6 @@
 //! The `spans` table.
 
+use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -17,7 +18,7 @@ use super::columns::{
     strings, trace_ids, u32s, u64s,
 };
 use crate::error::Result;
-use crate::model::{AttrValue, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+use crate::model::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
 /// Attributes copied into their own columns because search, RED metrics and the service graph
 /// read them most: `(column, attribute names, old semantic-convention names first-come)`.
@@ -117,8 +118,56 @@ fn link_fields() -> Fields {
     Fields::from(fields)
 }
 
-fn promoted_value<'a>(span: &'a Span, names: &[&str]) -> Option<&'a AttrValue> {
-    names.iter().find_map(|name| span.attributes.get(name))
+const PROMOTED: usize = PROMOTED_SPAN_ATTRIBUTES.len();
+
+/// Every promoted attribute name with its column and rank (0 for the current name), by name.
+fn promoted_names() -> &'static [(&'static str, usize, usize)] {
+    static NAMES: OnceLock<Vec<(&'static str, usize, usize)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<_> = PROMOTED_SPAN_ATTRIBUTES
+            .iter()
+            .enumerate()
+            .flat_map(|(column, (_, names))| {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(move |(rank, name)| (*name, column, rank))
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    })
+}
+
+/// A span's value of each promoted column: the attribute of its most current name present.
+/// One merge of the span's attributes (sorted by key, keys distinct) with the sorted names,
+/// instead of a search per name.
+fn promoted_values(attributes: &Attributes) -> [Option<&AttrValue>; PROMOTED] {
+    let mut found = [None; PROMOTED];
+    let mut rank = [usize::MAX; PROMOTED];
+    let mut names = promoted_names().iter().peekable();
+    for kv in attributes.iter() {
+        while let Some(&&(name, column, r)) = names.peek() {
+            match name.cmp(kv.key.as_str()) {
+                Ordering::Less => {
+                    names.next();
+                }
+                Ordering::Equal => {
+                    if r < rank[column] {
+                        found[column] = Some(&kv.value);
+                        rank[column] = r;
+                    }
+                    names.next();
+                    break;
+                }
+                Ordering::Greater => break,
+            }
+        }
+        if names.peek().is_none() {
+            break;
+        }
+    }
+    found
 }
 
 pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
@@ -139,9 +188,13 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
         strings(spans.iter().map(|s| s.status_code.as_str())),
         strings(spans.iter().map(|s| s.status_message.as_str())),
     ];
-    for (column, names) in PROMOTED_SPAN_ATTRIBUTES {
-        let values = spans.iter().map(|s| promoted_value(s, names));
-        if column == INT_PROMOTED {
+    let promoted: Vec<_> = spans
+        .iter()
+        .map(|s| promoted_values(&s.attributes))
+        .collect();
+    for (c, (column, _)) in PROMOTED_SPAN_ATTRIBUTES.iter().enumerate() {
+        let values = promoted.iter().map(|p| p[c]);
+        if *column == INT_PROMOTED {
             columns.push(Arc::new(Int64Array::from_iter(values.map(|v| match v {
                 Some(AttrValue::Int(i)) => Some(*i),
                 Some(AttrValue::Str(s)) => s.parse().ok(),
@@ -274,4 +327,62 @@ pub fn spans_from_batch(batch: &RecordBatch) -> Result<Vec<Span>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROMOTED_SPAN_ATTRIBUTES, promoted_values};
+    use crate::model::{AttrValue, Attributes};
+
+    fn attributes(pairs: &[(&str, AttrValue)]) -> Attributes {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn column(name: &str) -> usize {
+        PROMOTED_SPAN_ATTRIBUTES
+            .iter()
+            .position(|(c, _)| *c == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn promoted_columns_take_the_current_name_before_the_old_one() {
+        let s = |v: &str| AttrValue::Str(v.into());
+        let both = attributes(&[
+            ("http.method", s("get")),
+            ("http.request.method", s("POST")),
+            ("aaa", s("before every name")),
+            ("net.peer.name", s("old-host")),
+            ("zzz", s("after every name")),
+            ("http.status_code", AttrValue::Int(503)),
+            ("peer.service", s("payments")),
+        ]);
+        let found = promoted_values(&both);
+        assert_eq!(found[column("http_request_method")], Some(&s("POST")));
+        // Only the old name present: it is used.
+        assert_eq!(found[column("server_address")], Some(&s("old-host")));
+        assert_eq!(
+            found[column("http_response_status_code")],
+            Some(&AttrValue::Int(503))
+        );
+        assert_eq!(found[column("peer_service")], Some(&s("payments")));
+        assert_eq!(found[column("http_route")], None);
+        assert_eq!(found[column("db_system")], None);
+
+        // Every name of every column is found alone, whatever else surrounds it.
+        let v = s("v");
+        for (c, (_, names)) in PROMOTED_SPAN_ATTRIBUTES.iter().enumerate() {
+            for name in names.iter() {
+                let alone = attributes(&[("a", s("x")), (name, s("v")), ("zz", s("y"))]);
+                let found = promoted_values(&alone);
+                for (other, value) in found.iter().enumerate() {
+                    let expected = (other == c).then_some(&v);
+                    assert_eq!(*value, expected, "{name} in column {other}");
+                }
+            }
+        }
+    }
 }
