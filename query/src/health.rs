@@ -69,6 +69,15 @@ pub(crate) struct Family {
     pub(crate) keys: [&'static str; 3],
 }
 
+impl Family {
+    /// The three metric names as a SQL list.
+    fn names(&self) -> String {
+        [self.calls, self.errors, self.duration]
+            .map(sql_string)
+            .join(", ")
+    }
+}
+
 const SPAN_FAMILY: Family = Family {
     calls: "spyglass.span.calls",
     errors: "spyglass.span.errors",
@@ -327,8 +336,8 @@ impl QueryEngine {
         let select = format!(
             "SELECT metric_name, series_id, time_unix_nano, start_time_unix_nano, value, \
                     bucket_counts \
-             FROM metrics WHERE metric_name IN ('{}', '{}', '{}')",
-            family.calls, family.errors, family.duration
+             FROM metrics WHERE metric_name IN ({})",
+            family.names()
         );
         let table = SnapshotTable::new(Signal::Metrics, snapshot.clone());
         let window = format!(" AND time_unix_nano >= {from} AND time_unix_nano <= {end}");
@@ -403,12 +412,10 @@ impl QueryEngine {
         let list: Vec<String> = missing.iter().map(u64::to_string).collect();
         let sql = format!(
             "SELECT series_id, {k1}, {k2}, {k3}, explicit_bounds FROM metrics \
-             WHERE metric_name IN ('{}', '{}', '{}') \
+             WHERE metric_name IN ({}) \
                AND time_unix_nano >= {from} AND time_unix_nano <= {end} \
                AND series_id IN ({})",
-            family.calls,
-            family.errors,
-            family.duration,
+            family.names(),
             list.join(", ")
         );
         let found = self.internal_sql(&sql).await?;
