@@ -79,7 +79,7 @@ fn load(dir: &PathBuf, spans: usize, runtime: &tokio::runtime::Runtime) -> (Stor
             if ids.len() < 10_000 && loaded % 20_000 < 2_000 {
                 ids.push(batch[0].trace_id);
             }
-            metrics.record(SpanMetrics::observe(&batch), Instant::now());
+            metrics.record(&batch, Instant::now());
             loaded += batch.len();
             store.append(&Records::Spans(batch)).await.expect("append");
             if last_start >= next_metrics_at {

@@ -137,19 +137,23 @@ impl Ingest {
         }
     }
 
+    /// Appends the converted items, then hands them to `stored` (only once acknowledged).
     async fn store<T>(
         &self,
         signal: Signal,
         protocol: Protocol,
         converted: Converted<T>,
         wrap: fn(Vec<T>) -> Records,
+        stored: impl FnOnce(&Records),
     ) -> Result<(i64, String)> {
         let (s, p) = slot(signal, protocol);
         let rejected = converted.rejected;
         let message = converted.error_message();
         let count = converted.items.len() as u64;
         if count > 0 {
-            self.store.append(&wrap(converted.items)).await?;
+            let records = wrap(converted.items);
+            self.store.append(&records).await?;
+            stored(&records);
         }
         self.stats.accepted_total[s][p].fetch_add(count, Ordering::Relaxed);
         self.stats.rejected_total[s][p].fetch_add(rejected, Ordering::Relaxed);
@@ -162,12 +166,15 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
         let converted = convert::spans(request);
-        let observations = SpanMetrics::observe(&converted.items);
-        let (rejected, message) = self
-            .store(Signal::Spans, protocol, converted, Records::Spans)
-            .await?;
         // Only what was acknowledged is counted.
-        self.span_metrics.record(observations, Instant::now());
+        let count = |records: &Records| {
+            if let Records::Spans(spans) = records {
+                self.span_metrics.record(spans, Instant::now());
+            }
+        };
+        let (rejected, message) = self
+            .store(Signal::Spans, protocol, converted, Records::Spans, count)
+            .await?;
         Ok(ExportTraceServiceResponse {
             partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected,
@@ -187,6 +194,7 @@ impl Ingest {
                 protocol,
                 convert::metrics(request),
                 Records::Metrics,
+                |_| {},
             )
             .await?;
         Ok(ExportMetricsServiceResponse {
@@ -208,6 +216,7 @@ impl Ingest {
                 protocol,
                 convert::logs(request),
                 Records::Logs,
+                |_| {},
             )
             .await?;
         Ok(ExportLogsServiceResponse {

@@ -72,19 +72,54 @@ struct Totals {
     duration: Histogram,
 }
 
-/// What the generator keeps of a span.
+/// What the generator keeps of a span waiting for the other end of its edge.
 #[derive(Clone, Debug)]
-pub struct Observation {
-    trace_id: TraceId,
-    span_id: SpanId,
-    parent: Option<SpanId>,
+struct Observation {
     service: String,
-    name: String,
-    kind: SpanKind,
     error: bool,
     seconds: f64,
     /// Where an unanswered client call went, and what kind of node that is.
     peer: Option<(String, &'static str)>,
+}
+
+impl Observation {
+    fn of(span: &Span) -> Self {
+        let end = EdgeEnd::of(span);
+        Self {
+            service: end.service.to_owned(),
+            error: end.error,
+            seconds: end.seconds,
+            peer: matches!(span.kind, SpanKind::Client | SpanKind::Producer)
+                .then(|| peer_of(span))
+                .flatten(),
+        }
+    }
+
+    fn end(&self) -> EdgeEnd<'_> {
+        EdgeEnd {
+            service: &self.service,
+            error: self.error,
+            seconds: self.seconds,
+        }
+    }
+}
+
+/// What an edge takes from each of its two spans.
+#[derive(Clone, Copy)]
+struct EdgeEnd<'a> {
+    service: &'a str,
+    error: bool,
+    seconds: f64,
+}
+
+impl<'a> EdgeEnd<'a> {
+    fn of(span: &'a Span) -> Self {
+        Self {
+            service: span.service_name(),
+            error: span.status_code == StatusCode::Error,
+            seconds: span.duration_nano() as f64 / 1e9,
+        }
+    }
 }
 
 fn peer_of(span: &Span) -> Option<(String, &'static str)> {
@@ -148,59 +183,45 @@ impl SpanMetrics {
         self.dropped_pending.load(Ordering::Relaxed)
     }
 
-    /// What to remember of spans about to be stored (call [`SpanMetrics::record`] once they are).
-    pub fn observe(spans: &[Span]) -> Vec<Observation> {
-        spans
-            .iter()
-            .map(|s| Observation {
-                trace_id: s.trace_id,
-                span_id: s.span_id,
-                parent: s.parent_span_id,
-                service: s.service_name().to_owned(),
-                name: s.name.clone(),
-                kind: s.kind,
-                error: s.status_code == StatusCode::Error,
-                seconds: s.duration_nano() as f64 / 1e9,
-                peer: matches!(s.kind, SpanKind::Client | SpanKind::Producer)
-                    .then(|| peer_of(s))
-                    .flatten(),
-            })
-            .collect()
-    }
-
-    /// Counts stored spans and pairs client and server spans into edges.
-    pub fn record(&self, observations: Vec<Observation>, now: Instant) {
+    /// Counts spans that were stored and pairs client and server spans into edges. Known
+    /// series are found by `&str` and a span is copied only while it waits for its other end.
+    pub fn record(&self, spans: &[Span], now: Instant) {
         let mut state = self.state.lock().expect("span metrics lock");
-        for obs in observations {
-            let by_service = match state.red.get_mut(&obs.service) {
+        for span in spans {
+            let end = EdgeEnd::of(span);
+            let by_service = match state.red.get_mut(end.service) {
                 Some(ops) => ops,
-                None => state.red.entry(obs.service.clone()).or_default(),
+                None => state.red.entry(end.service.to_owned()).or_default(),
             };
-            let by_op = match by_service.get_mut(&obs.name) {
+            let by_op = match by_service.get_mut(span.name.as_str()) {
                 Some(slots) => slots,
-                None => by_service.entry(obs.name.clone()).or_default(),
+                None => by_service.entry(span.name.clone()).or_default(),
             };
-            let status = if obs.error { "error" } else { "ok" };
-            let totals = by_op.entry((obs.kind.as_str(), status)).or_default();
+            let status = if end.error { "error" } else { "ok" };
+            let totals = by_op.entry((span.kind.as_str(), status)).or_default();
             totals.calls += 1;
-            totals.errors += u64::from(obs.error);
-            totals.duration.record(obs.seconds);
-            match obs.kind {
+            totals.errors += u64::from(end.error);
+            totals.duration.record(end.seconds);
+            match span.kind {
                 SpanKind::Client | SpanKind::Producer => {
-                    let id = (obs.trace_id, obs.span_id);
+                    let id = (span.trace_id, span.span_id);
                     if let Some(server) = state.servers.remove(&id) {
-                        add_edge(&mut state, &obs, &server.obs);
+                        add_edge(&mut state, end, server.obs.end());
                     } else {
+                        let obs = Observation::of(span);
                         state.clients.insert(id, Pending { obs, since: now });
                         state.order.push_back((true, id.0, id.1, now));
                     }
                 }
                 SpanKind::Server | SpanKind::Consumer => {
-                    let Some(parent) = obs.parent else { continue };
-                    let id = (obs.trace_id, parent);
+                    let Some(parent) = span.parent_span_id else {
+                        continue;
+                    };
+                    let id = (span.trace_id, parent);
                     if let Some(client) = state.clients.remove(&id) {
-                        add_edge(&mut state, &client.obs, &obs);
+                        add_edge(&mut state, client.obs.end(), end);
                     } else {
+                        let obs = Observation::of(span);
                         state.servers.insert(id, Pending { obs, since: now });
                         state.order.push_back((false, id.0, id.1, now));
                     }
@@ -362,13 +383,13 @@ impl SpanMetrics {
     }
 }
 
-fn add_edge(state: &mut State, client: &Observation, server: &Observation) {
+fn add_edge(state: &mut State, client: EdgeEnd<'_>, server: EdgeEnd<'_>) {
     if client.service == server.service {
         return;
     }
     let key = EdgeKey {
-        client: client.service.clone(),
-        server: server.service.clone(),
+        client: client.service.to_owned(),
+        server: server.service.to_owned(),
         connection_type: "",
     };
     let totals = state.edges.entry(key).or_default();

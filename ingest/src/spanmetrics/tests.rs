@@ -129,7 +129,7 @@ fn calls_errors_edges_and_buckets_are_exact() {
     // Arrival order must not matter: servers before their clients for the second trace.
     let mut spans = traces();
     spans.swap(5, 6);
-    generator.record(SpanMetrics::observe(&spans), start);
+    generator.record(&spans, start);
     let points = generator.points(start + Duration::from_secs(11), 42);
 
     let calls = |service, name, kind, status| {
@@ -226,7 +226,7 @@ fn an_unanswered_client_waits_before_becoming_a_virtual_node() {
         false,
         vec![kv("db.system", "mysql")],
     );
-    generator.record(SpanMetrics::observe(&[db_call]), start);
+    generator.record(&[db_call], start);
     let early = generator.points(start + Duration::from_secs(1), 1);
     assert!(
         !early
@@ -263,7 +263,7 @@ fn waiting_spans_are_bounded() {
             )
         })
         .collect();
-    generator.record(SpanMetrics::observe(&clients), now);
+    generator.record(&clients, now);
     assert_eq!(generator.dropped_pending(), 40);
     let state = generator.state.lock().unwrap();
     assert_eq!(state.clients.len(), 10);
