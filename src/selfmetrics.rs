@@ -229,6 +229,12 @@ impl Sources {
                 })
                 .collect::<Vec<_>>(),
         )?;
+        gauges(
+            &mut encoder,
+            "spyglass_query_span_metrics_cache_bytes",
+            "Decoded span-metric points of parts kept for health and graph queries.",
+            &[(vec![], self.query.span_metrics_cache_bytes() as i64)],
+        )?;
         histograms(
             &mut encoder,
             "spyglass_query_seconds",

@@ -148,6 +148,8 @@ async fn query_prints_a_table_and_metrics_count_what_came_in() {
     assert!(value("spyglass_wal_fsync_seconds_count") >= 1.0);
     assert!(value("spyglass_wal_bytes_written_total") > 0.0);
     assert!(value("spyglass_memtable_bytes") > 0.0);
+    // Nothing flushed yet, so no part's span-metric points are kept.
+    assert_eq!(value("spyglass_query_span_metrics_cache_bytes"), 0.0);
     assert!(
         metrics.trim_end().ends_with("# EOF"),
         "OpenMetrics ends with # EOF"

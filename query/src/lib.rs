@@ -84,6 +84,11 @@ impl QueryEngine {
         &self.stats
     }
 
+    /// Bytes of decoded span-metric points kept for health and graph queries, for `/metrics`.
+    pub fn span_metrics_cache_bytes(&self) -> usize {
+        self.points.bytes()
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         self.store.snapshot()
     }

@@ -362,6 +362,10 @@ async fn service_health_stays_exact_while_parts_are_flushed_and_compacted_betwee
     store.append(&minutes(1, 10)).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(service_view(&engine, start, end).await, expect(100.0));
+    assert!(
+        engine.span_metrics_cache_bytes() > 0,
+        "the part's points are kept"
+    );
 
     // A second part and points still in the memtable.
     store.append(&minutes(11, 20)).await.unwrap();
@@ -385,6 +389,7 @@ async fn service_health_stays_exact_while_parts_are_flushed_and_compacted_betwee
     store.append(&minutes(26, 30)).await.unwrap();
     assert_eq!(service_view(&engine, start, end).await, expect(300.0));
     assert_eq!(service_view(&uncached, start, end).await, expect(300.0));
+    assert_eq!(uncached.span_metrics_cache_bytes(), 0);
     let operations = engine.operations("checkout", start, end).await.unwrap();
     assert_eq!(operations.len(), 1);
     assert_eq!(operations[0].health.calls, 300.0);

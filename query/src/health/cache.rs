@@ -111,7 +111,6 @@ impl PointCache {
     }
 
     /// Decoded bytes kept.
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
