@@ -192,7 +192,8 @@ fn main() {
     };
     let search = measured("search", &mut search);
 
-    let mut services = |_| {
+    // The services list over the last hour, timed, on `engine`.
+    let services_on = |engine: &QueryEngine| {
         let t = Instant::now();
         let services = runtime
             .block_on(engine.services(newest - HOUR, newest))
@@ -200,7 +201,7 @@ fn main() {
         assert_eq!(services.len(), spyglass_store::synth::SERVICES.len());
         t.elapsed()
     };
-    let services = measured("services list", &mut services);
+    let services = measured("services list", &mut |_| services_on(&engine));
     // The same on an engine that keeps no decoded points between queries, and the first query
     // of a fresh engine (every part's points decoded).
     let uncached = QueryEngine::new(
@@ -210,25 +211,12 @@ fn main() {
             ..QueryConfig::default()
         },
     );
-    let mut services_uncached = |_| {
-        let t = Instant::now();
-        let services = runtime
-            .block_on(uncached.services(newest - HOUR, newest))
-            .expect("services");
-        assert_eq!(services.len(), spyglass_store::synth::SERVICES.len());
-        t.elapsed()
-    };
-    let services_uncached = measured("services list, nothing kept", &mut services_uncached);
-    let mut services_first = |_| {
-        let fresh = QueryEngine::new(store.clone(), QueryConfig::default());
-        let t = Instant::now();
-        let services = runtime
-            .block_on(fresh.services(newest - HOUR, newest))
-            .expect("services");
-        assert_eq!(services.len(), spyglass_store::synth::SERVICES.len());
-        t.elapsed()
-    };
-    let services_first = measured("services list, fresh engine", &mut services_first);
+    let services_uncached = measured("services list, nothing kept", &mut |_| {
+        services_on(&uncached)
+    });
+    let services_first = measured("services list, fresh engine", &mut |_| {
+        services_on(&QueryEngine::new(store.clone(), QueryConfig::default()))
+    });
 
     let mut count = |_| {
         let t = Instant::now();
