@@ -16,6 +16,7 @@ mod points;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt64Type};
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use spyglass_store::{Signal, Snapshot};
 
 use crate::QueryEngine;
@@ -90,6 +91,9 @@ const SPAN_FAMILY: Family = Family {
 };
 
 pub(crate) type Key = (String, String, String);
+
+/// Parts whose span-metric points are decoded at once when not kept yet.
+const PARALLEL_PART_READS: usize = 4;
 
 /// Series kept in [`SeriesKeys`] at most; past it the cache starts again empty.
 const MAX_CACHED_SERIES: usize = 100_000;
@@ -370,7 +374,12 @@ impl QueryEngine {
                 Ok::<_, Error>(self.points.insert(part.meta().id, family.calls, points))
             }
         });
-        for kept in futures::future::try_join_all(reads).await? {
+        // A few parts at a time: a long window's first query must not hold every part at once.
+        let decoded: Vec<_> = futures::stream::iter(reads)
+            .buffer_unordered(PARALLEL_PART_READS)
+            .try_collect()
+            .await?;
+        for kept in decoded {
             batches.extend(kept.iter().cloned());
         }
         // The memtable changes with every append: read each time, for the window only.
