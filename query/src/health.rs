@@ -296,7 +296,7 @@ impl QueryEngine {
         order.sort();
         let mut ids: Vec<u64> = order.iter().map(|o| o.0).collect();
         ids.dedup();
-        let keys = self.series_keys(family, from, end, &ids).await?;
+        let keys = self.series_keys(&snapshot, family, from, end, &ids).await?;
         if let Some(service) = service {
             order.retain(|o| keys.get(&o.0).is_some_and(|k| k.key.0 == service));
         }
@@ -392,10 +392,13 @@ impl QueryEngine {
     }
 
     /// The key columns and bounds of the series `ids` (sorted, distinct): from the cache, and
-    /// for series not seen before from one more read, which decodes attribute maps and bounds
-    /// only for them. A series id hashes the series' identity, so its keys never change.
+    /// for series not seen before from their rows in the window, which decodes attribute maps
+    /// and bounds only for them. The newest part in the window and the memtable are read first:
+    /// they hold nearly every live series, and the older parts are read only for the rest. A
+    /// series id hashes the series' identity, so its keys never change.
     async fn series_keys(
         &self,
+        snapshot: &Snapshot,
         family: &Family,
         from: u64,
         end: u64,
@@ -414,22 +417,44 @@ impl QueryEngine {
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(keys);
-        }
+        let mut older: Vec<_> = snapshot
+            .parts(Signal::Metrics)
+            .into_iter()
+            .filter(|p| p.meta().max_time_unix_nano >= from && p.meta().min_time_unix_nano <= end)
+            .collect();
+        older.sort_by_key(|p| std::cmp::Reverse(p.meta().max_time_unix_nano));
+        let newest = older.drain(..older.len().min(1)).collect();
+        let table = SnapshotTable::new(Signal::Metrics, snapshot.clone());
+        let reads = [
+            table.restricted_to(newest),
+            table.restricted_to(older).without_memtable(),
+        ];
         let [k1, k2, k3] = family.keys;
-        let list: Vec<String> = missing.iter().map(u64::to_string).collect();
-        let sql = format!(
-            "SELECT series_id, {k1}, {k2}, {k3}, explicit_bounds FROM metrics \
-             WHERE metric_name IN ({}) \
-               AND time_unix_nano >= {from} AND time_unix_nano <= {end} \
-               AND series_id IN ({})",
-            family.names(),
-            list.join(", ")
-        );
-        let found = self.internal_sql(&sql).await?;
+        for read in reads {
+            if missing.is_empty() {
+                break;
+            }
+            let list: Vec<String> = missing.iter().map(u64::to_string).collect();
+            let sql = format!(
+                "SELECT series_id, {k1}, {k2}, {k3}, explicit_bounds FROM metrics \
+                 WHERE metric_name IN ({}) \
+                   AND time_unix_nano >= {from} AND time_unix_nano <= {end} \
+                   AND series_id IN ({})",
+                family.names(),
+                list.join(", ")
+            );
+            let found = self.internal_sql_over(snapshot, read, &sql).await?;
+            self.remember_keys(&found, &mut keys);
+            missing.retain(|id| !keys.contains_key(id));
+        }
+        Ok(keys)
+    }
+
+    /// Takes each series' keys from its first row in `found` (series id, three keys, bounds)
+    /// into `keys` and the engine's cache.
+    fn remember_keys(&self, found: &[RecordBatch], keys: &mut HashMap<u64, SeriesInfo>) {
         let mut cache = self.series_keys.lock();
-        for batch in &found {
+        for batch in found {
             let series = batch.column(0).as_primitive::<UInt64Type>();
             let text = |c: usize, i: usize| {
                 let column = batch.column(c).as_string::<i32>();
@@ -462,7 +487,6 @@ impl QueryEngine {
                 keys.insert(id, info);
             }
         }
-        Ok(keys)
     }
 
     /// Runs SQL the engine wrote itself, without the user-facing row limit.

@@ -357,9 +357,21 @@ async fn service_health_stays_exact_while_parts_are_flushed_and_compacted_betwee
     };
     let s = 1_000 * MS;
     let (start, end) = (T0, T0 + 3600 * s);
-    let expect = |calls: f64| vec![("checkout".to_string(), calls, calls / 10.0, calls / 3600.0)];
+    // Shipping answered 5 calls a minute for the first three minutes only: its series are in
+    // the oldest part alone.
+    let shipping = ("shipping".to_string(), 15.0, 0.0, 15.0 / 3600.0);
+    let expect = |calls: f64| {
+        vec![
+            ("checkout".to_string(), calls, calls / 10.0, calls / 3600.0),
+            shipping.clone(),
+        ]
+    };
 
     store.append(&minutes(1, 10)).await.unwrap();
+    let early: Vec<_> = (1..=3)
+        .map(|m| span_counter("spyglass.span.calls", "shipping", m * 60, 5 * m as i64))
+        .collect();
+    store.append(&Records::Metrics(early)).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(service_view(&engine, start, end).await, expect(100.0));
     assert!(
@@ -393,9 +405,12 @@ async fn service_health_stays_exact_while_parts_are_flushed_and_compacted_betwee
     let operations = engine.operations("checkout", start, end).await.unwrap();
     assert_eq!(operations.len(), 1);
     assert_eq!(operations[0].health.calls, 300.0);
+    let operations = engine.operations("shipping", start, end).await.unwrap();
+    assert_eq!(operations.len(), 1);
+    assert_eq!(operations[0].health.calls, 15.0);
     assert!(
         engine
-            .operations("shipping", start, end)
+            .operations("billing", start, end)
             .await
             .unwrap()
             .is_empty()
