@@ -423,7 +423,10 @@ impl QueryEngine {
             .filter(|p| p.meta().max_time_unix_nano >= from && p.meta().min_time_unix_nano <= end)
             .collect();
         older.sort_by_key(|p| std::cmp::Reverse(p.meta().max_time_unix_nano));
-        let newest = older.drain(..older.len().min(1)).collect();
+        let newest = match older.is_empty() {
+            true => Vec::new(),
+            false => vec![older.remove(0)],
+        };
         let table = SnapshotTable::new(Signal::Metrics, snapshot.clone());
         let reads = [
             table.restricted_to(newest),
