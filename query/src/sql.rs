@@ -200,3 +200,34 @@ impl SqlOutput {
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
+
+impl QueryEngine {
+    /// Runs SQL the engine wrote itself, without the user-facing row limit.
+    pub(crate) async fn internal_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let snapshot = self.snapshot();
+        let ctx = self.session_with(&snapshot, true)?;
+        self.run_internal(ctx, sql).await
+    }
+
+    /// [`QueryEngine::internal_sql`] with `table` standing for its signal's table.
+    pub(crate) async fn internal_sql_over(
+        &self,
+        snapshot: &Snapshot,
+        table: SnapshotTable,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session_with(snapshot, true)?;
+        ctx.deregister_table(table.signal.as_str())?;
+        ctx.register_table(table.signal.as_str(), Arc::new(table))?;
+        self.run_internal(ctx, sql).await
+    }
+
+    async fn run_internal(&self, ctx: SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+        let timeout = self.config.query_timeout();
+        let run = async { Ok::<_, Error>(ctx.sql(sql).await?.collect().await?) };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+}
