@@ -122,10 +122,7 @@ impl SnapshotTable {
         };
         parts
             .into_iter()
-            .filter(|p| {
-                let meta = p.meta();
-                meta.max_time_unix_nano >= bounds.min && meta.min_time_unix_nano <= bounds.max
-            })
+            .filter(|p| p.meta().overlaps(bounds.min, bounds.max))
             .collect()
     }
 

@@ -41,6 +41,13 @@ pub struct PartMeta {
     pub level: u32,
 }
 
+impl PartMeta {
+    /// Whether the part can hold rows with event times in `[from, to]`.
+    pub fn overlaps(&self, from: u64, to: u64) -> bool {
+        self.max_time_unix_nano >= from && self.min_time_unix_nano <= to
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ManifestFile {
     format_version: u32,

@@ -228,13 +228,11 @@ impl Snapshot {
         let mut by_trace: BTreeMap<TraceId, TraceHit> = BTreeMap::new();
         for part in self.manifest.parts_of(Signal::Spans) {
             let meta = part.meta();
-            let outside = query
-                .start_unix_nano
-                .is_some_and(|s| meta.max_time_unix_nano < s)
-                || query
-                    .end_unix_nano
-                    .is_some_and(|e| meta.min_time_unix_nano > e);
-            if outside {
+            let (from, to) = (
+                query.start_unix_nano.unwrap_or(0),
+                query.end_unix_nano.unwrap_or(u64::MAX),
+            );
+            if !meta.overlaps(from, to) {
                 continue;
             }
             let Some(index) = part.index()? else { continue };

@@ -74,7 +74,7 @@ impl QueryEngine {
         let mut missing = Vec::new();
         for part in parts {
             let meta = part.meta();
-            if meta.max_time_unix_nano < from || meta.min_time_unix_nano > end {
+            if !meta.overlaps(from, end) {
                 continue;
             }
             match self.points.get(meta.id, family.calls) {
@@ -136,7 +136,7 @@ impl QueryEngine {
         let mut older: Vec<_> = snapshot
             .parts(Signal::Metrics)
             .into_iter()
-            .filter(|p| p.meta().max_time_unix_nano >= from && p.meta().min_time_unix_nano <= end)
+            .filter(|p| p.meta().overlaps(from, end))
             .collect();
         older.sort_by_key(|p| std::cmp::Reverse(p.meta().max_time_unix_nano));
         let newest = match older.is_empty() {
