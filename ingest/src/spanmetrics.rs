@@ -83,8 +83,8 @@ struct Observation {
 }
 
 impl Observation {
-    fn of(span: &Span) -> Self {
-        let end = EdgeEnd::of(span);
+    /// What to keep of `span`, whose edge end `end` is already known.
+    fn of(span: &Span, end: EdgeEnd<'_>) -> Self {
         Self {
             service: end.service.to_owned(),
             error: end.error,
@@ -208,7 +208,7 @@ impl SpanMetrics {
                     if let Some(server) = state.servers.remove(&id) {
                         add_edge(&mut state, end, server.obs.end());
                     } else {
-                        let obs = Observation::of(span);
+                        let obs = Observation::of(span, end);
                         state.clients.insert(id, Pending { obs, since: now });
                         state.order.push_back((true, id.0, id.1, now));
                     }
@@ -221,7 +221,7 @@ impl SpanMetrics {
                     if let Some(client) = state.clients.remove(&id) {
                         add_edge(&mut state, client.obs.end(), end);
                     } else {
-                        let obs = Observation::of(span);
+                        let obs = Observation::of(span, end);
                         state.servers.insert(id, Pending { obs, since: now });
                         state.order.push_back((false, id.0, id.1, now));
                     }
