@@ -18,6 +18,7 @@
 
 mod config;
 mod error;
+mod gather;
 mod index;
 mod ipc;
 mod maintenance;

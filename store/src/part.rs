@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
-use arrow::compute::interleave_record_batch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -16,6 +15,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+use crate::gather::gather_batch;
 use crate::manifest::Part;
 use crate::model::Signal;
 use crate::rollup::{ROLLUP_KEY, Rollup};
@@ -139,7 +139,7 @@ pub(crate) fn partition_and_sort(
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let gather = |(hour, chunk): &(u64, &[RowKey<'_>])| -> Result<(u64, RecordBatch)> {
         let indices: Vec<(usize, usize)> = chunk.iter().map(|k| k.at).collect();
-        Ok((*hour, interleave_record_batch(&refs, &indices)?))
+        Ok((*hour, gather_batch(&refs, &indices)?))
     };
     let (odd, even): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
         let helper = scope.spawn(|| {

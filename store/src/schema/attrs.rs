@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::compute::take;
-
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapArray, MapBuilder,
     StringArray, StringBuilder, UInt32Array,
@@ -14,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type};
 use super::columns::{Columns, col, strings};
 use super::typed_json;
 use crate::error::{Error, Result};
+use crate::gather::gather;
 use crate::model::{AttrValue, Attributes, KeyValue, Resource, Scope};
 
 /// Column-name suffixes of the five maps, in column order.
@@ -238,11 +237,11 @@ pub(crate) fn resource_scope_arrays(
     if distinct.len() == rows.len() {
         return Ok(arrays);
     }
-    let indices = UInt32Array::from(indices);
-    Ok(arrays
+    let indices: Vec<(usize, usize)> = indices.into_iter().map(|i| (0, i as usize)).collect();
+    arrays
         .iter()
-        .map(|a| take(a.as_ref(), &indices, None))
-        .collect::<std::result::Result<_, _>>()?)
+        .map(|a| gather(&[a.as_ref()], &indices))
+        .collect()
 }
 
 /// Reads resource and scope per row.
