@@ -57,10 +57,6 @@ impl<T> Converted<T> {
     }
 }
 
-pub(crate) fn value(v: &AnyValue) -> AttrValue {
-    value_owned(v.clone())
-}
-
 /// An OTLP value as the model's, moving strings and bytes out of it.
 pub(crate) fn value_owned(v: AnyValue) -> AttrValue {
     use any_value::Value;

@@ -126,7 +126,10 @@ impl MetricsService for GrpcReceiver {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         self.authorize(Signal::Metrics, &request)?;
-        let result = self.ingest.metrics(request.get_ref(), Protocol::Grpc).await;
+        let result = self
+            .ingest
+            .metrics(request.into_inner(), Protocol::Grpc)
+            .await;
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Metrics, e))
@@ -140,7 +143,7 @@ impl LogsService for GrpcReceiver {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         self.authorize(Signal::Logs, &request)?;
-        let result = self.ingest.logs(request.get_ref(), Protocol::Grpc).await;
+        let result = self.ingest.logs(request.into_inner(), Protocol::Grpc).await;
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Logs, e))

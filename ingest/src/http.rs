@@ -267,11 +267,11 @@ pub fn decode_and_convert(
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
-            let c = crate::convert::metrics(&decode(&bytes, format)?);
+            let c = crate::convert::metrics(decode(&bytes, format)?);
             Ok((c.items.len(), c.rejected))
         }
         _ => {
-            let c = crate::convert::logs(&decode(&bytes, format)?);
+            let c = crate::convert::logs(decode(&bytes, format)?);
             Ok((c.items.len(), c.rejected))
         }
     }
@@ -289,14 +289,14 @@ async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body)
         Signal::Metrics,
         headers,
         body,
-        |ingest, request| async move { ingest.metrics(&request, Protocol::Http).await },
+        |ingest, request| async move { ingest.metrics(request, Protocol::Http).await },
     )
     .await
 }
 
 async fn logs(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
     rx.handle(Signal::Logs, headers, body, |ingest, request| async move {
-        ingest.logs(&request, Protocol::Http).await
+        ingest.logs(request, Protocol::Http).await
     })
     .await
 }

@@ -185,7 +185,7 @@ impl Ingest {
 
     pub async fn metrics(
         &self,
-        request: &ExportMetricsServiceRequest,
+        request: ExportMetricsServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportMetricsServiceResponse> {
         let (rejected, message) = self
@@ -207,7 +207,7 @@ impl Ingest {
 
     pub async fn logs(
         &self,
-        request: &ExportLogsServiceRequest,
+        request: ExportLogsServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportLogsServiceResponse> {
         let (rejected, message) = self

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets as ExpDataPointBuckets;
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar as OtlpExemplar, Metric, exemplar, metric, number_data_point,
 };
@@ -12,15 +13,16 @@ use spyglass_store::model::{
     Scope, SpanId, Temporality, TraceId,
 };
 
-use super::{Converted, attributes, optional_id, resource, scope};
+use super::{Converted, attributes_owned, optional_id, resource, scope};
 
-pub fn metrics(request: &ExportMetricsServiceRequest) -> Converted<MetricPoint> {
+/// Takes the request by value: attribute keys and values move into the points.
+pub fn metrics(request: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
     let mut out = Converted::new();
-    for (r, rm) in request.resource_metrics.iter().enumerate() {
+    for (r, rm) in request.resource_metrics.into_iter().enumerate() {
         let res = resource(rm.resource.as_ref(), &rm.schema_url);
-        for sm in &rm.scope_metrics {
+        for sm in rm.scope_metrics {
             let scp = scope(sm.scope.as_ref(), &sm.schema_url);
-            for m in &sm.metrics {
+            for m in sm.metrics {
                 convert_metric(m, &res, &scp, &mut out, r);
             }
         }
@@ -35,8 +37,8 @@ fn temporality(value: i32) -> Result<Temporality, String> {
         .ok_or_else(|| format!("aggregation_temporality {value} is out of range"))
 }
 
-fn exemplars(list: &[OtlpExemplar]) -> Result<Vec<Exemplar>, String> {
-    list.iter()
+fn exemplars(list: Vec<OtlpExemplar>) -> Result<Vec<Exemplar>, String> {
+    list.into_iter()
         .map(|e| {
             Ok(Exemplar {
                 time_unix_nano: e.time_unix_nano,
@@ -47,7 +49,7 @@ fn exemplars(list: &[OtlpExemplar]) -> Result<Vec<Exemplar>, String> {
                 },
                 trace_id: optional_id::<16>(&e.trace_id, "exemplar trace_id")?.map(TraceId),
                 span_id: optional_id::<8>(&e.span_id, "exemplar span_id")?.map(SpanId),
-                filtered_attributes: attributes(&e.filtered_attributes),
+                filtered_attributes: attributes_owned(e.filtered_attributes),
             })
         })
         .collect()
@@ -57,7 +59,7 @@ fn exemplars(list: &[OtlpExemplar]) -> Result<Vec<Exemplar>, String> {
 macro_rules! common {
     ($p:expr, $exemplars:expr) => {
         Common {
-            attributes: &$p.attributes,
+            attributes: $p.attributes,
             start_time_unix_nano: $p.start_time_unix_nano,
             time_unix_nano: $p.time_unix_nano,
             flags: $p.flags,
@@ -67,30 +69,30 @@ macro_rules! common {
 }
 
 /// What every data point carries besides its value.
-struct Common<'a> {
-    attributes: &'a [KeyValue],
+struct Common {
+    attributes: Vec<KeyValue>,
     start_time_unix_nano: u64,
     time_unix_nano: u64,
     flags: u32,
-    exemplars: &'a [OtlpExemplar],
+    exemplars: Vec<OtlpExemplar>,
 }
 
 fn convert_metric(
-    m: &Metric,
+    m: Metric,
     res: &Arc<Resource>,
     scp: &Arc<Scope>,
     out: &mut Converted<MetricPoint>,
     r: usize,
 ) {
     use metric::Data;
-    let Some(data) = &m.data else {
+    let Some(data) = m.data else {
         // A metric without data has no points to store or reject.
         return;
     };
     let mut push = |kind: MetricType,
                     temporality: Result<Temporality, String>,
                     monotonic: bool,
-                    common: Common<'_>,
+                    common: Common,
                     value: Result<PointValue, String>| {
         let point = (|| {
             Ok::<_, String>(MetricPoint {
@@ -100,7 +102,7 @@ fn convert_metric(
                 metric_type: kind,
                 temporality: temporality.clone()?,
                 is_monotonic: monotonic,
-                attributes: attributes(common.attributes),
+                attributes: attributes_owned(common.attributes),
                 time_unix_nano: common.time_unix_nano,
                 start_time_unix_nano: common.start_time_unix_nano,
                 flags: common.flags,
@@ -117,32 +119,33 @@ fn convert_metric(
     };
     match data {
         Data::Gauge(g) => {
-            for p in &g.data_points {
-                let common = common!(p, &p.exemplars);
+            for p in g.data_points {
+                let (value, flags) = (p.value, p.flags);
+                let common = common!(p, p.exemplars);
                 push(
                     MetricType::Gauge,
                     Ok(Temporality::Unspecified),
                     false,
                     common,
-                    number(p.value, p.flags),
+                    number(value, flags),
                 );
             }
         }
         Data::Sum(s) => {
-            for p in &s.data_points {
-                let common = common!(p, &p.exemplars);
+            for p in s.data_points {
+                let (value, flags) = (p.value, p.flags);
+                let common = common!(p, p.exemplars);
                 push(
                     MetricType::Sum,
                     temporality(s.aggregation_temporality),
                     s.is_monotonic,
                     common,
-                    number(p.value, p.flags),
+                    number(value, flags),
                 );
             }
         }
         Data::Histogram(h) => {
-            for p in &h.data_points {
-                let common = common!(p, &p.exemplars);
+            for p in h.data_points {
                 let value = if !p.bucket_counts.is_empty()
                     && p.bucket_counts.len() != p.explicit_bounds.len() + 1
                 {
@@ -157,10 +160,11 @@ fn convert_metric(
                         sum: p.sum,
                         min: p.min,
                         max: p.max,
-                        bucket_counts: p.bucket_counts.clone(),
-                        explicit_bounds: p.explicit_bounds.clone(),
+                        bucket_counts: p.bucket_counts,
+                        explicit_bounds: p.explicit_bounds,
                     })
                 };
+                let common = common!(p, p.exemplars);
                 push(
                     MetricType::Histogram,
                     temporality(h.aggregation_temporality),
@@ -171,10 +175,12 @@ fn convert_metric(
             }
         }
         Data::ExponentialHistogram(h) => {
-            for p in &h.data_points {
-                let common = common!(p, &p.exemplars);
-                let buckets = |b: &Option<_>| {
-                    b.as_ref().map_or_else(ExpBuckets::default, |b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets| ExpBuckets { offset: b.offset, bucket_counts: b.bucket_counts.clone() })
+            for p in h.data_points {
+                let buckets = |b: Option<ExpDataPointBuckets>| {
+                    b.map_or_else(ExpBuckets::default, |b| ExpBuckets {
+                        offset: b.offset,
+                        bucket_counts: b.bucket_counts,
+                    })
                 };
                 let value = Ok(PointValue::ExponentialHistogram {
                     count: p.count,
@@ -184,9 +190,10 @@ fn convert_metric(
                     scale: p.scale,
                     zero_count: p.zero_count,
                     zero_threshold: p.zero_threshold,
-                    positive: buckets(&p.positive),
-                    negative: buckets(&p.negative),
+                    positive: buckets(p.positive),
+                    negative: buckets(p.negative),
                 });
+                let common = common!(p, p.exemplars);
                 push(
                     MetricType::ExponentialHistogram,
                     temporality(h.aggregation_temporality),
@@ -197,8 +204,7 @@ fn convert_metric(
             }
         }
         Data::Summary(s) => {
-            for p in &s.data_points {
-                let common = common!(p, &[]);
+            for p in s.data_points {
                 let value = Ok(PointValue::Summary {
                     count: p.count,
                     sum: p.sum,
@@ -211,6 +217,7 @@ fn convert_metric(
                         })
                         .collect(),
                 });
+                let common = common!(p, Vec::new());
                 push(
                     MetricType::Summary,
                     Ok(Temporality::Unspecified),

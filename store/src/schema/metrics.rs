@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array,
-    Int64Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
+    Int64Array, ListArray, RecordBatch, StringArray, StringBuilder, StructArray, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, SchemaRef, UInt64Type};
 
@@ -98,6 +99,7 @@ fn exemplar_fields() -> Fields {
 
 /// FNV-1a, fed field by field; each field ends with a 0xff separator so that adjacent fields
 /// cannot run together.
+#[derive(Clone, Copy)]
 struct Fnv(u64);
 
 impl Fnv {
@@ -171,9 +173,59 @@ fn resource_hash(resource: &Resource) -> u64 {
 fn series_id_with(metric_name: &str, attributes: &Attributes, resource_hash: u64) -> u64 {
     let mut h = Fnv(Fnv::START);
     h.feed(metric_name.as_bytes());
-    h.attributes(attributes);
-    h.feed(&resource_hash.to_le_bytes());
-    h.0
+    series_id_after_name(h, attributes, resource_hash)
+}
+
+/// The rest of [`series_id_with`] once the metric name is hashed.
+fn series_id_after_name(mut named: Fnv, attributes: &Attributes, resource_hash: u64) -> u64 {
+    named.attributes(attributes);
+    named.feed(&resource_hash.to_le_bytes());
+    named.0
+}
+
+/// The `series_id` column. Points of one metric and one resource come one after another in a
+/// request: the name and the resource's labels are hashed once per run of such points.
+fn series_ids(points: &[MetricPoint]) -> ArrayRef {
+    let mut resource: Option<(*const Resource, u64)> = None;
+    let mut named: Option<(&str, Fnv)> = None;
+    u64s(points.iter().map(|p| {
+        let r = match resource {
+            Some((ptr, hash)) if ptr == Arc::as_ptr(&p.resource) => hash,
+            _ => {
+                let hash = resource_hash(&p.resource);
+                resource = Some((Arc::as_ptr(&p.resource), hash));
+                hash
+            }
+        };
+        let prefix = match named {
+            Some((name, prefix)) if name == p.metric_name => prefix,
+            _ => {
+                let mut prefix = Fnv(Fnv::START);
+                prefix.feed(p.metric_name.as_bytes());
+                named = Some((&p.metric_name, prefix));
+                prefix
+            }
+        };
+        series_id_after_name(prefix, &p.attributes, r)
+    }))
+}
+
+/// The `prometheus_name` column, computed once per run of points of one metric.
+fn prometheus_names(points: &[MetricPoint]) -> ArrayRef {
+    let same_metric = |a: &MetricPoint, b: &MetricPoint| {
+        a.metric_name == b.metric_name
+            && a.unit == b.unit
+            && a.metric_type == b.metric_type
+            && a.is_monotonic == b.is_monotonic
+    };
+    let mut out = StringBuilder::with_capacity(points.len(), 32 * points.len());
+    for run in points.chunk_by(same_metric) {
+        let name = run[0].prometheus_name();
+        for _ in run {
+            out.append_value(&name);
+        }
+    }
+    Arc::new(out.finish())
 }
 
 struct Parts {
@@ -250,9 +302,7 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
     let empty: &[u64] = &[];
     let mut columns: Vec<ArrayRef> = vec![
         strings(points.iter().map(|p| p.metric_name.as_str())),
-        Arc::new(StringArray::from_iter_values(
-            points.iter().map(MetricPoint::prometheus_name),
-        )),
+        prometheus_names(points),
         strings(points.iter().map(|p| p.description.as_str())),
         strings(points.iter().map(|p| p.unit.as_str())),
         strings(points.iter().map(|p| p.metric_type.as_str())),
@@ -263,17 +313,7 @@ pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(
             points.iter().map(|p| p.service_name()),
         )),
-        u64s({
-            // Points of one resource share its `Arc`: hash its labels once.
-            let mut resource_hashes: std::collections::HashMap<*const Resource, u64> =
-                std::collections::HashMap::new();
-            points.iter().map(move |p| {
-                let r = *resource_hashes
-                    .entry(Arc::as_ptr(&p.resource))
-                    .or_insert_with(|| resource_hash(&p.resource));
-                series_id_with(&p.metric_name, &p.attributes, r)
-            })
-        }),
+        series_ids(points),
     ];
     columns.extend(attr_arrays(points.iter().map(|p| &p.attributes)));
     let parts: Vec<Parts> = points.iter().map(|p| hist_parts(&p.value)).collect();
