@@ -1,5 +1,6 @@
 //! Parquet parts: how rows are partitioned by hour, sorted, written and read back.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -42,12 +43,12 @@ fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [u64]> {
 
 /// Sort key of one row: hour first, then the signal's order, then where the row is.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct RowKey<'a> {
+struct RowKey {
     hour: u64,
     /// Trace id (spans), big endian so that it orders like the bytes; 0 otherwise.
     trace: u128,
-    /// Metric name (metrics); empty otherwise.
-    group: &'a [u8],
+    /// Place of the metric name in byte order among the flush's names (metrics); 0 otherwise.
+    group: u32,
     /// Series id (metrics); 0 otherwise.
     series: u64,
     time: u64,
@@ -70,12 +71,51 @@ impl<'a> Groups<'a> {
         }
     }
 
-    fn name(&self, row: usize) -> &'a [u8] {
+    fn name(&self, row: usize) -> &'a str {
         match self {
-            Groups::Names(names) => names.value(row).as_bytes(),
-            _ => &[],
+            Groups::Names(names) => names.value(row),
+            _ => "",
         }
     }
+}
+
+/// Each distinct metric name's place in byte order, so that rows sort by a number instead of
+/// comparing names. Points of one metric come in runs, so most rows skip the lookup.
+fn name_ranks<'a>(groups: &[Groups<'a>]) -> HashMap<&'a str, u32> {
+    let mut names: Vec<&'a str> = Vec::new();
+    for g in groups {
+        if let Groups::Names(column) = g {
+            let mut last = None;
+            for name in column.iter().flatten() {
+                if last != Some(name) {
+                    names.push(name);
+                    last = Some(name);
+                }
+            }
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().zip(0..).collect()
+}
+
+/// The column that groups a batch's rows in a part: trace ids, metric names, or none.
+fn batch_groups(signal: Signal, batch: &RecordBatch) -> Result<Groups<'_>> {
+    Ok(match signal {
+        Signal::Spans => Groups::TraceIds(
+            batch
+                .column_by_name("trace_id")
+                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                .ok_or_else(|| Error::Corrupt("spans batch lacks trace_id".into()))?,
+        ),
+        Signal::Metrics => Groups::Names(
+            batch
+                .column_by_name("metric_name")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| Error::Corrupt("metrics batch lacks metric_name".into()))?,
+        ),
+        Signal::Logs => Groups::None,
+    })
 }
 
 /// Splits rows by hour and sorts each hour's rows for its part: spans by trace id then start
@@ -87,33 +127,34 @@ pub(crate) fn partition_and_sort(
     batches: &[RecordBatch],
 ) -> Result<Vec<(u64, Vec<RecordBatch>)>> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut keys: Vec<RowKey<'_>> = Vec::with_capacity(rows);
-    for (b, batch) in batches.iter().enumerate() {
+    let mut keys: Vec<RowKey> = Vec::with_capacity(rows);
+    let groups = batches
+        .iter()
+        .map(|batch| batch_groups(signal, batch))
+        .collect::<Result<Vec<_>>>()?;
+    let ranks = name_ranks(&groups);
+    for (b, (batch, groups)) in batches.iter().zip(&groups).enumerate() {
         let times = u64_column(batch, time_column(signal))?;
-        let groups = match signal {
-            Signal::Spans => Groups::TraceIds(
-                batch
-                    .column_by_name("trace_id")
-                    .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-                    .ok_or_else(|| Error::Corrupt("spans batch lacks trace_id".into()))?,
-            ),
-            Signal::Metrics => Groups::Names(
-                batch
-                    .column_by_name("metric_name")
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                    .ok_or_else(|| Error::Corrupt("metrics batch lacks metric_name".into()))?,
-            ),
-            Signal::Logs => Groups::None,
-        };
         let series = match signal {
             Signal::Metrics => Some(u64_column(batch, "series_id")?),
             _ => None,
         };
+        let mut last: Option<(&str, u32)> = None;
         for (r, &time) in times.iter().enumerate() {
+            let group = match (signal, last) {
+                (Signal::Metrics, Some((name, rank))) if name == groups.name(r) => rank,
+                (Signal::Metrics, _) => {
+                    let name = groups.name(r);
+                    let rank = ranks.get(name).copied().unwrap_or_default();
+                    last = Some((name, rank));
+                    rank
+                }
+                _ => 0,
+            };
             keys.push(RowKey {
                 hour: time / NANOS_PER_HOUR,
                 trace: groups.trace(r),
-                group: groups.name(r),
+                group,
                 series: series.map_or(0, |s| s[r]),
                 time,
                 at: (b, r),
@@ -123,7 +164,7 @@ pub(crate) fn partition_and_sort(
     keys.sort_unstable();
     // Cut each hour into chunks of about `CHUNK_ROWS` rows, never inside a trace, and gather
     // the chunks on two threads: the copy is the costliest step of a flush.
-    let mut jobs: Vec<(u64, &[RowKey<'_>])> = Vec::new();
+    let mut jobs: Vec<(u64, &[RowKey])> = Vec::new();
     for hour in keys.chunk_by(|a, b| a.hour == b.hour) {
         let mut rest = hour;
         while !rest.is_empty() {
@@ -137,7 +178,7 @@ pub(crate) fn partition_and_sort(
         }
     }
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let gather = |(hour, chunk): &(u64, &[RowKey<'_>])| -> Result<(u64, RecordBatch)> {
+    let gather = |(hour, chunk): &(u64, &[RowKey])| -> Result<(u64, RecordBatch)> {
         let indices: Vec<(usize, usize)> = chunk.iter().map(|k| k.at).collect();
         Ok((*hour, gather_batch(&refs, &indices)?))
     };
@@ -413,5 +454,77 @@ mod tests {
         // 2026-11-27T01:00:00Z is 1795741200 s after the epoch.
         assert_eq!(hour_folder(1_795_741_200 / 3600), "2026-11-27T01");
         assert_eq!(hour_folder(951_782_400 / 3600 + 23), "2000-02-29T23");
+    }
+
+    #[test]
+    fn metric_points_sort_by_name_then_series_then_time() {
+        use crate::Records;
+        use crate::model::{
+            AttrValue, Attributes, MetricPoint, MetricType, NumberValue, PointValue, Temporality,
+        };
+        use arrow::array::AsArray;
+        use arrow::datatypes::UInt64Type;
+        let point = |name: &str, route: &str, time: u64| MetricPoint {
+            metric_name: name.into(),
+            description: String::new(),
+            unit: String::new(),
+            metric_type: MetricType::Gauge,
+            temporality: Temporality::Unspecified,
+            is_monotonic: false,
+            attributes: Attributes::new(vec![crate::model::KeyValue {
+                key: "route".into(),
+                value: AttrValue::Str(route.into()),
+            }]),
+            time_unix_nano: time,
+            start_time_unix_nano: 0,
+            flags: 0,
+            value: PointValue::Number(NumberValue::Int(1)),
+            exemplars: Vec::new(),
+            resource: Arc::default(),
+            scope: Arc::default(),
+        };
+        // Names out of order within and across batches, and runs of one name.
+        let first = [
+            ("b", "/x", 3),
+            ("b", "/y", 1),
+            ("a", "/x", 2),
+            ("c", "/x", 9),
+        ];
+        let second = [
+            ("a", "/x", 1),
+            ("b", "/x", 2),
+            ("aa", "/z", 5),
+            ("a", "/y", 7),
+        ];
+        let batch = |rows: &[(&str, &str, u64)]| {
+            Records::Metrics(rows.iter().map(|&(n, r, t)| point(n, r, t)).collect())
+                .to_batch()
+                .unwrap()
+        };
+        let hours = partition_and_sort(Signal::Metrics, &[batch(&first), batch(&second)]).unwrap();
+        assert_eq!(hours.len(), 1);
+        let rows: Vec<(String, u64, u64)> = hours[0]
+            .1
+            .iter()
+            .flat_map(|b| {
+                let names = b.column_by_name("metric_name").unwrap().as_string::<i32>();
+                let series = b
+                    .column_by_name("series_id")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>();
+                let times = b
+                    .column_by_name("time_unix_nano")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>();
+                (0..b.num_rows())
+                    .map(|i| (names.value(i).to_owned(), series.value(i), times.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut expected = rows.clone();
+        expected.sort();
+        assert_eq!(rows, expected);
+        let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(names, ["a", "a", "a", "aa", "b", "b", "b", "c"]);
     }
 }
