@@ -172,6 +172,22 @@ impl Server {
             .map_or(0.0, |kb| kb / 1024.0)
     }
 
+    /// CPU time the server has used so far (user and system), in seconds. Less disturbed than
+    /// throughput by other work on a shared machine, so it compares two builds better.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        // Fields after the command name (which ends with ')'): utime and stime are 12th and 13th.
+        let ticks: f64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum();
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
     fn stop(mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -386,6 +402,7 @@ fn main() {
         .build()
         .unwrap();
     eprintln!("traces: {clients} gRPC clients against spyglass serve (fsync)");
+    let cpu_start = server.cpu_seconds();
     let url = server.grpc.clone();
     let traces = runtime.block_on(async {
         let channel = tonic::transport::Channel::from_shared(url)
@@ -403,6 +420,7 @@ fn main() {
         .await
     });
     let rss_after_traces = server.peak_rss_mib();
+    let cpu_traces = server.cpu_seconds() - cpu_start;
 
     eprintln!("metrics: requests of 2000 points");
     let mut metric_requests = Vec::new();
@@ -418,6 +436,7 @@ fn main() {
         std::hint::black_box(ExportMetricsServiceRequest::decode(&encoded.0[..]).unwrap());
     }
     let metric_decode_rate = points as f64 / t.elapsed().as_secs_f64();
+    let cpu_start = server.cpu_seconds();
     let url = server.grpc.clone();
     let metrics = runtime.block_on(async {
         let channel = tonic::transport::Channel::from_shared(url)
@@ -435,6 +454,7 @@ fn main() {
         .await
     });
     let rss = server.peak_rss_mib();
+    let cpu_metrics = server.cpu_seconds() - cpu_start;
     server.stop();
 
     let rate = |l: &Load| l.items as f64 / l.elapsed.as_secs_f64();
@@ -458,6 +478,10 @@ fn main() {
         traces.retries
     );
     println!("| server peak RSS after traces | {rss_after_traces:.0} MiB |");
+    println!(
+        "| server CPU per 1,000 spans (during the trace phase) | {:.1} ms |",
+        cpu_traces * 1e6 / traces.items as f64
+    );
     println!("| baseline: single-thread decode only | {decode_rate:.0} spans/s |");
     println!("| metric points | {} in requests of 2000 |", metrics.items);
     println!(
@@ -470,6 +494,10 @@ fn main() {
         percentile(&metrics.latencies, 0.5),
         percentile(&metrics.latencies, 0.99),
         metrics.retries
+    );
+    println!(
+        "| server CPU per 1,000 points (during the metrics phase) | {:.1} ms |",
+        cpu_metrics * 1e6 / metrics.items as f64
     );
     println!(
         "| baseline: single-thread decode only (metrics) | {metric_decode_rate:.0} points/s |"
