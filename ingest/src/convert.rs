@@ -30,9 +30,10 @@ pub struct Converted<T> {
 }
 
 impl<T> Converted<T> {
-    fn new() -> Self {
+    /// Room for `items` items up front: growing a vector of spans or points copies them all.
+    fn with_capacity(items: usize) -> Self {
         Self {
-            items: Vec::new(),
+            items: Vec::with_capacity(items),
             rejected: 0,
             first_error: None,
         }

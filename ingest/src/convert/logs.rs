@@ -7,7 +7,11 @@ use super::{Converted, attributes_owned, optional_id, resource, scope, value_own
 
 /// Takes the request by value: strings and attributes move into the records.
 pub fn logs(request: ExportLogsServiceRequest) -> Converted<LogRecord> {
-    let mut out = Converted::new();
+    let count = (request.resource_logs.iter())
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum();
+    let mut out = Converted::with_capacity(count);
     for (r, rl) in request.resource_logs.into_iter().enumerate() {
         let res = resource(rl.resource.as_ref(), &rl.schema_url);
         for sl in rl.scope_logs {

@@ -17,7 +17,12 @@ use super::{Converted, attributes_owned, optional_id, resource, scope};
 
 /// Takes the request by value: attribute keys and values move into the points.
 pub fn metrics(request: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
-    let mut out = Converted::new();
+    let count = (request.resource_metrics.iter())
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(points_in)
+        .sum();
+    let mut out = Converted::with_capacity(count);
     for (r, rm) in request.resource_metrics.into_iter().enumerate() {
         let res = resource(rm.resource.as_ref(), &rm.schema_url);
         for sm in rm.scope_metrics {
@@ -28,6 +33,19 @@ pub fn metrics(request: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
         }
     }
     out
+}
+
+/// How many data points a metric carries.
+fn points_in(m: &Metric) -> usize {
+    use metric::Data;
+    match &m.data {
+        None => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    }
 }
 
 fn temporality(value: i32) -> Result<Temporality, String> {

@@ -10,7 +10,11 @@ use super::{Converted, attributes_owned, optional_id, resource, scope, span_id, 
 
 /// Converts a request, moving its strings into the spans (no copy per attribute).
 pub fn spans(request: ExportTraceServiceRequest) -> Converted<Span> {
-    let mut out = Converted::new();
+    let count = (request.resource_spans.iter())
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    let mut out = Converted::with_capacity(count);
     for (r, rs) in request.resource_spans.into_iter().enumerate() {
         let res = resource(rs.resource.as_ref(), &rs.schema_url);
         for ss in rs.scope_spans {
