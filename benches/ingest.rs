@@ -175,8 +175,8 @@ impl Server {
     /// CPU time the server has used so far (user and system), in seconds. Less disturbed than
     /// throughput by other work on a shared machine, so it compares two builds better.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name (which ends with ')'): utime and stime are 12th and 13th.
         let ticks: f64 = stat
             .rsplit_once(')')
