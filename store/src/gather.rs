@@ -171,7 +171,13 @@ fn gather_strings(
         let offsets = sources[a].value_offsets();
         (offsets[start] as usize, offsets[end] as usize)
     };
-    let bytes: usize = ranges.iter().map(|r| span(r).1 - span(r).0).sum();
+    let bytes: usize = ranges
+        .iter()
+        .map(|r| {
+            let (from, to) = span(r);
+            to - from
+        })
+        .sum();
     let mut data = Vec::with_capacity(bytes);
     let mut lengths = Vec::with_capacity(ranges.iter().map(|r| r.2 - r.1).sum());
     for range in ranges {

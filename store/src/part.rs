@@ -139,17 +139,17 @@ pub(crate) fn partition_and_sort(
             Signal::Metrics => Some(u64_column(batch, "series_id")?),
             _ => None,
         };
+        // Spans and logs have no names: every row is "", rank 0, found once.
         let mut last: Option<(&str, u32)> = None;
         for (r, &time) in times.iter().enumerate() {
-            let group = match (signal, last) {
-                (Signal::Metrics, Some((name, rank))) if name == groups.name(r) => rank,
-                (Signal::Metrics, _) => {
-                    let name = groups.name(r);
+            let name = groups.name(r);
+            let group = match last {
+                Some((previous, rank)) if previous == name => rank,
+                _ => {
                     let rank = ranks.get(name).copied().unwrap_or_default();
                     last = Some((name, rank));
                     rank
                 }
-                _ => 0,
             };
             keys.push(RowKey {
                 hour: time / NANOS_PER_HOUR,
