@@ -21,18 +21,15 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use spyglass_store::Signal;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+mod raw;
 
 use crate::error::{Answer, Error};
 use crate::pipeline::{Ingest, Protocol};
@@ -64,7 +61,7 @@ impl GrpcReceiver {
             };
         }
         tonic::transport::Server::builder()
-            .add_service(service!(TraceServiceServer))
+            .add_service(raw::TraceServer::new(self.clone(), limit))
             .add_service(service!(MetricsServiceServer))
             .add_service(service!(LogsServiceServer))
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
@@ -79,6 +76,21 @@ impl GrpcReceiver {
         self.ingest
             .authorize(header)
             .map_err(|e| self.status(signal, e))
+    }
+
+    /// `TraceService/Export`, with the request message's bytes (see [`raw`]).
+    async fn export_traces(
+        &self,
+        request: Request<bytes::Bytes>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.authorize(Signal::Spans, &request)?;
+        let result = self
+            .ingest
+            .traces_protobuf(request.get_ref(), Protocol::Grpc)
+            .await;
+        result
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Spans, e))
     }
 
     fn status(&self, signal: Signal, error: Error) -> Status {
@@ -99,23 +111,6 @@ impl GrpcReceiver {
             Answer::Unavailable => Status::unavailable(message),
             Answer::Internal => Status::internal(message),
         }
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.authorize(Signal::Spans, &request)?;
-        let result = self
-            .ingest
-            .traces(request.into_inner(), Protocol::Grpc)
-            .await;
-        result
-            .map(Response::new)
-            .map_err(|e| self.status(Signal::Spans, e))
     }
 }
 

@@ -75,15 +75,15 @@ impl HttpReceiver {
             .await
     }
 
-    async fn handle<Req, Resp, Fut>(
+    /// Checks, reads and decompresses the body, then hands it to `export` with its format.
+    async fn handle<Resp, Fut>(
         &self,
         signal: Signal,
         headers: HeaderMap,
         body: Body,
-        export: impl FnOnce(Ingest, Req) -> Fut,
+        export: impl FnOnce(Ingest, Bytes, Format) -> Fut,
     ) -> Response
     where
-        Req: Message + Default + DeserializeOwned,
         Resp: Message + Serialize,
         Fut: Future<Output = Result<Resp>>,
     {
@@ -102,8 +102,7 @@ impl HttpReceiver {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("identity");
             let bytes = decompress(read_raw(body, limit).await?, encoding, limit)?;
-            let request: Req = decode(&bytes, format)?;
-            export(self.ingest.clone(), request).await
+            export(self.ingest.clone(), bytes, format).await
         }
         .await;
         match result {
@@ -263,6 +262,11 @@ pub fn decode_and_convert(
     let bytes = decompress(Bytes::copy_from_slice(body), content_encoding, limit)?;
     match path {
         "/v1/traces" => {
+            if format == Format::Protobuf
+                && let Ok(batch) = crate::direct::spans(&bytes)
+            {
+                return Ok((batch.map_or(0, |b| b.num_rows()), 0));
+            }
             let c = crate::convert::spans(decode(&bytes, format)?);
             Ok((c.items.len(), c.rejected))
         }
@@ -278,9 +282,17 @@ pub fn decode_and_convert(
 }
 
 async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
-    rx.handle(Signal::Spans, headers, body, |ingest, request| async move {
-        ingest.traces(request, Protocol::Http).await
-    })
+    rx.handle(
+        Signal::Spans,
+        headers,
+        body,
+        |ingest, bytes, format| async move {
+            match format {
+                Format::Protobuf => ingest.traces_protobuf(&bytes, Protocol::Http).await,
+                Format::Json => ingest.traces(decode(&bytes, format)?, Protocol::Http).await,
+            }
+        },
+    )
     .await
 }
 
@@ -289,14 +301,23 @@ async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body)
         Signal::Metrics,
         headers,
         body,
-        |ingest, request| async move { ingest.metrics(request, Protocol::Http).await },
+        |ingest, bytes, format| async move {
+            ingest
+                .metrics(decode(&bytes, format)?, Protocol::Http)
+                .await
+        },
     )
     .await
 }
 
 async fn logs(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
-    rx.handle(Signal::Logs, headers, body, |ingest, request| async move {
-        ingest.logs(request, Protocol::Http).await
-    })
+    rx.handle(
+        Signal::Logs,
+        headers,
+        body,
+        |ingest, bytes, format| async move {
+            ingest.logs(decode(&bytes, format)?, Protocol::Http).await
+        },
+    )
     .await
 }

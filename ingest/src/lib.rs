@@ -18,11 +18,13 @@
 
 mod config;
 mod convert;
+mod direct;
 mod error;
 mod grpc;
 mod http;
 mod pipeline;
 mod spanmetrics;
+mod wire;
 
 pub use config::{IngestConfig, Token};
 pub use error::{Answer, Error, Result};

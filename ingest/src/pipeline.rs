@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -13,12 +14,15 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use spyglass_store::{Records, Signal, Store};
 
 use crate::config::IngestConfig;
 use crate::convert::{self, Converted};
+use crate::direct;
 use crate::error::{Error, Result};
 use crate::spanmetrics::SpanMetrics;
+use crate::wire::Fallback;
 
 /// The protocol a request came in on, for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,27 +141,66 @@ impl Ingest {
         }
     }
 
-    /// Appends the converted items, then hands them to `stored` (only once acknowledged).
-    async fn store<T>(
+    /// Appends a batch (when there is one) and counts what was stored and dropped. Spans
+    /// are counted by the span-metrics generator once acknowledged.
+    async fn store(
+        &self,
+        signal: Signal,
+        protocol: Protocol,
+        batch: Option<RecordBatch>,
+        rejected: u64,
+    ) -> Result<()> {
+        let (s, p) = slot(signal, protocol);
+        let count = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+        if let Some(batch) = batch {
+            self.store.append_batch(signal, batch.clone()).await?;
+            if signal == Signal::Spans {
+                self.span_metrics.record_batch(&batch, Instant::now());
+            }
+        }
+        self.stats.accepted_total[s][p].fetch_add(count, Ordering::Relaxed);
+        self.stats.rejected_total[s][p].fetch_add(rejected, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Converts and appends items, answering with what was dropped: `(rejected, message)`.
+    async fn store_converted<T>(
         &self,
         signal: Signal,
         protocol: Protocol,
         converted: Converted<T>,
         wrap: fn(Vec<T>) -> Records,
-        stored: impl FnOnce(&Records),
     ) -> Result<(i64, String)> {
-        let (s, p) = slot(signal, protocol);
         let rejected = converted.rejected;
         let message = converted.error_message();
-        let count = converted.items.len() as u64;
-        if count > 0 {
-            let records = wrap(converted.items);
-            self.store.append(&records).await?;
-            stored(&records);
-        }
-        self.stats.accepted_total[s][p].fetch_add(count, Ordering::Relaxed);
-        self.stats.rejected_total[s][p].fetch_add(rejected, Ordering::Relaxed);
+        let batch = match converted.items.is_empty() {
+            true => None,
+            false => Some(wrap(converted.items).to_batch()?),
+        };
+        self.store(signal, protocol, batch, rejected).await?;
         Ok((rejected as i64, message))
+    }
+
+    /// A protobuf trace request as it came: read straight into the table's columns when the
+    /// fast path takes it (see [`crate::direct`]), decoded and converted otherwise.
+    pub async fn traces_protobuf(
+        &self,
+        body: &[u8],
+        protocol: Protocol,
+    ) -> Result<ExportTraceServiceResponse> {
+        match direct::spans(body) {
+            Ok(batch) => {
+                self.store(Signal::Spans, protocol, batch, 0).await?;
+                Ok(ExportTraceServiceResponse {
+                    partial_success: None,
+                })
+            }
+            Err(Fallback) => {
+                let request = ExportTraceServiceRequest::decode(body)
+                    .map_err(|e| Error::Decode(e.to_string()))?;
+                self.traces(request, protocol).await
+            }
+        }
     }
 
     pub async fn traces(
@@ -166,14 +209,8 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
         let converted = convert::spans(request);
-        // Only what was acknowledged is counted.
-        let count = |records: &Records| {
-            if let Records::Spans(spans) = records {
-                self.span_metrics.record(spans, Instant::now());
-            }
-        };
         let (rejected, message) = self
-            .store(Signal::Spans, protocol, converted, Records::Spans, count)
+            .store_converted(Signal::Spans, protocol, converted, Records::Spans)
             .await?;
         Ok(ExportTraceServiceResponse {
             partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
@@ -189,12 +226,11 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportMetricsServiceResponse> {
         let (rejected, message) = self
-            .store(
+            .store_converted(
                 Signal::Metrics,
                 protocol,
                 convert::metrics(request),
                 Records::Metrics,
-                |_| {},
             )
             .await?;
         Ok(ExportMetricsServiceResponse {
@@ -211,12 +247,11 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportLogsServiceResponse> {
         let (rejected, message) = self
-            .store(
+            .store_converted(
                 Signal::Logs,
                 protocol,
                 convert::logs(request),
                 Records::Logs,
-                |_| {},
             )
             .await?;
         Ok(ExportLogsServiceResponse {

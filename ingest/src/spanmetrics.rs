@@ -17,7 +17,7 @@
 //! paired within `edge_wait`; its duration is the client's, and it failed when either side has an
 //! error status. A client span left unanswered past the wait becomes an edge to a virtual node
 //! named by `peer.service`, `db.system.name`/`db.system`, `messaging.system` or
-//! `server.address` (`connection_type` = `database`, `messaging_system` or `virtual_node`).
+//! `server.address`/`net.peer.name` (`connection_type` = `database`, `messaging_system` or `virtual_node`).
 //! Waiting spans are bounded by `max_pending_edges`; beyond it the oldest are dropped and
 //! counted.
 
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
 use spyglass_store::model::{
     AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
     Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
@@ -83,14 +84,14 @@ struct Observation {
 }
 
 impl Observation {
-    /// What to keep of `span`, whose edge end `end` is already known.
-    fn of(span: &Span, end: EdgeEnd<'_>) -> Self {
+    /// What to keep of row `row`, whose edge end `end` is already known.
+    fn of(spans: &SpanColumns<'_>, row: usize, kind: SpanKind, end: EdgeEnd<'_>) -> Self {
         Self {
             service: end.service.to_owned(),
             error: end.error,
             seconds: end.seconds,
-            peer: matches!(span.kind, SpanKind::Client | SpanKind::Producer)
-                .then(|| peer_of(span))
+            peer: matches!(kind, SpanKind::Client | SpanKind::Producer)
+                .then(|| spans.peer(row))
                 .flatten(),
         }
     }
@@ -112,31 +113,81 @@ struct EdgeEnd<'a> {
     seconds: f64,
 }
 
-impl<'a> EdgeEnd<'a> {
-    fn of(span: &'a Span) -> Self {
-        Self {
-            service: span.service_name(),
-            error: span.status_code == StatusCode::Error,
-            seconds: span.duration_nano() as f64 / 1e9,
-        }
-    }
+/// The columns of an appended `spans` batch that the generator reads.
+struct SpanColumns<'a> {
+    trace_id: &'a FixedSizeBinaryArray,
+    span_id: &'a FixedSizeBinaryArray,
+    parent_span_id: &'a FixedSizeBinaryArray,
+    service: &'a StringArray,
+    name: &'a StringArray,
+    kind: &'a StringArray,
+    status: &'a StringArray,
+    duration: &'a UInt64Array,
+    /// Promoted columns naming an unanswered client's peer, in order of preference, with the
+    /// kind of node each names.
+    peers: Vec<(&'a StringArray, &'static str)>,
 }
 
-fn peer_of(span: &Span) -> Option<(String, &'static str)> {
-    let get = |k: &str| match span.attributes.get(k) {
-        Some(AttrValue::Str(s)) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    };
-    if let Some(p) = get("peer.service") {
-        return Some((p, "virtual_node"));
+impl<'a> SpanColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Option<Self> {
+        fn get<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
+            batch.column_by_name(name)?.as_any().downcast_ref()
+        }
+        let peers = [
+            ("peer_service", "virtual_node"),
+            ("db_system", "database"),
+            ("messaging_system", "messaging_system"),
+            ("server_address", "virtual_node"),
+        ];
+        Some(Self {
+            trace_id: get(batch, "trace_id")?,
+            span_id: get(batch, "span_id")?,
+            parent_span_id: get(batch, "parent_span_id")?,
+            service: get(batch, "service_name")?,
+            name: get(batch, "name")?,
+            kind: get(batch, "kind")?,
+            status: get(batch, "status_code")?,
+            duration: get(batch, "duration_nano")?,
+            peers: (peers.iter())
+                .map(|(column, node)| Some((get(batch, column)?, *node)))
+                .collect::<Option<_>>()?,
+        })
     }
-    if let Some(db) = get("db.system.name").or_else(|| get("db.system")) {
-        return Some((db, "database"));
+
+    fn end(&self, row: usize) -> EdgeEnd<'a> {
+        EdgeEnd {
+            service: self.service.value(row),
+            error: self.status.value(row) == StatusCode::Error.as_str(),
+            seconds: self.duration.value(row) as f64 / 1e9,
+        }
     }
-    if let Some(m) = get("messaging.system") {
-        return Some((m, "messaging_system"));
+
+    fn trace_id(&self, row: usize) -> TraceId {
+        TraceId(
+            self.trace_id
+                .value(row)
+                .try_into()
+                .expect("16-byte trace ids"),
+        )
     }
-    get("server.address").map(|a| (a, "virtual_node"))
+
+    fn span_id(&self, row: usize) -> SpanId {
+        SpanId(self.span_id.value(row).try_into().expect("8-byte span ids"))
+    }
+
+    fn parent_span_id(&self, row: usize) -> Option<SpanId> {
+        (!self.parent_span_id.is_null(row))
+            .then(|| SpanId((self.parent_span_id.value(row).try_into()).expect("8-byte span ids")))
+    }
+
+    /// The first non-empty peer column of `row`: `peer.service`, `db.system.name` (or
+    /// `db.system`), `messaging.system`, `server.address` (or `net.peer.name`).
+    fn peer(&self, row: usize) -> Option<(String, &'static str)> {
+        self.peers.iter().find_map(|(column, node)| {
+            (!column.is_null(row) && !column.value(row).is_empty())
+                .then(|| (column.value(row).to_owned(), *node))
+        })
+    }
 }
 
 struct Pending {
@@ -183,45 +234,60 @@ impl SpanMetrics {
         self.dropped_pending.load(Ordering::Relaxed)
     }
 
-    /// Counts spans that were stored and pairs client and server spans into edges. Known
-    /// series are found by `&str` and a span is copied only while it waits for its other end.
+    /// Counts model spans (see [`SpanMetrics::record_batch`]).
     pub fn record(&self, spans: &[Span], now: Instant) {
+        let batch = spyglass_store::schema::spans_to_batch(spans).expect("spans make a batch");
+        self.record_batch(&batch, now);
+    }
+
+    /// Counts the spans of a stored `spans` batch and pairs client and server spans into
+    /// edges. Known series are found by `&str` and a span is copied only while it waits for
+    /// its other end. A batch in another schema is ignored.
+    pub fn record_batch(&self, batch: &RecordBatch, now: Instant) {
+        let Some(spans) = SpanColumns::new(batch) else {
+            tracing::error!("span metrics were given a batch that is not in the spans schema");
+            return;
+        };
         let mut state = self.state.lock().expect("span metrics lock");
-        for span in spans {
-            let end = EdgeEnd::of(span);
+        for row in 0..batch.num_rows() {
+            let end = spans.end(row);
+            let Some(kind) = SpanKind::parse(spans.kind.value(row)) else {
+                continue;
+            };
+            let name = spans.name.value(row);
             let by_service = match state.red.get_mut(end.service) {
                 Some(ops) => ops,
                 None => state.red.entry(end.service.to_owned()).or_default(),
             };
-            let by_op = match by_service.get_mut(span.name.as_str()) {
+            let by_op = match by_service.get_mut(name) {
                 Some(slots) => slots,
-                None => by_service.entry(span.name.clone()).or_default(),
+                None => by_service.entry(name.to_owned()).or_default(),
             };
             let status = if end.error { "error" } else { "ok" };
-            let totals = by_op.entry((span.kind.as_str(), status)).or_default();
+            let totals = by_op.entry((kind.as_str(), status)).or_default();
             totals.calls += 1;
             totals.errors += u64::from(end.error);
             totals.duration.record(end.seconds);
-            match span.kind {
+            match kind {
                 SpanKind::Client | SpanKind::Producer => {
-                    let id = (span.trace_id, span.span_id);
+                    let id = (spans.trace_id(row), spans.span_id(row));
                     if let Some(server) = state.servers.remove(&id) {
                         add_edge(&mut state, end, server.obs.end());
                     } else {
-                        let obs = Observation::of(span, end);
+                        let obs = Observation::of(&spans, row, kind, end);
                         state.clients.insert(id, Pending { obs, since: now });
                         state.order.push_back((true, id.0, id.1, now));
                     }
                 }
                 SpanKind::Server | SpanKind::Consumer => {
-                    let Some(parent) = span.parent_span_id else {
+                    let Some(parent) = spans.parent_span_id(row) else {
                         continue;
                     };
-                    let id = (span.trace_id, parent);
+                    let id = (spans.trace_id(row), parent);
                     if let Some(client) = state.clients.remove(&id) {
                         add_edge(&mut state, client.obs.end(), end);
                     } else {
-                        let obs = Observation::of(span, end);
+                        let obs = Observation::of(&spans, row, kind, end);
                         state.servers.insert(id, Pending { obs, since: now });
                         state.order.push_back((false, id.0, id.1, now));
                     }

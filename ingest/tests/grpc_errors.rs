@@ -1,13 +1,16 @@
-//! OTLP/gRPC answers: partial success, UNAUTHENTICATED, and UNAVAILABLE with `RetryInfo` when
-//! the store is full — then success once it has room.
+//! OTLP/gRPC answers: partial success, INVALID_ARGUMENT for an undecodable message,
+//! UNAUTHENTICATED, and UNAVAILABLE with `RetryInfo` when the store is full — then success once
+//! it has room.
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
 use spyglass_ingest::{GrpcReceiver, Ingest, IngestConfig, Token};
-use spyglass_store::{Store, StoreConfig};
+use spyglass_store::{Records, Signal, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -113,4 +116,49 @@ async fn a_missing_token_is_unauthenticated() {
         .metadata_mut()
         .insert("authorization", "Bearer t0k".parse().unwrap());
     assert!(client.export(authorized).await.is_ok());
+}
+
+/// A message whose field 1 (`resource_spans`) holds bytes that are no `ResourceSpans`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Undecodable {
+    #[prost(bytes = "vec", tag = "1")]
+    resource_spans: Vec<u8>,
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_invalid_argument_and_the_next_one_succeeds() {
+    let (store, url, _dir) = start(IngestConfig::default(), StoreConfig::default()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    // A length-delimited field 2 (scope_spans) claiming 100 bytes, with 1 behind it.
+    let garbage = Undecodable {
+        resource_spans: vec![0x12, 100, 0],
+    };
+    let codec = tonic_prost::ProstCodec::<Undecodable, ExportTraceServiceResponse>::default();
+    let status = grpc
+        .unary(tonic::Request::new(garbage), path, codec)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("failed to decode"),
+        "{}",
+        status.message()
+    );
+
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let response = client.export(request(2, 0)).await.unwrap().into_inner();
+    assert!(response.partial_success.is_none());
+    let Records::Spans(stored) = store.snapshot().read_records(Signal::Spans).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(stored.len(), 2, "only the good request's spans are stored");
 }

@@ -21,9 +21,13 @@ use arrow::record_batch::RecordBatch;
 use crate::error::Result;
 use crate::model::{LogRecord, MetricPoint, Signal, Span};
 
+pub use attrs::{AttrRef, KvRef, sort_attributes};
 pub use logs::{logs_from_batch, logs_schema, logs_to_batch};
 pub use metrics::{metrics_from_batch, metrics_schema, metrics_to_batch, series_id};
-pub use spans::{PROMOTED_SPAN_ATTRIBUTES, spans_from_batch, spans_schema, spans_to_batch};
+pub use spans::{
+    EventRow, LinkRow, PROMOTED_SPAN_ATTRIBUTES, SpanBatchBuilder, SpanRow, spans_from_batch,
+    spans_schema, spans_to_batch,
+};
 
 /// Version of the table layouts, written into every part and WAL record so that a later
 /// Spyglass can tell which layout it is reading.

@@ -139,6 +139,160 @@ pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes> + Clone
     ]
 }
 
+/// An attribute value borrowed from where it is read: a model attribute set, or the bytes of an
+/// OTLP request. Scalars are kept apart so they reach their typed map without a model value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttrRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// Bytes, arrays, kvlists and empty values, stored as typed JSON.
+    Other(&'a AttrValue),
+}
+
+impl<'a> AttrRef<'a> {
+    pub fn of(value: &'a AttrValue) -> Self {
+        match value {
+            AttrValue::Str(s) => AttrRef::Str(s),
+            AttrValue::Int(i) => AttrRef::Int(*i),
+            AttrValue::Double(d) => AttrRef::Double(*d),
+            AttrValue::Bool(b) => AttrRef::Bool(*b),
+            other => AttrRef::Other(other),
+        }
+    }
+
+    /// The value as [`AttrValue::display`] shows it.
+    pub fn display(&self) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        match *self {
+            AttrRef::Str(s) => Cow::Borrowed(s),
+            AttrRef::Int(i) => Cow::Owned(i.to_string()),
+            AttrRef::Double(d) => Cow::Owned(d.to_string()),
+            AttrRef::Bool(b) => Cow::Owned(b.to_string()),
+            AttrRef::Other(v) => Cow::Owned(typed_json::encode(v)),
+        }
+    }
+}
+
+/// One borrowed attribute: key and value.
+pub type KvRef<'a> = (&'a str, AttrRef<'a>);
+
+/// Puts borrowed attributes in the order [`Attributes::new`] keeps: sorted by key, the last of
+/// a repeated key winning.
+pub fn sort_attributes(kvs: &mut Vec<KvRef<'_>>) {
+    if kvs.is_sorted_by(|a, b| a.0 < b.0) {
+        return;
+    }
+    // Stable, so that among equal keys the sender's last one ends up last.
+    kvs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut write = 0;
+    for read in 0..kvs.len() {
+        if write > 0 && kvs[write - 1].0 == kvs[read].0 {
+            kvs[write - 1] = kvs[read];
+        } else {
+            kvs[write] = kvs[read];
+            write += 1;
+        }
+    }
+    kvs.truncate(write);
+}
+
+/// The five typed maps of an attribute set, appended one row at a time. Buffers grow as rows
+/// come and are shrunk to their contents when finished.
+pub(crate) struct AttrMapsBuilder {
+    strs: MapBuilder<StringBuilder, StringBuilder>,
+    ints: MapBuilder<StringBuilder, Int64Builder>,
+    doubles: MapBuilder<StringBuilder, Float64Builder>,
+    bools: MapBuilder<StringBuilder, BooleanBuilder>,
+    others: MapBuilder<StringBuilder, StringBuilder>,
+}
+
+impl AttrMapsBuilder {
+    /// Room for `rows` rows and a guess of their entries; the common maps (strings, ints) get
+    /// `per_row` entries per row, the others none up front.
+    pub(crate) fn with_capacity(rows: usize, per_row: usize) -> Self {
+        let keys = |n: usize| StringBuilder::with_capacity(n, n * 16);
+        let n = rows * per_row;
+        Self {
+            strs: MapBuilder::with_capacity(
+                None,
+                keys(n),
+                StringBuilder::with_capacity(n, n * 16),
+                rows,
+            ),
+            ints: MapBuilder::with_capacity(
+                None,
+                keys(rows),
+                Int64Builder::with_capacity(rows),
+                rows,
+            ),
+            doubles: MapBuilder::with_capacity(
+                None,
+                keys(0),
+                Float64Builder::with_capacity(0),
+                rows,
+            ),
+            bools: MapBuilder::with_capacity(None, keys(0), BooleanBuilder::with_capacity(0), rows),
+            others: MapBuilder::with_capacity(
+                None,
+                keys(0),
+                StringBuilder::with_capacity(0, 0),
+                rows,
+            ),
+        }
+    }
+
+    /// Appends one row: `kvs` sorted by key with unique keys (see [`sort_attributes`]).
+    pub(crate) fn append(&mut self, kvs: &[KvRef<'_>]) {
+        for &(key, value) in kvs {
+            match value {
+                AttrRef::Str(s) => {
+                    self.strs.keys().append_value(key);
+                    self.strs.values().append_value(s);
+                }
+                AttrRef::Int(i) => {
+                    self.ints.keys().append_value(key);
+                    self.ints.values().append_value(i);
+                }
+                AttrRef::Double(d) => {
+                    self.doubles.keys().append_value(key);
+                    self.doubles.values().append_value(d);
+                }
+                AttrRef::Bool(b) => {
+                    self.bools.keys().append_value(key);
+                    self.bools.values().append_value(b);
+                }
+                AttrRef::Other(v) => {
+                    self.others.keys().append_value(key);
+                    self.others.values().append_value(typed_json::encode(v));
+                }
+            }
+        }
+        const CONSISTENT: &str = "keys and values are appended in pairs";
+        self.strs.append(true).expect(CONSISTENT);
+        self.ints.append(true).expect(CONSISTENT);
+        self.doubles.append(true).expect(CONSISTENT);
+        self.bools.append(true).expect(CONSISTENT);
+        self.others.append(true).expect(CONSISTENT);
+    }
+
+    /// The five map columns, in the order of [`attr_fields`].
+    pub(crate) fn finish(mut self) -> Vec<ArrayRef> {
+        fn fit(mut map: MapArray) -> ArrayRef {
+            map.shrink_to_fit();
+            Arc::new(map)
+        }
+        vec![
+            fit(self.strs.finish()),
+            fit(self.ints.finish()),
+            fit(self.doubles.finish()),
+            fit(self.bools.finish()),
+            fit(self.others.finish()),
+        ]
+    }
+}
+
 /// Reads the attribute set stored under `prefix`, row by row.
 pub(crate) struct AttrReader<'a> {
     maps: [&'a MapArray; 5],

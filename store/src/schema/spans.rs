@@ -4,21 +4,20 @@ use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, StructArray,
-    UInt32Array, UInt64Array,
+    Array, FixedSizeBinaryArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
+mod builder;
+
+pub use builder::{EventRow, LinkRow, SpanBatchBuilder, SpanRow};
+
 use super::attrs::{
-    AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays,
-    resource_scope_fields,
+    AttrReader, AttrRef, KvRef, attr_fields, read_resource_scope, resource_scope_fields,
 };
-use super::columns::{
-    col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids,
-    strings, trace_ids, u32s, u64s,
-};
+use super::columns::{col, list_of, parse_enum, read_list, read_span_id, read_trace_id};
 use crate::error::Result;
-use crate::model::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+use crate::model::{Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
 /// Attributes copied into their own columns because search, RED metrics and the service graph
 /// read them most: `(column, attribute names, old semantic-convention names first-come)`.
@@ -142,19 +141,19 @@ fn promoted_names() -> &'static [(&'static str, usize, usize)] {
 /// A span's value of each promoted column: the attribute of its most current name present.
 /// One merge of the span's attributes (sorted by key, keys distinct) with the sorted names,
 /// instead of a search per name.
-fn promoted_values(attributes: &Attributes) -> [Option<&AttrValue>; PROMOTED] {
+fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOTED] {
     let mut found = [None; PROMOTED];
     let mut rank = [usize::MAX; PROMOTED];
     let mut names = promoted_names().iter().peekable();
-    for kv in attributes.iter() {
+    for &(key, value) in attributes {
         while let Some(&&(name, column, r)) = names.peek() {
-            match name.cmp(kv.key.as_str()) {
+            match name.cmp(key) {
                 Ordering::Less => {
                     names.next();
                 }
                 Ordering::Equal => {
                     if r < rank[column] {
-                        found[column] = Some(&kv.value);
+                        found[column] = Some(value);
                         rank[column] = r;
                     }
                     names.next();
@@ -171,76 +170,12 @@ fn promoted_values(attributes: &Attributes) -> [Option<&AttrValue>; PROMOTED] {
 }
 
 pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = vec![
-        trace_ids(spans.iter().map(|s| Some(&s.trace_id))),
-        span_ids(spans.iter().map(|s| Some(&s.span_id))),
-        span_ids(spans.iter().map(|s| s.parent_span_id.as_ref())),
-        strings(spans.iter().map(|s| s.trace_state.as_str())),
-        u32s(spans.iter().map(|s| s.flags)),
-        Arc::new(StringArray::from_iter_values(
-            spans.iter().map(|s| s.service_name()),
-        )),
-        strings(spans.iter().map(|s| s.name.as_str())),
-        strings(spans.iter().map(|s| s.kind.as_str())),
-        u64s(spans.iter().map(|s| s.start_time_unix_nano)),
-        u64s(spans.iter().map(|s| s.end_time_unix_nano)),
-        u64s(spans.iter().map(|s| s.duration_nano())),
-        strings(spans.iter().map(|s| s.status_code.as_str())),
-        strings(spans.iter().map(|s| s.status_message.as_str())),
-    ];
-    let promoted: Vec<_> = spans
-        .iter()
-        .map(|s| promoted_values(&s.attributes))
-        .collect();
-    for (c, (column, _)) in PROMOTED_SPAN_ATTRIBUTES.iter().enumerate() {
-        let values = promoted.iter().map(|p| p[c]);
-        if *column == INT_PROMOTED {
-            columns.push(Arc::new(Int64Array::from_iter(values.map(|v| match v {
-                Some(AttrValue::Int(i)) => Some(*i),
-                Some(AttrValue::Str(s)) => s.parse().ok(),
-                _ => None,
-            }))));
-        } else {
-            columns.push(Arc::new(StringArray::from_iter(
-                values.map(|v| v.map(AttrValue::display)),
-            )));
-        }
+    let mut builder = SpanBatchBuilder::with_capacity(spans.len());
+    for span in spans {
+        builder.owner(&span.resource, &span.scope);
+        builder.push(&SpanRow::of(span));
     }
-    columns.extend(attr_arrays(spans.iter().map(|s| &s.attributes)));
-    columns.push(u32s(spans.iter().map(|s| s.dropped_attributes_count)));
-    columns.push(events_array(spans)?);
-    columns.push(u32s(spans.iter().map(|s| s.dropped_events_count)));
-    columns.push(links_array(spans)?);
-    columns.push(u32s(spans.iter().map(|s| s.dropped_links_count)));
-    let owners: Vec<_> = spans.iter().map(|s| (&s.resource, &s.scope)).collect();
-    columns.extend(resource_scope_arrays(&owners)?);
-    Ok(RecordBatch::try_new(spans_schema(), columns)?)
-}
-
-fn events_array(spans: &[Span]) -> Result<ArrayRef> {
-    let events: Vec<&SpanEvent> = spans.iter().flat_map(|s| &s.events).collect();
-    let mut children = vec![
-        u64s(events.iter().map(|e| e.time_unix_nano)),
-        strings(events.iter().map(|e| e.name.as_str())),
-    ];
-    children.extend(attr_arrays(events.iter().map(|e| &e.attributes)));
-    children.push(u32s(events.iter().map(|e| e.dropped_attributes_count)));
-    let lens: Vec<usize> = spans.iter().map(|s| s.events.len()).collect();
-    list_array(event_fields(), children, &lens)
-}
-
-fn links_array(spans: &[Span]) -> Result<ArrayRef> {
-    let links: Vec<&SpanLink> = spans.iter().flat_map(|s| &s.links).collect();
-    let mut children = vec![
-        trace_ids(links.iter().map(|l| Some(&l.trace_id))),
-        span_ids(links.iter().map(|l| Some(&l.span_id))),
-        strings(links.iter().map(|l| l.trace_state.as_str())),
-        u32s(links.iter().map(|l| l.flags)),
-    ];
-    children.extend(attr_arrays(links.iter().map(|l| &l.attributes)));
-    children.push(u32s(links.iter().map(|l| l.dropped_attributes_count)));
-    let lens: Vec<usize> = spans.iter().map(|s| s.links.len()).collect();
-    list_array(link_fields(), children, &lens)
+    builder.finish()
 }
 
 fn read_events(items: &StructArray) -> Result<Vec<SpanEvent>> {
@@ -332,13 +267,14 @@ pub fn spans_from_batch(batch: &RecordBatch) -> Result<Vec<Span>> {
 #[cfg(test)]
 mod tests {
     use super::{PROMOTED_SPAN_ATTRIBUTES, promoted_values};
-    use crate::model::{AttrValue, Attributes};
+    use crate::model::AttrValue;
+    use crate::schema::attrs::{AttrRef, KvRef, sort_attributes};
 
-    fn attributes(pairs: &[(&str, AttrValue)]) -> Attributes {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+    /// Sorted as attribute sets are; values borrowed from `pairs`.
+    fn attributes<'a>(pairs: &'a [(&'a str, AttrValue)]) -> Vec<KvRef<'a>> {
+        let mut kvs = pairs.iter().map(|(k, v)| (*k, AttrRef::of(v))).collect();
+        sort_attributes(&mut kvs);
+        kvs
     }
 
     fn column(name: &str) -> usize {
@@ -351,7 +287,7 @@ mod tests {
     #[test]
     fn promoted_columns_take_the_current_name_before_the_old_one() {
         let s = |v: &str| AttrValue::Str(v.into());
-        let both = attributes(&[
+        let pairs = [
             ("http.method", s("get")),
             ("http.request.method", s("POST")),
             ("aaa", s("before every name")),
@@ -359,27 +295,35 @@ mod tests {
             ("zzz", s("after every name")),
             ("http.status_code", AttrValue::Int(503)),
             ("peer.service", s("payments")),
-        ]);
-        let found = promoted_values(&both);
-        assert_eq!(found[column("http_request_method")], Some(&s("POST")));
+        ];
+        let found = promoted_values(&attributes(&pairs));
+        assert_eq!(
+            found[column("http_request_method")],
+            Some(AttrRef::Str("POST"))
+        );
         // Only the old name present: it is used.
-        assert_eq!(found[column("server_address")], Some(&s("old-host")));
+        assert_eq!(
+            found[column("server_address")],
+            Some(AttrRef::Str("old-host"))
+        );
         assert_eq!(
             found[column("http_response_status_code")],
-            Some(&AttrValue::Int(503))
+            Some(AttrRef::Int(503))
         );
-        assert_eq!(found[column("peer_service")], Some(&s("payments")));
+        assert_eq!(
+            found[column("peer_service")],
+            Some(AttrRef::Str("payments"))
+        );
         assert_eq!(found[column("http_route")], None);
         assert_eq!(found[column("db_system")], None);
 
         // Every name of every column is found alone, whatever else surrounds it.
-        let v = s("v");
         for (c, (_, names)) in PROMOTED_SPAN_ATTRIBUTES.iter().enumerate() {
             for name in names.iter() {
-                let alone = attributes(&[("a", s("x")), (name, s("v")), ("zz", s("y"))]);
-                let found = promoted_values(&alone);
+                let alone = [("a", s("x")), (*name, s("v")), ("zz", s("y"))];
+                let found = promoted_values(&attributes(&alone));
                 for (other, value) in found.iter().enumerate() {
-                    let expected = (other == c).then_some(&v);
+                    let expected = (other == c).then_some(AttrRef::Str("v"));
                     assert_eq!(*value, expected, "{name} in column {other}");
                 }
             }

@@ -1,0 +1,292 @@
+//! The span fast path: an OTLP protobuf `ExportTraceServiceRequest` read straight from its
+//! bytes into the `spans` table's columns, without prost structs or model spans.
+//!
+//! It takes only requests it can store exactly as the general path (prost, then
+//! [`crate::convert::spans`], then [`spyglass_store::schema::spans_to_batch`]) would: every
+//! span valid, every span, event and link attribute a string, int, double or bool, strings
+//! valid UTF-8, no singular message field given twice (prost would merge them). For anything
+//! else it answers [`Fallback`] and the caller takes the general path, so error messages and
+//! partial success never differ. The tests compare both paths on generated requests.
+//!
+//! Resources and scopes, one per group rather than per span, are decoded by prost and
+//! converted as the general path does.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+use prost::Message;
+use spyglass_store::model::{Resource, Scope, SpanKind, StatusCode};
+use spyglass_store::schema::{
+    AttrRef, EventRow, KvRef, LinkRow, SpanBatchBuilder, SpanRow, sort_attributes,
+};
+
+use crate::convert;
+use crate::wire::{Fallback, Fields, Result};
+
+/// The spans of one scope group, not yet read.
+struct Group<'a> {
+    resource: Arc<Resource>,
+    scope: Arc<Scope>,
+    spans: Vec<&'a [u8]>,
+}
+
+/// The request's spans as a `spans` batch (`None` when it has none), or [`Fallback`].
+pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
+    let mut groups = Vec::new();
+    let mut fields = Fields::new(request);
+    while let Some((number, value)) = fields.next_field()? {
+        if number == 1 {
+            resource_spans(value.bytes()?, &mut groups)?;
+        }
+    }
+    let count = groups.iter().map(|g| g.spans.len()).sum();
+    if count == 0 {
+        return Ok(None);
+    }
+    let mut builder = SpanBatchBuilder::with_capacity(count);
+    let mut row = empty_row();
+    for group in &groups {
+        builder.owner(&group.resource, &group.scope);
+        for bytes in &group.spans {
+            span(bytes, &mut row)?;
+            builder.push(&row);
+        }
+    }
+    builder.finish().map(Some).map_err(|_| Fallback)
+}
+
+/// A message field that may appear once: prost merges repeats, which this path does not.
+fn once<'a>(slot: &mut Option<&'a [u8]>, bytes: &'a [u8]) -> Result<()> {
+    match slot.replace(bytes) {
+        Some(_) => Err(Fallback),
+        None => Ok(()),
+    }
+}
+
+fn resource_spans<'a>(bytes: &'a [u8], groups: &mut Vec<Group<'a>>) -> Result<()> {
+    let (mut resource, mut scopes, mut schema_url) = (None, Vec::new(), "");
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            1 => once(&mut resource, value.bytes()?)?,
+            2 => scopes.push(value.bytes()?),
+            3 => schema_url = value.str()?,
+            _ => {}
+        }
+    }
+    let resource = resource
+        .map(|b| OtlpResource::decode(b).map_err(|_| Fallback))
+        .transpose()?;
+    let resource = convert::resource(resource.as_ref(), schema_url);
+    for bytes in scopes {
+        let (mut scope, mut spans, mut schema_url) = (None, Vec::new(), "");
+        let mut fields = Fields::new(bytes);
+        while let Some((number, value)) = fields.next_field()? {
+            match number {
+                1 => once(&mut scope, value.bytes()?)?,
+                2 => spans.push(value.bytes()?),
+                3 => schema_url = value.str()?,
+                _ => {}
+            }
+        }
+        let scope = scope
+            .map(|b| InstrumentationScope::decode(b).map_err(|_| Fallback))
+            .transpose()?;
+        groups.push(Group {
+            resource: resource.clone(),
+            scope: convert::scope(scope.as_ref(), schema_url),
+            spans,
+        });
+    }
+    Ok(())
+}
+
+fn empty_row<'a>() -> SpanRow<'a> {
+    SpanRow {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        parent_span_id: None,
+        trace_state: "",
+        flags: 0,
+        name: "",
+        kind: SpanKind::Unspecified,
+        start_time_unix_nano: 0,
+        end_time_unix_nano: 0,
+        status_code: StatusCode::Unset,
+        status_message: "",
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+    }
+}
+
+/// Reads one span into `row` (reusing its vectors), or [`Fallback`] when it is not valid.
+fn span<'a>(bytes: &'a [u8], row: &mut SpanRow<'a>) -> Result<()> {
+    let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut kind, mut status) = (0i32, None);
+    let mut attributes = std::mem::take(&mut row.attributes);
+    let mut events = std::mem::take(&mut row.events);
+    let mut links = std::mem::take(&mut row.links);
+    attributes.clear();
+    events.clear();
+    links.clear();
+    *row = empty_row();
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            1 => trace_id = value.bytes()?,
+            2 => span_id = value.bytes()?,
+            3 => row.trace_state = value.str()?,
+            4 => parent = value.bytes()?,
+            5 => row.name = value.str()?,
+            6 => kind = value.varint()? as i32,
+            7 => row.start_time_unix_nano = value.fixed64()?,
+            8 => row.end_time_unix_nano = value.fixed64()?,
+            9 => attributes.push(key_value(value.bytes()?)?),
+            10 => row.dropped_attributes_count = value.varint()? as u32,
+            11 => events.push(event(value.bytes()?)?),
+            12 => row.dropped_events_count = value.varint()? as u32,
+            13 => links.push(link(value.bytes()?)?),
+            14 => row.dropped_links_count = value.varint()? as u32,
+            15 => once(&mut status, value.bytes()?)?,
+            16 => row.flags = value.fixed32()?,
+            _ => {}
+        }
+    }
+    row.trace_id = required(trace_id)?;
+    row.span_id = required(span_id)?;
+    row.parent_span_id = match parent {
+        [] => None,
+        bytes => Some(<[u8; 8]>::try_from(bytes).map_err(|_| Fallback)?).filter(|p| *p != [0; 8]),
+    };
+    row.kind = usize::try_from(kind)
+        .ok()
+        .and_then(|i| SpanKind::ALL.get(i).copied())
+        .ok_or(Fallback)?;
+    if let Some(bytes) = status {
+        let (message, code) = self::status(bytes)?;
+        row.status_message = message;
+        row.status_code = code;
+    }
+    sort_attributes(&mut attributes);
+    row.attributes = attributes;
+    row.events = events;
+    row.links = links;
+    Ok(())
+}
+
+/// A required id: `N` bytes, not all zero.
+fn required<const N: usize>(bytes: &[u8]) -> Result<[u8; N]> {
+    match <[u8; N]>::try_from(bytes) {
+        Ok(id) if id != [0; N] => Ok(id),
+        _ => Err(Fallback),
+    }
+}
+
+fn status(bytes: &[u8]) -> Result<(&str, StatusCode)> {
+    let (mut message, mut code) = ("", 0i32);
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            2 => message = value.str()?,
+            3 => code = value.varint()? as i32,
+            _ => {}
+        }
+    }
+    let code = usize::try_from(code)
+        .ok()
+        .and_then(|i| StatusCode::ALL.get(i).copied())
+        .ok_or(Fallback)?;
+    Ok((message, code))
+}
+
+fn event(bytes: &[u8]) -> Result<EventRow<'_>> {
+    let mut event = EventRow {
+        time_unix_nano: 0,
+        name: "",
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+    };
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            1 => event.time_unix_nano = value.fixed64()?,
+            2 => event.name = value.str()?,
+            3 => event.attributes.push(key_value(value.bytes()?)?),
+            4 => event.dropped_attributes_count = value.varint()? as u32,
+            _ => {}
+        }
+    }
+    sort_attributes(&mut event.attributes);
+    Ok(event)
+}
+
+fn link(bytes: &[u8]) -> Result<LinkRow<'_>> {
+    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+    let mut link = LinkRow {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        trace_state: "",
+        flags: 0,
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+    };
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            1 => trace_id = value.bytes()?,
+            2 => span_id = value.bytes()?,
+            3 => link.trace_state = value.str()?,
+            4 => link.attributes.push(key_value(value.bytes()?)?),
+            5 => link.dropped_attributes_count = value.varint()? as u32,
+            6 => link.flags = value.fixed32()?,
+            _ => {}
+        }
+    }
+    link.trace_id = required(trace_id)?;
+    link.span_id = required(span_id)?;
+    sort_attributes(&mut link.attributes);
+    Ok(link)
+}
+
+/// A `KeyValue` whose value is a string, bool, int or double; anything else falls back.
+fn key_value(bytes: &[u8]) -> Result<KvRef<'_>> {
+    let (mut key, mut any) = ("", None);
+    let mut fields = Fields::new(bytes);
+    while let Some((number, value)) = fields.next_field()? {
+        match number {
+            1 => key = value.str()?,
+            2 => once(&mut any, value.bytes()?)?,
+            // `key_strindex` (profiles only) is ignored, as the general path ignores it.
+            3 => {
+                value.varint()?;
+            }
+            _ => {}
+        }
+    }
+    let mut scalar = None;
+    let mut fields = Fields::new(any.ok_or(Fallback)?);
+    while let Some((number, value)) = fields.next_field()? {
+        let v = match number {
+            1 => AttrRef::Str(value.str()?),
+            2 => AttrRef::Bool(value.varint()? != 0),
+            3 => AttrRef::Int(value.varint()? as i64),
+            4 => AttrRef::Double(f64::from_bits(value.fixed64()?)),
+            // Arrays, kvlists, bytes and string indexes take the general path.
+            5..=8 => return Err(Fallback),
+            _ => continue,
+        };
+        if scalar.replace(v).is_some() {
+            return Err(Fallback);
+        }
+    }
+    Ok((key, scalar.ok_or(Fallback)?))
+}
+
+#[cfg(test)]
+mod tests;
