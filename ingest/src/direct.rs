@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use prost::Message;
 use spyglass_store::model::{Resource, Scope, SpanKind, StatusCode};
 use spyglass_store::schema::{
-    AttrRef, EventRow, KvRef, LinkRow, SpanBatchBuilder, SpanRow, sort_attributes,
+    AttrRef, EventRow, KvRef, LinkRow, SpanRow, sort_attributes, span_rows_to_batch,
 };
 
 use crate::convert;
@@ -45,16 +45,19 @@ pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
     if count == 0 {
         return Ok(None);
     }
-    let mut builder = SpanBatchBuilder::with_capacity(count);
-    let mut row = empty_row();
-    for group in &groups {
-        builder.owner(&group.resource, &group.scope);
+    // All rows first: the batch's buffers are then sized exactly.
+    let mut rows = Vec::with_capacity(count);
+    for (owner, group) in groups.iter().enumerate() {
         for bytes in &group.spans {
-            span(bytes, &mut row)?;
-            builder.push(&row);
+            rows.push((owner, span(bytes)?));
         }
     }
-    builder.finish().map(Some).map_err(|_| Fallback)
+    let owners: Vec<_> = (groups.into_iter())
+        .map(|g| (g.resource, g.scope))
+        .collect();
+    span_rows_to_batch(&owners, &rows)
+        .map(Some)
+        .map_err(|_| Fallback)
 }
 
 /// A message field that may appear once: prost merges repeats, which this path does not.
@@ -125,17 +128,12 @@ fn empty_row<'a>() -> SpanRow<'a> {
     }
 }
 
-/// Reads one span into `row` (reusing its vectors), or [`Fallback`] when it is not valid.
-fn span<'a>(bytes: &'a [u8], row: &mut SpanRow<'a>) -> Result<()> {
+/// Reads one span, or [`Fallback`] when it is not valid.
+fn span(bytes: &[u8]) -> Result<SpanRow<'_>> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut kind, mut status) = (0i32, None);
-    let mut attributes = std::mem::take(&mut row.attributes);
-    let mut events = std::mem::take(&mut row.events);
-    let mut links = std::mem::take(&mut row.links);
-    attributes.clear();
-    events.clear();
-    links.clear();
-    *row = empty_row();
+    let (mut attributes, mut events, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    let mut row = empty_row();
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match number {
@@ -177,7 +175,7 @@ fn span<'a>(bytes: &'a [u8], row: &mut SpanRow<'a>) -> Result<()> {
     row.attributes = attributes;
     row.events = events;
     row.links = links;
-    Ok(())
+    Ok(row)
 }
 
 /// A required id: `N` bytes, not all zero.

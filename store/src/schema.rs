@@ -25,7 +25,7 @@ pub use attrs::{AttrRef, KvRef, sort_attributes};
 pub use logs::{logs_from_batch, logs_schema, logs_to_batch};
 pub use metrics::{metrics_from_batch, metrics_schema, metrics_to_batch, series_id};
 pub use spans::{
-    EventRow, LinkRow, PROMOTED_SPAN_ATTRIBUTES, SpanBatchBuilder, SpanRow, spans_from_batch,
+    EventRow, LinkRow, PROMOTED_SPAN_ATTRIBUTES, SpanRow, span_rows_to_batch, spans_from_batch,
     spans_schema, spans_to_batch,
 };
 

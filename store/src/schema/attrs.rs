@@ -198,8 +198,9 @@ pub fn sort_attributes(kvs: &mut Vec<KvRef<'_>>) {
     kvs.truncate(write);
 }
 
-/// The five typed maps of an attribute set, appended one row at a time. Buffers grow as rows
-/// come and are shrunk to their contents when finished.
+/// The five typed maps of an attribute set, appended one row at a time into buffers sized
+/// exactly for the rows announced (spare capacity would be memory the memtable's budget does
+/// not see).
 pub(crate) struct AttrMapsBuilder {
     strs: MapBuilder<StringBuilder, StringBuilder>,
     ints: MapBuilder<StringBuilder, Int64Builder>,
@@ -209,36 +210,61 @@ pub(crate) struct AttrMapsBuilder {
 }
 
 impl AttrMapsBuilder {
-    /// Room for `rows` rows and a guess of their entries; the common maps (strings, ints) get
-    /// `per_row` entries per row, the others none up front.
-    pub(crate) fn with_capacity(rows: usize, per_row: usize) -> Self {
-        let keys = |n: usize| StringBuilder::with_capacity(n, n * 16);
-        let n = rows * per_row;
+    /// Room for exactly these rows.
+    pub(crate) fn for_rows<'a, 'k: 'a>(rows: impl Iterator<Item = &'a [KvRef<'k>]>) -> Self {
+        let (mut n_rows, mut counts, mut key_bytes) = (0, [0usize; 5], [0usize; 5]);
+        let (mut str_bytes, mut other_bytes) = (0, 0);
+        for kvs in rows {
+            n_rows += 1;
+            for (key, value) in kvs {
+                let kind = match value {
+                    AttrRef::Str(s) => {
+                        str_bytes += s.len();
+                        0
+                    }
+                    AttrRef::Int(_) => 1,
+                    AttrRef::Double(_) => 2,
+                    AttrRef::Bool(_) => 3,
+                    AttrRef::Other(v) => {
+                        other_bytes += typed_json::encode(v).len();
+                        4
+                    }
+                };
+                counts[kind] += 1;
+                key_bytes[kind] += key.len();
+            }
+        }
+        let keys = |i: usize| StringBuilder::with_capacity(counts[i], key_bytes[i]);
         Self {
             strs: MapBuilder::with_capacity(
                 None,
-                keys(n),
-                StringBuilder::with_capacity(n, n * 16),
-                rows,
+                keys(0),
+                StringBuilder::with_capacity(counts[0], str_bytes),
+                n_rows,
             ),
             ints: MapBuilder::with_capacity(
                 None,
-                keys(rows),
-                Int64Builder::with_capacity(rows),
-                rows,
+                keys(1),
+                Int64Builder::with_capacity(counts[1]),
+                n_rows,
             ),
             doubles: MapBuilder::with_capacity(
                 None,
-                keys(0),
-                Float64Builder::with_capacity(0),
-                rows,
+                keys(2),
+                Float64Builder::with_capacity(counts[2]),
+                n_rows,
             ),
-            bools: MapBuilder::with_capacity(None, keys(0), BooleanBuilder::with_capacity(0), rows),
+            bools: MapBuilder::with_capacity(
+                None,
+                keys(3),
+                BooleanBuilder::with_capacity(counts[3]),
+                n_rows,
+            ),
             others: MapBuilder::with_capacity(
                 None,
-                keys(0),
-                StringBuilder::with_capacity(0, 0),
-                rows,
+                keys(4),
+                StringBuilder::with_capacity(counts[4], other_bytes),
+                n_rows,
             ),
         }
     }
@@ -279,16 +305,12 @@ impl AttrMapsBuilder {
 
     /// The five map columns, in the order of [`attr_fields`].
     pub(crate) fn finish(mut self) -> Vec<ArrayRef> {
-        fn fit(mut map: MapArray) -> ArrayRef {
-            map.shrink_to_fit();
-            Arc::new(map)
-        }
         vec![
-            fit(self.strs.finish()),
-            fit(self.ints.finish()),
-            fit(self.doubles.finish()),
-            fit(self.bools.finish()),
-            fit(self.others.finish()),
+            Arc::new(self.strs.finish()),
+            Arc::new(self.ints.finish()),
+            Arc::new(self.doubles.finish()),
+            Arc::new(self.bools.finish()),
+            Arc::new(self.others.finish()),
         ]
     }
 }

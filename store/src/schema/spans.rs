@@ -10,14 +10,14 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
 mod builder;
 
-pub use builder::{EventRow, LinkRow, SpanBatchBuilder, SpanRow};
+pub use builder::{EventRow, LinkRow, SpanRow, span_rows_to_batch};
 
 use super::attrs::{
     AttrReader, AttrRef, KvRef, attr_fields, read_resource_scope, resource_scope_fields,
 };
 use super::columns::{col, list_of, parse_enum, read_list, read_span_id, read_trace_id};
 use crate::error::Result;
-use crate::model::{Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+use crate::model::{Resource, Scope, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
 /// Attributes copied into their own columns because search, RED metrics and the service graph
 /// read them most: `(column, attribute names, old semantic-convention names first-come)`.
@@ -170,12 +170,19 @@ fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOT
 }
 
 pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {
-    let mut builder = SpanBatchBuilder::with_capacity(spans.len());
-    for span in spans {
-        builder.owner(&span.resource, &span.scope);
-        builder.push(&SpanRow::of(span));
-    }
-    builder.finish()
+    let mut owners: Vec<(Arc<Resource>, Arc<Scope>)> = Vec::new();
+    let rows: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            let same = (owners.last())
+                .is_some_and(|(r, c)| Arc::ptr_eq(r, &s.resource) && Arc::ptr_eq(c, &s.scope));
+            if !same {
+                owners.push((s.resource.clone(), s.scope.clone()));
+            }
+            (owners.len() - 1, SpanRow::of(s))
+        })
+        .collect();
+    span_rows_to_batch(&owners, &rows)
 }
 
 fn read_events(items: &StructArray) -> Result<Vec<SpanEvent>> {
