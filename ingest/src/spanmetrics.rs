@@ -32,6 +32,10 @@ use spyglass_store::model::{
     Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
 };
 
+/// The generator's maps, looked up several times per span: foldhash (seeded per process)
+/// instead of SipHash, which cost more than the lookups themselves.
+type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Upper bounds of the duration histograms, in seconds.
 pub const DURATION_BOUNDS: [f64; 12] = [
     0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -198,12 +202,12 @@ struct Pending {
 #[derive(Default)]
 struct State {
     /// Service → operation → totals; looked up by `&str`, so a known series costs no allocation.
-    red: HashMap<String, HashMap<String, ByKindStatus>>,
+    red: Map<String, Map<String, ByKindStatus>>,
     edges: BTreeMap<EdgeKey, Totals>,
     /// Client spans waiting for their server child: `(trace, client span id)`.
-    clients: HashMap<(TraceId, SpanId), Pending>,
+    clients: Map<(TraceId, SpanId), Pending>,
     /// Server spans waiting for their client parent: `(trace, parent span id)`.
-    servers: HashMap<(TraceId, SpanId), Pending>,
+    servers: Map<(TraceId, SpanId), Pending>,
     /// Arrival order of waiting spans, for expiry and the bound.
     order: VecDeque<(bool, TraceId, SpanId, Instant)>,
 }

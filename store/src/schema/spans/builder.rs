@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryArray, Int64Builder, NullBufferBuilder, RecordBatch, StringBuilder,
+    ArrayRef, FixedSizeBinaryArray, Int64Array, NullBufferBuilder, RecordBatch, StringBuilder,
     UInt32Array, UInt64Array,
 };
 use arrow::buffer::{Buffer, ScalarBuffer};
@@ -116,12 +116,32 @@ pub fn span_rows_to_batch(
     for (owner, row) in rows {
         builder.push(*owner, row);
     }
-    builder.finish(owners)
+    builder.finish(owners, promoted_columns(rows))
 }
 
-enum Promoted {
-    Str(StringBuilder),
-    Int(Int64Builder),
+/// The promoted columns, each sized exactly.
+fn promoted_columns(rows: &[(usize, SpanRow<'_>)]) -> Vec<ArrayRef> {
+    let found: Vec<_> = (rows.iter())
+        .map(|(_, r)| promoted_values(&r.attributes))
+        .collect();
+    let column = |c: usize| found.iter().map(move |values| values[c]);
+    (PROMOTED_SPAN_ATTRIBUTES.iter().enumerate())
+        .map(|(c, (name, _))| -> ArrayRef {
+            if *name == INT_PROMOTED {
+                return Arc::new(Int64Array::from_iter(column(c).map(|v| match v? {
+                    AttrRef::Int(i) => Some(i),
+                    AttrRef::Str(s) => s.parse().ok(),
+                    _ => None,
+                })));
+            }
+            let bytes = column(c).flatten().map(|v| v.display().len()).sum();
+            let mut text = StringBuilder::with_capacity(rows.len(), bytes);
+            for value in column(c) {
+                text.append_option(value.map(|v| v.display()));
+            }
+            Arc::new(text.finish())
+        })
+        .collect()
 }
 
 /// The columns of a `spans` batch being written, span by span.
@@ -140,7 +160,6 @@ struct SpanBatchBuilder {
     duration: Vec<u64>,
     status_code: StringBuilder,
     status_message: StringBuilder,
-    promoted: Vec<Promoted>,
     attributes: AttrMapsBuilder,
     dropped_attributes: Vec<u32>,
     dropped_events: Vec<u32>,
@@ -181,21 +200,6 @@ impl SpanBatchBuilder {
         let spans = || rows.iter().map(|(_, r)| r);
         let events = || spans().flat_map(|s| &s.events);
         let links = || spans().flat_map(|s| &s.links);
-        let mut promoted_bytes = [0usize; PROMOTED_SPAN_ATTRIBUTES.len()];
-        for span in spans() {
-            for (bytes, value) in promoted_bytes
-                .iter_mut()
-                .zip(promoted_values(&span.attributes))
-            {
-                *bytes += value.map_or(0, |v| v.display().len());
-            }
-        }
-        let promoted = (PROMOTED_SPAN_ATTRIBUTES.iter().zip(promoted_bytes))
-            .map(|((column, _), bytes)| match *column {
-                INT_PROMOTED => Promoted::Int(Int64Builder::with_capacity(n)),
-                _ => Promoted::Str(StringBuilder::with_capacity(n, bytes)),
-            })
-            .collect();
         let n_events = events().count();
         let n_links = links().count();
         Self {
@@ -213,7 +217,6 @@ impl SpanBatchBuilder {
             duration: Vec::with_capacity(n),
             status_code: text_of(spans().map(|s| s.status_code.as_str())),
             status_message: text_of(spans().map(|s| s.status_message)),
-            promoted,
             attributes: AttrMapsBuilder::for_rows(spans().map(|s| &s.attributes[..])),
             dropped_attributes: Vec::with_capacity(n),
             dropped_events: Vec::with_capacity(n),
@@ -264,20 +267,6 @@ impl SpanBatchBuilder {
         );
         self.status_code.append_value(span.status_code.as_str());
         self.status_message.append_value(span.status_message);
-        for (builder, value) in self
-            .promoted
-            .iter_mut()
-            .zip(promoted_values(&span.attributes))
-        {
-            match builder {
-                Promoted::Int(b) => b.append_option(value.and_then(|v| match v {
-                    AttrRef::Int(i) => Some(i),
-                    AttrRef::Str(s) => s.parse().ok(),
-                    _ => None,
-                })),
-                Promoted::Str(b) => b.append_option(value.map(|v| v.display())),
-            }
-        }
         self.attributes.append(&span.attributes);
         self.dropped_attributes.push(span.dropped_attributes_count);
         self.dropped_events.push(span.dropped_events_count);
@@ -302,7 +291,11 @@ impl SpanBatchBuilder {
         }
     }
 
-    fn finish(mut self, owners: &[(Arc<Resource>, Arc<Scope>)]) -> Result<RecordBatch> {
+    fn finish(
+        mut self,
+        owners: &[(Arc<Resource>, Arc<Scope>)],
+        promoted: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
         for &o in &self.owner_of_row {
             self.service_name
                 .append_value(owners[o as usize].0.service_name());
@@ -322,12 +315,7 @@ impl SpanBatchBuilder {
             text(&mut self.status_code),
             text(&mut self.status_message),
         ];
-        for builder in self.promoted {
-            columns.push(match builder {
-                Promoted::Str(mut b) => text(&mut b),
-                Promoted::Int(mut b) => Arc::new(b.finish()),
-            });
-        }
+        columns.extend(promoted);
         columns.extend(self.attributes.finish());
         columns.push(u32s(self.dropped_attributes));
         let mut events = self.events;
