@@ -9,27 +9,24 @@
 use std::future::Future;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
 use spyglass_store::Signal;
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 mod raw;
+
+use raw::RawServer;
 
 use crate::error::{Answer, Error};
 use crate::pipeline::{Ingest, Protocol};
@@ -51,19 +48,10 @@ impl GrpcReceiver {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
         let limit = self.ingest.config().max_body_bytes;
-        macro_rules! service {
-            ($server:ident) => {
-                $server::new(self.clone())
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Zstd)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(limit)
-            };
-        }
         tonic::transport::Server::builder()
-            .add_service(raw::TraceServer::new(self.clone(), limit))
-            .add_service(service!(MetricsServiceServer))
-            .add_service(service!(LogsServiceServer))
+            .add_service(RawServer::<raw::Traces>::new(self.clone(), limit))
+            .add_service(RawServer::<raw::Metrics>::new(self.clone(), limit))
+            .add_service(RawServer::<raw::Logs>::new(self.clone(), limit))
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
             .await
     }
@@ -81,7 +69,7 @@ impl GrpcReceiver {
     /// `TraceService/Export`, with the request message's bytes (see [`raw`]).
     async fn export_traces(
         &self,
-        request: Request<bytes::Bytes>,
+        request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         self.authorize(Signal::Spans, &request)?;
         let result = self
@@ -91,6 +79,38 @@ impl GrpcReceiver {
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Spans, e))
+    }
+
+    async fn export_metrics(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.authorize(Signal::Metrics, &request)?;
+        let result = async {
+            let decoded = ExportMetricsServiceRequest::decode(request.get_ref().clone())
+                .map_err(|e| Error::Decode(e.to_string()))?;
+            self.ingest.metrics(decoded, Protocol::Grpc).await
+        };
+        result
+            .await
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Metrics, e))
+    }
+
+    async fn export_logs(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.authorize(Signal::Logs, &request)?;
+        let result = async {
+            let decoded = ExportLogsServiceRequest::decode(request.get_ref().clone())
+                .map_err(|e| Error::Decode(e.to_string()))?;
+            self.ingest.logs(decoded, Protocol::Grpc).await
+        };
+        result
+            .await
+            .map(Response::new)
+            .map_err(|e| self.status(Signal::Logs, e))
     }
 
     fn status(&self, signal: Signal, error: Error) -> Status {
@@ -111,36 +131,5 @@ impl GrpcReceiver {
             Answer::Unavailable => Status::unavailable(message),
             Answer::Internal => Status::internal(message),
         }
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.authorize(Signal::Metrics, &request)?;
-        let result = self
-            .ingest
-            .metrics(request.into_inner(), Protocol::Grpc)
-            .await;
-        result
-            .map(Response::new)
-            .map_err(|e| self.status(Signal::Metrics, e))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.authorize(Signal::Logs, &request)?;
-        let result = self.ingest.logs(request.into_inner(), Protocol::Grpc).await;
-        result
-            .map(Response::new)
-            .map_err(|e| self.status(Signal::Logs, e))
     }
 }

@@ -2,15 +2,16 @@
 //!
 //! It owns the OTLP/gRPC (`:4317`) and OTLP/HTTP (`:4318`) receivers, decoding with size
 //! limits, validation, conversion of OTLP into the store's model, backpressure and ingest
-//! authentication. It must not know Parquet, tantivy, DataFusion or the UI: it hands
-//! [`spyglass_store::Records`] to [`spyglass_store::Store::append`] and turns the store's
-//! answer into the protocol's.
+//! authentication. It must not know Parquet, tantivy, DataFusion or the UI: it hands batches in
+//! the store's schemas to [`spyglass_store::Store::append_batch`] and turns the store's answer
+//! into the protocol's. Protobuf trace requests are read straight into a batch when they can
+//! be (the fast path in `direct`); everything else is decoded, then converted.
 //!
 //! ```text
-//! gRPC :4317 ─┐                                  ┌─ ok ─────────▶ 200 / OK (+ partial success)
-//!             ├─▶ auth ─▶ size caps ─▶ decode ─▶ convert ─▶ Store::append
-//! HTTP :4318 ─┘                                  ├─ try later ──▶ 429 + Retry-After / UNAVAILABLE + RetryInfo
-//!                                                └─ disk failed ▶ 503 / UNAVAILABLE
+//! gRPC :4317 ─┐                     ┌ fast path ───────────┐        ┌─ ok ──▶ 200 / OK (+ partial success)
+//!             ├─▶ auth ─▶ size caps ┤                      ├─▶ Store::append_batch
+//! HTTP :4318 ─┘                     └ decode ─▶ convert ───┘        ├─ try later ──▶ 429 + Retry-After / UNAVAILABLE + RetryInfo
+//!                                                                   └─ disk failed ▶ 503 / UNAVAILABLE
 //! ```
 //!
 //! Main types: [`Ingest`] (the shared pipeline and its counters), [`GrpcReceiver`],

@@ -118,11 +118,12 @@ async fn a_missing_token_is_unauthenticated() {
     assert!(client.export(authorized).await.is_ok());
 }
 
-/// A message whose field 1 (`resource_spans`) holds bytes that are no `ResourceSpans`.
+/// A message whose field 1 (`resource_spans`, `resource_metrics`, `resource_logs`) holds bytes
+/// that decode as none of them.
 #[derive(Clone, PartialEq, prost::Message)]
 struct Undecodable {
     #[prost(bytes = "vec", tag = "1")]
-    resource_spans: Vec<u8>,
+    resources: Vec<u8>,
 }
 
 #[tokio::test]
@@ -133,26 +134,35 @@ async fn an_undecodable_message_is_invalid_argument_and_the_next_one_succeeds() 
         .connect()
         .await
         .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
-    // A length-delimited field 2 (scope_spans) claiming 100 bytes, with 1 behind it.
-    let garbage = Undecodable {
-        resource_spans: vec![0x12, 100, 0],
-    };
-    let codec = tonic_prost::ProstCodec::<Undecodable, ExportTraceServiceResponse>::default();
-    let status = grpc
-        .unary(tonic::Request::new(garbage), path, codec)
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains("failed to decode"),
-        "{}",
-        status.message()
-    );
+    for service in [
+        "trace.v1.TraceService",
+        "metrics.v1.MetricsService",
+        "logs.v1.LogsService",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/opentelemetry.proto.collector.{service}/Export");
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+        // Field 1 (resource_*) holds a length-delimited field 2 claiming 100 bytes, with 1 behind it.
+        let garbage = Undecodable {
+            resources: vec![0x12, 100, 0],
+        };
+        let codec = tonic_prost::ProstCodec::<Undecodable, ExportTraceServiceResponse>::default();
+        let status = grpc
+            .unary(tonic::Request::new(garbage), path, codec)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{service}: {status:?}"
+        );
+        assert!(
+            status.message().contains("failed to decode"),
+            "{service}: {}",
+            status.message()
+        );
+    }
 
     let mut client = TraceServiceClient::connect(url).await.unwrap();
     let response = client.export(request(2, 0)).await.unwrap().into_inner();

@@ -1,13 +1,17 @@
-//! `TraceService` served with the request message's bytes, so that the span fast path reads
-//! them itself (the generated server would decode them into prost structs first).
+//! The three OTLP services served with the request message's bytes: the trace fast path reads
+//! them itself, and every signal's undecodable message is answered by our code
+//! (INVALID_ARGUMENT, as OTLP asks) rather than by the generated server's codec (INTERNAL).
 //!
 //! tonic still does the framing, decompression (gzip, zstd), the size limit and the response
-//! encoding; only the codec differs from the generated one.
+//! encoding; only the codec and the routing differ from the generated servers.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -17,38 +21,92 @@ use tonic::{Request, Response, Status};
 
 use super::GrpcReceiver;
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// One OTLP service: its name and what `Export` answers.
+pub(super) trait Export: Send + Sync + 'static {
+    const SERVICE: &'static str;
+    const PATH: &'static str;
+    type Response: Message + Send + 'static;
+    fn export(
+        receiver: GrpcReceiver,
+        request: Request<Bytes>,
+    ) -> BoxFuture<Response<Self::Response>, Status>;
+}
 
-/// Decodes a message to its bytes; encodes the (prost) response.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
+pub(super) struct Traces;
+pub(super) struct Metrics;
+pub(super) struct Logs;
 
-impl Codec for RawCodec {
-    type Encode = ExportTraceServiceResponse;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
+impl Export for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Response = ExportTraceServiceResponse;
+    fn export(
+        receiver: GrpcReceiver,
+        request: Request<Bytes>,
+    ) -> BoxFuture<Response<Self::Response>, Status> {
+        Box::pin(async move { receiver.export_traces(request).await })
     }
 }
 
-impl Encoder for RawCodec {
-    type Item = ExportTraceServiceResponse;
+impl Export for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    type Response = ExportMetricsServiceResponse;
+    fn export(
+        receiver: GrpcReceiver,
+        request: Request<Bytes>,
+    ) -> BoxFuture<Response<Self::Response>, Status> {
+        Box::pin(async move { receiver.export_metrics(request).await })
+    }
+}
+
+impl Export for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Response = ExportLogsServiceResponse;
+    fn export(
+        receiver: GrpcReceiver,
+        request: Request<Bytes>,
+    ) -> BoxFuture<Response<Self::Response>, Status> {
+        Box::pin(async move { receiver.export_logs(request).await })
+    }
+}
+
+/// Decodes a message to its bytes; encodes the (prost) response `R`.
+struct RawCodec<R>(PhantomData<R>);
+
+impl<R> RawCodec<R> {
+    fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R: Message + Send + 'static> Codec for RawCodec<R> {
+    type Encode = R;
+    type Decode = Bytes;
+    type Encoder = RawCodec<R>;
+    type Decoder = RawCodec<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec::new()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec::new()
+    }
+}
+
+impl<R: Message> Encoder for RawCodec<R> {
+    type Item = R;
     type Error = Status;
 
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: R, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(dst)
             .map_err(|e| Status::internal(format!("failed to encode the response: {e}")))
     }
 }
 
-impl Decoder for RawCodec {
+impl<R> Decoder for RawCodec<R> {
     type Item = Bytes;
     type Error = Status;
 
@@ -57,39 +115,49 @@ impl Decoder for RawCodec {
     }
 }
 
-/// The `TraceService` server, for `tonic::transport::Server::add_service`.
-#[derive(Clone)]
-pub(super) struct TraceServer {
+/// A service for `tonic::transport::Server::add_service`.
+pub(super) struct RawServer<E> {
     receiver: GrpcReceiver,
     max_message_bytes: usize,
+    export: PhantomData<fn() -> E>,
 }
 
-impl TraceServer {
-    pub(super) fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
+impl<E> Clone for RawServer<E> {
+    fn clone(&self) -> Self {
         Self {
-            receiver,
-            max_message_bytes,
+            receiver: self.receiver.clone(),
+            max_message_bytes: self.max_message_bytes,
+            export: PhantomData,
         }
     }
 }
 
-impl NamedService for TraceServer {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-}
-
-struct Export(GrpcReceiver);
-
-impl UnaryService<Bytes> for Export {
-    type Response = ExportTraceServiceResponse;
-    type Future = BoxFuture<Response<Self::Response>, Status>;
-
-    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let receiver = self.0.clone();
-        Box::pin(async move { receiver.export_traces(request).await })
+impl<E> RawServer<E> {
+    pub(super) fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
+        Self {
+            receiver,
+            max_message_bytes,
+            export: PhantomData,
+        }
     }
 }
 
-impl<B> Service<http::Request<B>> for TraceServer
+impl<E: Export> NamedService for RawServer<E> {
+    const NAME: &'static str = E::SERVICE;
+}
+
+struct Method<E>(GrpcReceiver, PhantomData<fn() -> E>);
+
+impl<E: Export> UnaryService<Bytes> for Method<E> {
+    type Response = E::Response;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        E::export(self.0.clone(), request)
+    }
+}
+
+impl<E: Export, B> Service<http::Request<B>> for RawServer<E>
 where
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -103,19 +171,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != EXPORT_PATH {
-            return Box::pin(async {
-                Ok(Status::unimplemented("TraceService has only Export").into_http())
-            });
+        if request.uri().path() != E::PATH {
+            let status = Status::unimplemented(format!("{} has only Export", E::SERVICE));
+            return Box::pin(async move { Ok(status.into_http()) });
         }
         let server = self.clone();
         Box::pin(async move {
-            let mut grpc = Grpc::new(RawCodec)
+            let mut grpc = Grpc::new(RawCodec::<E::Response>::new())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(server.max_message_bytes);
-            Ok(grpc.unary(Export(server.receiver), request).await)
+            let method = Method::<E>(server.receiver, PhantomData);
+            Ok(grpc.unary(method, request).await)
         })
     }
 }

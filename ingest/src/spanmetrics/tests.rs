@@ -247,6 +247,65 @@ fn an_unanswered_client_waits_before_becoming_a_virtual_node() {
 }
 
 #[test]
+fn unanswered_clients_name_their_peer_by_the_first_attribute_present() {
+    let generator = SpanMetrics::new(Duration::from_secs(1), 1000, 0);
+    let start = Instant::now();
+    let client = |id: u8, attributes| {
+        span(
+            (1, id, None),
+            "a",
+            "call",
+            SpanKind::Client,
+            5,
+            false,
+            attributes,
+        )
+    };
+    generator.record(
+        &[
+            // peer.service before db.system before server.address.
+            client(
+                10,
+                vec![
+                    kv("server.address", "10.0.0.1"),
+                    kv("db.system", "postgresql"),
+                    kv("peer.service", "billing"),
+                ],
+            ),
+            client(
+                11,
+                vec![
+                    kv("server.address", "cache.internal"),
+                    kv("messaging.system", "kafka"),
+                ],
+            ),
+            // The old semantic-convention name of server.address.
+            client(12, vec![kv("net.peer.name", "legacy-host")]),
+            // No peer at all: no edge.
+            client(13, vec![kv("http.route", "/x")]),
+        ],
+        start,
+    );
+    let points = generator.points(start + Duration::from_secs(2), 1);
+    let edge = |server: &str, connection_type: &str| {
+        count(find(
+            &points,
+            "spyglass.service_graph.calls",
+            "a",
+            &[("server", server), ("connection_type", connection_type)],
+        ))
+    };
+    assert_eq!(edge("billing", "virtual_node"), 1);
+    assert_eq!(edge("kafka", "messaging_system"), 1);
+    assert_eq!(edge("legacy-host", "virtual_node"), 1);
+    let edges = points
+        .iter()
+        .filter(|p| p.metric_name == "spyglass.service_graph.calls")
+        .count();
+    assert_eq!(edges, 3, "one edge per client with a peer");
+}
+
+#[test]
 fn waiting_spans_are_bounded() {
     let generator = SpanMetrics::new(Duration::from_secs(60), 10, 0);
     let now = Instant::now();
