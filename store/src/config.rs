@@ -35,7 +35,8 @@ pub struct StoreConfig {
     /// Memory the memtables (data acknowledged but not yet in Parquet) may use, in bytes.
     /// When it is full, appends are answered "retry later" until a flush frees it.
     pub memtable_max_bytes: u64,
-    /// Flush the memtables to Parquet parts once they hold this many bytes.
+    /// Flush the memtables to Parquet parts once they hold this many bytes. A flush's working
+    /// set (the sorted copy, Parquet and index buffers) grows with it.
     pub flush_bytes: u64,
     /// Flush the memtables at least this often, in seconds, so that the WAL stays short.
     pub flush_interval_secs: u64,
@@ -71,7 +72,7 @@ impl Default for StoreConfig {
             wal_segment_bytes: 64 << 20,
             wal_queue_depth: 4096,
             memtable_max_bytes: 512 << 20,
-            flush_bytes: 128 << 20,
+            flush_bytes: 64 << 20,
             flush_interval_secs: 60,
             parquet_zstd_level: 3,
             parquet_row_group_rows: 64 * 1024,
