@@ -47,96 +47,13 @@ pub(crate) fn attr_fields(prefix: &str) -> Vec<Field> {
 
 /// The five map columns for `rows`, in the order of [`attr_fields`].
 pub(crate) fn attr_arrays<'a>(rows: impl Iterator<Item = &'a Attributes> + Clone) -> Vec<ArrayRef> {
-    // Size every builder exactly: default capacities would hold kilobytes per column even for
-    // a one-row batch, and the memtable budget counts what batches hold.
-    let (mut n_rows, mut counts, mut key_bytes, mut str_bytes) = (0, [0usize; 5], [0usize; 5], 0);
-    for attrs in rows.clone() {
-        n_rows += 1;
-        for kv in attrs.iter() {
-            let kind = match &kv.value {
-                AttrValue::Str(s) => {
-                    str_bytes += s.len();
-                    0
-                }
-                AttrValue::Int(_) => 1,
-                AttrValue::Double(_) => 2,
-                AttrValue::Bool(_) => 3,
-                _ => 4,
-            };
-            counts[kind] += 1;
-            key_bytes[kind] += kv.key.len();
-        }
-    }
-    let keys = |i: usize| StringBuilder::with_capacity(counts[i], key_bytes[i]);
-    let mut strs = MapBuilder::with_capacity(
-        None,
-        keys(0),
-        StringBuilder::with_capacity(counts[0], str_bytes),
-        n_rows,
-    );
-    let mut ints = MapBuilder::with_capacity(
-        None,
-        keys(1),
-        Int64Builder::with_capacity(counts[1]),
-        n_rows,
-    );
-    let mut doubles = MapBuilder::with_capacity(
-        None,
-        keys(2),
-        Float64Builder::with_capacity(counts[2]),
-        n_rows,
-    );
-    let mut bools = MapBuilder::with_capacity(
-        None,
-        keys(3),
-        BooleanBuilder::with_capacity(counts[3]),
-        n_rows,
-    );
-    let mut others = MapBuilder::with_capacity(
-        None,
-        keys(4),
-        StringBuilder::with_capacity(counts[4], 16 * counts[4]),
-        n_rows,
-    );
+    let kvs =
+        |attrs: &'a Attributes| (attrs.iter()).map(|kv| (kv.key.as_str(), AttrRef::of(&kv.value)));
+    let mut maps = AttrMapsBuilder::for_rows(rows.clone().map(kvs));
     for attrs in rows {
-        for KeyValue { key, value } in attrs.iter() {
-            match value {
-                AttrValue::Str(s) => {
-                    strs.keys().append_value(key);
-                    strs.values().append_value(s);
-                }
-                AttrValue::Int(i) => {
-                    ints.keys().append_value(key);
-                    ints.values().append_value(*i);
-                }
-                AttrValue::Double(d) => {
-                    doubles.keys().append_value(key);
-                    doubles.values().append_value(*d);
-                }
-                AttrValue::Bool(b) => {
-                    bools.keys().append_value(key);
-                    bools.values().append_value(*b);
-                }
-                other => {
-                    others.keys().append_value(key);
-                    others.values().append_value(typed_json::encode(other));
-                }
-            }
-        }
-        const CONSISTENT: &str = "keys and values are appended in pairs";
-        strs.append(true).expect(CONSISTENT);
-        ints.append(true).expect(CONSISTENT);
-        doubles.append(true).expect(CONSISTENT);
-        bools.append(true).expect(CONSISTENT);
-        others.append(true).expect(CONSISTENT);
+        maps.append(kvs(attrs));
     }
-    vec![
-        Arc::new(strs.finish()),
-        Arc::new(ints.finish()),
-        Arc::new(doubles.finish()),
-        Arc::new(bools.finish()),
-        Arc::new(others.finish()),
-    ]
+    maps.finish()
 }
 
 /// An attribute value borrowed from where it is read: a model attribute set, or the bytes of an
@@ -199,8 +116,7 @@ pub fn sort_attributes(kvs: &mut Vec<KvRef<'_>>) {
 }
 
 /// The five typed maps of an attribute set, appended one row at a time into buffers sized
-/// exactly for the rows announced (spare capacity would be memory the memtable's budget does
-/// not see).
+/// exactly for the rows announced.
 pub(crate) struct AttrMapsBuilder {
     strs: MapBuilder<StringBuilder, StringBuilder>,
     ints: MapBuilder<StringBuilder, Int64Builder>,
@@ -210,8 +126,13 @@ pub(crate) struct AttrMapsBuilder {
 }
 
 impl AttrMapsBuilder {
-    /// Room for exactly these rows.
-    pub(crate) fn for_rows<'a, 'k: 'a>(rows: impl Iterator<Item = &'a [KvRef<'k>]>) -> Self {
+    /// Room for exactly these rows. Sizing every builder exactly matters: default capacities
+    /// would hold kilobytes per column even for a one-row batch, and spare capacity is memory
+    /// the memtable's budget does not count.
+    pub(crate) fn for_rows<'k, R>(rows: impl Iterator<Item = R>) -> Self
+    where
+        R: IntoIterator<Item = KvRef<'k>>,
+    {
         let (mut n_rows, mut counts, mut key_bytes) = (0, [0usize; 5], [0usize; 5]);
         let (mut str_bytes, mut other_bytes) = (0, 0);
         for kvs in rows {
@@ -270,8 +191,8 @@ impl AttrMapsBuilder {
     }
 
     /// Appends one row: `kvs` sorted by key with unique keys (see [`sort_attributes`]).
-    pub(crate) fn append(&mut self, kvs: &[KvRef<'_>]) {
-        for &(key, value) in kvs {
+    pub(crate) fn append<'k>(&mut self, kvs: impl IntoIterator<Item = KvRef<'k>>) {
+        for (key, value) in kvs {
             match value {
                 AttrRef::Str(s) => {
                     self.strs.keys().append_value(key);

@@ -217,7 +217,7 @@ impl SpanBatchBuilder {
             duration: Vec::with_capacity(n),
             status_code: text_of(spans().map(|s| s.status_code.as_str())),
             status_message: text_of(spans().map(|s| s.status_message)),
-            attributes: AttrMapsBuilder::for_rows(spans().map(|s| &s.attributes[..])),
+            attributes: AttrMapsBuilder::for_rows(spans().map(|s| s.attributes.iter().copied())),
             dropped_attributes: Vec::with_capacity(n),
             dropped_events: Vec::with_capacity(n),
             dropped_links: Vec::with_capacity(n),
@@ -225,7 +225,9 @@ impl SpanBatchBuilder {
                 per_span: Vec::with_capacity(n),
                 time: Vec::with_capacity(n_events),
                 name: text_of(events().map(|e| e.name)),
-                attributes: AttrMapsBuilder::for_rows(events().map(|e| &e.attributes[..])),
+                attributes: AttrMapsBuilder::for_rows(
+                    events().map(|e| e.attributes.iter().copied()),
+                ),
                 dropped: Vec::with_capacity(n_events),
             },
             links: LinksBuilder {
@@ -234,7 +236,9 @@ impl SpanBatchBuilder {
                 span_id: Vec::with_capacity(n_links * 8),
                 trace_state: text_of(links().map(|l| l.trace_state)),
                 flags: Vec::with_capacity(n_links),
-                attributes: AttrMapsBuilder::for_rows(links().map(|l| &l.attributes[..])),
+                attributes: AttrMapsBuilder::for_rows(
+                    links().map(|l| l.attributes.iter().copied()),
+                ),
                 dropped: Vec::with_capacity(n_links),
             },
             owner_of_row: Vec::with_capacity(n),
@@ -267,7 +271,7 @@ impl SpanBatchBuilder {
         );
         self.status_code.append_value(span.status_code.as_str());
         self.status_message.append_value(span.status_message);
-        self.attributes.append(&span.attributes);
+        self.attributes.append(span.attributes.iter().copied());
         self.dropped_attributes.push(span.dropped_attributes_count);
         self.dropped_events.push(span.dropped_events_count);
         self.dropped_links.push(span.dropped_links_count);
@@ -276,7 +280,7 @@ impl SpanBatchBuilder {
         for e in &span.events {
             events.time.push(e.time_unix_nano);
             events.name.append_value(e.name);
-            events.attributes.append(&e.attributes);
+            events.attributes.append(e.attributes.iter().copied());
             events.dropped.push(e.dropped_attributes_count);
         }
         let links = &mut self.links;
@@ -286,7 +290,7 @@ impl SpanBatchBuilder {
             links.span_id.extend_from_slice(&l.span_id);
             links.trace_state.append_value(l.trace_state);
             links.flags.push(l.flags);
-            links.attributes.append(&l.attributes);
+            links.attributes.append(l.attributes.iter().copied());
             links.dropped.push(l.dropped_attributes_count);
         }
     }
