@@ -3,10 +3,11 @@
 //! It owns the data model ([`model`]), the Arrow schemas of the `spans`, `metrics` and `logs`
 //! tables ([`schema`]), the write-ahead log, the memtables, Parquet parts, the tantivy trace
 //! index, the manifest, compaction and retention. It must not know OTLP, HTTP, gRPC or
-//! DataFusion: `ingest` converts OTLP into [`model`] types, `query` reads [`Snapshot`]s.
+//! DataFusion: `ingest` converts OTLP into [`model`] types or reads it straight into rows of the
+//! table schemas ([`schema::SpanRow`]), `query` reads [`Snapshot`]s.
 //!
 //! ```text
-//! append(Records) ─▶ Arrow batch ─▶ WAL (group commit, fsync) ─▶ memtable ─▶ ack
+//! append(Records) / append_batch ─▶ WAL (group commit, fsync) ─▶ memtable ─▶ ack
 //!                                                                   │ flush (size / age)
 //!                          manifest.json ◀── commit ◀── Parquet part + trace index per hour
 //!                                │
