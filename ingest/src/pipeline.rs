@@ -182,7 +182,7 @@ impl Ingest {
     }
 
     /// A protobuf trace request as it came: read straight into the table's columns when the
-    /// fast path takes it (see [`crate::direct`]), decoded and converted otherwise.
+    /// fast path (`direct`) takes it, decoded and converted otherwise.
     pub async fn traces_protobuf(
         &self,
         body: &[u8],
