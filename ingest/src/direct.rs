@@ -68,64 +68,49 @@ fn once<'a>(slot: &mut Option<&'a [u8]>, bytes: &'a [u8]) -> Result<()> {
     }
 }
 
-fn resource_spans<'a>(bytes: &'a [u8], groups: &mut Vec<Group<'a>>) -> Result<()> {
-    let (mut resource, mut scopes, mut schema_url) = (None, Vec::new(), "");
+/// A `ResourceSpans` or `ScopeSpans`: they share one layout.
+struct Layer<'a, M> {
+    /// Field 1, decoded by prost: the resource or the scope.
+    owner: Option<M>,
+    /// Field 2, left as bytes: the scope groups or the spans.
+    children: Vec<&'a [u8]>,
+    /// Field 3.
+    schema_url: &'a str,
+}
+
+fn layer<M: Message + Default>(bytes: &[u8]) -> Result<Layer<'_, M>> {
+    let (mut owner, mut children, mut schema_url) = (None, Vec::new(), "");
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match number {
-            1 => once(&mut resource, value.bytes()?)?,
-            2 => scopes.push(value.bytes()?),
+            1 => once(&mut owner, value.bytes()?)?,
+            2 => children.push(value.bytes()?),
             3 => schema_url = value.str()?,
             _ => {}
         }
     }
-    let resource = resource
-        .map(|b| OtlpResource::decode(b).map_err(|_| Fallback))
+    let owner = owner
+        .map(|b| M::decode(b).map_err(|_| Fallback))
         .transpose()?;
-    let resource = convert::resource(resource.as_ref(), schema_url);
-    for bytes in scopes {
-        let (mut scope, mut spans, mut schema_url) = (None, Vec::new(), "");
-        let mut fields = Fields::new(bytes);
-        while let Some((number, value)) = fields.next_field()? {
-            match number {
-                1 => once(&mut scope, value.bytes()?)?,
-                2 => spans.push(value.bytes()?),
-                3 => schema_url = value.str()?,
-                _ => {}
-            }
-        }
-        let scope = scope
-            .map(|b| InstrumentationScope::decode(b).map_err(|_| Fallback))
-            .transpose()?;
+    Ok(Layer {
+        owner,
+        children,
+        schema_url,
+    })
+}
+
+fn resource_spans<'a>(bytes: &'a [u8], groups: &mut Vec<Group<'a>>) -> Result<()> {
+    let resource_spans = layer::<OtlpResource>(bytes)?;
+    let resource = convert::resource(resource_spans.owner.as_ref(), resource_spans.schema_url);
+    for bytes in resource_spans.children {
+        let scope_spans = layer::<InstrumentationScope>(bytes)?;
         groups.push(Group {
             resource: resource.clone(),
-            scope: convert::scope(scope.as_ref(), schema_url),
-            spans,
+            scope: convert::scope(scope_spans.owner.as_ref(), scope_spans.schema_url),
+            spans: scope_spans.children,
         });
     }
     Ok(())
-}
-
-fn empty_row<'a>() -> SpanRow<'a> {
-    SpanRow {
-        trace_id: [0; 16],
-        span_id: [0; 8],
-        parent_span_id: None,
-        trace_state: "",
-        flags: 0,
-        name: "",
-        kind: SpanKind::Unspecified,
-        start_time_unix_nano: 0,
-        end_time_unix_nano: 0,
-        status_code: StatusCode::Unset,
-        status_message: "",
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        dropped_links_count: 0,
-    }
 }
 
 /// Reads one span, or [`Fallback`] when it is not valid.
@@ -133,7 +118,7 @@ fn span(bytes: &[u8]) -> Result<SpanRow<'_>> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut kind, mut status) = (0i32, None);
     let (mut attributes, mut events, mut links) = (Vec::new(), Vec::new(), Vec::new());
-    let mut row = empty_row();
+    let mut row = SpanRow::default();
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match number {
@@ -204,12 +189,7 @@ fn status(bytes: &[u8]) -> Result<(&str, StatusCode)> {
 }
 
 fn event(bytes: &[u8]) -> Result<EventRow<'_>> {
-    let mut event = EventRow {
-        time_unix_nano: 0,
-        name: "",
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-    };
+    let mut event = EventRow::default();
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match number {
@@ -226,14 +206,7 @@ fn event(bytes: &[u8]) -> Result<EventRow<'_>> {
 
 fn link(bytes: &[u8]) -> Result<LinkRow<'_>> {
     let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
-    let mut link = LinkRow {
-        trace_id: [0; 16],
-        span_id: [0; 8],
-        trace_state: "",
-        flags: 0,
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-    };
+    let mut link = LinkRow::default();
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match number {

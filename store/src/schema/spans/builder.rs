@@ -21,7 +21,7 @@ use crate::model::{Resource, Scope, Span, SpanKind, StatusCode};
 
 /// One span's fields, borrowed. `attributes` (and each event's and link's) must be sorted by
 /// key with unique keys, as [`crate::schema::sort_attributes`] leaves them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SpanRow<'a> {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
@@ -42,7 +42,7 @@ pub struct SpanRow<'a> {
     pub dropped_links_count: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EventRow<'a> {
     pub time_unix_nano: u64,
     pub name: &'a str,
@@ -50,7 +50,7 @@ pub struct EventRow<'a> {
     pub dropped_attributes_count: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LinkRow<'a> {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
