@@ -337,3 +337,29 @@ proptest! {
         round_trip(&Records::Logs(logs))?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The builder sizes every buffer before writing, so a batch holds no memory the memtable's
+    /// budget does not count; and each row's series id is that of its own point.
+    #[test]
+    fn metric_batches_are_exactly_sized_and_name_their_series(
+        points in vec(metric_point(), 100..200)
+    ) {
+        let batch = crate::schema::metrics_to_batch(&points)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let used = crate::memtable::batch_bytes(&batch) as usize;
+        let held = batch.get_array_memory_size();
+        prop_assert!(held - used <= 32 << 10, "held {} for {} used", held, used);
+        let ids = batch
+            .column_by_name("series_id")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+            .expect("series_id column");
+        for (point, id) in points.iter().zip(ids.values()) {
+            let expected =
+                crate::schema::series_id(&point.metric_name, &point.attributes, &point.resource);
+            prop_assert_eq!(*id, expected);
+        }
+    }
+}

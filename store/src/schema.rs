@@ -23,7 +23,10 @@ use crate::model::{LogRecord, MetricPoint, Signal, Span};
 
 pub use attrs::{AttrRef, KvRef, sort_attributes};
 pub use logs::{logs_from_batch, logs_schema, logs_to_batch};
-pub use metrics::{metrics_from_batch, metrics_schema, metrics_to_batch, series_id};
+pub use metrics::{
+    ExemplarRow, Fixed64, Fixed64s, MetricRow, PointRow, ValueRef, metrics_from_batch,
+    metrics_schema, metrics_to_batch, point_rows_to_batch, series_id,
+};
 pub use spans::{
     EventRow, LinkRow, PROMOTED_SPAN_ATTRIBUTES, SpanRow, span_rows_to_batch, spans_from_batch,
     spans_schema, spans_to_batch,

@@ -44,8 +44,10 @@ pub(crate) fn span_ids<'a>(ids: impl Iterator<Item = Option<&'a SpanId>>) -> Arr
     fixed(ids.map(|id| id.map(|id| &id.0[..])), 8)
 }
 
-fn fixed<'a>(values: impl Iterator<Item = Option<&'a [u8]>>, size: i32) -> ArrayRef {
-    let mut builder = FixedSizeBinaryBuilder::new(size);
+/// A column of fixed-width ids, sized exactly (the builder's default holds 1,024 rows).
+pub(crate) fn fixed<'a>(values: impl Iterator<Item = Option<&'a [u8]>>, size: i32) -> ArrayRef {
+    let values: Vec<_> = values.collect();
+    let mut builder = FixedSizeBinaryBuilder::with_capacity(values.len(), size);
     for value in values {
         match value {
             Some(v) => builder

@@ -1,22 +1,23 @@
 //! The `metrics` table: one row per data point.
 
+mod builder;
+
+pub use builder::{
+    ExemplarRow, Fixed64, Fixed64s, MetricRow, PointRow, ValueRef, point_rows_to_batch,
+};
+
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array,
-    Int64Array, ListArray, RecordBatch, StringArray, StringBuilder, StructArray, UInt32Array,
-    UInt64Array,
+    Array, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
+    ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, SchemaRef, UInt64Type};
 
 use super::attrs::{
-    AttrReader, attr_arrays, attr_fields, read_resource_scope, resource_scope_arrays,
-    resource_scope_fields,
+    AttrReader, AttrRef, KvRef, attr_fields, read_resource_scope, resource_scope_fields,
 };
-use super::columns::{
-    col, list_array, list_of, parse_enum, read_list, read_span_id, read_trace_id, span_ids,
-    strings, trace_ids, u32s, u64s,
-};
+use super::columns::{col, list_of, parse_enum, read_list, read_span_id, read_trace_id};
 use crate::error::{Error, Result};
 use crate::model::{
     AttrValue, Attributes, Exemplar, ExpBuckets, MetricPoint, MetricType, NumberValue, PointValue,
@@ -111,309 +112,87 @@ impl Fnv {
         }
     }
 
+    fn named(metric_name: &str) -> Self {
+        let mut h = Fnv(Fnv::START);
+        h.feed(metric_name.as_bytes());
+        h
+    }
+
     /// A value with its type, without building any text.
-    fn value(&mut self, value: &AttrValue) {
+    fn value(&mut self, value: AttrRef<'_>) {
         match value {
-            AttrValue::Empty => self.feed(b"e"),
-            AttrValue::Str(s) => {
+            AttrRef::Str(s) => {
                 self.feed(b"s");
                 self.feed(s.as_bytes());
             }
-            AttrValue::Bool(b) => self.feed(if *b { b"bt" } else { b"bf" }),
-            AttrValue::Int(i) => {
+            AttrRef::Bool(b) => self.feed(if b { b"bt" } else { b"bf" }),
+            AttrRef::Int(i) => {
                 self.feed(b"i");
                 self.feed(&i.to_le_bytes());
             }
-            AttrValue::Double(d) => {
+            AttrRef::Double(d) => {
                 self.feed(b"d");
                 self.feed(&d.to_bits().to_le_bytes());
             }
-            AttrValue::Bytes(b) => {
+            AttrRef::Other(AttrValue::Empty) => self.feed(b"e"),
+            AttrRef::Other(AttrValue::Bytes(b)) => {
                 self.feed(b"y");
                 self.feed(b);
             }
-            AttrValue::Array(items) => {
+            AttrRef::Other(AttrValue::Array(items)) => {
                 self.feed(b"a");
                 for item in items {
-                    self.value(item);
+                    self.value(AttrRef::of(item));
                 }
             }
-            AttrValue::KvList(kvs) => {
+            AttrRef::Other(AttrValue::KvList(kvs)) => {
                 self.feed(b"k");
                 for kv in kvs {
                     self.feed(kv.key.as_bytes());
-                    self.value(&kv.value);
+                    self.value(AttrRef::of(&kv.value));
                 }
             }
+            // A scalar wrapped as `Other` hashes as the scalar it is.
+            AttrRef::Other(scalar) => self.value(AttrRef::of(scalar)),
         }
     }
 
-    fn attributes(&mut self, set: &Attributes) {
+    fn attributes<'k>(&mut self, set: impl IntoIterator<Item = KvRef<'k>>) {
         self.feed(b"\x01");
-        for kv in set.iter() {
-            self.feed(kv.key.as_bytes());
-            self.value(&kv.value);
+        for (key, value) in set {
+            self.feed(key.as_bytes());
+            self.value(value);
         }
     }
+
+    /// The series id, once the metric name is hashed into `self`.
+    fn series<'k>(mut self, attributes: impl IntoIterator<Item = KvRef<'k>>, resource: u64) -> u64 {
+        self.attributes(attributes);
+        self.feed(&resource.to_le_bytes());
+        self.0
+    }
+}
+
+fn kv_refs(attributes: &Attributes) -> impl Iterator<Item = KvRef<'_>> {
+    (attributes.iter()).map(|kv| (kv.key.as_str(), AttrRef::of(&kv.value)))
 }
 
 /// A stable 64-bit identity of a series: metric name, its labels and its resource's labels.
 /// FNV-1a over a canonical binary form of the typed values, so it never changes between
 /// versions or machines.
 pub fn series_id(metric_name: &str, attributes: &Attributes, resource: &Resource) -> u64 {
-    series_id_with(metric_name, attributes, resource_hash(resource))
+    Fnv::named(metric_name).series(kv_refs(attributes), resource_hash(resource))
 }
 
 fn resource_hash(resource: &Resource) -> u64 {
     let mut h = Fnv(Fnv::START);
-    h.attributes(&resource.attributes);
+    h.attributes(kv_refs(&resource.attributes));
     h.0
 }
 
-fn series_id_with(metric_name: &str, attributes: &Attributes, resource_hash: u64) -> u64 {
-    let mut h = Fnv(Fnv::START);
-    h.feed(metric_name.as_bytes());
-    series_id_after_name(h, attributes, resource_hash)
-}
-
-/// The rest of [`series_id_with`] once the metric name is hashed.
-fn series_id_after_name(mut named: Fnv, attributes: &Attributes, resource_hash: u64) -> u64 {
-    named.attributes(attributes);
-    named.feed(&resource_hash.to_le_bytes());
-    named.0
-}
-
-/// The `series_id` column. Points of one metric and one resource come one after another in a
-/// request: the name and the resource's labels are hashed once per run of such points.
-fn series_ids(points: &[MetricPoint]) -> ArrayRef {
-    let mut resource: Option<(*const Resource, u64)> = None;
-    let mut named: Option<(&str, Fnv)> = None;
-    u64s(points.iter().map(|p| {
-        let r = match resource {
-            Some((ptr, hash)) if ptr == Arc::as_ptr(&p.resource) => hash,
-            _ => {
-                let hash = resource_hash(&p.resource);
-                resource = Some((Arc::as_ptr(&p.resource), hash));
-                hash
-            }
-        };
-        let prefix = match named {
-            Some((name, prefix)) if name == p.metric_name => prefix,
-            _ => {
-                let mut prefix = Fnv(Fnv::START);
-                prefix.feed(p.metric_name.as_bytes());
-                named = Some((&p.metric_name, prefix));
-                prefix
-            }
-        };
-        series_id_after_name(prefix, &p.attributes, r)
-    }))
-}
-
-/// The `prometheus_name` column, computed once per run of points of one metric.
-fn prometheus_names(points: &[MetricPoint]) -> ArrayRef {
-    let same_metric = |a: &MetricPoint, b: &MetricPoint| {
-        a.metric_name == b.metric_name
-            && a.unit == b.unit
-            && a.metric_type == b.metric_type
-            && a.is_monotonic == b.is_monotonic
-    };
-    let mut out = StringBuilder::with_capacity(points.len(), 32 * points.len());
-    for run in points.chunk_by(same_metric) {
-        let name = run[0].prometheus_name();
-        for _ in run {
-            out.append_value(&name);
-        }
-    }
-    Arc::new(out.finish())
-}
-
-struct Parts {
-    count: Option<u64>,
-    sum: Option<f64>,
-    min: Option<f64>,
-    max: Option<f64>,
-}
-
-fn hist_parts(value: &PointValue) -> Parts {
-    match value {
-        PointValue::Number(_) => Parts {
-            count: None,
-            sum: None,
-            min: None,
-            max: None,
-        },
-        PointValue::Histogram {
-            count,
-            sum,
-            min,
-            max,
-            ..
-        }
-        | PointValue::ExponentialHistogram {
-            count,
-            sum,
-            min,
-            max,
-            ..
-        } => Parts {
-            count: Some(*count),
-            sum: *sum,
-            min: *min,
-            max: *max,
-        },
-        PointValue::Summary { count, sum, .. } => Parts {
-            count: Some(*count),
-            sum: Some(*sum),
-            min: None,
-            max: None,
-        },
-    }
-}
-
-fn number(value: &PointValue) -> Option<NumberValue> {
-    match value {
-        PointValue::Number(n) => Some(*n),
-        _ => None,
-    }
-}
-
-fn exp(value: &PointValue) -> Option<(i32, u64, f64, &ExpBuckets, &ExpBuckets)> {
-    match value {
-        PointValue::ExponentialHistogram {
-            scale,
-            zero_count,
-            zero_threshold,
-            positive,
-            negative,
-            ..
-        } => Some((*scale, *zero_count, *zero_threshold, positive, negative)),
-        _ => None,
-    }
-}
-
-fn u64_lists<'a>(rows: impl Iterator<Item = &'a [u64]>) -> ArrayRef {
-    Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(
-        rows.map(|r| Some(r.iter().map(|v| Some(*v)))),
-    ))
-}
-
 pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
-    let empty: &[u64] = &[];
-    let mut columns: Vec<ArrayRef> = vec![
-        strings(points.iter().map(|p| p.metric_name.as_str())),
-        prometheus_names(points),
-        strings(points.iter().map(|p| p.description.as_str())),
-        strings(points.iter().map(|p| p.unit.as_str())),
-        strings(points.iter().map(|p| p.metric_type.as_str())),
-        strings(points.iter().map(|p| p.temporality.as_str())),
-        Arc::new(BooleanArray::from_iter(
-            points.iter().map(|p| Some(p.is_monotonic)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            points.iter().map(|p| p.service_name()),
-        )),
-        series_ids(points),
-    ];
-    columns.extend(attr_arrays(points.iter().map(|p| &p.attributes)));
-    let parts: Vec<Parts> = points.iter().map(|p| hist_parts(&p.value)).collect();
-    let exps: Vec<_> = points.iter().map(|p| exp(&p.value)).collect();
-    columns.extend([
-        u64s(points.iter().map(|p| p.time_unix_nano)),
-        u64s(points.iter().map(|p| p.start_time_unix_nano)),
-        u32s(points.iter().map(|p| p.flags)),
-        Arc::new(Float64Array::from_iter(
-            points
-                .iter()
-                .map(|p| number(&p.value).map(NumberValue::as_f64)),
-        )) as ArrayRef,
-        Arc::new(Int64Array::from_iter(points.iter().map(|p| {
-            match number(&p.value) {
-                Some(NumberValue::Int(i)) => Some(i),
-                _ => None,
-            }
-        }))),
-        Arc::new(UInt64Array::from_iter(parts.iter().map(|p| p.count))),
-        Arc::new(Float64Array::from_iter(parts.iter().map(|p| p.sum))),
-        Arc::new(Float64Array::from_iter(parts.iter().map(|p| p.min))),
-        Arc::new(Float64Array::from_iter(parts.iter().map(|p| p.max))),
-        u64_lists(points.iter().map(|p| match &p.value {
-            PointValue::Histogram { bucket_counts, .. } => bucket_counts.as_slice(),
-            _ => empty,
-        })),
-        Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
-            points.iter().map(|p| {
-                let bounds: &[f64] = match &p.value {
-                    PointValue::Histogram {
-                        explicit_bounds, ..
-                    } => explicit_bounds,
-                    _ => &[],
-                };
-                Some(bounds.iter().map(|b| Some(*b)))
-            }),
-        )),
-        Arc::new(Int32Array::from_iter(exps.iter().map(|e| e.map(|e| e.0)))),
-        Arc::new(UInt64Array::from_iter(exps.iter().map(|e| e.map(|e| e.1)))),
-        Arc::new(Float64Array::from_iter(exps.iter().map(|e| e.map(|e| e.2)))),
-        Arc::new(Int32Array::from_iter(
-            exps.iter().map(|e| e.map(|e| e.3.offset)),
-        )),
-        u64_lists(
-            exps.iter()
-                .map(|e| e.map_or(empty, |e| e.3.bucket_counts.as_slice())),
-        ),
-        Arc::new(Int32Array::from_iter(
-            exps.iter().map(|e| e.map(|e| e.4.offset)),
-        )),
-        u64_lists(
-            exps.iter()
-                .map(|e| e.map_or(empty, |e| e.4.bucket_counts.as_slice())),
-        ),
-        quantiles_array(points)?,
-        exemplars_array(points)?,
-    ]);
-    let owners: Vec<_> = points.iter().map(|p| (&p.resource, &p.scope)).collect();
-    columns.extend(resource_scope_arrays(&owners)?);
-    Ok(RecordBatch::try_new(metrics_schema(), columns)?)
-}
-
-fn quantiles_array(points: &[MetricPoint]) -> Result<ArrayRef> {
-    let none: &[Quantile] = &[];
-    let per_row: Vec<&[Quantile]> = points
-        .iter()
-        .map(|p| match &p.value {
-            PointValue::Summary { quantiles, .. } => quantiles.as_slice(),
-            _ => none,
-        })
-        .collect();
-    let all: Vec<&Quantile> = per_row.iter().flat_map(|q| q.iter()).collect();
-    let children: Vec<ArrayRef> = vec![
-        Arc::new(Float64Array::from_iter_values(
-            all.iter().map(|q| q.quantile),
-        )),
-        Arc::new(Float64Array::from_iter_values(all.iter().map(|q| q.value))),
-    ];
-    let lens: Vec<usize> = per_row.iter().map(|q| q.len()).collect();
-    list_array(quantile_fields(), children, &lens)
-}
-
-fn exemplars_array(points: &[MetricPoint]) -> Result<ArrayRef> {
-    let all: Vec<&Exemplar> = points.iter().flat_map(|p| &p.exemplars).collect();
-    let mut children: Vec<ArrayRef> = vec![
-        u64s(all.iter().map(|e| e.time_unix_nano)),
-        Arc::new(Float64Array::from_iter_values(
-            all.iter().map(|e| e.value.as_f64()),
-        )),
-        Arc::new(Int64Array::from_iter(all.iter().map(|e| match e.value {
-            NumberValue::Int(i) => Some(i),
-            NumberValue::Double(_) => None,
-        }))),
-        trace_ids(all.iter().map(|e| e.trace_id.as_ref())),
-        span_ids(all.iter().map(|e| e.span_id.as_ref())),
-    ];
-    children.extend(attr_arrays(all.iter().map(|e| &e.filtered_attributes)));
-    let lens: Vec<usize> = points.iter().map(|p| p.exemplars.len()).collect();
-    list_array(exemplar_fields(), children, &lens)
+    let (owners, metrics, rows) = builder::rows_of(points);
+    point_rows_to_batch(&owners, &metrics, &rows)
 }
 
 fn read_number(value: &Float64Array, value_int: &Int64Array, i: usize) -> NumberValue {
@@ -592,5 +371,39 @@ mod tests {
             id("m", Attributes::default()),
             series_id("m", &Attributes::default(), &Resource::default())
         );
+    }
+
+    /// Stored ids must stay what earlier versions wrote: a value of every type, pinned.
+    #[test]
+    fn series_ids_do_not_change_between_versions() {
+        let kv = |key: &str, value| KeyValue {
+            key: key.into(),
+            value,
+        };
+        let resource = Resource {
+            attributes: Attributes::new(vec![
+                kv("service.name", AttrValue::Str("checkout".into())),
+                kv("host.cpus", AttrValue::Int(8)),
+            ]),
+            ..Resource::default()
+        };
+        let attributes = Attributes::new(vec![
+            kv("route", AttrValue::Str("/cart".into())),
+            kv("code", AttrValue::Int(-200)),
+            kv("ratio", AttrValue::Double(0.25)),
+            kv("ok", AttrValue::Bool(true)),
+            kv("raw", AttrValue::Bytes(vec![0, 255])),
+            kv("empty", AttrValue::Empty),
+            kv(
+                "list",
+                AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("x".into())]),
+            ),
+            kv(
+                "map",
+                AttrValue::KvList(vec![kv("inner", AttrValue::Bool(false))]),
+            ),
+        ]);
+        let id = series_id("http.server.duration", &attributes, &resource);
+        assert_eq!(id, 0x0200_398f_88a9_e4c3);
     }
 }
