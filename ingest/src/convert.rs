@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use spyglass_store::model::{self, AttrValue, Attributes, Resource, Scope, SpanId, TraceId};
 
 pub use logs::logs;
+pub(crate) use metrics::NO_RECORDED_VALUE;
 pub use metrics::metrics;
 pub use traces::spans;
 

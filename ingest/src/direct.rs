@@ -25,6 +25,10 @@ use spyglass_store::schema::{
 use crate::convert;
 use crate::wire::{Fallback, Fields, Result};
 
+mod metrics;
+
+pub(crate) use metrics::metrics;
+
 /// The spans of one scope group, not yet read.
 struct Group<'a> {
     resource: Arc<Resource>,
@@ -60,9 +64,10 @@ pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
         .map_err(|_| Fallback)
 }
 
-/// A message field that may appear once: prost merges repeats, which this path does not.
-fn once<'a>(slot: &mut Option<&'a [u8]>, bytes: &'a [u8]) -> Result<()> {
-    match slot.replace(bytes) {
+/// A field that may appear once: prost merges repeated messages (or lets a second oneof member
+/// replace the first), which this path does not.
+fn once<T>(slot: &mut Option<T>, value: T) -> Result<()> {
+    match slot.replace(value) {
         Some(_) => Err(Fallback),
         None => Ok(()),
     }

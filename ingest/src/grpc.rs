@@ -13,9 +13,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use spyglass_store::Signal;
@@ -86,13 +84,11 @@ impl GrpcReceiver {
         request: Request<Bytes>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         self.authorize(Signal::Metrics, &request)?;
-        let result = async {
-            let decoded = ExportMetricsServiceRequest::decode(request.get_ref().clone())
-                .map_err(|e| Error::Decode(e.to_string()))?;
-            self.ingest.metrics(decoded, Protocol::Grpc).await
-        };
+        let result = self
+            .ingest
+            .metrics_protobuf(request.get_ref(), Protocol::Grpc)
+            .await;
         result
-            .await
             .map(Response::new)
             .map_err(|e| self.status(Signal::Metrics, e))
     }

@@ -271,6 +271,11 @@ pub fn decode_and_convert(
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
+            if format == Format::Protobuf
+                && let Ok(batch) = crate::direct::metrics(&bytes)
+            {
+                return Ok((batch.map_or(0, |b| b.num_rows()), 0));
+            }
             let c = crate::convert::metrics(decode(&bytes, format)?);
             Ok((c.items.len(), c.rejected))
         }
@@ -302,9 +307,14 @@ async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body)
         headers,
         body,
         |ingest, bytes, format| async move {
-            ingest
-                .metrics(decode(&bytes, format)?, Protocol::Http)
-                .await
+            match format {
+                Format::Protobuf => ingest.metrics_protobuf(&bytes, Protocol::Http).await,
+                Format::Json => {
+                    ingest
+                        .metrics(decode(&bytes, format)?, Protocol::Http)
+                        .await
+                }
+            }
         },
     )
     .await

@@ -181,26 +181,52 @@ impl Ingest {
         Ok((rejected as i64, message))
     }
 
+    /// Stores what a fast path (`direct`) read; `false` when it left the request to the
+    /// general path.
+    async fn store_direct(
+        &self,
+        signal: Signal,
+        protocol: Protocol,
+        read: std::result::Result<Option<RecordBatch>, Fallback>,
+    ) -> Result<bool> {
+        match read {
+            Ok(batch) => {
+                self.store(signal, protocol, batch, 0).await?;
+                Ok(true)
+            }
+            Err(Fallback) => Ok(false),
+        }
+    }
+
     /// A protobuf trace request as it came: read straight into the table's columns when the
-    /// fast path (`direct`) takes it, decoded and converted otherwise.
+    /// fast path takes it, decoded and converted otherwise.
     pub async fn traces_protobuf(
         &self,
         body: &[u8],
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
-        match direct::spans(body) {
-            Ok(batch) => {
-                self.store(Signal::Spans, protocol, batch, 0).await?;
-                Ok(ExportTraceServiceResponse {
-                    partial_success: None,
-                })
-            }
-            Err(Fallback) => {
-                let request = ExportTraceServiceRequest::decode(body)
-                    .map_err(|e| Error::Decode(e.to_string()))?;
-                self.traces(request, protocol).await
-            }
+        if self
+            .store_direct(Signal::Spans, protocol, direct::spans(body))
+            .await?
+        {
+            return Ok(ExportTraceServiceResponse::default());
         }
+        self.traces(decode_protobuf(body)?, protocol).await
+    }
+
+    /// A protobuf metrics request as it came, the same way as [`Ingest::traces_protobuf`].
+    pub async fn metrics_protobuf(
+        &self,
+        body: &[u8],
+        protocol: Protocol,
+    ) -> Result<ExportMetricsServiceResponse> {
+        if self
+            .store_direct(Signal::Metrics, protocol, direct::metrics(body))
+            .await?
+        {
+            return Ok(ExportMetricsServiceResponse::default());
+        }
+        self.metrics(decode_protobuf(body)?, protocol).await
     }
 
     pub async fn traces(
@@ -261,4 +287,8 @@ impl Ingest {
             }),
         })
     }
+}
+
+pub(crate) fn decode_protobuf<M: Message + Default>(body: &[u8]) -> Result<M> {
+    M::decode(body).map_err(|e| Error::Decode(e.to_string()))
 }

@@ -249,7 +249,7 @@ fn convert_metric(
 }
 
 /// `DataPointFlags.NO_RECORDED_VALUE`: the point marks a gap (Prometheus' staleness marker).
-const NO_RECORDED_VALUE: u32 = 1;
+pub(crate) const NO_RECORDED_VALUE: u32 = 1;
 
 fn number(value: Option<number_data_point::Value>, flags: u32) -> Result<PointValue, String> {
     match value {

@@ -37,7 +37,7 @@ fn value() -> impl Strategy<Value = any_value::Value> {
     ]
 }
 
-fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+pub(super) fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
     // Few keys, so that repeats (the last one wins) and promoted names come up often.
     let key = prop::sample::select(vec![
         "a",
@@ -57,7 +57,7 @@ fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
 }
 
 /// Mostly valid ids; sometimes empty, all zeros or the wrong length.
-fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         20 => prop::collection::vec(1u8..=255, len),
         1 => Just(vec![]),

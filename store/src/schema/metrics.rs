@@ -191,8 +191,8 @@ fn resource_hash(resource: &Resource) -> u64 {
 }
 
 pub fn metrics_to_batch(points: &[MetricPoint]) -> Result<RecordBatch> {
-    let (owners, metrics, rows) = builder::rows_of(points);
-    point_rows_to_batch(&owners, &metrics, &rows)
+    let rows = builder::rows_of(points);
+    point_rows_to_batch(&rows.owners, &rows.metrics, &rows.points)
 }
 
 fn read_number(value: &Float64Array, value_int: &Int64Array, i: usize) -> NumberValue {

@@ -215,18 +215,19 @@ impl<'a> ExemplarRow<'a> {
     }
 }
 
+/// Model points as rows, with what the rows point to.
+pub(super) struct Rows<'a> {
+    pub(super) owners: Vec<(Arc<Resource>, Arc<Scope>)>,
+    pub(super) metrics: Vec<MetricRow<'a>>,
+    pub(super) points: Vec<PointRow<'a>>,
+}
+
 /// Model points as rows: one owner per run of points of one resource and scope, one metric
 /// per run of points of one metric.
-pub(super) fn rows_of(
-    points: &[MetricPoint],
-) -> (
-    Vec<(Arc<Resource>, Arc<Scope>)>,
-    Vec<MetricRow<'_>>,
-    Vec<PointRow<'_>>,
-) {
+pub(super) fn rows_of(points: &[MetricPoint]) -> Rows<'_> {
     let mut owners: Vec<(Arc<Resource>, Arc<Scope>)> = Vec::new();
     let mut metrics: Vec<MetricRow<'_>> = Vec::new();
-    let rows = (points.iter())
+    let points = (points.iter())
         .map(|p| {
             let same_owner = owners
                 .last()
@@ -257,7 +258,11 @@ pub(super) fn rows_of(
             }
         })
         .collect();
-    (owners, metrics, rows)
+    Rows {
+        owners,
+        metrics,
+        points,
+    }
 }
 
 /// A string column of these values, its buffers sized exactly.
