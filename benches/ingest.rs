@@ -100,6 +100,7 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     grpc: String,
+    ui: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -131,20 +132,7 @@ fn start_server() -> Server {
         .expect("spyglass serve starts");
     let started = Instant::now();
     loop {
-        let ready = std::net::TcpStream::connect(("127.0.0.1", ui))
-            .ok()
-            .and_then(|mut s| {
-                use std::io::Write;
-                write!(
-                    s,
-                    "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                .ok()?;
-                let mut r = String::new();
-                s.read_to_string(&mut r).ok()?;
-                Some(r.starts_with("HTTP/1.1 200"))
-            });
-        if ready == Some(true) {
+        if get(ui, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
             break;
         }
         assert!(
@@ -156,11 +144,35 @@ fn start_server() -> Server {
     Server {
         child,
         grpc: format!("http://127.0.0.1:{grpc}"),
+        ui,
         _dir: dir,
     }
 }
 
+/// A plain HTTP/1.1 GET on localhost: the whole response, head included.
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    Some(r)
+}
+
 impl Server {
+    /// Bytes the server's WAL has written so far (from its `/metrics`).
+    fn wal_bytes(&self) -> f64 {
+        let exposition = get(self.ui, "/metrics").unwrap_or_default();
+        (exposition.lines())
+            .find_map(|l| l.strip_prefix("spyglass_wal_bytes_written_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
     /// Peak resident memory of the server so far (`VmHWM`), in MiB.
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -421,6 +433,7 @@ fn main() {
     });
     let rss_after_traces = server.peak_rss_mib();
     let cpu_traces = server.cpu_seconds() - cpu_start;
+    let wal_after_traces = server.wal_bytes();
 
     eprintln!("metrics: requests of 2000 points");
     let mut metric_requests = Vec::new();
@@ -455,6 +468,8 @@ fn main() {
     });
     let rss = server.peak_rss_mib();
     let cpu_metrics = server.cpu_seconds() - cpu_start;
+    // Span metrics add a few records of their own to the metrics phase's WAL bytes.
+    let wal_metrics = server.wal_bytes() - wal_after_traces;
     server.stop();
 
     let rate = |l: &Load| l.items as f64 / l.elapsed.as_secs_f64();
@@ -482,6 +497,11 @@ fn main() {
         "| server CPU per 1,000 spans (during the trace phase) | {:.1} ms |",
         cpu_traces * 1e6 / traces.items as f64
     );
+    println!(
+        "| WAL bytes per span (OTLP protobuf: {:.0}) | {:.0} |",
+        traces.bytes as f64 / traces.items as f64,
+        wal_after_traces / traces.items as f64
+    );
     println!("| baseline: single-thread decode only | {decode_rate:.0} spans/s |");
     println!("| metric points | {} in requests of 2000 |", metrics.items);
     println!(
@@ -498,6 +518,11 @@ fn main() {
     println!(
         "| server CPU per 1,000 points (during the metrics phase) | {:.1} ms |",
         cpu_metrics * 1e6 / metrics.items as f64
+    );
+    println!(
+        "| WAL bytes per point (OTLP protobuf: {:.0}) | {:.0} |",
+        metrics.bytes as f64 / metrics.items as f64,
+        wal_metrics / metrics.items as f64
     );
     println!(
         "| baseline: single-thread decode only (metrics) | {metric_decode_rate:.0} points/s |"

@@ -55,9 +55,13 @@ pub async fn run(
 
     let data_dir = config.data_dir.clone();
     let store_config = config.store.clone();
-    let (store, report) = tokio::task::spawn_blocking(move || Store::open(&data_dir, store_config))
-        .await?
-        .with_context(|| format!("failed to open the store in {}", config.data_dir.display()))?;
+    // Ingest logs fast-path requests in the WAL as they came: replay reads them with its decoder.
+    let decoder = spyglass_ingest::source_decoder();
+    let (store, report) = tokio::task::spawn_blocking(move || {
+        Store::open_with_decoder(&data_dir, store_config, decoder)
+    })
+    .await?
+    .with_context(|| format!("failed to open the store in {}", config.data_dir.display()))?;
     if !report.damaged.is_empty() {
         tracing::warn!(
             ranges = report.damaged.len(),

@@ -1,5 +1,8 @@
-//! The span fast path: an OTLP protobuf `ExportTraceServiceRequest` read straight from its
-//! bytes into the `spans` table's columns, without prost structs or model spans.
+//! The fast paths: OTLP protobuf requests read straight from their bytes into a table's
+//! columns, without prost structs or model items. This module reads spans ([`spans`]); the
+//! metrics one is in [`metrics`](mod@metrics).
+//!
+//! The span fast path reads an `ExportTraceServiceRequest` into the `spans` table's columns.
 //!
 //! It takes only requests it can store exactly as the general path (prost, then
 //! [`crate::convert::spans`], then [`spyglass_store::schema::spans_to_batch`]) would: every

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use spyglass_store::{Records, Signal, Store};
+use spyglass_store::{Records, Signal, SourceDecoder, Store};
 
 use crate::config::IngestConfig;
 use crate::convert::{self, Converted};
@@ -143,17 +143,27 @@ impl Ingest {
 
     /// Appends a batch (when there is one) and counts what was stored and dropped. Spans
     /// are counted by the span-metrics generator once acknowledged.
+    /// `source` is the request the batch was read from by a fast path: the WAL logs it instead
+    /// of the batch (see [`source_decoder`]).
     async fn store(
         &self,
         signal: Signal,
         protocol: Protocol,
         batch: Option<RecordBatch>,
         rejected: u64,
+        source: Option<&[u8]>,
     ) -> Result<()> {
         let (s, p) = slot(signal, protocol);
         let count = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
         if let Some(batch) = batch {
-            self.store.append_batch(signal, batch.clone()).await?;
+            match source {
+                Some(source) => {
+                    (self.store)
+                        .append_source(signal, batch.clone(), source)
+                        .await?
+                }
+                None => self.store.append_batch(signal, batch.clone()).await?,
+            };
             if signal == Signal::Spans {
                 self.span_metrics.record_batch(&batch, Instant::now());
             }
@@ -177,21 +187,22 @@ impl Ingest {
             true => None,
             false => Some(wrap(converted.items).to_batch()?),
         };
-        self.store(signal, protocol, batch, rejected).await?;
+        self.store(signal, protocol, batch, rejected, None).await?;
         Ok((rejected as i64, message))
     }
 
-    /// Stores what a fast path (`direct`) read; `false` when it left the request to the
-    /// general path.
+    /// Stores what a fast path (`direct`) read from `body`; `false` when it left the request
+    /// to the general path.
     async fn store_direct(
         &self,
         signal: Signal,
         protocol: Protocol,
-        read: std::result::Result<Option<RecordBatch>, Fallback>,
+        body: &[u8],
+        read: fn(&[u8]) -> std::result::Result<Option<RecordBatch>, Fallback>,
     ) -> Result<bool> {
-        match read {
+        match read(body) {
             Ok(batch) => {
-                self.store(signal, protocol, batch, 0).await?;
+                self.store(signal, protocol, batch, 0, Some(body)).await?;
                 Ok(true)
             }
             Err(Fallback) => Ok(false),
@@ -206,7 +217,7 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
         if self
-            .store_direct(Signal::Spans, protocol, direct::spans(body))
+            .store_direct(Signal::Spans, protocol, body, direct::spans)
             .await?
         {
             return Ok(ExportTraceServiceResponse::default());
@@ -221,7 +232,7 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportMetricsServiceResponse> {
         if self
-            .store_direct(Signal::Metrics, protocol, direct::metrics(body))
+            .store_direct(Signal::Metrics, protocol, body, direct::metrics)
             .await?
         {
             return Ok(ExportMetricsServiceResponse::default());
@@ -291,4 +302,98 @@ impl Ingest {
 
 pub(crate) fn decode_protobuf<M: Message + Default>(body: &[u8]) -> Result<M> {
     M::decode(body).map_err(|e| Error::Decode(e.to_string()))
+}
+
+/// The store's decoder for WAL records that hold a request as it came (what the fast paths
+/// read): give it to [`spyglass_store::Store::open_with_decoder`]. It reads the request as
+/// the fast path did; should a later fast path leave it to the general path, the general path
+/// makes the same batch (the fast paths' tests check this), and a request that no longer
+/// converts without rejections is damaged content.
+pub fn source_decoder() -> SourceDecoder {
+    Arc::new(|signal, bytes| {
+        let fast = match signal {
+            Signal::Spans => direct::spans(bytes),
+            Signal::Metrics => direct::metrics(bytes),
+            Signal::Logs => Err(Fallback),
+        };
+        let why = |e: Error| e.to_string();
+        let (records, rejected) = match fast {
+            Ok(Some(batch)) => return Ok(batch),
+            Ok(None) => return Err("the request holds no rows".into()),
+            Err(Fallback) => match signal {
+                Signal::Spans => {
+                    let c = convert::spans(decode_protobuf(bytes).map_err(why)?);
+                    (Records::Spans(c.items), c.rejected)
+                }
+                Signal::Metrics => {
+                    let c = convert::metrics(decode_protobuf(bytes).map_err(why)?);
+                    (Records::Metrics(c.items), c.rejected)
+                }
+                Signal::Logs => {
+                    let c = convert::logs(decode_protobuf(bytes).map_err(why)?);
+                    (Records::Logs(c.items), c.rejected)
+                }
+            },
+        };
+        if rejected > 0 || records.is_empty() {
+            return Err(format!(
+                "the request converts to {} rows with {rejected} rejected",
+                records.len()
+            ));
+        }
+        records.to_batch().map_err(|e| e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+
+    fn request(spans: Vec<Span>) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn span(id: u8) -> Span {
+        Span {
+            trace_id: vec![id; 16],
+            span_id: vec![id; 8],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_source_decoder_reads_what_the_fast_path_leaves_and_refuses_rejections() {
+        let decode = source_decoder();
+        // An array attribute: the fast path leaves it to the general path, which stores it.
+        let mut with_array = span(1);
+        with_array.attributes = vec![KeyValue {
+            key: "tags".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![] })),
+            }),
+            key_strindex: 0,
+        }];
+        let bytes = request(vec![with_array]);
+        assert_eq!(direct::spans(&bytes), Err(Fallback));
+        let general = convert::spans(decode_protobuf(&bytes).unwrap());
+        let expected = Records::Spans(general.items).to_batch().unwrap();
+        assert_eq!(decode(Signal::Spans, &bytes).unwrap(), expected);
+        // A request with a rejected span was never logged as a source: it is damage.
+        let bytes = request(vec![span(2), span(0)]);
+        assert!(decode(Signal::Spans, &bytes).is_err());
+        assert!(decode(Signal::Spans, b"\xff\xff").is_err());
+        assert!(decode(Signal::Spans, &request(vec![])).is_err());
+    }
 }

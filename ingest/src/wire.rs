@@ -1,4 +1,4 @@
-//! Reading the protobuf wire format field by field, for the span fast path
+//! Reading the protobuf wire format field by field, for the fast paths
 //! (<https://protobuf.dev/programming-guides/encoding/>).
 //!
 //! The reader never fails with a message of its own: whatever it does not take (a truncated

@@ -4,10 +4,13 @@
 //! tables ([`schema`]), the write-ahead log, the memtables, Parquet parts, the tantivy trace
 //! index, the manifest, compaction and retention. It must not know OTLP, HTTP, gRPC or
 //! DataFusion: `ingest` converts OTLP into [`model`] types or reads it straight into rows of the
-//! table schemas ([`schema::SpanRow`]), `query` reads [`Snapshot`]s.
+//! table schemas ([`schema::SpanRow`], [`schema::PointRow`]), `query` reads [`Snapshot`]s. The
+//! WAL may log the bytes a batch was made from instead of the batch
+//! ([`Store::append_source`]); whoever opens the store then gives the [`SourceDecoder`] that
+//! reads them back.
 //!
 //! ```text
-//! append(Records) / append_batch ─▶ WAL (group commit, fsync) ─▶ memtable ─▶ ack
+//! append(Records) / append_batch / append_source ─▶ WAL (group commit, fsync) ─▶ memtable ─▶ ack
 //!                                                                   │ flush (size / age)
 //!                          manifest.json ◀── commit ◀── Parquet part + trace index per hour
 //!                                │
@@ -46,5 +49,5 @@ pub use model::Signal;
 pub use rollup::{ROWS_COLUMN, Rollup, rollup_columns};
 pub use schema::Records;
 pub use snapshot::Snapshot;
-pub use store::{FlushReport, Store, StoreStats};
+pub use store::{FlushReport, SourceDecoder, Store, StoreStats};
 pub use wal::{ReplayReport, WalStats};

@@ -20,6 +20,14 @@ use crate::snapshot::Snapshot;
 use crate::wal::{self, OsFs, ReplayReport, Wal, WalFs, WalStats, WriterOptions};
 use crate::{index, ipc};
 
+/// Turns a source record's payload back into the batch it was appended with (see
+/// [`Store::append_source`]); `Err` names what is wrong with the payload.
+pub type SourceDecoder =
+    Arc<dyn Fn(Signal, &[u8]) -> std::result::Result<RecordBatch, String> + Send + Sync>;
+
+/// The WAL tag bit of a source record; the other bits are the signal's tag.
+const SOURCE_TAG: u8 = 0x80;
+
 /// A batch on its way through the WAL into the memtable.
 pub(crate) struct Pending {
     signal: Signal,
@@ -75,9 +83,19 @@ pub struct FlushReport {
 
 impl Store {
     /// Opens (or creates) the store in `root`, replaying the WAL. Blocking: call it before
-    /// serving, or from `spawn_blocking`.
+    /// serving, or from `spawn_blocking`. Without a [`SourceDecoder`], a WAL that holds
+    /// source records (see [`Store::append_source`]) is an error and is left as it is.
     pub fn open(root: impl AsRef<Path>, config: StoreConfig) -> Result<(Self, ReplayReport)> {
-        Self::open_with_fs(root, config, Arc::new(OsFs))
+        Self::open_inner(root, config, Arc::new(OsFs), None)
+    }
+
+    /// Like [`Store::open`], turning source records back into batches with `decoder`.
+    pub fn open_with_decoder(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        decoder: SourceDecoder,
+    ) -> Result<(Self, ReplayReport)> {
+        Self::open_inner(root, config, Arc::new(OsFs), Some(decoder))
     }
 
     /// Like [`Store::open`], with the WAL writing through `fs` (tests inject failures there).
@@ -85,6 +103,15 @@ impl Store {
         root: impl AsRef<Path>,
         config: StoreConfig,
         fs: Arc<dyn WalFs>,
+    ) -> Result<(Self, ReplayReport)> {
+        Self::open_inner(root, config, fs, None)
+    }
+
+    fn open_inner(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        fs: Arc<dyn WalFs>,
+        decoder: Option<SourceDecoder>,
     ) -> Result<(Self, ReplayReport)> {
         config.validate()?;
         let root = root.as_ref().to_owned();
@@ -95,13 +122,29 @@ impl Store {
         let mut active = Memtable::default();
         let wal_dir = root.join("wal");
         let replayed = wal::replay(&wal_dir, manifest.flushed_lsn, &mut |lsn, tag, payload| {
-            let signal =
-                Signal::from_tag(tag).ok_or_else(|| format!("unknown signal tag {tag}"))?;
-            let batch = ipc::decode(signal, payload).map_err(|e| e.to_string())?;
+            let Some(signal) = Signal::from_tag(tag & !SOURCE_TAG) else {
+                return Ok(Err(format!("unknown signal tag {tag}")));
+            };
+            let batch = match (tag & SOURCE_TAG != 0, &decoder) {
+                (false, _) => ipc::decode(signal, payload).map_err(|e| e.to_string()),
+                (true, Some(decode)) => decode(signal, payload),
+                (true, None) => {
+                    return Err(Error::Corrupt(format!(
+                        "the WAL in {} holds source records and no decoder was given to read \
+                         them; open the store through spyglass serve",
+                        wal_dir.display()
+                    )));
+                }
+            };
+            let batch = match batch {
+                Ok(batch) if schema_for(signal).fields() == batch.schema().fields() => batch,
+                Ok(_) => return Ok(Err(format!("record {lsn} is not in the {signal} schema"))),
+                Err(why) => return Ok(Err(why)),
+            };
             let bytes = batch_bytes(&batch);
             budget.force_reserve(bytes);
             active.insert(lsn, signal, batch, bytes);
-            Ok(())
+            Ok(Ok(()))
         })?;
         let next_lsn = replayed.max_lsn.max(manifest.flushed_lsn) + 1;
         let report = replayed.report;
@@ -168,6 +211,28 @@ impl Store {
 
     /// Appends a batch already in the signal's Arrow schema.
     pub async fn append_batch(&self, signal: Signal, batch: RecordBatch) -> Result<u64> {
+        self.append_with(signal, batch, None).await
+    }
+
+    /// Appends a batch made from `source` (ingest's OTLP request bytes), logging `source` in the
+    /// WAL instead of the batch: replay turns it back into the batch with the
+    /// [`SourceDecoder`] given to [`Store::open_with_decoder`], which must make exactly this
+    /// batch of it.
+    pub async fn append_source(
+        &self,
+        signal: Signal,
+        batch: RecordBatch,
+        source: &[u8],
+    ) -> Result<u64> {
+        self.append_with(signal, batch, Some(source)).await
+    }
+
+    async fn append_with(
+        &self,
+        signal: Signal,
+        batch: RecordBatch,
+        source: Option<&[u8]>,
+    ) -> Result<u64> {
         // Batches from `Records::to_batch` share the schema's `Arc`: compare fields only otherwise.
         let table = schema_for(signal);
         if !Arc::ptr_eq(&batch.schema(), &table) && batch.schema().fields() != table.fields() {
@@ -186,12 +251,16 @@ impl Store {
             });
         }
         let rows = batch.num_rows() as u64;
-        let result = match ipc::encode(&batch) {
-            Ok(payload) => {
+        let payload = match source {
+            Some(source) => Ok((signal.tag() | SOURCE_TAG, source.to_vec())),
+            None => ipc::encode(&batch).map(|payload| (signal.tag(), payload)),
+        };
+        let result = match payload {
+            Ok((tag, payload)) => {
                 inner
                     .wal
                     .append(
-                        signal.tag(),
+                        tag,
                         payload,
                         Pending {
                             signal,

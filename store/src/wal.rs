@@ -81,8 +81,10 @@ fn parse_segment_name(path: &Path) -> Option<u64> {
     name.strip_suffix(".wal")?.parse().ok()
 }
 
-/// What replay hands to its caller for each record.
-pub(crate) type Visit<'a> = dyn FnMut(u64, u8, &[u8]) -> std::result::Result<(), String> + 'a;
+/// What replay hands to its caller for each record. The caller answers `Ok(Err(why))` for a
+/// record whose content is damaged (set aside, replay goes on), `Err` to stop replay and fail.
+pub(crate) type Visit<'a> =
+    dyn FnMut(u64, u8, &[u8]) -> Result<std::result::Result<(), String>> + 'a;
 
 pub(crate) struct Replayed {
     pub report: ReplayReport,
@@ -127,7 +129,7 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
                 Err(damage) => break Some(damage),
                 Ok(Some(rec)) => {
                     if rec.lsn > flushed_lsn {
-                        if visit(rec.lsn, rec.tag, rec.payload).is_err() {
+                        if visit(rec.lsn, rec.tag, rec.payload)?.is_err() {
                             break Some(Damage::BadContent);
                         }
                         report.records_replayed += 1;
