@@ -126,36 +126,40 @@ fn span() -> impl Strategy<Value = Span> {
         )
 }
 
-fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let scope = (
-        prop::option::of((".{0,6}", attributes()).prop_map(|(name, attributes)| {
-            InstrumentationScope {
-                name,
-                attributes,
-                ..Default::default()
-            }
-        })),
-        prop::collection::vec(span(), 0..5),
-        ".{0,4}",
+/// A scope with a name and attributes, or none.
+pub(super) fn scope() -> impl Strategy<Value = Option<InstrumentationScope>> {
+    prop::option::of(
+        (".{0,6}", attributes()).prop_map(|(name, attributes)| InstrumentationScope {
+            name,
+            attributes,
+            ..Default::default()
+        }),
     )
-        .prop_map(|(scope, spans, schema_url)| ScopeSpans {
+}
+
+/// A resource with attributes, or none.
+pub(super) fn resource() -> impl Strategy<Value = Option<Resource>> {
+    prop::option::of(attributes().prop_map(|attributes| Resource {
+        attributes,
+        ..Default::default()
+    }))
+}
+
+fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    let scope = (scope(), prop::collection::vec(span(), 0..5), ".{0,4}").prop_map(
+        |(scope, spans, schema_url)| ScopeSpans {
             scope,
             spans,
             schema_url,
-        });
-    let resource = (
-        prop::option::of(attributes().prop_map(|attributes| Resource {
-            attributes,
-            ..Default::default()
-        })),
-        prop::collection::vec(scope, 0..3),
-        ".{0,4}",
-    )
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
+        },
+    );
+    let resource = (resource(), prop::collection::vec(scope, 0..3), ".{0,4}").prop_map(
+        |(resource, scope_spans, schema_url)| ResourceSpans {
             resource,
             scope_spans,
             schema_url,
-        });
+        },
+    );
     prop::collection::vec(resource, 0..3)
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }

@@ -5,18 +5,17 @@
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::StreamWriter;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
     SummaryDataPoint, exemplar, metric, number_data_point,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use proptest::prelude::*;
 use prost::Message;
 use spyglass_store::schema::metrics_to_batch;
 
-use super::super::tests::{attributes, id};
+use super::super::tests::{attributes, id, resource, scope};
 use super::metrics;
 use crate::convert;
 use crate::wire::Fallback;
@@ -192,35 +191,20 @@ fn request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
             data,
             metadata: vec![],
         });
-    let scope = (
-        prop::option::of((".{0,6}", attributes()).prop_map(|(name, attributes)| {
-            InstrumentationScope {
-                name,
-                attributes,
-                ..Default::default()
-            }
-        })),
-        prop::collection::vec(metric, 0..4),
-        ".{0,4}",
-    )
-        .prop_map(|(scope, metrics, schema_url)| ScopeMetrics {
+    let scope = (scope(), prop::collection::vec(metric, 0..4), ".{0,4}").prop_map(
+        |(scope, metrics, schema_url)| ScopeMetrics {
             scope,
             metrics,
             schema_url,
-        });
-    let resource = (
-        prop::option::of(attributes().prop_map(|attributes| Resource {
-            attributes,
-            ..Default::default()
-        })),
-        prop::collection::vec(scope, 0..3),
-        ".{0,4}",
-    )
-        .prop_map(|(resource, scope_metrics, schema_url)| ResourceMetrics {
+        },
+    );
+    let resource = (resource(), prop::collection::vec(scope, 0..3), ".{0,4}").prop_map(
+        |(resource, scope_metrics, schema_url)| ResourceMetrics {
             resource,
             scope_metrics,
             schema_url,
-        });
+        },
+    );
     prop::collection::vec(resource, 0..3)
         .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
 }

@@ -355,25 +355,10 @@ pub fn point_rows_to_batch(
         Arc::new(Int32Array::from_iter(exps.iter().map(|e| e.map(|e| e.0)))),
         Arc::new(UInt64Array::from_iter(exps.iter().map(|e| e.map(|e| e.1)))),
         Arc::new(Float64Array::from_iter(exps.iter().map(|e| e.map(|e| e.2)))),
-        Arc::new(Int32Array::from_iter(
-            exps.iter().map(|e| e.map(|e| e.3.offset)),
-        )),
-        number_lists::<u64, UInt64Type>(
-            &(exps.iter())
-                .map(|e| e.map_or_else(Default::default, |e| Fixed64s::Values(&e.3.bucket_counts)))
-                .collect::<Vec<_>>(),
-        ),
-        Arc::new(Int32Array::from_iter(
-            exps.iter().map(|e| e.map(|e| e.4.offset)),
-        )),
-        number_lists::<u64, UInt64Type>(
-            &(exps.iter())
-                .map(|e| e.map_or_else(Default::default, |e| Fixed64s::Values(&e.4.bucket_counts)))
-                .collect::<Vec<_>>(),
-        ),
-        quantiles_array(rows)?,
-        exemplars_array(rows)?,
     ]);
+    columns.extend(exponential_side(exps.iter().map(|e| e.map(|e| e.3))));
+    columns.extend(exponential_side(exps.iter().map(|e| e.map(|e| e.4))));
+    columns.extend([quantiles_array(rows)?, exemplars_array(rows)?]);
     let per_row: Vec<_> = (rows.iter())
         .map(|r| {
             let (resource, scope) = &owners[r.owner];
@@ -404,6 +389,18 @@ fn exponential<'a>(value: &ValueRef<'a>) -> Option<Exponential<'a>> {
         }) => Some((*scale, *zero_count, *zero_threshold, positive, negative)),
         _ => None,
     }
+}
+
+/// The offset and bucket-count columns of the positive or negative range of exponential
+/// histograms (`None` for other points).
+fn exponential_side<'a>(
+    sides: impl Iterator<Item = Option<&'a crate::model::ExpBuckets>> + Clone,
+) -> [ArrayRef; 2] {
+    let offsets = Int32Array::from_iter(sides.clone().map(|s| s.map(|s| s.offset)));
+    let counts: Vec<Fixed64s<'_, u64>> = sides
+        .map(|s| s.map_or_else(Default::default, |s| Fixed64s::Values(&s.bucket_counts)))
+        .collect();
+    [Arc::new(offsets), number_lists::<u64, UInt64Type>(&counts)]
 }
 
 /// The `series_id` column: the metric name and the resource's labels are hashed once per
