@@ -22,7 +22,7 @@ mod build;
 mod search;
 mod tokens;
 
-pub(crate) use build::{build, rebuild};
+pub(crate) use build::{build_from, rebuild};
 pub use search::{TraceHit, TraceQuery};
 use tokens::SpanTokenizer;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::Result;
 use crate::manifest::{Manifest, Part};
 use crate::model::Signal;
-use crate::part::{NANOS_PER_HOUR, partition_and_sort, read_part};
+use crate::part::{NANOS_PER_HOUR, read_part, sort_plan};
 use crate::store::{Store, blocking};
 
 /// Most parts one compaction merges, bounding its memory.
@@ -49,11 +49,12 @@ impl Store {
                 let mut next = (*base).clone();
                 next.generation += 1;
                 let level = inputs.iter().map(|p| p.meta().level).max().unwrap_or(0) + 1;
-                for (h, part_batches) in partition_and_sort(signal, &batches)? {
-                    debug_assert_eq!(h, hour, "a partition's rows share its hour");
+                let sources: Vec<_> = batches.iter().collect();
+                for plan in sort_plan(signal, &batches)? {
+                    debug_assert_eq!(plan.hour, hour, "a partition's rows share its hour");
                     let id = next.next_part_id;
                     next.next_part_id += 1;
-                    let meta = inner.write_part_files(signal, h, id, &part_batches, level)?;
+                    let meta = inner.write_part(signal, &sources, &plan, id, level)?;
                     let part = Part::new(meta, &inner.root);
                     part.warm()?;
                     next.parts.push(part);

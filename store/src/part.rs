@@ -16,6 +16,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+#[cfg(test)]
 use crate::gather::gather_batch;
 use crate::manifest::Part;
 use crate::model::Signal;
@@ -30,7 +31,9 @@ pub(crate) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
 /// Rows per data page (at most; pages also end at the writer's byte limit). Small pages let a
 /// trace lookup decode a few thousand rows per column instead of a whole row group.
 const DATA_PAGE_ROWS: usize = 4096;
-/// Rows per sorted chunk of a part (a chunk ends at a trace boundary, so may be longer).
+/// Rows per sorted chunk of a part (a chunk ends at a trace boundary, so may be longer). A
+/// flush holds a few chunks at a time; smaller chunks cost more, since each chunk's gather
+/// looks at every source batch once per column.
 const CHUNK_ROWS: usize = 32 * 1024;
 
 fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [u64]> {
@@ -122,10 +125,7 @@ fn batch_groups(signal: Signal, batch: &RecordBatch) -> Result<Groups<'_>> {
 /// time (a trace's spans sit together, and trace-id statistics prune row groups), metric points
 /// by name, series and time, log records by time. Rows are gathered straight from the input
 /// batches into one batch per hour (no intermediate copy).
-pub(crate) fn partition_and_sort(
-    signal: Signal,
-    batches: &[RecordBatch],
-) -> Result<Vec<(u64, Vec<RecordBatch>)>> {
+pub(crate) fn sort_plan(signal: Signal, batches: &[RecordBatch]) -> Result<Vec<HourPlan>> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut keys: Vec<RowKey> = Vec::with_capacity(rows);
     let groups = batches
@@ -162,10 +162,10 @@ pub(crate) fn partition_and_sort(
         }
     }
     keys.sort_unstable();
-    // Cut each hour into chunks of about `CHUNK_ROWS` rows, never inside a trace, and gather
-    // the chunks on two threads: the copy is the costliest step of a flush.
-    let mut jobs: Vec<(u64, &[RowKey])> = Vec::new();
+    // Cut each hour into chunks of about `CHUNK_ROWS` rows, never inside a trace.
+    let mut hours: Vec<HourPlan> = Vec::new();
     for hour in keys.chunk_by(|a, b| a.hour == b.hour) {
+        let mut chunks = Vec::new();
         let mut rest = hour;
         while !rest.is_empty() {
             let mut end = rest.len().min(CHUNK_ROWS);
@@ -173,40 +173,50 @@ pub(crate) fn partition_and_sort(
             {
                 end += 1;
             }
-            jobs.push((hour[0].hour, &rest[..end]));
+            chunks.push(rest[..end].iter().map(|k| k.at).collect());
             rest = &rest[end..];
         }
-    }
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let gather = |(hour, chunk): &(u64, &[RowKey])| -> Result<(u64, RecordBatch)> {
-        let indices: Vec<(usize, usize)> = chunk.iter().map(|k| k.at).collect();
-        Ok((*hour, gather_batch(&refs, &indices)?))
-    };
-    let (odd, even): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
-        let helper = scope.spawn(|| {
-            jobs.iter()
-                .skip(1)
-                .step_by(2)
-                .map(gather)
-                .collect::<Vec<_>>()
+        hours.push(HourPlan {
+            hour: hour[0].hour,
+            rows: hour.len(),
+            chunks,
         });
-        let mine: Vec<_> = jobs.iter().step_by(2).map(gather).collect();
-        (helper.join().expect("gather thread does not panic"), mine)
-    });
-    let mut chunks = Vec::with_capacity(jobs.len());
-    let (mut odd, mut even) = (odd.into_iter(), even.into_iter());
-    for i in 0..jobs.len() {
-        let next = if i % 2 == 0 { even.next() } else { odd.next() };
-        chunks.push(next.expect("one result per job")?);
     }
-    let mut out: Vec<(u64, Vec<RecordBatch>)> = Vec::new();
-    for (hour, batch) in chunks {
-        match out.last_mut() {
-            Some((h, batches)) if *h == hour => batches.push(batch),
-            _ => out.push((hour, vec![batch])),
-        }
-    }
-    Ok(out)
+    Ok(hours)
+}
+
+/// One hour's rows of a flush, sorted, as chunks of `(batch, row)` positions to gather.
+pub(crate) struct HourPlan {
+    pub(crate) hour: u64,
+    pub(crate) rows: usize,
+    pub(crate) chunks: Vec<Vec<(usize, usize)>>,
+}
+
+/// [`sort_plan`], every chunk gathered (on two threads): one list of sorted batches per hour.
+#[cfg(test)]
+pub(crate) fn partition_and_sort(
+    signal: Signal,
+    batches: &[RecordBatch],
+) -> Result<Vec<(u64, Vec<RecordBatch>)>> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    sort_plan(signal, batches)?
+        .into_iter()
+        .map(|plan| {
+            let gather = |chunk: &Vec<(usize, usize)>| gather_batch(&refs, chunk);
+            let (odd, even): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+                let helper =
+                    scope.spawn(|| plan.chunks.iter().skip(1).step_by(2).map(gather).collect());
+                let mine = plan.chunks.iter().step_by(2).map(gather).collect();
+                (helper.join().expect("gather thread does not panic"), mine)
+            });
+            let (mut odd, mut even) = (odd.into_iter(), even.into_iter());
+            let chunks = (0..plan.chunks.len())
+                .map(|i| if i % 2 == 0 { even.next() } else { odd.next() })
+                .map(|next| next.expect("one result per chunk"))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((plan.hour, chunks))
+        })
+        .collect()
 }
 
 /// Columns derived from others are not written: `duration_nano` of spans is always
@@ -311,6 +321,7 @@ fn writer_properties(
 /// Writes one part file and makes it durable. Returns its size in bytes. `rollup` gives the
 /// part's rollup for the footer once the rows are written (so it can be counted meanwhile on
 /// another thread).
+#[cfg(test)]
 pub(crate) fn write_part(
     path: &Path,
     signal: Signal,
@@ -319,16 +330,39 @@ pub(crate) fn write_part(
     row_group_rows: usize,
     rollup: impl FnOnce() -> Result<Option<Rollup>>,
 ) -> Result<u64> {
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let batches = batches.iter().cloned().map(Ok);
+    write_part_stream(
+        path,
+        signal,
+        rows,
+        batches,
+        zstd_level,
+        row_group_rows,
+        rollup,
+    )
+}
+
+/// [`write_part`] from `rows` rows in batches as they come (a flush gathers them chunk by
+/// chunk); an `Err` batch stops the write with that error.
+pub(crate) fn write_part_stream(
+    path: &Path,
+    signal: Signal,
+    rows: usize,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    zstd_level: i32,
+    row_group_rows: usize,
+    rollup: impl FnOnce() -> Result<Option<Rollup>>,
+) -> Result<u64> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create part directory", dir))?;
     }
     let file = File::create(path).map_err(Error::io("create part", path))?;
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
     let props = writer_properties(signal, rows, zstd_level, row_group_rows)?;
     let mut writer: Option<ArrowWriter<File>> = None;
     let mut file = Some(file);
     for batch in batches {
-        let stored = to_stored(signal, batch)?;
+        let stored = to_stored(signal, &batch?)?;
         if writer.is_none() {
             let file = file.take().expect("the file is taken once");
             writer = Some(
@@ -419,6 +453,7 @@ pub(crate) fn hour_folder(hour: u64) -> String {
 }
 
 /// The smallest and largest event time in a sorted-or-not batch.
+#[cfg(test)]
 pub(crate) fn time_range(signal: Signal, batches: &[RecordBatch]) -> (u64, u64) {
     batches
         .iter()
@@ -427,7 +462,7 @@ pub(crate) fn time_range(signal: Signal, batches: &[RecordBatch]) -> (u64, u64) 
         .unwrap_or((0, 0))
 }
 
-fn batch_time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
+pub(crate) fn batch_time_range(signal: Signal, batch: &RecordBatch) -> (u64, u64) {
     let times = batch
         .column_by_name(time_column(signal))
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());

@@ -52,73 +52,11 @@ impl Rollup {
     /// Counts the rows of `batches` (a signal's table schema) per combination of the signal's
     /// rollup columns; with too many combinations, of all but the second; else none.
     pub fn count(signal: Signal, batches: &[RecordBatch]) -> Result<Option<Rollup>> {
-        let all = rollup_columns(signal);
-        let fewer: Vec<&str> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, c)| *c)
-            .collect();
-        for columns in [all, &fewer[..]] {
-            if let Some(rollup) = Self::count_columns(columns, batches)? {
-                return Ok(Some(rollup));
-            }
-        }
-        Ok(None)
-    }
-
-    fn count_columns(columns: &[&str], batches: &[RecordBatch]) -> Result<Option<Rollup>> {
-        debug_assert!(columns.len() <= 4, "a combination packs four 16-bit ids");
-        // Each column's values interned to small ids (at most MAX_GROUPS + 1 before giving up,
-        // so 16 bits each); a combination is its ids packed into one u64.
-        let mut interned: Vec<HashMap<&str, u64, Fast>> = vec![HashMap::default(); columns.len()];
-        let mut values: Vec<Vec<&str>> = vec![Vec::new(); columns.len()];
-        let mut counts: HashMap<u64, u64, Fast> = HashMap::default();
-        let mut ids = vec![0u64; columns.len()];
+        let mut counter = RollupCounter::new(signal);
         for batch in batches {
-            let arrays = columns
-                .iter()
-                .map(|c| string_column(batch, c))
-                .collect::<Result<Vec<_>>>()?;
-            // Rows arrive in runs (a trace's spans, a series' points): a value equal to the row
-            // above's keeps its id without a lookup.
-            let mut previous: Vec<Option<&str>> = vec![None; columns.len()];
-            for row in 0..batch.num_rows() {
-                let mut key = 0u64;
-                for (c, array) in arrays.iter().enumerate() {
-                    let value = array.value(row);
-                    if previous[c] != Some(value) {
-                        previous[c] = Some(value);
-                        let next = values[c].len() as u64;
-                        ids[c] = *interned[c].entry(value).or_insert_with(|| {
-                            values[c].push(value);
-                            next
-                        });
-                    }
-                    key |= ids[c] << (16 * c);
-                }
-                match counts.get_mut(&key) {
-                    Some(n) => *n += 1,
-                    None => {
-                        if counts.len() == MAX_GROUPS {
-                            return Ok(None);
-                        }
-                        counts.insert(key, 1);
-                    }
-                }
-            }
+            counter.add(batch)?;
         }
-        let mut groups: Vec<(Vec<&str>, u64)> = counts
-            .into_iter()
-            .map(|(key, n)| {
-                let row = (0..columns.len())
-                    .map(|c| values[c][((key >> (16 * c)) & 0xffff) as usize])
-                    .collect();
-                (row, n)
-            })
-            .collect();
-        groups.sort_unstable();
-        Ok(Some(Self::from_groups(columns, groups)?))
+        counter.finish()
     }
 
     fn from_groups<S: AsRef<str>>(columns: &[S], groups: Vec<(Vec<S>, u64)>) -> Result<Rollup> {
@@ -299,6 +237,117 @@ impl std::hash::Hasher for FastHasher {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+/// [`Rollup::count`] fed one batch at a time, so that a part's rows need not all be in memory:
+/// both column sets are counted as the rows go by, and the first that stays within
+/// `MAX_GROUPS` combinations wins.
+pub(crate) struct RollupCounter {
+    attempts: Vec<Counter>,
+}
+
+impl RollupCounter {
+    pub(crate) fn new(signal: Signal) -> Self {
+        let all = rollup_columns(signal);
+        let fewer = (all.iter().enumerate())
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, c)| *c)
+            .collect();
+        Self {
+            attempts: vec![Counter::new(all.to_vec()), Counter::new(fewer)],
+        }
+    }
+
+    pub(crate) fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        for attempt in self.attempts.iter_mut().filter(|a| !a.overflowed) {
+            attempt.add(batch)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Result<Option<Rollup>> {
+        match self.attempts.into_iter().find(|a| !a.overflowed) {
+            Some(counter) => counter.finish().map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Row counts per combination of some columns. Each column's values are interned to small
+/// ids (at most `MAX_GROUPS + 1` before giving up, so 16 bits each); a combination is its ids
+/// packed into one u64.
+struct Counter {
+    columns: Vec<&'static str>,
+    interned: Vec<HashMap<String, u64, Fast>>,
+    values: Vec<Vec<String>>,
+    counts: HashMap<u64, u64, Fast>,
+    overflowed: bool,
+}
+
+impl Counter {
+    fn new(columns: Vec<&'static str>) -> Self {
+        debug_assert!(columns.len() <= 4, "a combination packs four 16-bit ids");
+        Self {
+            interned: vec![HashMap::default(); columns.len()],
+            values: vec![Vec::new(); columns.len()],
+            columns,
+            counts: HashMap::default(),
+            overflowed: false,
+        }
+    }
+
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let arrays = (self.columns.iter())
+            .map(|c| string_column(batch, c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut ids = vec![0u64; self.columns.len()];
+        // Rows arrive in runs (a trace's spans, a series' points): a value equal to the row
+        // above's keeps its id without a lookup.
+        let mut previous: Vec<Option<&str>> = vec![None; self.columns.len()];
+        for row in 0..batch.num_rows() {
+            let mut key = 0u64;
+            for (c, array) in arrays.iter().enumerate() {
+                let value = array.value(row);
+                if previous[c] != Some(value) {
+                    previous[c] = Some(value);
+                    ids[c] = match self.interned[c].get(value) {
+                        Some(id) => *id,
+                        None => {
+                            let id = self.values[c].len() as u64;
+                            self.values[c].push(value.to_owned());
+                            self.interned[c].insert(value.to_owned(), id);
+                            id
+                        }
+                    };
+                }
+                key |= ids[c] << (16 * c);
+            }
+            match self.counts.get_mut(&key) {
+                Some(n) => *n += 1,
+                None => {
+                    if self.counts.len() == MAX_GROUPS {
+                        self.overflowed = true;
+                        return Ok(());
+                    }
+                    self.counts.insert(key, 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Rollup> {
+        let mut groups: Vec<(Vec<&str>, u64)> = (self.counts.iter())
+            .map(|(key, n)| {
+                let row = (0..self.columns.len())
+                    .map(|c| self.values[c][((key >> (16 * c)) & 0xffff) as usize].as_str())
+                    .collect();
+                (row, *n)
+            })
+            .collect();
+        groups.sort_unstable();
+        Rollup::from_groups(&self.columns, groups)
     }
 }
 

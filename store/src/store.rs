@@ -10,11 +10,12 @@ use tokio::sync::Notify;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::gather::gather_batch;
 use crate::manifest::{Manifest, Part, PartMeta};
 use crate::memtable::{Budget, Memtable, batch_bytes};
 use crate::model::Signal;
-use crate::part::{hour_folder, partition_and_sort, time_range, write_part};
-use crate::rollup::Rollup;
+use crate::part::{HourPlan, batch_time_range, hour_folder, sort_plan, write_part_stream};
+use crate::rollup::RollupCounter;
 use crate::schema::{Records, schema_for};
 use crate::snapshot::Snapshot;
 use crate::wal::{self, OsFs, ReplayReport, Wal, WalFs, WalStats, WriterOptions};
@@ -397,10 +398,11 @@ impl Inner {
             if batches.is_empty() {
                 continue;
             }
-            for (hour, part_batches) in partition_and_sort(signal, batches)? {
+            let sources: Vec<&RecordBatch> = batches.iter().collect();
+            for plan in sort_plan(signal, batches)? {
                 let id = next.next_part_id;
                 next.next_part_id += 1;
-                let meta = self.write_part_files(signal, hour, id, &part_batches, 0)?;
+                let meta = self.write_part(signal, &sources, &plan, id, 0)?;
                 report.rows += meta.rows;
                 report.parts.push(meta.clone());
                 let part = Part::new(meta, &self.root);
@@ -414,56 +416,94 @@ impl Inner {
         Ok((next, report))
     }
 
-    /// Writes one part's Parquet file and, for spans, its index (on a second thread).
-    pub(crate) fn write_part_files(
+    /// Writes one part's Parquet file and, for spans, its index: the rows of `plan`, gathered
+    /// from `sources` chunk by chunk as they are needed, so the sorted copy is never whole in
+    /// memory. The caller's thread gathers, a second writes Parquet, a third counts the rollup
+    /// (which the Parquet writer waits for before closing the file) and the time range and
+    /// builds the trace index. (Two gathering threads used more CPU for no more throughput.)
+    pub(crate) fn write_part(
         &self,
         signal: Signal,
-        hour: u64,
+        sources: &[&RecordBatch],
+        plan: &HourPlan,
         id: u64,
-        batches: &[RecordBatch],
         level: u32,
     ) -> Result<PartMeta> {
+        let (hour, rows) = (plan.hour, plan.rows);
         let dir = format!("parts/{signal}/{}", hour_folder(hour));
         let file = format!("{dir}/{id:012}.parquet");
         let index_rel = (signal == Signal::Spans).then(|| format!("{dir}/{id:012}.index"));
-        // A second thread counts the rollup (first: the Parquet writer waits for it before
-        // closing the file) and then builds the trace index, while this one writes Parquet.
-        let (bytes, index_bytes) = std::thread::scope(|scope| {
+        let index_path = index_rel.as_ref().map(|rel| self.root.join(rel));
+        let part_path = self.root.join(&file);
+        let (bytes, (index_bytes, (min, max))) = std::thread::scope(|scope| {
+            // One chunk waiting per consumer: memory holds a few chunks, not the part.
+            let chunks = plan.chunks.iter().map(|rows| gather_batch(sources, rows));
+            let (to_parquet, parquet_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(1);
+            let (to_derived, derived_rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
             let (rollup_tx, rollup_rx) = std::sync::mpsc::sync_channel(1);
-            let index_path = index_rel.as_ref().map(|rel| self.root.join(rel));
-            let derived = scope.spawn(move || {
-                let _ = rollup_tx.send(Rollup::count(signal, batches));
-                match index_path {
-                    Some(path) => index::build(&path, batches),
-                    None => Ok(0),
-                }
+            let derived = scope.spawn(move || -> Result<(u64, (u64, u64))> {
+                let mut counter = RollupCounter::new(signal);
+                let mut range: Option<(u64, u64)> = None;
+                let batches = derived_rx.iter().map(|batch| {
+                    counter.add(&batch)?;
+                    let (lo, hi) = batch_time_range(signal, &batch);
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                    Ok(batch)
+                });
+                let index_bytes = match &index_path {
+                    Some(path) => index::build_from(path, batches)?,
+                    None => {
+                        for batch in batches {
+                            batch?;
+                        }
+                        0
+                    }
+                };
+                let _ = rollup_tx.send(counter.finish());
+                Ok((index_bytes, range.unwrap_or((0, 0))))
             });
-            let rollup = || {
-                rollup_rx
-                    .recv()
-                    .map_err(|_| Error::Task("rollup counter stopped".into()))?
-            };
-            let bytes = write_part(
-                &self.root.join(&file),
-                signal,
-                batches,
-                self.config.parquet_zstd_level,
-                self.config.parquet_row_group_rows,
-                rollup,
-            );
-            let index_bytes = derived
-                .join()
-                .map_err(|_| Error::Task("index builder panicked".into()))?;
-            Ok::<_, Error>((bytes?, index_bytes?))
+            let parquet = scope.spawn(move || {
+                let rollup = || {
+                    rollup_rx
+                        .recv()
+                        .map_err(|_| Error::Task("rollup counter stopped".into()))?
+                };
+                write_part_stream(
+                    &part_path,
+                    signal,
+                    rows,
+                    parquet_rx.iter(),
+                    self.config.parquet_zstd_level,
+                    self.config.parquet_row_group_rows,
+                    rollup,
+                )
+            });
+            for chunk in chunks {
+                let copy = chunk.as_ref().ok().cloned();
+                // A consumer that stopped has its error to tell; the other sees the end.
+                if to_parquet.send(chunk).is_err() {
+                    break;
+                }
+                let Some(batch) = copy else { break };
+                if to_derived.send(batch).is_err() {
+                    break;
+                }
+            }
+            drop((to_parquet, to_derived));
+            let panicked = |what: &str| Error::Task(format!("{what} panicked"));
+            let derived = derived.join().map_err(|_| panicked("index builder"))?;
+            let bytes = parquet.join().map_err(|_| panicked("part writer"))?;
+            // The index side's error first: the Parquet side then only knows the rollup is missing.
+            let derived = derived?;
+            Ok::<_, Error>((bytes?, derived))
         })?;
-        let (min, max) = time_range(signal, batches);
         Ok(PartMeta {
             id,
             signal,
             hour,
             file,
             index: index_rel,
-            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            rows: rows as u64,
             bytes,
             index_bytes,
             min_time_unix_nano: min,

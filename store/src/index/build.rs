@@ -229,13 +229,12 @@ impl DocBuilder {
 }
 
 /// Builds the index of a part from its rows, which are sorted by trace id (a trace may continue
-/// from one batch into the next). Returns its size.
-pub(crate) fn build(dir: &Path, batches: &[RecordBatch]) -> Result<u64> {
-    build_from(dir, batches.iter().map(|b| Ok(b.clone())))
-}
-
-/// [`build`] from batches as they are read (a part is never held whole in memory).
-fn build_from(dir: &Path, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<u64> {
+/// from one batch into the next), from batches as they come (a part is never held whole in
+/// memory). Returns its size.
+pub(crate) fn build_from(
+    dir: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
     // A flush that failed before its manifest commit may have left an index under this name.
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(Error::io("remove stale index", dir))?;
