@@ -184,6 +184,31 @@ fn has_non_scalar(request: &ExportTraceServiceRequest) -> bool {
         })
 }
 
+/// Bytes overwritten (position, new byte) and where to cut: damage for an encoded request.
+pub(super) type Damage = (Vec<(prop::sample::Index, u8)>, Option<prop::sample::Index>);
+
+pub(super) fn damage() -> impl Strategy<Value = Damage> {
+    (
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        any::<Option<prop::sample::Index>>(),
+    )
+}
+
+/// `bytes` with `damage` done to them (an empty request stays empty).
+pub(super) fn damaged(mut bytes: Vec<u8>, (cuts, truncate): Damage) -> Vec<u8> {
+    if bytes.is_empty() {
+        return bytes;
+    }
+    for (at, byte) in cuts {
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+    }
+    if let Some(at) = truncate {
+        bytes.truncate(at.index(bytes.len()));
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -209,20 +234,9 @@ proptest! {
     #[test]
     fn damaged_bytes_never_pass_the_fast_path_unless_prost_agrees(
         request in request(),
-        cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-        truncate in any::<Option<prop::sample::Index>>(),
+        damage in damage(),
     ) {
-        let mut bytes = request.encode_to_vec();
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        for (at, byte) in cuts {
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-        }
-        if let Some(at) = truncate {
-            bytes.truncate(at.index(bytes.len()));
-        }
+        let bytes = damaged(request.encode_to_vec(), damage);
         if let Ok(batch) = spans(&bytes) {
             let (expected, rejected) = general(&bytes).expect("prost decodes what the fast path took");
             prop_assert_eq!(rejected, 0);

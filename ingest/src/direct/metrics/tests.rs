@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use prost::Message;
 use spyglass_store::schema::metrics_to_batch;
 
-use super::super::tests::{attributes, id, resource, scope};
+use super::super::tests::{attributes, damage, damaged, id, resource, scope};
 use super::metrics;
 use crate::convert;
 use crate::wire::Fallback;
@@ -267,20 +267,9 @@ proptest! {
     #[test]
     fn damaged_bytes_never_pass_the_fast_path_unless_prost_agrees(
         request in request(),
-        cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-        truncate in any::<Option<prop::sample::Index>>(),
+        damage in damage(),
     ) {
-        let mut bytes = request.encode_to_vec();
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        for (at, byte) in cuts {
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-        }
-        if let Some(at) = truncate {
-            bytes.truncate(at.index(bytes.len()));
-        }
+        let bytes = damaged(request.encode_to_vec(), damage);
         if let Ok(batch) = metrics(&bytes) {
             let (expected, rejected) =
                 general(&bytes).expect("prost decodes what the fast path took");

@@ -322,7 +322,8 @@ pub fn point_rows_to_batch(
         text(rows.iter().map(|r| owners[r.owner].0.service_name())),
         series_ids(owners, metrics, rows),
     ];
-    let mut attributes = AttrMapsBuilder::for_rows(rows.iter().map(|r| r.attributes.clone()));
+    let mut attributes =
+        AttrMapsBuilder::for_rows(rows.iter().map(|r| r.attributes.iter().copied()));
     for r in rows {
         attributes.append(r.attributes.iter().copied());
     }
@@ -438,7 +439,7 @@ fn quantiles_array(rows: &[PointRow<'_>]) -> Result<ArrayRef> {
 
 fn exemplars_array(rows: &[PointRow<'_>]) -> Result<ArrayRef> {
     let all = || rows.iter().flat_map(|r| &r.exemplars);
-    let mut attributes = AttrMapsBuilder::for_rows(all().map(|e| e.attributes.clone()));
+    let mut attributes = AttrMapsBuilder::for_rows(all().map(|e| e.attributes.iter().copied()));
     for e in all() {
         attributes.append(e.attributes.iter().copied());
     }
