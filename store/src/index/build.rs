@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::path::Path;
 
 use arrow::array::{
@@ -49,37 +49,61 @@ impl<'a> ScalarMaps<'a> {
             let keys = map.keys().as_string::<i32>();
             let values = map.values();
             for i in offsets[row] as usize..offsets[row + 1] as usize {
-                if *kind == 0 {
-                    f(keys.value(i), values.as_string::<i32>().value(i));
-                    continue;
-                }
-                value.clear();
-                let _ = match kind {
-                    1 => write!(value, "{}", values.as_primitive::<Int64Type>().value(i)),
-                    2 => write!(value, "{}", values.as_primitive::<Float64Type>().value(i)),
-                    _ => write!(value, "{}", values.as_boolean().value(i)),
+                let text = match kind {
+                    0 => values.as_string::<i32>().value(i),
+                    1 => {
+                        value.clear();
+                        value.push_str(itoa::Buffer::new().format(
+                            values.as_primitive::<Int64Type>().value(i),
+                        ));
+                        value.as_str()
+                    }
+                    2 => {
+                        value.clear();
+                        let _ = write!(value, "{}", values.as_primitive::<Float64Type>().value(i));
+                        value.as_str()
+                    }
+                    _ if values.as_boolean().value(i) => "true",
+                    _ => "false",
                 };
-                f(keys.value(i), value);
+                f(keys.value(i), text);
             }
         }
     }
 
-    /// A hash of every entry of `row`, to index a resource's attributes once per trace.
+    /// A hash of every entry of `row`, to index a resource's attributes once per trace. It
+    /// reads each map's keys and values of the row as the contiguous slices they are.
     fn row_hash(&self, row: usize) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
-                hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut hash = foldhash::quality::FixedState::with_seed(0).build_hasher();
+        for (kind, map) in &self.maps {
+            let offsets = map.value_offsets();
+            let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+            hash.write_usize(to - from);
+            if from == to {
+                continue;
             }
-            hash = (hash ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
-        };
-        let mut scratch = String::new();
-        self.for_each(row, &mut scratch, |k, v| {
-            feed(k.as_bytes());
-            feed(v.as_bytes());
-        });
-        hash
+            hash_strings(&mut hash, map.keys().as_string::<i32>(), from, to);
+            let values = map.values();
+            match kind {
+                0 => hash_strings(&mut hash, values.as_string::<i32>(), from, to),
+                1 => (values.as_primitive::<Int64Type>().values()[from..to].iter())
+                    .for_each(|v| hash.write_i64(*v)),
+                2 => (values.as_primitive::<Float64Type>().values()[from..to].iter())
+                    .for_each(|v| hash.write_u64(v.to_bits())),
+                _ => (from..to).for_each(|i| hash.write_u8(u8::from(values.as_boolean().value(i)))),
+            }
+        }
+        hash.finish()
     }
+}
+
+/// Feeds strings `from..to` of `strings` to `hash`: their lengths, then their bytes at once.
+fn hash_strings(hash: &mut impl Hasher, strings: &StringArray, from: usize, to: usize) {
+    let offsets = &strings.value_offsets()[from..=to];
+    for pair in offsets.windows(2) {
+        hash.write_i32(pair[1] - pair[0]);
+    }
+    hash.write(&strings.value_data()[offsets[0] as usize..offsets[to - from] as usize]);
 }
 
 /// A `u64` that is already a hash.
@@ -345,10 +369,7 @@ fn index_batch(
             doc.spans.push(tokens::ERROR);
             doc.error_count += 1;
         }
-        span_attrs.for_each(row, scratch, |k, v| {
-            tokens::attr_term(term, k, v);
-            doc.spans.push(term);
-        });
+        span_attrs.for_each(row, scratch, |k, v| doc.spans.push_attr(k, v));
         if !status_message.value(row).is_empty() {
             doc.text.push_str(status_message.value(row));
             doc.text.push('\n');
@@ -424,4 +445,87 @@ pub(crate) fn rebuild(
     }
     std::fs::rename(&fresh, dir).map_err(Error::io("move rebuilt index", dir))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{AttrValue, Attributes, KeyValue, Resource, Span};
+    use crate::schema::spans_to_batch;
+
+    fn spans(resources: &[Vec<(&str, AttrValue)>]) -> RecordBatch {
+        let spans: Vec<Span> = (resources.iter())
+            .map(|attrs| Span {
+                resource: Arc::new(Resource {
+                    attributes: Attributes::new(
+                        (attrs.iter())
+                            .map(|(key, value)| KeyValue {
+                                key: (*key).into(),
+                                value: value.clone(),
+                            })
+                            .collect(),
+                    ),
+                    ..Resource::default()
+                }),
+                ..Span::default()
+            })
+            .collect();
+        spans_to_batch(&spans).unwrap()
+    }
+
+    /// Rows with equal resources hash alike wherever they sit; a change to any key or value of
+    /// any map, or where the strings are cut, gives another hash.
+    #[test]
+    fn resource_hashes_follow_every_entry() {
+        use AttrValue::{Bool, Double, Int, Str};
+        let base = || {
+            vec![
+                ("service.name", Str("web".into())),
+                ("k8s.pod", Str("web-1".into())),
+                ("port", Int(8080)),
+                ("ratio", Double(0.5)),
+                ("canary", Bool(true)),
+            ]
+        };
+        let changed = |i: usize, value: AttrValue| {
+            let mut attrs = base();
+            attrs[i].1 = value;
+            attrs
+        };
+        let mut renamed = base();
+        renamed[1].0 = "k8s.node";
+        let mut fewer = base();
+        fewer.remove(3);
+        let variants = vec![
+            base(),
+            changed(0, Str("api".into())),
+            changed(2, Int(8081)),
+            changed(3, Double(0.25)),
+            changed(4, Bool(false)),
+            renamed,
+            fewer,
+            vec![("a", Str("bc".into())), ("d", Str("e".into()))],
+            vec![("a", Str("b".into())), ("d", Str("ce".into()))],
+            vec![],
+        ];
+        let hashes = |batch: &RecordBatch| -> Vec<u64> {
+            let map = |n: &str| {
+                batch
+                    .column_by_name(n)
+                    .and_then(|c| c.as_any().downcast_ref::<MapArray>())
+            };
+            let maps = ScalarMaps::new(map, "resource_attributes").unwrap();
+            (0..batch.num_rows()).map(|row| maps.row_hash(row)).collect()
+        };
+        let forward = hashes(&spans(&variants));
+        let mut reversed = variants.clone();
+        reversed.reverse();
+        let mut backward = hashes(&spans(&reversed));
+        backward.reverse();
+        assert_eq!(forward, backward, "a row's hash does not depend on its place");
+        let distinct: HashSet<u64> = forward.iter().copied().collect();
+        assert_eq!(distinct.len(), variants.len(), "{forward:x?}");
+    }
 }

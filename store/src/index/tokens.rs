@@ -70,9 +70,22 @@ impl SpanText {
 
     /// Adds a whole term (tag included) to the current span.
     pub(crate) fn push(&mut self, term: &str) {
-        use std::fmt::Write;
-        let _ = write!(self.text, "{}:", term.len());
-        self.text.push_str(term);
+        self.push_parts(&[term]);
+    }
+
+    /// Adds the attribute term [`attr_term`] makes, written in place.
+    pub(crate) fn push_attr(&mut self, key: &str, value: &str) {
+        self.push_parts(&[ATTR, key, "=", truncated(value)]);
+    }
+
+    /// Adds the term made of `parts` one after another.
+    fn push_parts(&mut self, parts: &[&str]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.text.push_str(itoa::Buffer::new().format(len));
+        self.text.push(':');
+        for part in parts {
+            self.text.push_str(part);
+        }
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -232,6 +245,7 @@ mod tests {
         text.next_span();
         text.push("s:web");
         text.push("a:k=v;1:x:");
+        text.push_attr("key", "é".repeat(MAX_TERM_VALUE_BYTES).as_str());
         text.next_span();
         text.push("s:db");
         let mut tokenizer = SpanTokenizer::default();
@@ -245,6 +259,11 @@ mod tests {
             [
                 (0, "s:web".to_string()),
                 (0, "a:k=v;1:x:".to_string()),
+                (0, {
+                    let mut term = String::new();
+                    attr_term(&mut term, "key", &"é".repeat(MAX_TERM_VALUE_BYTES));
+                    term
+                }),
                 (1, "s:db".to_string())
             ]
         );
