@@ -194,9 +194,39 @@ impl<'a> SpanColumns<'a> {
     }
 }
 
-struct Pending {
-    obs: Observation,
+/// A span waiting for the other end of its edge, in arrival order.
+struct Waiting {
+    is_client: bool,
+    key: (TraceId, SpanId),
     since: Instant,
+    /// Taken when the span is paired or a retried export supersedes it.
+    obs: Option<Observation>,
+}
+
+/// Waiting spans, in arrival order, numbered from `first`.
+#[derive(Default)]
+struct Queue {
+    spans: VecDeque<Waiting>,
+    first: u64,
+}
+
+impl Queue {
+    fn push(&mut self, waiting: Waiting) -> u64 {
+        self.spans.push_back(waiting);
+        self.first + self.spans.len() as u64 - 1
+    }
+
+    /// The observation of waiting span `seq`, taken.
+    fn take(&mut self, seq: u64) -> Option<Observation> {
+        let at = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.spans.get_mut(at)?.obs.take()
+    }
+
+    fn pop(&mut self) -> Option<Waiting> {
+        let front = self.spans.pop_front()?;
+        self.first += 1;
+        Some(front)
+    }
 }
 
 #[derive(Default)]
@@ -204,12 +234,36 @@ struct State {
     /// Service → operation → totals; looked up by `&str`, so a known series costs no allocation.
     red: Map<String, Map<String, ByKindStatus>>,
     edges: BTreeMap<EdgeKey, Totals>,
-    /// Client spans waiting for their server child: `(trace, client span id)`.
-    clients: Map<(TraceId, SpanId), Pending>,
-    /// Server spans waiting for their client parent: `(trace, parent span id)`.
-    servers: Map<(TraceId, SpanId), Pending>,
-    /// Arrival order of waiting spans, for expiry and the bound.
-    order: VecDeque<(bool, TraceId, SpanId, Instant)>,
+    /// Client spans waiting for their server child: `(trace, client span id)` → place in
+    /// `waiting`.
+    clients: Map<(TraceId, SpanId), u64>,
+    /// Server spans waiting for their client parent: `(trace, parent span id)` → place in
+    /// `waiting`.
+    servers: Map<(TraceId, SpanId), u64>,
+    /// The waiting spans themselves. The maps stay small (32 bytes an entry), since a hundred
+    /// thousand waiting spans are looked up at random, and the spans are only ever pushed and
+    /// popped.
+    waiting: Queue,
+}
+
+impl State {
+    /// Makes row `row` wait, superseding a span of the same key (a retried export).
+    fn wait(&mut self, is_client: bool, key: (TraceId, SpanId), since: Instant, obs: Observation) {
+        let seq = self.waiting.push(Waiting {
+            is_client,
+            key,
+            since,
+            obs: Some(obs),
+        });
+        let map = if is_client {
+            &mut self.clients
+        } else {
+            &mut self.servers
+        };
+        if let Some(old) = map.insert(key, seq) {
+            self.waiting.take(old);
+        }
+    }
 }
 
 /// The generator. Cheap to clone; clones share state.
@@ -275,12 +329,10 @@ impl SpanMetrics {
             match kind {
                 SpanKind::Client | SpanKind::Producer => {
                     let id = (spans.trace_id(row), spans.span_id(row));
-                    if let Some(server) = state.servers.remove(&id) {
-                        add_edge(&mut state, end, server.obs.end());
-                    } else {
-                        let obs = Observation::of(&spans, row, kind, end);
-                        state.clients.insert(id, Pending { obs, since: now });
-                        state.order.push_back((true, id.0, id.1, now));
+                    let server = (state.servers.remove(&id)).and_then(|s| state.waiting.take(s));
+                    match server {
+                        Some(server) => add_edge(&mut state, end, server.end()),
+                        None => state.wait(true, id, now, Observation::of(&spans, row, kind, end)),
                     }
                 }
                 SpanKind::Server | SpanKind::Consumer => {
@@ -288,12 +340,10 @@ impl SpanMetrics {
                         continue;
                     };
                     let id = (spans.trace_id(row), parent);
-                    if let Some(client) = state.clients.remove(&id) {
-                        add_edge(&mut state, client.obs.end(), end);
-                    } else {
-                        let obs = Observation::of(&spans, row, kind, end);
-                        state.servers.insert(id, Pending { obs, since: now });
-                        state.order.push_back((false, id.0, id.1, now));
+                    let client = (state.clients.remove(&id)).and_then(|c| state.waiting.take(c));
+                    match client {
+                        Some(client) => add_edge(&mut state, client.end(), end),
+                        None => state.wait(false, id, now, Observation::of(&spans, row, kind, end)),
                     }
                 }
                 SpanKind::Internal | SpanKind::Unspecified => {}
@@ -304,35 +354,42 @@ impl SpanMetrics {
 
     /// Settles waiting spans older than the wait (and the oldest beyond the bound).
     fn expire(&self, state: &mut State, now: Instant) {
-        while let Some(&(is_client, trace, span, since)) = state.order.front() {
+        while let Some(front) = state.waiting.spans.front() {
+            if front.obs.is_none() {
+                state.waiting.pop(); // paired or superseded: nothing to settle
+                continue;
+            }
             let waiting = state.clients.len() + state.servers.len();
-            if now.duration_since(since) < self.edge_wait && waiting <= self.max_pending {
+            let old = now.duration_since(front.since) >= self.edge_wait;
+            if !old && waiting <= self.max_pending {
                 break;
             }
-            state.order.pop_front();
-            let over_bound = now.duration_since(since) < self.edge_wait;
+            let Some(Waiting {
+                is_client,
+                key,
+                obs: Some(obs),
+                ..
+            }) = state.waiting.pop()
+            else {
+                continue;
+            };
             if is_client {
-                if let Some(p) = state
-                    .clients
-                    .remove(&(trace, span))
-                    .filter(|p| p.since == since)
-                {
-                    if over_bound {
-                        self.dropped_pending.fetch_add(1, Ordering::Relaxed);
-                    } else if let Some((peer, connection_type)) = p.obs.peer.clone() {
-                        let key = EdgeKey {
-                            client: p.obs.service.clone(),
-                            server: peer,
-                            connection_type,
-                        };
-                        let totals = state.edges.entry(key).or_default();
-                        totals.calls += 1;
-                        totals.errors += u64::from(p.obs.error);
-                        totals.duration.record(p.obs.seconds);
-                    }
-                }
-            } else if state.servers.remove(&(trace, span)).is_some() && over_bound {
+                state.clients.remove(&key);
+            } else {
+                state.servers.remove(&key);
+            }
+            if !old {
                 self.dropped_pending.fetch_add(1, Ordering::Relaxed);
+            } else if let Some((peer, connection_type)) = obs.peer.filter(|_| is_client) {
+                let key = EdgeKey {
+                    client: obs.service,
+                    server: peer,
+                    connection_type,
+                };
+                let totals = state.edges.entry(key).or_default();
+                totals.calls += 1;
+                totals.errors += u64::from(obs.error);
+                totals.duration.record(obs.seconds);
             }
         }
     }

@@ -327,3 +327,44 @@ fn waiting_spans_are_bounded() {
     let state = generator.state.lock().unwrap();
     assert_eq!(state.clients.len(), 10);
 }
+
+/// A retried export delivers the same spans again: a waiting span counts once, paired or
+/// settled, and the copy it replaced settles nothing.
+#[test]
+fn a_span_sent_twice_waits_once() {
+    let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+    let start = Instant::now();
+    let client = |id: u8, peer: &str| {
+        span(
+            (1, id, Some(1)),
+            "a",
+            "call",
+            SpanKind::Client,
+            10,
+            false,
+            vec![kv("peer.service", peer)],
+        )
+    };
+    let server = span((1, 9, Some(2)), "b", "handle", SpanKind::Server, 5, false, vec![]);
+    generator.record(&[client(2, "b"), client(3, "db")], start);
+    generator.record(&[client(2, "b"), client(3, "db")], start + Duration::from_secs(1));
+    generator.record(&[server], start + Duration::from_secs(2));
+    {
+        let state = generator.state.lock().unwrap();
+        assert_eq!((state.clients.len(), state.servers.len()), (1, 0));
+    }
+    let points = generator.points(start + Duration::from_secs(12), 1);
+    let calls = |server: &str| {
+        count(find(
+            &points,
+            "spyglass.service_graph.calls",
+            "a",
+            &[("server", server)],
+        ))
+    };
+    assert_eq!(calls("b"), 1, "paired once");
+    assert_eq!(calls("db"), 1, "settled once, by the copy that came last");
+    assert_eq!(generator.dropped_pending(), 0);
+    let state = generator.state.lock().unwrap();
+    assert_eq!(state.waiting.spans.len(), 0, "nothing left waiting");
+}
