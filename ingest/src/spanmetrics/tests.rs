@@ -345,9 +345,20 @@ fn a_span_sent_twice_waits_once() {
             vec![kv("peer.service", peer)],
         )
     };
-    let server = span((1, 9, Some(2)), "b", "handle", SpanKind::Server, 5, false, vec![]);
+    let server = span(
+        (1, 9, Some(2)),
+        "b",
+        "handle",
+        SpanKind::Server,
+        5,
+        false,
+        vec![],
+    );
     generator.record(&[client(2, "b"), client(3, "db")], start);
-    generator.record(&[client(2, "b"), client(3, "db")], start + Duration::from_secs(1));
+    generator.record(
+        &[client(2, "b"), client(3, "db")],
+        start + Duration::from_secs(1),
+    );
     generator.record(&[server], start + Duration::from_secs(2));
     {
         let state = generator.state.lock().unwrap();

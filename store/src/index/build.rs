@@ -53,9 +53,9 @@ impl<'a> ScalarMaps<'a> {
                     0 => values.as_string::<i32>().value(i),
                     1 => {
                         value.clear();
-                        value.push_str(itoa::Buffer::new().format(
-                            values.as_primitive::<Int64Type>().value(i),
-                        ));
+                        value.push_str(
+                            itoa::Buffer::new().format(values.as_primitive::<Int64Type>().value(i)),
+                        );
                         value.as_str()
                     }
                     2 => {
@@ -517,14 +517,19 @@ mod tests {
                     .and_then(|c| c.as_any().downcast_ref::<MapArray>())
             };
             let maps = ScalarMaps::new(map, "resource_attributes").unwrap();
-            (0..batch.num_rows()).map(|row| maps.row_hash(row)).collect()
+            (0..batch.num_rows())
+                .map(|row| maps.row_hash(row))
+                .collect()
         };
         let forward = hashes(&spans(&variants));
         let mut reversed = variants.clone();
         reversed.reverse();
         let mut backward = hashes(&spans(&reversed));
         backward.reverse();
-        assert_eq!(forward, backward, "a row's hash does not depend on its place");
+        assert_eq!(
+            forward, backward,
+            "a row's hash does not depend on its place"
+        );
         let distinct: HashSet<u64> = forward.iter().copied().collect();
         assert_eq!(distinct.len(), variants.len(), "{forward:x?}");
     }

@@ -138,22 +138,27 @@ fn promoted_names() -> &'static [(&'static str, usize, usize)] {
     })
 }
 
-/// A span's value of each promoted column: the attribute of its most current name present.
-/// One merge of the span's attributes (sorted by key, keys distinct) with the sorted names,
-/// instead of a search per name.
-fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOTED] {
-    let mut found = [None; PROMOTED];
+/// Where in a span's attributes each promoted column's value is: the attribute of its most
+/// current name present, or [`NOT_PROMOTED`]. One merge of the span's attributes (sorted by key,
+/// keys distinct) with the sorted names, instead of a search per name.
+fn promoted_positions(attributes: &[KvRef<'_>]) -> [u32; PROMOTED] {
+    let mut found = [NOT_PROMOTED; PROMOTED];
     let mut rank = [usize::MAX; PROMOTED];
     let mut names = promoted_names().iter().peekable();
-    for &(key, value) in attributes {
+    for (at, &(key, _)) in attributes.iter().enumerate() {
         while let Some(&&(name, column, r)) = names.peek() {
-            match name.cmp(key) {
+            // Most keys differ from the name at the first byte.
+            let order = match (name.as_bytes().first(), key.as_bytes().first()) {
+                (Some(a), Some(b)) if a != b => a.cmp(b),
+                _ => name.cmp(key),
+            };
+            match order {
                 Ordering::Less => {
                     names.next();
                 }
                 Ordering::Equal => {
                     if r < rank[column] {
-                        found[column] = Some(value);
+                        found[column] = at as u32;
                         rank[column] = r;
                     }
                     names.next();
@@ -167,6 +172,15 @@ fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOT
         }
     }
     found
+}
+
+/// A promoted column without a value.
+const NOT_PROMOTED: u32 = u32::MAX;
+
+/// A span's value of each promoted column (see [`promoted_positions`]).
+#[cfg(test)]
+fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOTED] {
+    promoted_positions(attributes).map(|at| attributes.get(at as usize).map(|kv| kv.1))
 }
 
 pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch> {

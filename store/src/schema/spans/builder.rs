@@ -15,7 +15,7 @@ use arrow::buffer::{Buffer, ScalarBuffer};
 use super::super::attrs::{AttrMapsBuilder, AttrRef, KvRef, resource_scope_arrays};
 use super::super::columns::list_array;
 use super::{INT_PROMOTED, PROMOTED_SPAN_ATTRIBUTES, event_fields, link_fields};
-use super::{promoted_values, spans_schema};
+use super::{promoted_positions, spans_schema};
 use crate::error::Result;
 use crate::model::{Resource, Scope, Span, SpanKind, StatusCode};
 
@@ -122,9 +122,12 @@ pub fn span_rows_to_batch(
 /// The promoted columns, each sized exactly.
 fn promoted_columns(rows: &[(usize, SpanRow<'_>)]) -> Vec<ArrayRef> {
     let found: Vec<_> = (rows.iter())
-        .map(|(_, r)| promoted_values(&r.attributes))
+        .map(|(_, r)| promoted_positions(&r.attributes))
         .collect();
-    let column = |c: usize| found.iter().map(move |values| values[c]);
+    let column = |c: usize| {
+        (found.iter().zip(rows))
+            .map(move |(at, (_, r))| r.attributes.get(at[c] as usize).map(|kv| kv.1))
+    };
     (PROMOTED_SPAN_ATTRIBUTES.iter().enumerate())
         .map(|(c, (name, _))| -> ArrayRef {
             if *name == INT_PROMOTED {
