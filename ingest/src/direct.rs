@@ -54,9 +54,10 @@ pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
     }
     // All rows first: the batch's buffers are then sized exactly.
     let mut rows = Vec::with_capacity(count);
+    let mut scratch = Vec::new();
     for (owner, group) in groups.iter().enumerate() {
         for bytes in &group.spans {
-            rows.push((owner, span(bytes)?));
+            rows.push((owner, span(bytes, &mut scratch)?));
         }
     }
     let owners: Vec<_> = (groups.into_iter())
@@ -121,11 +122,14 @@ fn resource_spans<'a>(bytes: &'a [u8], groups: &mut Vec<Group<'a>>) -> Result<()
     Ok(())
 }
 
-/// Reads one span, or [`Fallback`] when it is not valid.
-fn span(bytes: &[u8]) -> Result<SpanRow<'_>> {
+/// Reads one span, or [`Fallback`] when it is not valid. Its attributes are read into
+/// `scratch` first, so that the span's own list is allocated once, at its size.
+fn span<'a>(bytes: &'a [u8], scratch: &mut Vec<KvRef<'a>>) -> Result<SpanRow<'a>> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut kind, mut status) = (0i32, None);
-    let (mut attributes, mut events, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    let attributes = scratch;
+    attributes.clear();
+    let (mut events, mut links) = (Vec::new(), Vec::new());
     let mut row = SpanRow::default();
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
@@ -164,8 +168,8 @@ fn span(bytes: &[u8]) -> Result<SpanRow<'_>> {
         row.status_message = message;
         row.status_code = code;
     }
-    sort_attributes(&mut attributes);
-    row.attributes = attributes;
+    sort_attributes(attributes);
+    row.attributes = attributes.as_slice().to_vec();
     row.events = events;
     row.links = links;
     Ok(row)

@@ -12,9 +12,7 @@ mod builder;
 
 pub use builder::{EventRow, LinkRow, SpanRow, span_rows_to_batch};
 
-use super::attrs::{
-    AttrReader, AttrRef, KvRef, attr_fields, read_resource_scope, resource_scope_fields,
-};
+use super::attrs::{AttrReader, KvRef, attr_fields, read_resource_scope, resource_scope_fields};
 use super::columns::{col, list_of, parse_enum, read_list, read_span_id, read_trace_id};
 use crate::error::Result;
 use crate::model::{Resource, Scope, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
@@ -179,7 +177,7 @@ const NOT_PROMOTED: u32 = u32::MAX;
 
 /// A span's value of each promoted column (see [`promoted_positions`]).
 #[cfg(test)]
-fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<AttrRef<'a>>; PROMOTED] {
+fn promoted_values<'a>(attributes: &[KvRef<'a>]) -> [Option<super::attrs::AttrRef<'a>>; PROMOTED] {
     promoted_positions(attributes).map(|at| attributes.get(at as usize).map(|kv| kv.1))
 }
 
