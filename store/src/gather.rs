@@ -169,30 +169,38 @@ fn gather_strings(
 ) -> Option<StringArray> {
     let span = |&(a, start, end): &(usize, usize, usize)| {
         let offsets = sources[a].value_offsets();
-        (offsets[start] as usize, offsets[end] as usize)
+        (offsets[start], offsets[end])
     };
     let bytes: usize = ranges
         .iter()
         .map(|r| {
             let (from, to) = span(r);
-            to - from
+            (to - from) as usize
         })
         .sum();
+    i32::try_from(bytes).ok()?;
     let mut data = Vec::with_capacity(bytes);
-    let mut lengths = Vec::with_capacity(ranges.iter().map(|r| r.2 - r.1).sum());
+    let mut offsets = Vec::with_capacity(ranges.iter().map(|r| r.2 - r.1).sum::<usize>() + 1);
+    offsets.push(0i32);
     for range in ranges {
         let &(a, start, end) = range;
         let (from, to) = span(range);
-        data.extend_from_slice(&sources[a].value_data()[from..to]);
-        let offsets = &sources[a].value_offsets()[start..=end];
-        lengths.extend(offsets.windows(2).map(|w| (w[1] - w[0]) as usize));
+        // Each source offset moved to where its values land (within i32: checked above).
+        let shift = data.len() as i32 - from;
+        data.extend_from_slice(&sources[a].value_data()[from as usize..to as usize]);
+        offsets.extend(sources[a].value_offsets()[start + 1..=end].iter().map(|o| o + shift));
     }
-    StringArray::try_new(
-        OffsetBuffer::from_lengths(lengths),
-        Buffer::from_vec(data),
-        None,
-    )
-    .ok()
+    debug_assert!(std::str::from_utf8(&data).is_ok());
+    // SAFETY: `data` is made of whole values of valid string arrays, one after another, and
+    // `offsets` start at 0, grow, end at `data.len()` and fall on those values' boundaries: so
+    // the bytes are UTF-8 and every value starts and ends on a character boundary.
+    Some(unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)),
+            Buffer::from_vec(data),
+            None,
+        )
+    })
 }
 
 fn gather_primitives<T: ArrowPrimitiveType>(
