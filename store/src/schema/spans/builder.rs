@@ -200,6 +200,7 @@ impl SpanBatchBuilder {
     /// Room for exactly `rows`.
     fn for_rows(owners: &[(Arc<Resource>, Arc<Scope>)], rows: &[(usize, SpanRow<'_>)]) -> Self {
         let n = rows.len();
+        let services: Vec<&str> = owners.iter().map(|(r, _)| r.service_name()).collect();
         let spans = || rows.iter().map(|(_, r)| r);
         let events = || spans().flat_map(|s| &s.events);
         let links = || spans().flat_map(|s| &s.links);
@@ -212,7 +213,7 @@ impl SpanBatchBuilder {
             parent_valid: NullBufferBuilder::new(n),
             trace_state: text_of(spans().map(|s| s.trace_state)),
             flags: Vec::with_capacity(n),
-            service_name: text_of(rows.iter().map(|(o, _)| owners[*o].0.service_name())),
+            service_name: text_of(rows.iter().map(|(o, _)| services[*o])),
             name: text_of(spans().map(|s| s.name)),
             kind: text_of(spans().map(|s| s.kind.as_str())),
             start: Vec::with_capacity(n),
@@ -303,9 +304,9 @@ impl SpanBatchBuilder {
         owners: &[(Arc<Resource>, Arc<Scope>)],
         promoted: Vec<ArrayRef>,
     ) -> Result<RecordBatch> {
+        let services: Vec<&str> = owners.iter().map(|(r, _)| r.service_name()).collect();
         for &o in &self.owner_of_row {
-            self.service_name
-                .append_value(owners[o as usize].0.service_name());
+            self.service_name.append_value(services[o as usize]);
         }
         let mut columns: Vec<ArrayRef> = vec![
             ids(self.trace_id, 16, None),
