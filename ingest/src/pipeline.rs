@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -151,7 +152,7 @@ impl Ingest {
         protocol: Protocol,
         batch: Option<RecordBatch>,
         rejected: u64,
-        source: Option<&[u8]>,
+        source: Option<Bytes>,
     ) -> Result<()> {
         let (s, p) = slot(signal, protocol);
         let count = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
@@ -197,12 +198,12 @@ impl Ingest {
         &self,
         signal: Signal,
         protocol: Protocol,
-        body: &[u8],
+        body: &Bytes,
         read: fn(&[u8]) -> std::result::Result<Option<RecordBatch>, Fallback>,
     ) -> Result<bool> {
         match read(body) {
             Ok(batch) => {
-                self.store(signal, protocol, batch, 0, Some(body)).await?;
+                (self.store(signal, protocol, batch, 0, Some(body.clone()))).await?;
                 Ok(true)
             }
             Err(Fallback) => Ok(false),
@@ -213,7 +214,7 @@ impl Ingest {
     /// fast path takes it, decoded and converted otherwise.
     pub async fn traces_protobuf(
         &self,
-        body: &[u8],
+        body: &Bytes,
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
         if self
@@ -228,7 +229,7 @@ impl Ingest {
     /// A protobuf metrics request as it came, the same way as [`Ingest::traces_protobuf`].
     pub async fn metrics_protobuf(
         &self,
-        body: &[u8],
+        body: &Bytes,
         protocol: Protocol,
     ) -> Result<ExportMetricsServiceResponse> {
         if self

@@ -137,10 +137,14 @@ async fn fast_path_requests_come_back_after_a_crash() {
     let (store, _) = open().unwrap();
     let ingest = Ingest::new(store.clone(), IngestConfig::default());
     for first in [1, 4] {
-        let answer = ingest.traces_protobuf(&traces(first), Protocol::Grpc).await;
+        let answer = ingest
+            .traces_protobuf(&traces(first).into(), Protocol::Grpc)
+            .await;
         assert!(answer.unwrap().partial_success.is_none());
     }
-    let answer = ingest.metrics_protobuf(&metrics(), Protocol::Http).await;
+    let answer = ingest
+        .metrics_protobuf(&metrics().into(), Protocol::Http)
+        .await;
     assert!(answer.unwrap().partial_success.is_none());
     let (spans, points) = (read(&store, Signal::Spans), read(&store, Signal::Metrics));
     assert_eq!((spans.len(), points.len()), (6, 3));

@@ -188,7 +188,11 @@ fn gather_strings(
         // Each source offset moved to where its values land (within i32: checked above).
         let shift = data.len() as i32 - from;
         data.extend_from_slice(&sources[a].value_data()[from as usize..to as usize]);
-        offsets.extend(sources[a].value_offsets()[start + 1..=end].iter().map(|o| o + shift));
+        offsets.extend(
+            sources[a].value_offsets()[start + 1..=end]
+                .iter()
+                .map(|o| o + shift),
+        );
     }
     debug_assert!(std::str::from_utf8(&data).is_ok());
     // SAFETY: `data` is made of whole values of valid string arrays, one after another, and

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::config::StoreConfig;
@@ -223,7 +224,7 @@ impl Store {
         &self,
         signal: Signal,
         batch: RecordBatch,
-        source: &[u8],
+        source: Bytes,
     ) -> Result<u64> {
         self.append_with(signal, batch, Some(source)).await
     }
@@ -232,7 +233,7 @@ impl Store {
         &self,
         signal: Signal,
         batch: RecordBatch,
-        source: Option<&[u8]>,
+        source: Option<Bytes>,
     ) -> Result<u64> {
         // Batches from `Records::to_batch` share the schema's `Arc`: compare fields only otherwise.
         let table = schema_for(signal);
@@ -253,8 +254,8 @@ impl Store {
         }
         let rows = batch.num_rows() as u64;
         let payload = match source {
-            Some(source) => Ok((signal.tag() | SOURCE_TAG, source.to_vec())),
-            None => ipc::encode(&batch).map(|payload| (signal.tag(), payload)),
+            Some(source) => Ok((signal.tag() | SOURCE_TAG, source)),
+            None => ipc::encode(&batch).map(|payload| (signal.tag(), Bytes::from(payload))),
         };
         let result = match payload {
             Ok((tag, payload)) => {

@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 pub use file::{OsFs, WalFile, WalFs};
 pub use record::Damage;
 pub(crate) use record::segment_header;
@@ -246,7 +248,8 @@ pub(crate) struct WriterOptions {
 
 struct Request<T> {
     tag: u8,
-    payload: Vec<u8>,
+    /// Shared, not copied: a source record is the request's own buffer.
+    payload: Bytes,
     item: T,
     reply: tokio::sync::oneshot::Sender<Result<u64>>,
 }
@@ -300,7 +303,7 @@ impl<T: Send + 'static> Wal<T> {
 
     /// Appends one record; resolves once it is durable (per the durability setting) and handed
     /// to the memtable. A full queue answers [`Error::TryLater`] at once.
-    pub(crate) async fn append(&self, tag: u8, payload: Vec<u8>, item: T) -> Result<u64> {
+    pub(crate) async fn append(&self, tag: u8, payload: Bytes, item: T) -> Result<u64> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sender = self
             .sender

@@ -42,7 +42,7 @@ async fn write(dir: &Path) {
         let source = trace.to_string();
         let batch = decode(source.as_bytes()).unwrap();
         store
-            .append_source(Signal::Spans, batch, source.as_bytes())
+            .append_source(Signal::Spans, batch, source.clone().into_bytes().into())
             .await
             .unwrap();
     }
@@ -104,7 +104,11 @@ async fn a_source_the_decoder_rejects_is_damage_set_aside() {
         let (store, _) = open_decoding(dir.path());
         let batch = decode(b"5").unwrap();
         store
-            .append_source(Signal::Spans, batch, b"not a number")
+            .append_source(
+                Signal::Spans,
+                batch,
+                bytes::Bytes::from_static(b"not a number"),
+            )
             .await
             .unwrap();
     }
