@@ -66,6 +66,13 @@ impl<'a> Fields<'a> {
     }
 
     fn varint(&mut self) -> Result<u64> {
+        // Most keys and lengths fit in one byte.
+        if let Some((&byte, rest)) = self.buf.split_first()
+            && byte < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for (i, &byte) in self.buf.iter().take(10).enumerate() {
             // The tenth byte may only carry the top bit of a u64.
