@@ -131,13 +131,22 @@ impl TokenStream for SpanTokenStream<'_> {
             self.position += 1;
             self.at += 1;
         }
-        let Some(colon) = bytes[self.at..].iter().position(|&b| b == b':') else {
+        // The decimal length, then `:`.
+        let (mut len, mut colon) = (0usize, self.at);
+        while let Some(&digit) = bytes.get(colon).filter(|b| b.is_ascii_digit()) {
+            let Some(longer) = len
+                .checked_mul(10)
+                .and_then(|l| l.checked_add(usize::from(digit - b'0')))
+            else {
+                return false;
+            };
+            len = longer;
+            colon += 1;
+        }
+        if colon == self.at || bytes.get(colon) != Some(&b':') {
             return false;
-        };
-        let Ok(len) = self.text[self.at..self.at + colon].parse::<usize>() else {
-            return false;
-        };
-        let from = self.at + colon + 1;
+        }
+        let from = colon + 1;
         let to = from + len;
         let Some(text) = self.text.get(from..to) else {
             return false;
@@ -236,6 +245,20 @@ mod tests {
             assert_eq!(bucket(bucket_floor(b)), b);
             bucket_term(&mut term, b);
             assert_eq!(term_bucket(term.as_bytes()), Some(b));
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_a_span_text_ends_the_tokens() {
+        let mut tokenizer = SpanTokenizer::default();
+        for text in ["x", ":a", "3:ab", "99999999999999999999999:a", "2:ab1"] {
+            let mut stream = tokenizer.token_stream(text);
+            let mut got = Vec::new();
+            while stream.advance() {
+                got.push(stream.token().text.clone());
+            }
+            let expected: &[&str] = if text == "2:ab1" { &["ab"] } else { &[] };
+            assert_eq!(got, expected, "{text}");
         }
     }
 
