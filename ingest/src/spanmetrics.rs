@@ -247,7 +247,7 @@ struct State {
 }
 
 impl State {
-    /// Makes row `row` wait, superseding a span of the same key (a retried export).
+    /// Makes a span wait under `key`, superseding one already waiting there (a retried export).
     fn wait(&mut self, is_client: bool, key: (TraceId, SpanId), since: Instant, obs: Observation) {
         let seq = self.waiting.push(Waiting {
             is_client,
