@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Ports, spawn_serve, wait_ready};
+use common::{serve_stderr, spawn_serve, start_ready, wait_ready};
 use serde_json::{Value, json};
 
 async fn sql(ui: u16, query: &str) -> Value {
@@ -24,9 +24,7 @@ async fn sql(ui: u16, query: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_when_the_server_is_killed_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let mut server = spawn_serve(dir.path(), ports);
-    wait_ready(ports.ui).await;
+    let (mut server, ports) = start_ready(dir.path(), |ports| spawn_serve(dir.path(), ports)).await;
 
     let acks = dir.path().join("acks.txt");
     let shop = Command::new(env!("CARGO_BIN_EXE_spyglass"))
@@ -45,7 +43,12 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_under_load() {
     server.wait().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut server = spawn_serve(dir.path(), ports);
-    wait_ready(ports.ui).await;
+    if let Err(why) = wait_ready(ports.ui, &mut server).await {
+        panic!(
+            "never ready after the restart ({why:?}): {}",
+            serve_stderr(dir.path())
+        );
+    }
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // Stop the shop: its exporters flush and it reports what was acknowledged.

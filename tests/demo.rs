@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Ports, TEST_CONFIG, get_json, wait_ready};
+use common::{Ports, TEST_CONFIG, get_json, start_ready, stderr_file};
 use serde_json::Value;
 
 /// The 10-minute timeline in 60 s: payments errors 12–18 s, database spike 27–33 s, shipping
@@ -28,20 +28,24 @@ impl Drop for Demo {
     }
 }
 
-fn start_demo(ports: Ports) -> Demo {
+/// Starts `spyglass demo` on free ports and waits until its server is ready.
+async fn start_demo() -> (Demo, Ports) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("spyglass.toml");
     std::fs::write(&config, TEST_CONFIG).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(["demo", "--speed", SPEED, "--rate", "30", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("demo-data"))
-        .args(ports.args())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, ports) = start_ready(dir.path(), |ports| {
+        Command::new(env!("CARGO_BIN_EXE_spyglass"))
+            .args(["demo", "--speed", SPEED, "--rate", "30", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("demo-data"))
+            .args(ports.args())
+            .stdout(Stdio::piped())
+            .stderr(stderr_file(dir.path()))
+            .spawn()
+            .unwrap()
+    })
+    .await;
     let stdout = child.stdout.take().unwrap();
     let (send, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -55,11 +59,12 @@ fn start_demo(ports: Ports) -> Demo {
             }
         }
     });
-    Demo {
+    let demo = Demo {
         child,
         lines,
         _dir: dir,
-    }
+    };
+    (demo, ports)
 }
 
 fn unix_nanos(t: SystemTime) -> u128 {
@@ -98,9 +103,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_incident_shows_where_a_user_would_look() {
-    let ports = Ports::free();
-    let demo = start_demo(ports);
-    wait_ready(ports.ui).await;
+    let (demo, ports) = start_demo().await;
     let started = Instant::now();
     let mut burst: Option<(SystemTime, SystemTime)> = None;
     let mut burst_began = None;

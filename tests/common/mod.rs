@@ -6,7 +6,7 @@
 pub mod browser;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
@@ -73,7 +73,18 @@ impl Ports {
     }
 }
 
-/// Spawns `spyglass serve` with the test configuration on `dir/data`.
+/// Where a process started for `dir` writes its stderr: `dir/serve.stderr`, appended, so a
+/// restarted server adds to it.
+pub fn stderr_file(dir: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("serve.stderr"))
+        .unwrap()
+}
+
+/// Spawns `spyglass serve` with the test configuration on `dir/data`, stderr to
+/// [`stderr_file`].
 pub fn spawn_serve(dir: &std::path::Path, ports: Ports) -> Child {
     let config = dir.join("spyglass.toml");
     std::fs::write(&config, TEST_CONFIG).unwrap();
@@ -84,38 +95,82 @@ pub fn spawn_serve(dir: &std::path::Path, ports: Ports) -> Child {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(ports.args())
-        .stderr(Stdio::null())
+        .stderr(stderr_file(dir))
         .spawn()
         .unwrap()
 }
 
-/// Waits until `/readyz` answers 200 (60 s at most).
-pub async fn wait_ready(ui: u16) {
+/// What the server wrote to stderr, for a failure message.
+pub fn serve_stderr(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("serve.stderr")).unwrap_or_default()
+}
+
+/// Why a server never became ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// It exited first, with this status.
+    Exited(ExitStatus),
+    /// It still runs but `/readyz` did not answer 200 within 60 s.
+    TimedOut,
+}
+
+/// Waits until `/readyz` on `ui` answers 200 (60 s at most), noticing when `child` exits first.
+pub async fn wait_ready(ui: u16, child: &mut Child) -> Result<(), NotReady> {
     let started = Instant::now();
     while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
         .await
         .map(|r| r.status() != 200)
         .unwrap_or(true)
     {
-        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(NotReady::Exited(status));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(NotReady::TimedOut);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
+}
+
+/// Starts a process with `spawn` on free ports and waits until it is ready.
+///
+/// A port chosen free can be taken before the server binds it (another test's client gets it as
+/// its ephemeral port), so a process that exits before it is ready is started again on new
+/// ports. `dir` holds its `serve.stderr`, quoted when it never gets ready.
+pub async fn start_ready(
+    dir: &std::path::Path,
+    mut spawn: impl FnMut(Ports) -> Child,
+) -> (Child, Ports) {
+    for _ in 0..5 {
+        let ports = Ports::free();
+        let mut child = spawn(ports);
+        match wait_ready(ports.ui, &mut child).await {
+            Ok(()) => return (child, ports),
+            Err(NotReady::Exited(_)) => continue,
+            Err(NotReady::TimedOut) => {
+                let _ = child.kill();
+                panic!("never ready: {}", serve_stderr(dir));
+            }
+        }
+    }
+    panic!(
+        "exited before it was ready five times: {}",
+        serve_stderr(dir)
+    );
 }
 
 /// Starts `spyglass serve` writing span metrics every second, and waits until it is ready.
 pub async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let child = spawn_serve(dir.path(), ports);
-    let server = Server {
+    let (child, ports) = start_ready(dir.path(), |ports| spawn_serve(dir.path(), ports)).await;
+    Server {
         child,
         ui: ports.ui,
         grpc: ports.grpc,
         http: ports.http,
         _dir: dir,
-    };
-    wait_ready(ports.ui).await;
-    server
+    }
 }
 
 /// A tracer provider of `service` exporting over OTLP/gRPC with the Rust SDK's exporter.
