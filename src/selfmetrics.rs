@@ -10,7 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use spyglass_ingest::{IngestStats, Protocol};
+use spyglass_ingest::{IngestStats, Protocol, SpanMetrics};
 use spyglass_query::{QueryEngine, QueryKind};
 use spyglass_store::stats::Histogram;
 use spyglass_store::{Signal, Store};
@@ -20,6 +20,7 @@ use spyglass_ui::Exposition;
 pub struct Sources {
     pub store: Store,
     pub ingest: Arc<IngestStats>,
+    pub span_metrics: SpanMetrics,
     pub query: QueryEngine,
 }
 
@@ -147,6 +148,19 @@ impl Sources {
             "spyglass_ingest_refused",
             "Requests refused as undecodable, too large or unauthenticated.",
             &per_signal_protocol(&|s, p| ingest.refused(s, p)),
+        )?;
+        gauges(
+            &mut encoder,
+            "spyglass_service_graph_waiting_spans",
+            "Client and server spans waiting for their other side to make a service-graph edge.",
+            &[(vec![], self.span_metrics.waiting() as i64)],
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_service_graph_dropped_spans",
+            "Waiting spans dropped unpaired because service_graph_max_pending were waiting; \
+             their edges are not counted.",
+            &[(vec![], self.span_metrics.dropped_pending())],
         )?;
 
         let wal = self.store.wal_stats();

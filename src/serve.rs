@@ -84,6 +84,7 @@ pub async fn run(
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),
         ingest: ingest.stats().clone(),
+        span_metrics: ingest.span_metrics().clone(),
         query: engine,
     });
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)

@@ -145,6 +145,12 @@ async fn query_prints_a_table_and_metrics_count_what_came_in() {
         2.0,
         "the two queries above"
     );
+    assert_eq!(
+        value("spyglass_service_graph_dropped_spans_total"),
+        0.0,
+        "far below the bound, no waiting span is dropped"
+    );
+    assert!(value("spyglass_service_graph_waiting_spans") >= 0.0);
     assert!(value("spyglass_wal_fsync_seconds_count") >= 1.0);
     assert!(value("spyglass_wal_bytes_written_total") > 0.0);
     assert!(value("spyglass_memtable_bytes") > 0.0);

@@ -292,6 +292,12 @@ impl SpanMetrics {
         self.dropped_pending.load(Ordering::Relaxed)
     }
 
+    /// Client and server spans now waiting for their other side.
+    pub fn waiting(&self) -> usize {
+        let state = self.state.lock().expect("span metrics lock");
+        state.clients.len() + state.servers.len()
+    }
+
     /// Counts model spans (see [`SpanMetrics::record_batch`]).
     pub fn record(&self, spans: &[Span], now: Instant) {
         let batch = spyglass_store::schema::spans_to_batch(spans).expect("spans make a batch");
