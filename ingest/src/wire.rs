@@ -125,11 +125,28 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A packed `repeated uint64` field's elements. Unpacked elements (wire type 0), which prost
+/// also reads, are the caller's to refuse.
+pub(crate) fn packed_varints(bytes: &[u8]) -> Result<Vec<u64>> {
+    let mut fields = Fields::new(bytes);
+    let mut out = Vec::with_capacity(bytes.len());
+    while !fields.buf.is_empty() {
+        out.push(fields.varint()?);
+    }
+    Ok(out)
+}
+
+/// A `sint32` from its varint, truncated to 32 bits first as prost does.
+pub(crate) fn zigzag32(varint: u64) -> i32 {
+    let value = varint as u32;
+    ((value >> 1) as i32) ^ -((value & 1) as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
 
-    use super::{Fallback, Fields, Value};
+    use super::{Fallback, Fields, Value, packed_varints, zigzag32};
 
     #[derive(Clone, PartialEq, prost::Message)]
     struct Sample {
@@ -203,5 +220,47 @@ mod tests {
         ] {
             assert!(Sample::decode(bytes).is_err(), "{bytes:?}");
         }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Buckets {
+        #[prost(sint32, tag = "1")]
+        offset: i32,
+        #[prost(uint64, repeated, tag = "2")]
+        counts: Vec<u64>,
+    }
+
+    #[test]
+    fn packed_varints_and_sint32_read_as_prost_writes_them() {
+        for offset in [0, 1, -1, 63, -64, i32::MAX, i32::MIN] {
+            let counts = vec![0, 1, 127, 128, 300, u64::MAX];
+            let bytes = Buckets {
+                offset,
+                counts: counts.clone(),
+            }
+            .encode_to_vec();
+            let read = fields(&bytes).unwrap();
+            // prost leaves a zero offset out.
+            let z = match read[..] {
+                [(1, Value::Varint(z)), _] => z,
+                _ => 0,
+            };
+            let Some((2, Value::Bytes(packed))) = read.last() else {
+                panic!("{read:?}");
+            };
+            assert_eq!(zigzag32(z), offset);
+            assert_eq!(packed_varints(packed), Ok(counts));
+        }
+        // A sint32 written as a 64-bit varint keeps its low 32 bits, as in prost.
+        let mut wide = vec![0x08];
+        wide.extend([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        let read = fields(&wide).unwrap();
+        let (_, Value::Varint(z)) = read[0] else {
+            panic!()
+        };
+        assert_eq!(zigzag32(z), Buckets::decode(&wide[..]).unwrap().offset);
+        // A packed run cut in the middle of a varint.
+        assert_eq!(packed_varints(&[0x01, 0x80]), Err(Fallback));
+        assert!(Buckets::decode(&[0x12, 0x02, 0x01, 0x80][..]).is_err());
     }
 }

@@ -4,9 +4,12 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum, exemplar, metric, number_data_point,
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -112,6 +115,53 @@ fn metrics() -> Vec<u8> {
             })),
             ..Default::default()
         },
+        Metric {
+            name: "rpc.server.duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    time_unix_nano: 5_000,
+                    count: 6,
+                    sum: Some(1.5),
+                    scale: -2,
+                    zero_count: 1,
+                    zero_threshold: 1e-9,
+                    positive: Some(Buckets {
+                        offset: -3,
+                        bucket_counts: vec![2, 0, 300],
+                    }),
+                    negative: Some(Buckets {
+                        offset: 1,
+                        bucket_counts: vec![1],
+                    }),
+                    ..Default::default()
+                }],
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "gc.pause".into(),
+            data: Some(metric::Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    time_unix_nano: 5_000,
+                    count: 3,
+                    sum: 0.25,
+                    quantile_values: vec![
+                        ValueAtQuantile {
+                            quantile: 0.5,
+                            value: 0.05,
+                        },
+                        ValueAtQuantile {
+                            quantile: 0.99,
+                            value: 0.2,
+                        },
+                    ],
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        },
     ];
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -147,7 +197,7 @@ async fn fast_path_requests_come_back_after_a_crash() {
         .await;
     assert!(answer.unwrap().partial_success.is_none());
     let (spans, points) = (read(&store, Signal::Spans), read(&store, Signal::Metrics));
-    assert_eq!((spans.len(), points.len()), (6, 3));
+    assert_eq!((spans.len(), points.len()), (6, 5));
     // No flush: everything is in the WAL only, as after `kill -9`.
     drop((ingest, store));
 

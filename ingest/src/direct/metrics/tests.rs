@@ -6,6 +6,8 @@ use arrow::array::RecordBatch;
 use arrow::ipc::writer::StreamWriter;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
@@ -146,6 +148,80 @@ fn histogram_point() -> impl Strategy<Value = HistogramDataPoint> {
         )
 }
 
+fn exponential_point() -> impl Strategy<Value = ExponentialHistogramDataPoint> {
+    // Offsets and scales of both signs, counts of every varint length.
+    let buckets = prop::option::weighted(
+        0.8,
+        (any::<i32>(), prop::collection::vec(any::<u64>(), 0..5)).prop_map(
+            |(offset, bucket_counts)| Buckets {
+                offset,
+                bucket_counts,
+            },
+        ),
+    );
+    (
+        (
+            attributes(),
+            any::<(u64, u64, u64)>(),
+            0u32..3,
+            any::<i32>(),
+        ),
+        (
+            prop::option::of(double()),
+            prop::option::of(double()),
+            prop::option::of(double()),
+            double(),
+            any::<u64>(),
+        ),
+        (buckets.clone(), buckets),
+        exemplars(),
+    )
+        .prop_map(
+            |(
+                (attributes, (start, time, count), flags, scale),
+                (sum, min, max, zero_threshold, zero_count),
+                (positive, negative),
+                exemplars,
+            )| ExponentialHistogramDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: time,
+                count,
+                sum,
+                scale,
+                zero_count,
+                positive,
+                negative,
+                flags,
+                exemplars,
+                min,
+                max,
+                zero_threshold,
+            },
+        )
+}
+
+fn summary_point() -> impl Strategy<Value = SummaryDataPoint> {
+    let quantile =
+        (double(), double()).prop_map(|(quantile, value)| ValueAtQuantile { quantile, value });
+    (
+        (attributes(), any::<(u64, u64, u64)>(), 0u32..3),
+        double(),
+        prop::collection::vec(quantile, 0..4),
+    )
+        .prop_map(
+            |((attributes, (start, time, count), flags), sum, quantile_values)| SummaryDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: time,
+                count,
+                sum,
+                quantile_values,
+                flags,
+            },
+        )
+}
+
 fn data() -> impl Strategy<Value = Option<metric::Data>> {
     use metric::Data;
     let points = || prop::collection::vec(number_point(), 0..4);
@@ -167,13 +243,16 @@ fn data() -> impl Strategy<Value = Option<metric::Data>> {
                 aggregation_temporality,
             }))
         ),
-        1 => Just(Some(Data::ExponentialHistogram(ExponentialHistogram {
-            data_points: vec![ExponentialHistogramDataPoint::default()],
-            aggregation_temporality: 1,
-        }))),
-        1 => Just(Some(Data::Summary(Summary {
-            data_points: vec![SummaryDataPoint::default()],
-        }))),
+        3 => (prop::collection::vec(exponential_point(), 0..3), temporality()).prop_map(
+            |(data_points, aggregation_temporality)| Some(Data::ExponentialHistogram(
+                ExponentialHistogram {
+                    data_points,
+                    aggregation_temporality,
+                }
+            ))
+        ),
+        3 => prop::collection::vec(summary_point(), 0..3)
+            .prop_map(|data_points| Some(Data::Summary(Summary { data_points }))),
     ]
 }
 
@@ -210,7 +289,7 @@ fn request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
 }
 
 /// Whether `request` holds what the fast path leaves to the general one although it is
-/// valid: exponential histograms, summaries, non-scalar attributes.
+/// valid: non-scalar attributes.
 fn left_to_the_general_path(request: &ExportMetricsServiceRequest) -> bool {
     use any_value::Value;
     use metric::Data;
@@ -239,7 +318,9 @@ fn left_to_the_general_path(request: &ExportMetricsServiceRequest) -> bool {
             }
             Some(Data::Histogram(h)) => !(h.data_points.iter())
                 .all(|p| scalar(&p.attributes) && exemplars_scalar(&p.exemplars)),
-            Some(Data::ExponentialHistogram(_) | Data::Summary(_)) => true,
+            Some(Data::ExponentialHistogram(h)) => !(h.data_points.iter())
+                .all(|p| scalar(&p.attributes) && exemplars_scalar(&p.exemplars)),
+            Some(Data::Summary(s)) => !s.data_points.iter().all(|p| scalar(&p.attributes)),
         })
 }
 
@@ -417,5 +498,48 @@ fn every_point_the_general_path_rejects_sends_the_request_there() {
         let bytes = request(data);
         assert_eq!(general(&bytes).unwrap().1, 1, "defect {i} is rejected");
         assert_eq!(metrics(&bytes), Err(Fallback), "defect {i} falls back");
+    }
+}
+
+/// prost appends a second packed run of bucket counts and merges a repeated `positive`
+/// message; the fast path leaves both, and unpacked counts, to it.
+#[test]
+fn repeated_bucket_runs_and_messages_go_to_the_general_path() {
+    let wrap = |field: u8, inner: &[u8]| {
+        assert!(inner.len() < 128, "one-byte lengths");
+        let mut out = vec![field << 3 | 2, inner.len() as u8];
+        out.extend(inner);
+        out
+    };
+    let request = |point: Vec<u8>| {
+        let mut metric = Metric {
+            name: "latency".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut data = wrap(1, &point);
+        data.extend([2 << 3, 2]); // cumulative
+        metric.extend(wrap(10, &data));
+        wrap(1, &wrap(2, &wrap(2, &metric)))
+    };
+    let counts = |run: &[u8]| wrap(2, run);
+    let two_runs = [counts(&[1, 2]), counts(&[3])].concat();
+    let unpacked = [2 << 3, 5];
+    let once_each = wrap(8, &counts(&[1, 2]));
+    let twice = [wrap(8, &counts(&[1])), wrap(8, &counts(&[2]))].concat();
+    let fine = request(once_each);
+    assert_eq!(
+        bits(&metrics(&fine).unwrap()),
+        bits(&general(&fine).unwrap().0)
+    );
+    for (what, point) in [
+        ("two packed runs", wrap(8, &two_runs)),
+        ("an unpacked count", wrap(8, &unpacked)),
+        ("positive twice", twice),
+    ] {
+        let bytes = request(point);
+        let (batch, rejected) = general(&bytes).unwrap();
+        assert!(batch.is_some() && rejected == 0, "{what}: prost takes it");
+        assert_eq!(metrics(&bytes), Err(Fallback), "{what}");
     }
 }
