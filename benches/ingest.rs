@@ -6,7 +6,9 @@
 //! single-thread decode-only throughput of the same requests. Then the same for metric points.
 //!
 //! `cargo bench -p spyglass --bench ingest` (`SPYGLASS_BENCH_SPANS`, default 600000;
-//! `SPYGLASS_BENCH_POINTS`, default 1500000; `SPYGLASS_BENCH_CLIENTS`, default 8).
+//! `SPYGLASS_BENCH_POINTS`, default 1500000; `SPYGLASS_BENCH_CLIENTS`, default 8;
+//! `SPYGLASS_BENCH_EXPONENTIAL=1` sends base-2 exponential histograms where the default mix has
+//! explicit-bucket ones, as an SDK configured for them would).
 
 mod common;
 
@@ -27,9 +29,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, metric, number_data_point,
+    ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -296,11 +299,13 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// A request of `points` data points: sums, gauges and 10-bucket histograms across services.
+/// A request of `points` data points: sums, gauges and 10-bucket histograms across services
+/// (or, with `exponential`, base-2 exponential histograms of 20 buckets instead).
 fn metrics_request(
     rng: &mut rand::rngs::StdRng,
     points: usize,
     now: u64,
+    exponential: bool,
 ) -> ExportMetricsServiceRequest {
     let services = spyglass_store::synth::SERVICES;
     let service = services[rng.random_range(0..services.len())];
@@ -338,6 +343,25 @@ fn metrics_request(
                         ..Default::default()
                     })
                     .collect(),
+            }),
+            _ if exponential => metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: (0..n)
+                    .map(|i| ExponentialHistogramDataPoint {
+                        attributes: attrs.clone(),
+                        time_unix_nano: now + i as u64,
+                        count: 100,
+                        sum: Some(12.5),
+                        scale: 3,
+                        positive: Some(Buckets {
+                            offset: -60,
+                            bucket_counts: (0..20).map(|_| rng.random_range(0..20)).collect(),
+                        }),
+                        min: Some(0.004),
+                        max: Some(4.2),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: 2,
             }),
             _ => metric::Data::Histogram(Histogram {
                 data_points: (0..n)
@@ -383,6 +407,7 @@ fn main() {
     let spans_total = env("SPYGLASS_BENCH_SPANS", 600_000);
     let points_total = env("SPYGLASS_BENCH_POINTS", 1_500_000);
     let clients = env("SPYGLASS_BENCH_CLIENTS", 8);
+    let exponential = std::env::var("SPYGLASS_BENCH_EXPONENTIAL").is_ok_and(|v| v == "1");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -435,11 +460,20 @@ fn main() {
     let cpu_traces = server.cpu_seconds() - cpu_start;
     let wal_after_traces = server.wal_bytes();
 
-    eprintln!("metrics: requests of 2000 points");
+    let histograms = if exponential {
+        "exponential"
+    } else {
+        "explicit-bucket"
+    };
+    eprintln!("metrics: requests of 2000 points ({histograms} histograms)");
     let mut metric_requests = Vec::new();
     let mut points = 0;
     while points < points_total {
-        let encoded = Encoded(metrics_request(&mut rng, 2000, now).encode_to_vec().into());
+        let encoded = Encoded(
+            metrics_request(&mut rng, 2000, now, exponential)
+                .encode_to_vec()
+                .into(),
+        );
         let bytes = encoded.0.len();
         points += 2000;
         metric_requests.push((encoded, 2000, bytes));
@@ -503,7 +537,10 @@ fn main() {
         wal_after_traces / traces.items as f64
     );
     println!("| baseline: single-thread decode only | {decode_rate:.0} spans/s |");
-    println!("| metric points | {} in requests of 2000 |", metrics.items);
+    println!(
+        "| metric points | {} in requests of 2000 (sums, gauges, {histograms} histograms) |",
+        metrics.items
+    );
     println!(
         "| acknowledged points/s | {:.0} ({:.1} MB/s) |",
         rate(&metrics),
