@@ -157,6 +157,11 @@ fn number(is_int: bool, value: Value<'_>) -> Result<NumberValue> {
     })
 }
 
+/// A `double` field.
+fn double(value: Value<'_>) -> Result<f64> {
+    value.fixed64().map(f64::from_bits)
+}
+
 fn number_point(bytes: &[u8]) -> Result<PointRow<'_>> {
     let mut point = empty_point();
     let mut number_value = None;
@@ -186,7 +191,6 @@ fn histogram_point(bytes: &[u8]) -> Result<PointRow<'_>> {
     let mut point = empty_point();
     let (mut count, mut sum, mut min, mut max) = (0, None, None, None);
     let (mut bucket_counts, mut explicit_bounds) = (None, None);
-    let double = |value: Value<'_>| value.fixed64().map(f64::from_bits);
     let mut fields = Fields::new(bytes);
     while let Some((field, value)) = fields.next_field()? {
         match field {
@@ -227,7 +231,6 @@ fn exponential_point(bytes: &[u8]) -> Result<(PointRow<'_>, PointValue)> {
     let (mut count, mut sum, mut min, mut max) = (0, None, None, None);
     let (mut scale, mut zero_count, mut zero_threshold) = (0, 0, 0.0);
     let (mut positive, mut negative) = (None, None);
-    let double = |value: Value<'_>| value.fixed64().map(f64::from_bits);
     let mut fields = Fields::new(bytes);
     while let Some((field, value)) = fields.next_field()? {
         match field {
@@ -285,7 +288,6 @@ fn exp_buckets(bytes: &[u8]) -> Result<ExpBuckets> {
 fn summary_point(bytes: &[u8]) -> Result<(PointRow<'_>, PointValue)> {
     let mut point = empty_point();
     let (mut count, mut sum, mut quantiles) = (0, 0.0, Vec::new());
-    let double = |value: Value<'_>| value.fixed64().map(f64::from_bits);
     let mut fields = Fields::new(bytes);
     while let Some((field, value)) = fields.next_field()? {
         match field {
