@@ -10,7 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use spyglass_ingest::{IngestStats, Protocol, SpanMetrics};
+use spyglass_ingest::{Ingest, Protocol};
 use spyglass_query::{QueryEngine, QueryKind};
 use spyglass_store::stats::Histogram;
 use spyglass_store::{Signal, Store};
@@ -19,8 +19,8 @@ use spyglass_ui::Exposition;
 /// What `/metrics` reads.
 pub struct Sources {
     pub store: Store,
-    pub ingest: Arc<IngestStats>,
-    pub span_metrics: SpanMetrics,
+    /// Its counters and its span-metrics generator.
+    pub ingest: Ingest,
     pub query: QueryEngine,
 }
 
@@ -124,7 +124,7 @@ impl Sources {
                 })
                 .collect::<Vec<_>>()
         };
-        let ingest = &self.ingest;
+        let ingest = self.ingest.stats();
         counters(
             &mut encoder,
             "spyglass_ingest_accepted",
@@ -153,14 +153,14 @@ impl Sources {
             &mut encoder,
             "spyglass_service_graph_waiting_spans",
             "Client and server spans waiting for their other side to make a service-graph edge.",
-            &[(vec![], self.span_metrics.waiting() as i64)],
+            &[(vec![], self.ingest.span_metrics().waiting() as i64)],
         )?;
         counters(
             &mut encoder,
             "spyglass_service_graph_dropped_spans",
             "Waiting spans dropped unpaired because service_graph_max_pending were waiting; \
              their edges are not counted.",
-            &[(vec![], self.span_metrics.dropped_pending())],
+            &[(vec![], self.ingest.span_metrics().dropped_pending())],
         )?;
 
         let wal = self.store.wal_stats();

@@ -83,8 +83,7 @@ pub async fn run(
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),
-        ingest: ingest.stats().clone(),
-        span_metrics: ingest.span_metrics().clone(),
+        ingest: ingest.clone(),
         query: engine,
     });
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
