@@ -1,8 +1,29 @@
-//! `spyglass-alerting`: alert rules, their state, and notifications.
+//! `spyglass-alerting`: alert rules, their state, and the incidents they make.
 //!
-//! It will own rule files, the evaluator, the alert state machine, routing, grouping, silences,
-//! inhibition and the notifiers (SMTP through lettre, webhooks). It reads data only through
-//! `spyglass-query` and must not know the store's files, OTLP or the UI.
+//! It owns rule files (Prometheus's format, with `sql:` beside `expr:`), the built-in
+//! service-health rules, the evaluator, the alert state machine (persisted, so a restart does
+//! not re-page) and incidents: alerts grouped under the failing dependency or service that
+//! causes them. It reads data only through `spyglass-query` and must not know the store's
+//! files, OTLP or the UI.
 //!
-//! Alerting is the work of a later issue; today the crate only fixes its place in the
-//! workspace.
+//! ```text
+//!  rule files ─▶ rules::load ─┐
+//!  [alerting.builtin] ────────┤
+//!                             ▼  every interval
+//!                        Evaluator ─▶ Reader (QueryEngine: SQL, span metrics, graph, search)
+//!                             │ samples
+//!                             ▼
+//!                 state: inactive → pending → firing → resolved ─▶ alerts/state.json
+//!                             │                                   alerts/transitions.jsonl
+//!                             ▼
+//!                 incidents (root cause) ─▶ Alerting handle ─▶ the API (ui)
+//! ```
+
+mod config;
+mod duration;
+mod error;
+pub mod rules;
+pub mod template;
+
+pub use config::{AlertingConfig, BuiltinConfig};
+pub use error::{Error, Result, RuleError};

@@ -133,10 +133,39 @@ impl QueryEngine {
         end: u64,
         step: Option<u64>,
     ) -> Result<Vec<Stepped<ServiceHealth>>> {
+        self.services_filtered(start, end, step, |_| true).await
+    }
+
+    /// Every service's health over `[start, end]` counting only its spans of `kinds` (`server`
+    /// and `consumer`: the requests it answers, which alert rules judge it by).
+    pub async fn services_of_kinds(
+        &self,
+        start: u64,
+        end: u64,
+        kinds: &[&str],
+    ) -> Result<Vec<ServiceHealth>> {
+        Ok(self
+            .services_filtered(start, end, None, |kind| kinds.contains(&kind))
+            .await?
+            .into_iter()
+            .map(|s| s.item)
+            .collect())
+    }
+
+    async fn services_filtered(
+        &self,
+        start: u64,
+        end: u64,
+        step: Option<u64>,
+        keep_kind: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Stepped<ServiceHealth>>> {
         let _timer = self.stats.time(crate::QueryKind::Health);
         let totals = self.span_metric_totals(None, start, end, step).await?;
         let mut by_service: BTreeMap<String, Vec<Totals>> = BTreeMap::new();
-        for ((service, _, _), steps) in totals {
+        for ((service, _, kind), steps) in totals {
+            if !keep_kind(&kind) {
+                continue;
+            }
             let into = by_service.entry(service).or_default();
             if into.len() < steps.len() {
                 into.resize_with(steps.len(), Totals::default);

@@ -40,7 +40,7 @@ pub use health::{Health, OperationHealth, ServiceHealth, Stepped};
 pub use logs::LogSearch;
 pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
 pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
-pub use sql::SqlOutput;
+pub use sql::{SqlOutput, check_read_only_sql};
 pub use stats::{QueryKind, QueryStats};
 pub use trace::{Trace, TraceSpan};
 

@@ -82,6 +82,26 @@ impl QueryEngine {
     }
 }
 
+/// Checks, without running it, that `query` is one read-only statement (`SELECT`, `WITH`,
+/// `EXPLAIN` of one); the error says why not. Alert rules are checked with it when loaded.
+pub fn check_read_only_sql(query: &str) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let statements =
+        Parser::parse_sql(&GenericDialect {}, query).map_err(|e| Error::Sql(e.to_string()))?;
+    let read_only = |s: &Statement| matches!(s, Statement::Query(_));
+    match statements.as_slice() {
+        [statement] if read_only(statement) => Ok(()),
+        [Statement::Explain { statement, .. }] if read_only(statement) => Ok(()),
+        [] => Err(Error::Sql("the query is empty".into())),
+        [_] => Err(Error::Sql(
+            "only a read-only query (SELECT or WITH) is allowed".into(),
+        )),
+        _ => Err(Error::Sql("only one statement is allowed".into())),
+    }
+}
+
 fn is_refused_statement(message: &str) -> bool {
     [
         "DDL not supported",
@@ -228,6 +248,33 @@ impl QueryEngine {
         match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_read_only_sql;
+
+    #[test]
+    fn only_one_read_only_statement_passes_the_check() {
+        for good in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1 AS x) SELECT x FROM a",
+            "EXPLAIN SELECT * FROM spans",
+        ] {
+            assert!(check_read_only_sql(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "SELEC 1",
+            "DROP TABLE spans",
+            "INSERT INTO spans VALUES (1)",
+            "CREATE TABLE x (a INT)",
+            "SELECT 1; SELECT 2",
+            "EXPLAIN DELETE FROM spans",
+        ] {
+            assert!(check_read_only_sql(bad).is_err(), "{bad}");
         }
     }
 }
