@@ -19,11 +19,24 @@
 //!                 incidents (root cause) ─▶ Alerting handle ─▶ the API (ui)
 //! ```
 
+mod builtin;
 mod config;
 mod duration;
 mod error;
+mod evaluator;
+mod incident;
+mod persist;
+mod reader;
 pub mod rules;
+mod state;
+mod status;
 pub mod template;
 
+pub use builtin::{GROUP as BUILTIN_GROUP, Kind as BuiltinKind};
 pub use config::{AlertingConfig, BuiltinConfig};
 pub use error::{Error, Result, RuleError};
+pub use evaluator::{Clock, Counter, Evaluator, SystemClock, TokioClock, load_rules};
+pub use incident::{AlertRef, Incident};
+pub use reader::{ReadResult, Reader};
+pub use state::{Alert, AlertState, Labels, Sample};
+pub use status::{Alerting, GroupStatus, RuleStatus, Status, Transition};

@@ -54,12 +54,14 @@ pub enum Expr {
     PromQl(String),
     /// Read-only SQL over the Spyglass tables; each row is one instance.
     Sql(String),
+    /// A built-in rule, described in words.
+    Builtin(String),
 }
 
 impl Expr {
     pub fn text(&self) -> &str {
         match self {
-            Expr::PromQl(t) | Expr::Sql(t) => t,
+            Expr::PromQl(t) | Expr::Sql(t) | Expr::Builtin(t) => t,
         }
     }
 }

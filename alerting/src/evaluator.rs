@@ -1,0 +1,622 @@
+//! The evaluator: evaluates every group when it is due, moves each alert through its states,
+//! finds incidents, persists the state and publishes it to the [`Alerting`] handle.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::builtin::{self, Kind, Observation};
+use crate::config::AlertingConfig;
+use crate::error::{Error, Result, RuleError};
+use crate::incident::{Active, AlertRef, Incidents};
+use crate::persist::{Saved, SavedRule, StateDir};
+use crate::reader::Reader;
+use crate::rules::{self, Expr, Group, Rule, RuleKind};
+use crate::state::{Instances, Labels, Sample, Timing};
+use crate::status::{
+    Alerting, GroupStatus, HISTORY_IN_MEMORY, ReloadReply, RuleStatus, Transition,
+};
+use crate::template::Context;
+
+/// Unix time in nanoseconds.
+pub trait Clock: Send + Sync {
+    fn now_unix_nanos(&self) -> u64;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_nanos(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+}
+
+/// Unix time that moves with tokio's clock from `start_unix_nanos`: with tokio's time paused,
+/// tests move it with `tokio::time::advance`.
+pub struct TokioClock {
+    start_unix_nanos: u64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new(start_unix_nanos: u64) -> Self {
+        Self {
+            start_unix_nanos,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_unix_nanos(&self) -> u64 {
+        self.start_unix_nanos + self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// A count that only grows (telemetry requests refused), read at each evaluation.
+pub type Counter = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+struct RuleRun {
+    rule: Rule,
+    instances: Instances,
+    last_error: Option<String>,
+    last_evaluation: Option<u64>,
+    evaluation_seconds: f64,
+}
+
+struct GroupRun {
+    group: Group,
+    rules: Vec<RuleRun>,
+    interval: Duration,
+    due: tokio::time::Instant,
+    last_evaluation: Option<u64>,
+    evaluation_seconds: f64,
+}
+
+pub struct Evaluator<R: Reader> {
+    reader: R,
+    config: AlertingConfig,
+    groups: Vec<GroupRun>,
+    incidents: Incidents,
+    state: StateDir,
+    clock: Arc<dyn Clock>,
+    handle: Alerting,
+    reloads: mpsc::Receiver<ReloadReply>,
+    refused: Option<Counter>,
+    /// (time, refused count) at past evaluations, for the increase over the window.
+    refused_seen: VecDeque<(u64, u64)>,
+    /// The built-in rules' reads of the last evaluation, for incidents.
+    observation: Option<Observation>,
+    /// Where each evidence trace's errors begin, by trace id.
+    origins: HashMap<String, Vec<String>>,
+}
+
+/// Loads `config.rule_files` for evaluation: any mistake, and any rule this build cannot
+/// evaluate yet (PromQL, recording), is an error with its file and line.
+pub fn load_rules(config: &AlertingConfig) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
+    let groups = rules::load(&config.rule_files)?;
+    let mut errors = Vec::new();
+    for group in &groups {
+        for rule in &group.rules {
+            let refuse = match (&rule.expr, rule.kind) {
+                (Expr::PromQl(_), _) => Some(
+                    "PromQL (`expr:`) is checked but cannot be evaluated yet: write this rule with `sql:`",
+                ),
+                (_, RuleKind::Recording) => {
+                    Some("recording rules are checked but not evaluated yet")
+                }
+                _ => None,
+            };
+            if let Some(message) = refuse {
+                errors.push(RuleError {
+                    file: group.file.clone(),
+                    line: rule.line,
+                    message: format!("rule {:?}: {message}", rule.name),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(errors)
+    }
+}
+
+impl<R: Reader> Evaluator<R> {
+    /// Loads the rules and the saved state in `state_dir`; a bad rule file is an error.
+    pub fn new(
+        reader: R,
+        config: AlertingConfig,
+        state_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Alerting)> {
+        let groups = load_rules(&config).map_err(Error::Rules)?;
+        let state = StateDir::new(state_dir);
+        let saved = state.load()?;
+        let history = state.transitions(HISTORY_IN_MEMORY)?;
+        let (reload_tx, reloads) = mpsc::channel(4);
+        let handle = Alerting::new(reload_tx, &config.external_url);
+        handle.write(|s| s.history = history.into());
+        let mut evaluator = Self {
+            reader,
+            config,
+            groups: Vec::new(),
+            incidents: saved.incidents.clone(),
+            state,
+            clock,
+            handle: handle.clone(),
+            reloads,
+            refused: None,
+            refused_seen: VecDeque::new(),
+            observation: None,
+            origins: HashMap::new(),
+        };
+        evaluator.set_groups(groups, saved.rules);
+        evaluator.publish();
+        Ok((evaluator, handle))
+    }
+
+    /// Counts refused telemetry requests for `TelemetryRefused`.
+    pub fn with_refusals(mut self, counter: Counter) -> Self {
+        self.refused = Some(counter);
+        self
+    }
+
+    /// Puts `groups` (and the built-in group) in place, keeping the instances of rules that
+    /// stay (same group, name and labels) from `saved`.
+    fn set_groups(&mut self, groups: Vec<Group>, saved: Vec<SavedRule>) {
+        let mut kept: HashMap<(String, String, Labels), Instances> = saved
+            .into_iter()
+            .map(|r| ((r.group, r.rule, r.rule_labels), r.alerts))
+            .collect();
+        let default_interval = self.config.evaluation_interval();
+        let mut all = Vec::new();
+        if self.config.builtin.enabled {
+            all.push(builtin::group(&self.config.builtin, default_interval));
+        }
+        all.extend(groups);
+        let now = tokio::time::Instant::now();
+        self.groups = all
+            .into_iter()
+            .map(|group| {
+                let rules = group
+                    .rules
+                    .iter()
+                    .map(|rule| RuleRun {
+                        instances: kept
+                            .remove(&(group.name.clone(), rule.name.clone(), rule.labels.clone()))
+                            .unwrap_or_default(),
+                        rule: rule.clone(),
+                        last_error: None,
+                        last_evaluation: None,
+                        evaluation_seconds: 0.0,
+                    })
+                    .collect();
+                GroupRun {
+                    interval: group.interval.unwrap_or(default_interval),
+                    group,
+                    rules,
+                    due: now,
+                    last_evaluation: None,
+                    evaluation_seconds: 0.0,
+                }
+            })
+            .collect();
+    }
+
+    /// Evaluates every group now, whether due or not.
+    pub async fn evaluate(&mut self) {
+        let now = self.clock.now_unix_nanos();
+        let changes = self.evaluate_groups(now, |_| true).await;
+        self.finish(now, changes).await;
+    }
+
+    async fn evaluate_due(&mut self) {
+        let now = self.clock.now_unix_nanos();
+        let tick = tokio::time::Instant::now();
+        let changes = self.evaluate_groups(now, |g| g.due <= tick).await;
+        self.finish(now, changes).await;
+    }
+
+    async fn evaluate_groups(
+        &mut self,
+        now: u64,
+        due: impl Fn(&GroupRun) -> bool,
+    ) -> Vec<(usize, usize, crate::state::Change)> {
+        let refused = self.refused_in_window(now);
+        let mut changes = Vec::new();
+        for g in 0..self.groups.len() {
+            if !due(&self.groups[g]) {
+                continue;
+            }
+            let started = Instant::now();
+            let at = now.saturating_sub(self.groups[g].group.query_offset.as_nanos() as u64);
+            if self.groups[g].group.name == builtin::GROUP {
+                match Observation::read(&self.reader, &self.config.builtin, at, refused).await {
+                    Ok(o) => self.observation = Some(o),
+                    Err(e) => {
+                        let message = e.client_message();
+                        tracing::warn!(error = %e, "built-in rules could not read span metrics");
+                        for rule in &mut self.groups[g].rules {
+                            rule.last_error = Some(message.clone());
+                            rule.last_evaluation = Some(now);
+                        }
+                        self.handle.write(|s| s.evaluation_failures_total += 1);
+                        self.schedule(g, now, started);
+                        continue;
+                    }
+                }
+            }
+            for r in 0..self.groups[g].rules.len() {
+                let rule_started = Instant::now();
+                let result = self.samples(g, r).await;
+                let group = &mut self.groups[g];
+                let limit = group.group.limit;
+                let run = &mut group.rules[r];
+                let samples = match result {
+                    Ok(samples) if limit > 0 && samples.len() > limit => {
+                        run.last_error = Some(format!(
+                            "exceeded limit of {limit} with {} alerts",
+                            samples.len()
+                        ));
+                        Vec::new()
+                    }
+                    Ok(samples) => {
+                        run.last_error = None;
+                        samples
+                    }
+                    Err(e) => {
+                        tracing::warn!(rule = %run.rule.name, error = %e, "rule evaluation failed");
+                        run.last_error = Some(error_text(&e));
+                        self.handle.write(|s| s.evaluation_failures_total += 1);
+                        // A failed evaluation is no evidence either way: the alerts stay as
+                        // they are (Prometheus keeps them too).
+                        run.last_evaluation = Some(now);
+                        run.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+                        continue;
+                    }
+                };
+                let timing = Timing {
+                    for_nanos: run.rule.for_duration.as_nanos() as u64,
+                    keep_firing_for_nanos: run.rule.keep_firing_for.as_nanos() as u64,
+                };
+                let rule = &run.rule;
+                let external_url = self.handle.external_url();
+                let annotate = |s: &Sample| expand(&rule.annotation_templates, s, external_url);
+                for change in run.instances.update(now, samples, timing, annotate) {
+                    changes.push((g, r, change));
+                }
+                run.last_evaluation = Some(now);
+                run.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+            }
+            self.schedule(g, now, started);
+        }
+        changes
+    }
+
+    fn schedule(&mut self, g: usize, now: u64, started: Instant) {
+        let group = &mut self.groups[g];
+        group.last_evaluation = Some(now);
+        group.evaluation_seconds = started.elapsed().as_secs_f64();
+        group.due = tokio::time::Instant::now() + group.interval;
+    }
+
+    /// The samples of rule `r` of group `g` at `at`, with the rule's labels and evidence.
+    async fn samples(&mut self, g: usize, r: usize) -> Result<Vec<Sample>> {
+        let rule = &self.groups[g].rules[r].rule;
+        let mut samples = match &rule.expr {
+            Expr::Sql(query) => self
+                .reader
+                .sql(query)
+                .await
+                .map_err(|source| Error::Query {
+                    rule: rule.name.clone(),
+                    source,
+                })?,
+            Expr::Builtin(_) => {
+                let kind = Kind::from_name(&rule.name).expect("built-in rules are named by kind");
+                match &self.observation {
+                    Some(o) => o.samples(kind, &self.config.builtin),
+                    None => Vec::new(),
+                }
+            }
+            Expr::PromQl(_) => {
+                return Err(Error::BadResult {
+                    rule: rule.name.clone(),
+                    message: "PromQL cannot be evaluated yet".into(),
+                });
+            }
+        };
+        let external_url = self.handle.external_url().to_owned();
+        for sample in &mut samples {
+            let mut labels = sample.labels.clone();
+            for (name, template) in &rule.label_templates {
+                labels.insert(
+                    name.clone(),
+                    template.render(&Context {
+                        labels: &sample.labels,
+                        value: sample.value,
+                        external_url: &external_url,
+                    }),
+                );
+            }
+            labels.insert("alertname".into(), rule.name.clone());
+            sample.labels = labels;
+        }
+        // Evidence for built-in alerts that have none yet: one search per new instance.
+        if let (Expr::Builtin(_), Some(observation)) = (&rule.expr, &self.observation) {
+            let kind = Kind::from_name(&rule.name).expect("built-in rules are named by kind");
+            let instances = &self.groups[g].rules[r].instances;
+            for sample in &mut samples {
+                let has_evidence = instances
+                    .get(&sample.labels)
+                    .is_some_and(|a| a.state.is_active() && !a.trace_ids.is_empty());
+                if has_evidence {
+                    continue;
+                }
+                match observation
+                    .evidence(&self.reader, kind, &sample.labels, &self.config.builtin)
+                    .await
+                {
+                    Ok(ids) => sample.trace_ids = ids,
+                    Err(e) => tracing::warn!(error = %e, "no example traces for an alert"),
+                }
+            }
+        }
+        Ok(samples)
+    }
+
+    /// Refused requests between the evaluation about a window ago and now.
+    fn refused_in_window(&mut self, now: u64) -> u64 {
+        let Some(counter) = &self.refused else {
+            return 0;
+        };
+        let total = counter();
+        let window = self.config.builtin.window_secs * 1_000_000_000;
+        while self
+            .refused_seen
+            .get(1)
+            .is_some_and(|(t, _)| now.saturating_sub(*t) >= window)
+        {
+            self.refused_seen.pop_front();
+        }
+        let since = self.refused_seen.front().map_or(total, |(_, n)| *n);
+        self.refused_seen.push_back((now, total));
+        total.saturating_sub(since)
+    }
+
+    /// After an evaluation: incidents, the transitions log, the saved state, the status.
+    async fn finish(&mut self, now: u64, changes: Vec<(usize, usize, crate::state::Change)>) {
+        self.find_incidents(now).await;
+        let transitions: Vec<Transition> = changes
+            .into_iter()
+            .map(|(g, r, change)| {
+                let group = &self.groups[g];
+                let run = &group.rules[r];
+                let alert = run.instances.get(&change.labels);
+                Transition {
+                    time_unix_nano: now,
+                    group: group.group.name.clone(),
+                    rule: run.rule.name.clone(),
+                    incident: alert.and_then(|a| a.incident.clone()),
+                    trace_ids: alert.map(|a| a.trace_ids.clone()).unwrap_or_default(),
+                    labels: change.labels,
+                    state: change.to,
+                    value: change.value,
+                }
+            })
+            .collect();
+        for t in &transitions {
+            tracing::info!(rule = %t.rule, labels = ?t.labels, state = t.state.as_str(), value = t.value, "alert state changed");
+        }
+        if let Err(e) = self.state.append(&transitions) {
+            tracing::error!(error = %e, "failed to log alert transitions");
+        }
+        if let Err(e) = self.state.save(&self.saved()) {
+            tracing::error!(error = %e, "failed to save the alert state");
+        }
+        self.handle.write(|s| {
+            s.evaluations_total += 1;
+            for t in transitions {
+                if s.history.len() == HISTORY_IN_MEMORY {
+                    s.history.pop_front();
+                }
+                s.history.push_back(t);
+            }
+        });
+        self.publish();
+    }
+
+    async fn find_incidents(&mut self, now: u64) {
+        // Where the evidence traces' errors begin, read once per trace.
+        let mut wanted = Vec::new();
+        for group in &self.groups {
+            for run in &group.rules {
+                for alert in run.instances.alerts().filter(|a| a.state.is_active()) {
+                    wanted.extend(alert.trace_ids.iter().cloned());
+                }
+            }
+        }
+        self.origins.retain(|id, _| wanted.contains(id));
+        for id in wanted {
+            if !self.origins.contains_key(&id) {
+                match self.reader.error_origins(&id).await {
+                    Ok(origins) => {
+                        self.origins.insert(id, origins);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "trace of an alert not read"),
+                }
+            }
+        }
+        let empty = Observation::default();
+        let observation = self.observation.as_ref().unwrap_or(&empty);
+        let mut roots = Vec::new();
+        for group in &self.groups {
+            for run in &group.rules {
+                for alert in run.instances.alerts().filter(|a| a.state.is_active()) {
+                    let origins: Vec<String> = alert
+                        .trace_ids
+                        .iter()
+                        .filter_map(|id| self.origins.get(id))
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    let active = Active {
+                        rule: &run.rule.name,
+                        labels: &alert.labels,
+                        trace_origins: &origins,
+                    };
+                    let root = crate::incident::root(&active, observation, &self.config.builtin);
+                    roots.push((
+                        AlertRef {
+                            rule: run.rule.name.clone(),
+                            labels: alert.labels.clone(),
+                        },
+                        root,
+                    ));
+                }
+            }
+        }
+        let ids = self.incidents.update(now, roots);
+        for group in &mut self.groups {
+            for run in &mut group.rules {
+                for alert in run.instances.alerts_mut().filter(|a| a.state.is_active()) {
+                    let key = AlertRef {
+                        rule: run.rule.name.clone(),
+                        labels: alert.labels.clone(),
+                    };
+                    alert.incident = ids.get(&key).cloned();
+                }
+            }
+        }
+    }
+
+    fn saved(&self) -> Saved {
+        let rules = self
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.rules.iter().map(|r| SavedRule {
+                    group: g.group.name.clone(),
+                    rule: r.rule.name.clone(),
+                    rule_labels: r.rule.labels.clone(),
+                    alerts: r.instances.clone(),
+                })
+            })
+            .collect();
+        Saved::new(rules, self.incidents.clone())
+    }
+
+    /// Copies the groups, rules, alerts and incidents into the handle.
+    fn publish(&self) {
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| GroupStatus {
+                name: g.group.name.clone(),
+                file: g.group.file.clone(),
+                interval_secs: g.interval.as_secs_f64(),
+                limit: g.group.limit,
+                last_evaluation: g.last_evaluation,
+                evaluation_seconds: g.evaluation_seconds,
+                rules: g
+                    .rules
+                    .iter()
+                    .map(|r| RuleStatus {
+                        name: r.rule.name.clone(),
+                        kind: r.rule.kind,
+                        language: match r.rule.expr {
+                            Expr::Sql(_) => "sql",
+                            Expr::PromQl(_) => "promql",
+                            Expr::Builtin(_) => "builtin",
+                        },
+                        query: r.rule.expr.text().to_owned(),
+                        for_secs: r.rule.for_duration.as_secs_f64(),
+                        keep_firing_for_secs: r.rule.keep_firing_for.as_secs_f64(),
+                        labels: r.rule.labels.clone(),
+                        annotations: r.rule.annotations.clone(),
+                        last_error: r.last_error.clone(),
+                        last_evaluation: r.last_evaluation,
+                        evaluation_seconds: r.evaluation_seconds,
+                        alerts: r.instances.alerts().cloned().collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut incidents: Vec<_> = self.incidents.open.values().cloned().collect();
+        incidents.extend(self.incidents.recent.iter().rev().cloned());
+        self.handle.write(|s| {
+            s.groups = groups;
+            s.incidents = incidents;
+        });
+    }
+
+    fn reload(&mut self) -> std::result::Result<(), String> {
+        match load_rules(&self.config) {
+            Ok(groups) => {
+                let saved = self.saved().rules;
+                self.set_groups(groups, saved);
+                self.publish();
+                self.handle.write(|s| s.reload_error = None);
+                tracing::info!("rule files reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                let message = Error::Rules(errors).to_string();
+                tracing::error!(error = %message, "reload refused; the previous rules keep running");
+                self.handle.write(|s| {
+                    s.reload_error = Some(message.clone());
+                    s.reloads_failed_total += 1;
+                });
+                Err(message)
+            }
+        }
+    }
+
+    /// Evaluates each group every interval until `shutdown`, answering reloads between.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.evaluate_due().await;
+            let next =
+                self.groups.iter().map(|g| g.due).min().unwrap_or_else(|| {
+                    tokio::time::Instant::now() + self.config.evaluation_interval()
+                });
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(next) => {}
+                Some(reply) = self.reloads.recv() => {
+                    let _ = reply.send(self.reload());
+                }
+            }
+        }
+    }
+}
+
+fn expand(templates: &[(String, crate::template::Template)], sample: &Sample, url: &str) -> Labels {
+    let context = Context {
+        labels: &sample.labels,
+        value: sample.value,
+        external_url: url,
+    };
+    templates
+        .iter()
+        .map(|(name, t)| (name.clone(), t.render(&context)))
+        .collect()
+}
+
+/// An error's message with its causes, for the rules API.
+fn error_text(error: &Error) -> String {
+    match error {
+        Error::Query { source, .. } => source.client_message(),
+        other => other.to_string(),
+    }
+}
