@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use spyglass_alerting::AlertingConfig;
 use spyglass_ingest::IngestConfig;
 use spyglass_query::QueryConfig;
 use spyglass_store::StoreConfig;
@@ -22,6 +23,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub query: QueryConfig,
     pub ui: UiConfig,
+    pub alerting: AlertingConfig,
 }
 
 impl Default for Config {
@@ -32,19 +34,41 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
             ui: UiConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
 
-/// The demo's defaults: its own data directory, and span metrics every 5 s so that charts
-/// move while one watches.
+/// The demo's defaults: its own data directory, span metrics every 5 s so that charts move
+/// while one watches, and built-in rules on a one-minute window, so that each scripted
+/// incident (one to one and a half minutes long) fires and resolves before the next.
 pub fn demo_defaults() -> Config {
     let mut config = Config {
         data_dir: PathBuf::from("./demo-data"),
         ..Config::default()
     };
     config.ingest.span_metrics_interval_secs = 5;
+    config.alerting.evaluation_interval_secs = 10;
+    config.alerting.builtin.window_secs = 60;
+    config.alerting.builtin.for_secs = 15;
+    config.alerting.builtin.silent_after_secs = 30;
     config
+}
+
+/// The demo's timeline runs `speed` times faster: so do span metrics, evaluations and every
+/// duration of the built-in rules (at least one second each), so that its incidents still
+/// fire and resolve their alerts.
+pub fn speed_up(config: &mut Config, speed: f64) {
+    let scale = |secs: u64| ((secs as f64 / speed.max(1.0)).round() as u64).max(1);
+    let b = &mut config.alerting.builtin;
+    b.window_secs = scale(b.window_secs);
+    b.for_secs = scale(b.for_secs);
+    b.latency_baseline_secs = scale(b.latency_baseline_secs);
+    b.silent_after_secs = scale(b.silent_after_secs);
+    let a = &mut config.alerting;
+    a.evaluation_interval_secs = scale(a.evaluation_interval_secs);
+    let i = &mut config.ingest;
+    i.span_metrics_interval_secs = scale(i.span_metrics_interval_secs);
 }
 
 impl Config {
@@ -56,10 +80,22 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.store.validate().context("invalid [store] section")?;
+        self.alerting
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid [alerting] section: {e}"))?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
         }
         Ok(())
+    }
+
+    /// The alerting section as the evaluator takes it: links default to the UI address.
+    pub fn alerting(&self) -> AlertingConfig {
+        let mut alerting = self.alerting.clone();
+        if alerting.external_url.is_empty() {
+            alerting.external_url = format!("http://{}", self.ui.http_addr);
+        }
+        alerting
     }
 
     /// Addresses bound beyond loopback while no ingest token is configured.
@@ -79,7 +115,7 @@ impl Config {
 }
 
 /// Sources whose field comments document each section.
-const DOCUMENTED: [(&str, &str, &str); 5] = [
+const DOCUMENTED: [(&str, &str, &str); 7] = [
     ("", "Config", include_str!("config.rs")),
     (
         "store",
@@ -97,6 +133,16 @@ const DOCUMENTED: [(&str, &str, &str); 5] = [
         include_str!("../query/src/config.rs"),
     ),
     ("ui", "UiConfig", include_str!("../ui/src/config.rs")),
+    (
+        "alerting",
+        "AlertingConfig",
+        include_str!("../alerting/src/config.rs"),
+    ),
+    (
+        "alerting.builtin",
+        "BuiltinConfig",
+        include_str!("../alerting/src/config.rs"),
+    ),
 ];
 
 /// `(section, field) → doc comment` read from the config structs' sources.
@@ -179,6 +225,9 @@ mod tests {
             "http_addr",
             "data_dir",
             "tokens",
+            "evaluation_interval_secs",
+            "error_ratio",
+            "silent_after_secs",
         ] {
             assert!(text.contains(&format!("\n{key} = ")), "{key} is printed");
         }

@@ -77,6 +77,10 @@ struct ServeArgs {
     /// UI and API listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Alert rule file (Prometheus format; a glob is allowed); repeat for more. Added to
+    /// `[alerting] rule_files`.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<String>,
 }
 
 impl ServeArgs {
@@ -98,6 +102,7 @@ impl ServeArgs {
         if let Some(addr) = self.http {
             cfg.ui.http_addr = addr;
         }
+        cfg.alerting.rule_files.extend(self.rules);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -139,6 +144,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = query_cli::Format::Table)]
         format: query_cli::Format,
     },
+    /// Alert rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Write test traces to a Spyglass and read them back; exit 1 on any loss or mismatch.
     Check {
         /// OTLP/gRPC endpoint of the Spyglass under test.
@@ -157,6 +167,50 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check rule files as `promtool check rules` does: every mistake with file and line;
+    /// exit 1 on any.
+    Check {
+        /// Rule files (Prometheus format, with `sql:` rules too).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// `spyglass rules check`: true when every file is valid.
+fn check_rules(paths: &[PathBuf]) -> bool {
+    let mut valid = true;
+    for path in paths {
+        println!("Checking {}", path.display());
+        let file = path.display().to_string();
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| {
+                vec![spyglass_alerting::RuleError {
+                    file: file.clone(),
+                    line: 0,
+                    message: format!("cannot read the file: {e}"),
+                }]
+            })
+            .and_then(|text| spyglass_alerting::rules::parse(&file, &text));
+        match result {
+            Ok(groups) => {
+                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found");
+            }
+            Err(errors) => {
+                valid = false;
+                println!("  FAILED:");
+                for error in errors {
+                    println!("{error}");
+                }
+            }
+        }
+        println!();
+    }
+    valid
 }
 
 fn init_logging(format: LogFormat) {
@@ -209,6 +263,9 @@ fn main() -> anyhow::Result<()> {
             };
             runtime()?.block_on(demo::run(options, cfg))
         }
+        Command::Rules {
+            command: RulesCommand::Check { paths },
+        } => std::process::exit(if check_rules(&paths) { 0 } else { 1 }),
         Command::Query { sql, api, format } => {
             runtime()?.block_on(query_cli::run(&api, &sql, format))
         }

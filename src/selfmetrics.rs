@@ -22,6 +22,7 @@ pub struct Sources {
     /// Its counters and its span-metrics generator.
     pub ingest: Ingest,
     pub query: QueryEngine,
+    pub alerting: spyglass_alerting::Alerting,
 }
 
 /// The sources, once the store is open (until then `/metrics` is empty).
@@ -263,6 +264,56 @@ impl Sources {
                 })
                 .collect::<Vec<_>>(),
         )?;
-        Ok(())
+        self.encode_alerting(&mut encoder)
+    }
+
+    fn encode_alerting(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        use spyglass_alerting::AlertState;
+        let alerts = self.alerting.alerts(false);
+        let count = |state: AlertState| alerts.iter().filter(|(_, _, a)| a.state == state).count();
+        gauges(
+            encoder,
+            "spyglass_alerts",
+            "Alert instances by state.",
+            &[
+                (
+                    vec![("state", "pending")],
+                    count(AlertState::Pending) as i64,
+                ),
+                (vec![("state", "firing")], count(AlertState::Firing) as i64),
+            ],
+        )?;
+        let (evaluations, failures, reload_failures, reload_ok) = self.alerting.read(|s| {
+            (
+                s.evaluations_total,
+                s.evaluation_failures_total,
+                s.reloads_failed_total,
+                s.reload_error.is_none(),
+            )
+        });
+        counters(
+            encoder,
+            "spyglass_rule_evaluations",
+            "Evaluation rounds of the alert rules.",
+            &[(vec![], evaluations)],
+        )?;
+        counters(
+            encoder,
+            "spyglass_rule_evaluation_failures",
+            "Rule evaluations that failed (the rule's last error is in the rules API).",
+            &[(vec![], failures)],
+        )?;
+        counters(
+            encoder,
+            "spyglass_rules_reload_failures",
+            "Reloads of the rule files refused for a mistake in them.",
+            &[(vec![], reload_failures)],
+        )?;
+        gauges(
+            encoder,
+            "spyglass_rules_last_reload_successful",
+            "1 when the last reload of the rule files loaded, 0 when it was refused.",
+            &[(vec![], i64::from(reload_ok))],
+        )
     }
 }

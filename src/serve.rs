@@ -1,9 +1,10 @@
 //! `spyglass serve`: start-up in order, then one ordered, timed shutdown.
 //!
 //! Start: bind the UI port (so `/healthz` answers during replay) → open the store and replay
-//! the WAL → bind the OTLP receivers → ready → maintenance (flush, compaction, retention).
+//! the WAL → load the alert rules and state → bind the OTLP receivers → ready → alerting,
+//! maintenance (flush, compaction, retention). SIGHUP reloads the rule files.
 //! Stop (SIGINT/SIGTERM): stop the receivers (in-flight requests finish) → write the last span
-//! metrics → stop maintenance →
+//! metrics → stop alerting (its state is saved after every evaluation) → stop maintenance →
 //! close the store (queued appends finish, memtable flushed) → stop the UI.
 
 use std::future::Future;
@@ -11,10 +12,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use spyglass_alerting::{Evaluator, SystemClock};
+use spyglass_ingest::Protocol;
 use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_query::QueryEngine;
+use spyglass_store::Signal;
 use spyglass_store::Store;
-use spyglass_ui::{EngineSlot, Readiness, UiServer};
+use spyglass_ui::{AlertingSlot, EngineSlot, Readiness, UiServer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -40,13 +44,15 @@ pub async fn run(
     }
     let readiness = Readiness::default();
     let engine_slot = EngineSlot::default();
+    let alerting_slot = AlertingSlot::default();
     // `/metrics` answers from the start; the store's and ingest's figures join once they exist.
     let sources: Arc<OnceLock<selfmetrics::Sources>> = Arc::default();
     let exposition = selfmetrics::exposition(sources.clone());
     let ui = UiServer::bind(config.ui.http_addr, readiness.clone(), engine_slot.clone())
         .await
         .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?
-        .with_exposition(exposition);
+        .with_exposition(exposition)
+        .with_alerting(alerting_slot.clone());
     tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
     let (stop_ui, ui_stopped) = oneshot::channel::<()>();
     let ui_task = tokio::spawn(ui.run(async {
@@ -81,10 +87,20 @@ pub async fn run(
         }
     }));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
+    let (evaluator, alerting) = Evaluator::new(
+        engine.clone(),
+        config.alerting(),
+        &config.data_dir.join("alerts"),
+        Arc::new(SystemClock),
+    )
+    .context("failed to start alerting")?;
+    let evaluator = evaluator.with_refusals(refused_counter(&ingest));
+    alerting_slot.set(alerting.clone());
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),
         ingest: ingest.clone(),
         query: engine,
+        alerting: alerting.clone(),
     });
     let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
         .await
@@ -124,6 +140,15 @@ pub async fn run(
     on_ready();
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
 
+    let (stop_alerting, alerting_stopped) = oneshot::channel::<()>();
+    let alerting_task = tokio::spawn(evaluator.run(async {
+        let _ = alerting_stopped.await;
+    }));
+    let (stop_hangups, hangups_stopped) = oneshot::channel::<()>();
+    let hangup_task = tokio::spawn(reload_on_hangup(alerting, async {
+        let _ = hangups_stopped.await;
+    }));
+
     let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
     let maintenance_task = tokio::spawn(store.maintenance().run(async {
         let _ = maintenance_stopped.await;
@@ -137,6 +162,11 @@ pub async fn run(
     http_task.await.context("OTLP/HTTP task failed")??;
     let _ = stop_writer.send(());
     writer_task.await.context("span metrics task failed")?;
+    tracing::info!("stopping alerting");
+    let _ = stop_hangups.send(());
+    hangup_task.await.context("reload task failed")??;
+    let _ = stop_alerting.send(());
+    alerting_task.await.context("alerting task failed")?;
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     maintenance_task.await.context("maintenance task failed")?;
@@ -150,6 +180,41 @@ pub async fn run(
     ui_task.await.context("UI task failed")??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Telemetry requests refused or throttled so far, every signal and protocol together: what
+/// the `TelemetryRefused` rule watches.
+fn refused_counter(ingest: &Ingest) -> spyglass_alerting::Counter {
+    let stats = ingest.stats().clone();
+    Arc::new(move || {
+        Signal::ALL
+            .iter()
+            .flat_map(|&signal| {
+                [Protocol::Grpc, Protocol::Http].map(|protocol| {
+                    stats.refused(signal, protocol) + stats.throttled(signal, protocol)
+                })
+            })
+            .sum()
+    })
+}
+
+/// Reloads the rule files on each SIGHUP until `stop`.
+async fn reload_on_hangup(
+    alerting: spyglass_alerting::Alerting,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reloading the rule files");
+                // A refused reload is logged and shown by the evaluator.
+                let _ = alerting.reload().await;
+            }
+        }
+    }
 }
 
 /// SIGINT (Ctrl+C) or SIGTERM.

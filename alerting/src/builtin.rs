@@ -230,7 +230,7 @@ impl Observation {
             Kind::ServiceErrors => {
                 for (name, h) in &self.window {
                     if h.calls >= min_calls && h.error_ratio > c.error_ratio {
-                        out.push(sample(service(name), h.error_ratio));
+                        out.push(sample(service(name), h.error_ratio, c.error_ratio));
                     }
                 }
             }
@@ -241,7 +241,7 @@ impl Observation {
                         && h.calls >= min_calls
                         && p99 > threshold
                     {
-                        out.push(sample(service(name), p99));
+                        out.push(sample(service(name), p99, threshold));
                     }
                 }
             }
@@ -253,7 +253,7 @@ impl Observation {
                             ("client".into(), edge.client.clone()),
                             ("server".into(), edge.server.clone()),
                         ]);
-                        out.push(sample(labels, h.error_ratio));
+                        out.push(sample(labels, h.error_ratio, c.dependency_error_ratio));
                     }
                 }
             }
@@ -265,13 +265,17 @@ impl Observation {
                     };
                     let quiet = self.now.saturating_sub(last);
                     if quiet >= silent_after {
-                        out.push(sample(service(name), quiet as f64 / NANOS as f64));
+                        out.push(sample(
+                            service(name),
+                            quiet as f64 / NANOS as f64,
+                            c.silent_after_secs as f64,
+                        ));
                     }
                 }
             }
             Kind::TelemetryRefused => {
                 if self.refused > 0 {
-                    out.push(sample(Labels::new(), self.refused as f64));
+                    out.push(sample(Labels::new(), self.refused as f64, 0.0));
                 }
             }
         }
@@ -339,10 +343,11 @@ impl Observation {
     }
 }
 
-fn sample(labels: Labels, value: f64) -> Sample {
+fn sample(labels: Labels, value: f64, threshold: f64) -> Sample {
     Sample {
         labels,
         value,
+        threshold: Some(threshold),
         trace_ids: Vec::new(),
     }
 }

@@ -148,6 +148,7 @@ fn rows(batch: &RecordBatch) -> Vec<Sample> {
                 .filter_map(|(name, values)| Some((name.clone(), values[row].clone()?)))
                 .collect::<Labels>(),
             value: value_column.map_or(1.0, |v| v[row].unwrap_or(f64::NAN)),
+            threshold: None,
             trace_ids: trace_ids
                 .as_ref()
                 .and_then(|t| t[row].clone())

@@ -43,12 +43,18 @@ pub struct Alert {
     pub annotations: Labels,
     pub state: AlertState,
     pub value: f64,
+    /// What the value is compared with, where the rule knows it (the built-in rules do).
+    #[serde(default)]
+    pub threshold: Option<f64>,
     /// When it became pending: `for` counts from here.
     pub active_at: u64,
     pub fired_at: Option<u64>,
     pub resolved_at: Option<u64>,
     /// The last evaluation whose result had it: `keep_firing_for` counts from here.
     pub last_active_at: u64,
+    /// Set while it fires only because of `keep_firing_for`: when its condition cleared.
+    #[serde(default)]
+    pub keep_firing_since: Option<u64>,
     /// Example trace ids: failing or slow traces that show why it is active.
     pub trace_ids: Vec<String>,
     /// The incident it belongs to while active.
@@ -60,6 +66,7 @@ pub struct Alert {
 pub struct Sample {
     pub labels: Labels,
     pub value: f64,
+    pub threshold: Option<f64>,
     pub trace_ids: Vec<String>,
 }
 
@@ -130,7 +137,9 @@ impl Instances {
             match self.alerts.get_mut(&sample.labels) {
                 Some(alert) if alert.state.is_active() => {
                     alert.value = sample.value;
+                    alert.threshold = sample.threshold;
                     alert.last_active_at = now;
+                    alert.keep_firing_since = None;
                     alert.annotations = annotations;
                     if !sample.trace_ids.is_empty() {
                         alert.trace_ids = sample.trace_ids;
@@ -156,10 +165,12 @@ impl Instances {
                             annotations,
                             state,
                             value: sample.value,
+                            threshold: sample.threshold,
                             active_at: now,
                             fired_at: firing.then_some(now),
                             resolved_at: None,
                             last_active_at: now,
+                            keep_firing_since: None,
                             trace_ids: sample.trace_ids,
                             incident: None,
                         },
@@ -186,7 +197,10 @@ impl Instances {
                 AlertState::Firing if !active_now => {
                     let kept =
                         now.saturating_sub(alert.last_active_at) < timing.keep_firing_for_nanos;
-                    if !kept {
+                    if kept {
+                        alert.keep_firing_since.get_or_insert(now);
+                    } else {
+                        alert.keep_firing_since = None;
                         alert.state = AlertState::Resolved;
                         alert.resolved_at = Some(now);
                         changes.push(change(alert, AlertState::Firing));
@@ -222,6 +236,7 @@ mod tests {
         Sample {
             labels: Labels::from([("service".into(), service.into())]),
             value,
+            threshold: None,
             trace_ids: Vec::new(),
         }
     }

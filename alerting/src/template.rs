@@ -319,6 +319,15 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// Go's `FormatFloat(v, 'e', -1, 64)`, which Prometheus's API uses for values: `5e-01`.
+pub fn format_e(v: f64) -> String {
+    if v.is_finite() {
+        go_exponent(&format!("{v:e}"))
+    } else {
+        format_value(v)
+    }
+}
+
 /// `1.5e3` → `1.5e+03`, as Go writes exponents.
 fn go_exponent(rust: &str) -> String {
     match rust.split_once('e') {
@@ -561,6 +570,9 @@ mod tests {
         assert_eq!(format_value(0.00001), "1e-05");
         assert_eq!(format_g(123456.0, 4), "1.235e+05");
         assert_eq!(format_g(9.99999, 4), "10");
+        assert_eq!(format_e(0.5), "5e-01");
+        assert_eq!(format_e(1.0), "1e+00");
+        assert_eq!(format_e(1234.5), "1.2345e+03");
     }
 
     #[test]

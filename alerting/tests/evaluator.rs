@@ -25,6 +25,7 @@ impl Scripted {
             .map(|s| Sample {
                 labels: Labels::from([("service".to_string(), s.to_string())]),
                 value: 0.5,
+                threshold: None,
                 trace_ids: Vec::new(),
             })
             .collect();

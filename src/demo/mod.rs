@@ -33,13 +33,14 @@ pub struct Options {
     pub record_acks: Option<PathBuf>,
 }
 
-pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
+pub async fn run(options: Options, mut config: Config) -> anyhow::Result<()> {
     if !(options.speed > 0.0 && options.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }
     if !(options.rate > 0.0 && options.rate <= 10_000.0) {
         bail!("--rate must be between 0 and 10000 requests per second");
     }
+    crate::config::speed_up(&mut config, options.speed);
     let ui = format!("http://{}", loopback_if_unspecified(config.ui.http_addr));
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let mut server = None;

@@ -1,5 +1,6 @@
 //! The native JSON API under `/api/v1`.
 
+mod alerts;
 mod health;
 mod render;
 mod signals;
@@ -35,6 +36,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/logs", get(signals::logs))
         .route("/api/v1/metrics", get(signals::metrics))
         .route("/api/v1/metrics/series", get(signals::series))
+        .route("/api/v1/alerts", get(alerts::alerts))
+        .route("/api/v1/alerts/history", get(alerts::history))
+        .route("/api/v1/incidents", get(alerts::incidents))
+        .route("/api/v1/rules", get(alerts::rules))
 }
 
 pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {

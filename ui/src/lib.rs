@@ -9,6 +9,8 @@
 //! browser, Grafana ─▶ axum router ─┬─ /healthz, /readyz, /metrics
 //!                                  ├─ /api/v1/…  native JSON (api.rs)
 //!                                  ├─ /api/…     Jaeger query API (jaeger.rs)
+//!                                  ├─ /prometheus/api/v1/{rules,alerts}, /-/reload (prometheus.rs)
+//!                                  │     └─▶ Alerting (spyglass-alerting)
 //!                                  │     └─▶ QueryEngine (spyglass-query)
 //!                                  └─ /assets/…, every other page: the web UI (assets.rs,
 //!                                        files in ui/assets/, compiled in)
@@ -20,9 +22,10 @@ mod config;
 mod error;
 mod jaeger;
 mod params;
+mod prometheus;
 mod server;
 mod state;
 
 pub use config::UiConfig;
 pub use server::{Readiness, UiServer};
-pub use state::{EngineSlot, Exposition};
+pub use state::{AlertingSlot, EngineSlot, Exposition};

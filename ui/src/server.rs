@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::state::{AppState, EngineSlot, Exposition};
+use crate::state::{AlertingSlot, AppState, EngineSlot, Exposition};
 
 /// Whether Spyglass is ready to serve: set by the binary once the WAL is replayed.
 #[derive(Clone, Debug, Default)]
@@ -46,8 +46,15 @@ impl UiServer {
                 readiness,
                 engine,
                 exposition: None,
+                alerting: AlertingSlot::default(),
             },
         })
+    }
+
+    /// Serves the alerting API from what the binary puts into `alerting`.
+    pub fn with_alerting(mut self, alerting: AlertingSlot) -> Self {
+        self.state.alerting = alerting;
+        self
     }
 
     /// Serves `/metrics` from `exposition` (404 without one).
@@ -77,6 +84,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
         .merge(crate::jaeger::routes())
+        .merge(crate::prometheus::routes())
         .merge(crate::assets::routes())
         .with_state(state)
 }
@@ -129,6 +137,7 @@ mod tests {
             readiness: readiness.clone(),
             engine: EngineSlot::default(),
             exposition: None,
+            alerting: AlertingSlot::default(),
         };
         assert_eq!(
             status(router(state.clone()), "/healthz").await,

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use spyglass_alerting::Alerting;
 use spyglass_query::QueryEngine;
 
 use crate::error::{ApiError, ApiResult};
@@ -19,6 +20,17 @@ impl EngineSlot {
     }
 }
 
+/// Where the binary puts the alerting handle once the evaluator runs; until then the alerting
+/// API answers 503.
+#[derive(Clone, Default)]
+pub struct AlertingSlot(Arc<OnceLock<Alerting>>);
+
+impl AlertingSlot {
+    pub fn set(&self, alerting: Alerting) {
+        let _ = self.0.set(alerting);
+    }
+}
+
 /// Renders the process's own metrics in the Prometheus/OpenMetrics text format; the binary
 /// supplies it, since only the binary sees every component.
 pub type Exposition = Arc<dyn Fn() -> String + Send + Sync>;
@@ -28,10 +40,15 @@ pub(crate) struct AppState {
     pub(crate) readiness: Readiness,
     pub(crate) engine: EngineSlot,
     pub(crate) exposition: Option<Exposition>,
+    pub(crate) alerting: AlertingSlot,
 }
 
 impl AppState {
     pub(crate) fn engine(&self) -> ApiResult<&QueryEngine> {
         self.engine.0.get().ok_or(ApiError::NotReady)
+    }
+
+    pub(crate) fn alerting(&self) -> ApiResult<&Alerting> {
+        self.alerting.0.get().ok_or(ApiError::NotReady)
     }
 }
