@@ -334,12 +334,18 @@ impl Observation {
             Kind::ServiceSilent | Kind::TelemetryRefused => return Ok(Vec::new()),
         }
         let found = reader.search(search).await?;
-        Ok(found
-            .into_iter()
+        // The client's failing traces that reach the server; where none does (a server that
+        // stopped answering), the client's failing traces.
+        let reaching: Vec<String> = found
+            .iter()
             .filter(|(_, services)| must_touch.as_ref().is_none_or(|s| services.contains(s)))
-            .map(|(id, _)| id)
+            .map(|(id, _)| id.clone())
             .take(3)
-            .collect())
+            .collect();
+        if !reaching.is_empty() {
+            return Ok(reaching);
+        }
+        Ok(found.into_iter().map(|(id, _)| id).take(3).collect())
     }
 }
 

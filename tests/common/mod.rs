@@ -86,8 +86,18 @@ pub fn stderr_file(dir: &std::path::Path) -> std::fs::File {
 /// Spawns `spyglass serve` with the test configuration on `dir/data`, stderr to
 /// [`stderr_file`].
 pub fn spawn_serve(dir: &std::path::Path, ports: Ports) -> Child {
+    spawn_serve_with(dir, ports, TEST_CONFIG, &[])
+}
+
+/// [`spawn_serve`] with another configuration file and more flags.
+pub fn spawn_serve_with(
+    dir: &std::path::Path,
+    ports: Ports,
+    config_text: &str,
+    args: &[String],
+) -> Child {
     let config = dir.join("spyglass.toml");
-    std::fs::write(&config, TEST_CONFIG).unwrap();
+    std::fs::write(&config, config_text).unwrap();
     Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .arg("serve")
         .arg("--config")
@@ -95,6 +105,7 @@ pub fn spawn_serve(dir: &std::path::Path, ports: Ports) -> Child {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(ports.args())
+        .args(args)
         .stderr(stderr_file(dir))
         .spawn()
         .unwrap()
@@ -164,6 +175,22 @@ pub async fn start_ready(
 pub async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (child, ports) = start_ready(dir.path(), |ports| spawn_serve(dir.path(), ports)).await;
+    Server {
+        child,
+        ui: ports.ui,
+        grpc: ports.grpc,
+        http: ports.http,
+        _dir: dir,
+    }
+}
+
+/// [`start_server`] with another configuration file and more flags; `dir` is kept by the
+/// server.
+pub async fn start_server_with(dir: tempfile::TempDir, config: &str, args: &[String]) -> Server {
+    let (child, ports) = start_ready(dir.path(), |ports| {
+        spawn_serve_with(dir.path(), ports, config, args)
+    })
+    .await;
     Server {
         child,
         ui: ports.ui,

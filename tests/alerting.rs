@@ -1,0 +1,505 @@
+//! The built-in alerts end to end: a real `spyglass serve`, services sending traces through the
+//! Rust OpenTelemetry SDK, every duration of the rules set to seconds. Each kind fires and then
+//! resolves; their example traces open; calls from two services into a failing third are one
+//! incident rooted there, and an unrelated failure is another.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use serde_json::Value;
+
+use common::{Server, get_json, provider, start_server_with};
+
+/// Span metrics every second, and every duration of the built-in rules in seconds.
+const CONFIG: &str = "[ingest]
+span_metrics_interval_secs = 1
+service_graph_wait_secs = 1
+
+[alerting]
+evaluation_interval_secs = 1
+
+[alerting.builtin]
+window_secs = 5
+for_secs = 1
+min_requests = 10
+latency_baseline_secs = 60
+silent_after_secs = 4
+";
+
+/// A generous bound for what should take a few seconds, on a slow, busy machine.
+const LIMIT: Duration = Duration::from_secs(120);
+
+async fn server() -> Server {
+    start_server_with(tempfile::tempdir().unwrap(), CONFIG, &[]).await
+}
+
+/// One SDK tracer provider per service, all exporting to the server over OTLP/gRPC.
+struct Shop {
+    grpc: u16,
+    providers: BTreeMap<&'static str, (SdkTracerProvider, SdkTracer)>,
+}
+
+/// How a request along a chain of services goes.
+#[derive(Clone, Copy, Default)]
+struct Request {
+    /// The service (index in the chain) whose handler fails; its callers fail with it.
+    fail_at: Option<usize>,
+    /// The last service never answers: its caller's call times out after 1 s.
+    unanswered: bool,
+    /// The last service answering queries PostgreSQL for this long.
+    db_ms: Option<u64>,
+}
+
+impl Shop {
+    fn new(grpc: u16) -> Self {
+        Self {
+            grpc,
+            providers: BTreeMap::new(),
+        }
+    }
+
+    fn tracer(&mut self, service: &'static str) -> SdkTracer {
+        let grpc = self.grpc;
+        self.providers
+            .entry(service)
+            .or_insert_with(|| {
+                let p = provider(service, grpc);
+                let t = p.tracer("alerting-test");
+                (p, t)
+            })
+            .1
+            .clone()
+    }
+
+    fn flush(&self) {
+        for (p, _) in self.providers.values() {
+            p.force_flush().unwrap();
+        }
+    }
+
+    /// One trace along `chain` (each service calls the next); returns its id.
+    fn send(&mut self, chain: &[&'static str], how: Request) -> String {
+        let n = chain.len();
+        let answered = if how.unanswered { n - 1 } else { n };
+        // Outermost first: (service, name, kind, attributes, failed).
+        let mut spans: Vec<(&'static str, String, SpanKind, Vec<KeyValue>, bool)> = Vec::new();
+        for i in 0..n {
+            if i < answered {
+                let failed = how.fail_at.is_some_and(|k| i <= k) || how.unanswered;
+                let name = format!("GET /{}", chain[i]);
+                spans.push((chain[i], name, SpanKind::Server, vec![], failed));
+            }
+            if i + 1 < n {
+                let failed = how.fail_at.is_some_and(|k| i < k) || how.unanswered;
+                let peer = vec![KeyValue::new("peer.service", chain[i + 1])];
+                let name = format!("GET /{}", chain[i + 1]);
+                spans.push((chain[i], name, SpanKind::Client, peer, failed));
+            }
+        }
+        if how.db_ms.is_some() {
+            let db = vec![KeyValue::new("db.system", "postgresql")];
+            spans.push((
+                chain[answered - 1],
+                "SELECT stock".into(),
+                SpanKind::Client,
+                db,
+                false,
+            ));
+        }
+        let innermost = if how.unanswered {
+            1000
+        } else {
+            how.db_ms.unwrap_or(3)
+        };
+        let t0 = SystemTime::now() - Duration::from_millis(innermost + 50);
+        let ms = Duration::from_millis;
+        let count = spans.len() as u64;
+        let mut contexts: Vec<(Context, SystemTime, bool)> = Vec::new();
+        let mut parent = Context::new();
+        for (j, (service, name, kind, attributes, failed)) in spans.into_iter().enumerate() {
+            let j = j as u64;
+            let tracer = self.tracer(service);
+            let start = t0 + ms(j);
+            // The innermost span lasts `innermost`; each outer one ends 1 ms after its child.
+            let end = t0 + ms(count - 1) + ms(innermost) + ms(count - 1 - j);
+            let span = tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes)
+                .with_start_time(start)
+                .start_with_context(&tracer, &parent);
+            let cx = parent.with_span(span);
+            parent = cx.clone();
+            contexts.push((cx, end, failed));
+        }
+        let id = contexts[0].0.span().span_context().trace_id().to_string();
+        for (cx, end, failed) in contexts.into_iter().rev() {
+            if failed {
+                cx.span().set_status(Status::error("request failed"));
+            }
+            cx.span().end_with_timestamp(end);
+        }
+        id
+    }
+}
+
+/// The active alerts as (rule, labels, state) and their JSON.
+async fn alerts(ui: u16) -> Vec<Value> {
+    let (status, body) = get_json(
+        ui,
+        "/api/v1/alerts?state=pending&state=firing&state=resolved",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+fn find<'a>(alerts: &'a [Value], rule: &str, labels: &[(&str, &str)]) -> Option<&'a Value> {
+    alerts
+        .iter()
+        .find(|a| a["rule"] == rule && labels.iter().all(|(k, v)| a["labels"][*k] == *v))
+}
+
+fn state_is(alerts: &[Value], rule: &str, labels: &[(&str, &str)], state: &str) -> bool {
+    find(alerts, rule, labels).is_some_and(|a| a["state"] == state)
+}
+
+/// Sends `traffic` every 100 ms until `done` holds of the alerts (or the limit passes).
+async fn drive(
+    shop: &mut Shop,
+    ui: u16,
+    what: &str,
+    mut traffic: impl FnMut(&mut Shop),
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        traffic(shop);
+        shop.flush();
+        let now = alerts(ui).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{what}: not within {LIMIT:?}; alerts: {now:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every example trace id of `alert` opens in the trace API.
+async fn evidence_opens(ui: u16, alert: &Value) {
+    let evidence = alert["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty(), "no example traces: {alert:#}");
+    assert!(evidence.len() <= 3);
+    for e in evidence {
+        let id = e["trace_id"].as_str().unwrap();
+        let (status, trace) = get_json(ui, &format!("/api/v1/traces/{id}")).await;
+        assert_eq!(status, 200, "example trace {id} of {alert:#}");
+        assert!(trace["spans"].as_array().is_some_and(|s| !s.is_empty()));
+        assert!(
+            e["url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/trace/{id}"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_fire_with_evidence_and_group_into_one_incident_per_cause() {
+    let server = server().await;
+    let mut shop = Shop::new(server.grpc);
+    let ok = Request::default();
+    let healthy = |shop: &mut Shop| {
+        shop.send(&["frontend", "payments"], ok);
+        shop.send(&["checkout", "payments"], ok);
+        shop.send(&["search"], ok);
+    };
+    // A quiet service: two requests, one failed. Never enough requests to judge.
+    shop.send(&["rare"], ok);
+    shop.send(
+        &["rare"],
+        Request {
+            fail_at: Some(0),
+            ..ok
+        },
+    );
+    for _ in 0..20 {
+        healthy(&mut shop);
+    }
+
+    // payments fails every call from frontend and checkout; search fails on its own.
+    let failing = |shop: &mut Shop| {
+        let fail_payments = Request {
+            fail_at: Some(1),
+            ..ok
+        };
+        shop.send(&["frontend", "payments"], fail_payments);
+        shop.send(&["checkout", "payments"], fail_payments);
+        shop.send(
+            &["search"],
+            Request {
+                fail_at: Some(0),
+                ..ok
+            },
+        );
+    };
+    let expected: [(&str, &[(&str, &str)]); 6] = [
+        ("ServiceErrors", &[("service", "payments")]),
+        ("ServiceErrors", &[("service", "frontend")]),
+        ("ServiceErrors", &[("service", "checkout")]),
+        ("ServiceErrors", &[("service", "search")]),
+        (
+            "DependencyFailing",
+            &[("client", "frontend"), ("server", "payments")],
+        ),
+        (
+            "DependencyFailing",
+            &[("client", "checkout"), ("server", "payments")],
+        ),
+    ];
+    let firing = drive(&mut shop, server.ui, "errors fire", failing, |a| {
+        expected
+            .iter()
+            .all(|(rule, l)| state_is(a, rule, l, "firing"))
+    })
+    .await;
+    for (rule, labels) in expected {
+        evidence_opens(server.ui, find(&firing, rule, labels).unwrap()).await;
+    }
+    let payments = find(&firing, "ServiceErrors", &[("service", "payments")]).unwrap();
+    assert_eq!(payments["threshold"], 0.05);
+    assert!(
+        payments["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("payments fails")
+    );
+
+    // One incident rooted at payments with both callers affected; search is its own.
+    let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
+    let open: Vec<&Value> = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "resolved")
+        .collect();
+    let root = |name: &str| open.iter().find(|i| i["root"] == name).copied();
+    let at_payments = root("payments").unwrap_or_else(|| panic!("{incidents:#}"));
+    assert_eq!(
+        at_payments["affected"],
+        serde_json::json!(["checkout", "frontend"])
+    );
+    assert_eq!(
+        at_payments["alerts"].as_array().unwrap().len(),
+        5,
+        "{at_payments:#}"
+    );
+    let at_search = root("search").unwrap_or_else(|| panic!("{incidents:#}"));
+    assert_eq!(at_search["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(open.len(), 2, "{incidents:#}");
+    let incident_of = |rule, labels| find(&firing, rule, labels).unwrap()["incident"].clone();
+    assert_eq!(
+        incident_of("ServiceErrors", &[("service", "frontend")]),
+        at_payments["id"]
+    );
+
+    // Healthy again: every alert resolves once the window has passed.
+    drive(&mut shop, server.ui, "errors resolve", healthy, |a| {
+        expected
+            .iter()
+            .all(|(rule, l)| state_is(a, rule, l, "resolved"))
+    })
+    .await;
+    let (_, history) = get_json(
+        server.ui,
+        "/api/v1/alerts/history?rule=ServiceErrors&service=rare&start=now-1h",
+    )
+    .await;
+    assert_eq!(
+        history["transitions"],
+        serde_json::json!([]),
+        "one error of two never pages"
+    );
+    let (_, history) = get_json(
+        server.ui,
+        "/api/v1/alerts/history?rule=ServiceErrors&service=payments",
+    )
+    .await;
+    let states: Vec<&str> = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "firing", "resolved"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_fires_on_the_callers_rooted_at_the_slow_database() {
+    let server = server().await;
+    let mut shop = Shop::new(server.grpc);
+    let fast = Request {
+        db_ms: Some(8),
+        ..Request::default()
+    };
+    let slow = Request {
+        db_ms: Some(400),
+        ..Request::default()
+    };
+    // A baseline of fast requests, older than the 5 s window.
+    for _ in 0..30 {
+        shop.send(&["frontend", "inventory"], fast);
+        shop.send(&["inventory"], fast);
+    }
+    shop.flush();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let expected: [&[(&str, &str)]; 2] = [&[("service", "inventory")], &[("service", "frontend")]];
+    let firing = drive(
+        &mut shop,
+        server.ui,
+        "latency fires",
+        |shop| {
+            shop.send(&["frontend", "inventory"], slow);
+            shop.send(&["inventory"], slow);
+        },
+        |a| {
+            expected
+                .iter()
+                .all(|l| state_is(a, "ServiceLatency", l, "firing"))
+        },
+    )
+    .await;
+    for labels in expected {
+        let alert = find(&firing, "ServiceLatency", labels).unwrap();
+        evidence_opens(server.ui, alert).await;
+        assert!(alert["value"].as_f64().unwrap() > alert["threshold"].as_f64().unwrap());
+    }
+    let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
+    let open: Vec<&Value> = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "resolved")
+        .collect();
+    assert_eq!(open.len(), 1, "{incidents:#}");
+    assert_eq!(open[0]["root"], "postgresql", "{incidents:#}");
+    assert_eq!(
+        open[0]["affected"],
+        serde_json::json!(["frontend", "inventory"])
+    );
+
+    drive(
+        &mut shop,
+        server.ui,
+        "latency resolves",
+        |shop| {
+            shop.send(&["frontend", "inventory"], fast);
+            shop.send(&["inventory"], fast);
+        },
+        |a| {
+            expected
+                .iter()
+                .all(|l| state_is(a, "ServiceLatency", l, "resolved"))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_service_and_refused_telemetry_fire_and_resolve() {
+    let server = server().await;
+    let mut shop = Shop::new(server.grpc);
+    let ok = Request::default();
+    for _ in 0..20 {
+        shop.send(&["checkout", "shipping"], ok);
+    }
+    // shipping stops answering: checkout's calls time out.
+    let timeouts = Request {
+        unanswered: true,
+        ..ok
+    };
+    let firing = drive(
+        &mut shop,
+        server.ui,
+        "silence fires",
+        |shop| {
+            shop.send(&["checkout", "shipping"], timeouts);
+        },
+        |a| {
+            state_is(a, "ServiceSilent", &[("service", "shipping")], "firing")
+                && state_is(
+                    a,
+                    "DependencyFailing",
+                    &[("client", "checkout"), ("server", "shipping")],
+                    "firing",
+                )
+        },
+    )
+    .await;
+    let edge = find(
+        &firing,
+        "DependencyFailing",
+        &[("client", "checkout"), ("server", "shipping")],
+    )
+    .unwrap();
+    evidence_opens(server.ui, edge).await;
+    let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
+    assert!(
+        incidents["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["root"] == "shipping" && i["state"] == "firing"),
+        "{incidents:#}"
+    );
+
+    // A request Spyglass refuses (not protobuf) is an alert about Spyglass itself.
+    let refused = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/traces", server.http))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff_u8; 64])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    drive(
+        &mut shop,
+        server.ui,
+        "silence resolves, refusal fires",
+        |shop| {
+            shop.send(&["checkout", "shipping"], ok);
+        },
+        |a| {
+            state_is(a, "ServiceSilent", &[("service", "shipping")], "resolved")
+                && state_is(a, "TelemetryRefused", &[], "firing")
+        },
+    )
+    .await;
+    drive(
+        &mut shop,
+        server.ui,
+        "refusal resolves",
+        |shop| {
+            shop.send(&["checkout", "shipping"], ok);
+        },
+        |a| {
+            state_is(a, "TelemetryRefused", &[], "resolved")
+                && state_is(
+                    a,
+                    "DependencyFailing",
+                    &[("client", "checkout"), ("server", "shipping")],
+                    "resolved",
+                )
+        },
+    )
+    .await;
+}
