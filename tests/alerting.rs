@@ -503,3 +503,188 @@ async fn a_silent_service_and_refused_telemetry_fire_and_resolve() {
     )
     .await;
 }
+
+const SQL_RULES: &str = r#"groups:
+  - name: shop
+    interval: 1s
+    rules:
+      - alert: FailedCharge
+        sql: SELECT service_name AS service, trace_id, 1 AS value FROM spans WHERE name = 'GET /payments' AND kind = 'server' AND status_code = 'error' LIMIT 1
+        for: 1s
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.service }} failed a charge"
+"#;
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps_good_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("shop.rules.yml");
+    std::fs::write(&rules, SQL_RULES).unwrap();
+    let args = vec!["--rules".to_string(), rules.display().to_string()];
+    let server = start_server_with(dir, CONFIG, &args).await;
+    let mut shop = Shop::new(server.grpc);
+    let failing = Request {
+        fail_at: Some(1),
+        ..Request::default()
+    };
+    let firing = drive(
+        &mut shop,
+        server.ui,
+        "the sql rule fires",
+        |shop| {
+            shop.send(&["checkout", "payments"], failing);
+        },
+        |a| state_is(a, "FailedCharge", &[("service", "payments")], "firing"),
+    )
+    .await;
+    // A `trace_id` column is the alert's evidence.
+    evidence_opens(server.ui, find(&firing, "FailedCharge", &[]).unwrap()).await;
+
+    // GET /api/v1/alerts, as Prometheus's API documentation shows it.
+    let (status, body) = get_json(server.ui, "/prometheus/api/v1/alerts").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "success");
+    let alert = body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "FailedCharge")
+        .unwrap();
+    assert_eq!(
+        keys(alert),
+        ["activeAt", "annotations", "labels", "state", "value"]
+    );
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(
+        alert["value"], "1e+00",
+        "values are strings in Go's %e form"
+    );
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["annotations"]["summary"], "payments failed a charge");
+    assert!(humantime::parse_rfc3339(alert["activeAt"].as_str().unwrap()).is_ok());
+
+    // GET /api/v1/rules: groups with their rules, rules with their alerts.
+    let (status, body) = get_json(server.ui, "/prometheus/api/v1/rules").await;
+    assert_eq!(status, 200);
+    let groups = body["data"]["groups"].as_array().unwrap();
+    let shop_group = groups.iter().find(|g| g["name"] == "shop").unwrap();
+    assert_eq!(
+        keys(shop_group),
+        [
+            "evaluationTime",
+            "file",
+            "interval",
+            "lastEvaluation",
+            "limit",
+            "name",
+            "rules"
+        ]
+    );
+    assert_eq!(shop_group["interval"], 1);
+    assert!(
+        shop_group["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("shop.rules.yml")
+    );
+    let rule = &shop_group["rules"][0];
+    assert_eq!(
+        keys(rule),
+        [
+            "alerts",
+            "annotations",
+            "duration",
+            "evaluationTime",
+            "health",
+            "keepFiringFor",
+            "labels",
+            "lastEvaluation",
+            "name",
+            "query",
+            "state",
+            "type"
+        ]
+    );
+    assert_eq!(
+        (
+            &rule["type"],
+            &rule["state"],
+            &rule["health"],
+            &rule["duration"]
+        ),
+        (
+            &"alerting".into(),
+            &"firing".into(),
+            &"ok".into(),
+            &1.into()
+        )
+    );
+    assert!(rule["evaluationTime"].is_f64());
+    assert_eq!(rule["alerts"][0]["labels"]["alertname"], "FailedCharge");
+    let builtin = groups
+        .iter()
+        .find(|g| g["name"] == "spyglass.builtin")
+        .unwrap();
+    assert_eq!(builtin["rules"].as_array().unwrap().len(), 5);
+    // Filters as Prometheus takes them.
+    let (_, filtered) = get_json(
+        server.ui,
+        "/prometheus/api/v1/rules?type=alert&rule_group[]=shop",
+    )
+    .await;
+    assert_eq!(filtered["data"]["groups"].as_array().unwrap().len(), 1);
+    let (_, none) = get_json(server.ui, "/prometheus/api/v1/rules?type=record").await;
+    assert_eq!(none["data"]["groups"], serde_json::json!([]));
+    let (status, bad) = get_json(server.ui, "/prometheus/api/v1/rules?type=both").await;
+    assert_eq!((status, &bad["status"]), (400, &"error".into()));
+
+    // A reload with a mistake keeps the rule running and says what is wrong.
+    std::fs::write(&rules, SQL_RULES.replace("for: 1s", "for: 1 second")).unwrap();
+    let client = reqwest::Client::new();
+    let reload = client
+        .post(format!("http://127.0.0.1:{}/-/reload", server.ui))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 500);
+    let text = reload.text().await.unwrap();
+    assert!(text.contains("shop.rules.yml:7: bad `for`"), "{text}");
+    let (_, native) = get_json(server.ui, "/api/v1/rules").await;
+    assert!(
+        native["reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("bad `for`")
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.ui))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("spyglass_rules_last_reload_successful 0"),
+        "{metrics}"
+    );
+    let still = alerts(server.ui).await;
+    assert!(state_is(
+        &still,
+        "FailedCharge",
+        &[("service", "payments")],
+        "firing"
+    ));
+}

@@ -161,3 +161,55 @@ async fn query_prints_a_table_and_metrics_count_what_came_in() {
         "OpenMetrics ends with # EOF"
     );
 }
+
+#[test]
+fn rules_check_accepts_prometheus_files_and_names_each_mistake_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        r#"groups:
+  - name: node
+    rules:
+      - record: instance:up:sum
+        expr: sum by (instance) (up)
+      - alert: InstanceDown
+        expr: up == 0
+        for: 5m
+        labels: {severity: page}
+        annotations:
+          summary: "{{ $labels.instance }} down for {{ $value | humanizeDuration }}"
+  - name: spans
+    rules:
+      - alert: CheckoutErrors
+        sql: SELECT service_name AS service, count(*) AS value FROM spans WHERE status_code = 'error' GROUP BY service_name
+"#,
+    )
+    .unwrap();
+    let out = spyglass(&["rules", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("SUCCESS: 3 rules found"));
+
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "groups:\n  - name: a\n    rules:\n      - alert: A\n        sql: UPDATE spans SET name = 'x'\n        for: 5 min\n      - alert: A\n        expr: up\n        typo: 1\n",
+    )
+    .unwrap();
+    let out = spyglass(&[
+        "rules",
+        "check",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = text(&out.stdout);
+    let bad_name = bad.display().to_string();
+    for expected in [
+        format!("{bad_name}:5: bad `sql`"),
+        format!("{bad_name}:6: bad `for`"),
+        format!("{bad_name}:9: unknown field \"typo\""),
+    ] {
+        assert!(printed.contains(&expected), "{expected:?} in:\n{printed}");
+    }
+}
