@@ -386,3 +386,127 @@ async fn every_page_shows_its_content_in_a_real_browser() {
 
     ui.client.close().await.unwrap();
 }
+
+/// During a failure, the Alerts page shows the incident with its root cause and affected
+/// services; an example trace opens on the failing span; the nav counts what fires; the
+/// Rules page, the service page and the map show the alerts too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
+    use common::shop::{ALERTING_CONFIG, Request, Shop};
+    let server =
+        common::start_server_with(tempfile::tempdir().unwrap(), ALERTING_CONFIG, &[]).await;
+    let mut shop = Shop::new(server.grpc);
+    let failing = Request {
+        fail_at: Some(1),
+        ..Request::default()
+    };
+    // payments fails the calls of frontend and checkout, all along the test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                shop.send(&["frontend", "payments"], failing);
+                shop.send(&["checkout", "payments"], failing);
+                shop.flush();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+    loop {
+        let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
+        let firing = incidents["incidents"].as_array().is_some_and(|all| {
+            all.iter().any(|i| {
+                i["root"] == "payments"
+                    && i["state"] == "firing"
+                    && i["affected"] == json!(["checkout", "frontend"])
+            })
+        });
+        if firing {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no incident: {incidents:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let driver_port = free_port();
+    let _driver = chromedriver(driver_port);
+    let profile = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let ui = Ui {
+        client: browser(driver_port, profile.path()).await,
+        base: format!("http://127.0.0.1:{}", server.ui),
+        shots,
+    };
+
+    ui.open("/alerts").await;
+    let incident = ui
+        .wait_text("section.incident.firing[data-root='payments'] h2", "payments")
+        .await;
+    assert!(
+        incident.contains("Root cause") && incident.contains("FIRING"),
+        "{incident}"
+    );
+    let affected = ui.wait_text("section.incident .affected", "checkout").await;
+    assert!(affected.contains("frontend"), "{affected}");
+    let card = ui
+        .wait_text(
+            "section.incident .alert[data-rule='ServiceErrors'][data-subject='payments']",
+            "100%",
+        )
+        .await;
+    assert!(card.contains("threshold of 5"), "{card}");
+    let firing = ui.wait_text("#firing", "").await;
+    assert!(
+        firing.trim().parse::<u32>().unwrap() >= 5,
+        "nav count {firing:?}"
+    );
+    // The chart of the error ratio with its threshold.
+    ui.element("section.incident .alert[data-rule='ServiceErrors'][data-subject='payments'] svg.chart path")
+        .await;
+    ui.done("alerts").await;
+
+    // An example trace opens on the failing span.
+    ui.element(
+        "section.incident .alert[data-rule='ServiceErrors'][data-subject='payments'] .evidence a",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let error_row = ui.wait_text(".wf-row.error", "payments").await;
+    assert!(error_row.contains("GET /payments"), "{error_row}");
+    ui.done("alert-trace").await;
+
+    ui.open("/alerts/rules").await;
+    let rules = ui.wait_text("table.rules", "ServiceErrors").await;
+    assert!(
+        rules.contains("DependencyFailing") && rules.contains("FIRING"),
+        "{rules}"
+    );
+    ui.done("rules").await;
+
+    ui.open("/services/payments").await;
+    ui.wait_text(".alert[data-rule='ServiceErrors']", "payments")
+        .await;
+    let history = ui.wait_text("table.history", "ServiceErrors").await;
+    assert!(
+        history.contains("FIRING") || history.contains("firing"),
+        "{history}"
+    );
+    ui.done("service-alerts").await;
+
+    ui.open("/map").await;
+    ui.element("svg.map .node.alerting[data-node='payments']")
+        .await;
+    ui.element("svg.map .edge.alerting[data-edge='checkout->payments']")
+        .await;
+    ui.done("map-alerts").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap();
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this
 
 pub mod browser;
+pub mod shop;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus};

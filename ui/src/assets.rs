@@ -47,6 +47,8 @@ const ASSETS: &[Asset] = &[
     asset!("js/metrics.js", JS),
     asset!("js/logs.js", JS),
     asset!("js/sql.js", JS),
+    asset!("js/alerts.js", JS),
+    asset!("js/rules.js", JS),
 ];
 
 /// What every UI response says about where the page may load from and send to.
@@ -132,7 +134,8 @@ fn is_page(path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
         [] | [""] => true,
-        ["services" | "search" | "compare" | "map" | "explore" | "logs" | "sql"] => true,
+        ["services" | "search" | "compare" | "map" | "explore" | "logs" | "sql" | "alerts"] => true,
+        ["alerts", "rules"] => true,
         ["services", name] => !name.is_empty(),
         ["trace", id] => id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         _ => false,

@@ -2,6 +2,7 @@
 // through history without reloading.
 
 import { replace, notice } from './dom.js';
+import { get } from './api.js';
 
 const PAGES = [
   [/^\/(services)?$/, 'services', () => import('./services.js')],
@@ -13,6 +14,8 @@ const PAGES = [
   [/^\/explore$/, 'metrics', () => import('./metrics.js')],
   [/^\/logs$/, 'logs', () => import('./logs.js')],
   [/^\/sql$/, 'sql', () => import('./sql.js')],
+  [/^\/alerts$/, 'alerts', () => import('./alerts.js')],
+  [/^\/alerts\/rules$/, 'alerts', () => import('./rules.js')],
 ];
 
 const main = document.getElementById('main');
@@ -24,6 +27,22 @@ export function navigate(url, opts = {}) {
   if (opts.replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
   render();
+
+// The nav's count of firing alerts, kept fresh.
+async function firingCount() {
+  const badge = document.getElementById('firing');
+  try {
+    const data = await get('alerts', { state: 'firing' });
+    const n = data.alerts.length;
+    badge.textContent = n ? String(n) : '';
+    badge.hidden = !n;
+    badge.title = `${n} firing`;
+  } catch {
+    badge.hidden = true;
+  }
+}
+firingCount();
+setInterval(firingCount, 15000);
 }
 
 /** Changes the current page's query parameters (null removes one); `replace` keeps history. */
@@ -108,3 +127,19 @@ document.getElementById('theme').addEventListener('click', () => {
 });
 
 render();
+
+// The nav's count of firing alerts, kept fresh.
+async function firingCount() {
+  const badge = document.getElementById('firing');
+  try {
+    const data = await get('alerts', { state: 'firing' });
+    const n = data.alerts.length;
+    badge.textContent = n ? String(n) : '';
+    badge.hidden = !n;
+    badge.title = `${n} firing`;
+  } catch {
+    badge.hidden = true;
+  }
+}
+firingCount();
+setInterval(firingCount, 15000);

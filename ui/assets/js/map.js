@@ -47,10 +47,17 @@ export async function render(main, ctx) {
         h('span', null, h('i', { style: { background: '#10b981' } }), 'errors < 1%'),
         h('span', null, h('i', { style: { background: '#f59e0b' } }), '1–5%'),
         h('span', null, h('i', { style: { background: '#ef4444' } }), '≥ 5%'),
-        h('span', null, 'dashed: not instrumented (database, cache, external)'))),
+        h('span', null, 'dashed: not instrumented (database, cache, external)'),
+        h('span', null, h('i', { class: 'alerting-key' }), 'red outline: a firing alert'))),
     body, detail);
-  const graph = await get('dependencies', { start: r.start, end: r.end });
+  const [graph, firing] = await Promise.all([
+    get('dependencies', { start: r.start, end: r.end }),
+    get('alerts', { state: 'firing' }).catch(() => ({ alerts: [] })),
+  ]);
   if (!ctx.current()) return;
+  // Nodes and edges with firing alerts: a service's own alerts, and an edge's.
+  const alertedNodes = new Set(firing.alerts.map((a) => a.labels.service).filter(Boolean));
+  const alertedEdges = new Set(firing.alerts.filter((a) => a.labels.client && a.labels.server).map((a) => `${a.labels.client}->${a.labels.server}`));
   if (!graph.nodes.length) {
     replace(body, notice('info', 'No calls between services in this range.'));
     return;
@@ -104,7 +111,8 @@ export async function render(main, ctx) {
     const [mx, my] = back
       ? [(a.x + b.x + NODE_W) / 2, Math.max(a.y, b.y) + NODE_H + 50]
       : labelSpot(label, [x1, y1], [x1 + COL_GAP / 2, y1], [x2 - COL_GAP / 2, y2], [x2, y2]);
-    const g = s('g', { class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null], tabindex: 0, 'data-edge': `${e.client}->${e.server}` },
+    const alerted = alertedEdges.has(`${e.client}->${e.server}`);
+    const g = s('g', { class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null, alerted ? 'alerting' : null], tabindex: 0, 'data-edge': `${e.client}->${e.server}` },
       s('path', { d, stroke: color, 'marker-end': `url(#arrow${color.slice(1)})` }),
       s('text', { x: mx, y: my, 'text-anchor': 'middle' }, label),
       s('title', null, `${e.client} → ${e.server}`));
@@ -114,7 +122,7 @@ export async function render(main, ctx) {
   for (const n of graph.nodes) {
     const p = pos.get(n.name);
     const virtual = n.kind !== 'service';
-    const g = s('g', { class: ['node', virtual ? 'virtual' : null], transform: `translate(${p.x},${p.y})`, tabindex: 0, 'data-node': n.name },
+    const g = s('g', { class: ['node', virtual ? 'virtual' : null, alertedNodes.has(n.name) ? 'alerting' : null], transform: `translate(${p.x},${p.y})`, tabindex: 0, 'data-node': n.name },
       s('rect', { width: NODE_W, height: NODE_H, rx: 8 }),
       s('circle', { cx: 14, cy: NODE_H / 2, r: 5, fill: fmt.color(n.name) }),
       s('text', { x: 26, y: NODE_H / 2 + 4 }, n.name.length > 17 ? `${n.name.slice(0, 16)}…` : n.name),

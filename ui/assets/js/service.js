@@ -7,6 +7,7 @@ import { lineChart } from './chart.js';
 import * as fmt from './format.js';
 import * as range from './range.js';
 import { traceList } from './search.js';
+import { alertCard, stateBadge, subject } from './alerts.js';
 
 export async function render(main, ctx) {
   const { params } = ctx;
@@ -17,14 +18,16 @@ export async function render(main, ctx) {
   const deps = h('div', { class: 'cards' });
   const errors = h('div');
   const slow = h('div');
+  const alerts = h('div');
   replace(main,
     h('h1', null, name, h('span', { class: 'muted' }, r.label)),
     h('div', { class: 'toolbar' }, range.picker(params, (p) => ctx.setParams(p)),
       link(`/search?service=${encodeURIComponent(name)}`, 'Search its traces'),
       link(`/logs?service=${encodeURIComponent(name)}`, 'Its logs')),
-    charts, h('h2', null, 'Operations'), ops, h('h2', null, 'Dependencies'), deps,
+    charts, h('h2', null, 'Alerts'), alerts, h('h2', null, 'Operations'), ops, h('h2', null, 'Dependencies'), deps,
     h('h2', null, 'Recent errors'), errors, h('h2', null, 'Slowest recent traces'), slow);
 
+  showAlerts(alerts, name, r, ctx).catch((e) => replace(alerts, notice('error', e.message)));
   const step = range.step(r);
   const [services, operations, graph] = await Promise.all([
     get('services', { start: r.start, end: r.end, step }),
@@ -72,4 +75,22 @@ export async function render(main, ctx) {
   if (!ctx.current()) return;
   replace(errors, errorTraces.traces.length ? traceList(errorTraces.traces) : notice('info', 'No error traces in this range.'));
   replace(slow, slowTraces.traces.length ? traceList(slowTraces.traces) : notice('info', 'No traces above the p95 in this range.'));
+}
+
+/** The service's pending and firing alerts, then their history over the range. */
+async function showAlerts(box, name, r, ctx) {
+  const [active, history] = await Promise.all([
+    get('alerts', { service: name }),
+    get('alerts/history', { service: name, start: r.start, end: r.end }),
+  ]);
+  if (!ctx.current()) return;
+  const rows = history.transitions.slice().reverse();
+  replace(box,
+    active.alerts.length ? h('div', { class: 'cards' }, active.alerts.map(alertCard)) : h('p', { class: 'muted' }, 'No alert is pending or firing.'),
+    rows.length ? table([
+      { title: 'Time', cell: (t) => fmt.time(t.time) },
+      { title: 'Alert', cell: (t) => t.rule },
+      { title: 'About', cell: (t) => subject({ rule: t.rule, labels: t.labels }) },
+      { title: 'State', cell: (t) => stateBadge(t.state) },
+    ], rows, { class: 'history' }) : h('p', { class: 'muted' }, 'No alert changed state in this range.'));
 }
