@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod otel;
 mod query_cli;
+mod rules_cli;
 mod selfmetrics;
 mod serve;
 
@@ -178,39 +179,27 @@ enum RulesCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-}
-
-/// `spyglass rules check`: true when every file is valid.
-fn check_rules(paths: &[PathBuf]) -> bool {
-    let mut valid = true;
-    for path in paths {
-        println!("Checking {}", path.display());
-        let file = path.display().to_string();
-        let result = std::fs::read_to_string(path)
-            .map_err(|e| {
-                vec![spyglass_alerting::RuleError {
-                    file: file.clone(),
-                    line: 0,
-                    message: format!("cannot read the file: {e}"),
-                }]
-            })
-            .and_then(|text| spyglass_alerting::rules::parse(&file, &text));
-        match result {
-            Ok(groups) => {
-                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
-                println!("  SUCCESS: {rules} rules found");
-            }
-            Err(errors) => {
-                valid = false;
-                println!("  FAILED:");
-                for error in errors {
-                    println!("{error}");
-                }
-            }
-        }
-        println!();
-    }
-    valid
+    /// Evaluate rules over the data a running Spyglass holds, from one time to another, and
+    /// print when each alert would have been pending, firing and resolved.
+    Backtest {
+        /// Rule files; none: the built-in rules alone.
+        paths: Vec<PathBuf>,
+        /// Start: RFC 3339, Unix nanoseconds, or `now-2h`.
+        #[arg(long)]
+        from: String,
+        /// End [default: now].
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Time between evaluations, e.g. `30s` [default: the server's evaluation interval].
+        #[arg(long)]
+        step: Option<String>,
+        /// Leave the built-in rules out.
+        #[arg(long)]
+        no_builtin: bool,
+        /// The Spyglass HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -265,7 +254,25 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Rules {
             command: RulesCommand::Check { paths },
-        } => std::process::exit(if check_rules(&paths) { 0 } else { 1 }),
+        } => std::process::exit(if rules_cli::check(&paths) { 0 } else { 1 }),
+        Command::Rules {
+            command:
+                RulesCommand::Backtest {
+                    paths,
+                    from,
+                    to,
+                    step,
+                    no_builtin,
+                    api,
+                },
+        } => runtime()?.block_on(rules_cli::backtest(rules_cli::Backtest {
+            paths,
+            from,
+            to,
+            step,
+            builtin: !no_builtin,
+            api,
+        })),
         Command::Query { sql, api, format } => {
             runtime()?.block_on(query_cli::run(&api, &sql, format))
         }

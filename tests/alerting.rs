@@ -561,3 +561,120 @@ async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps
         "firing"
     ));
 }
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Sends `how` along both callers' chains every 100 ms for `seconds`.
+async fn traffic_for(shop: &mut Shop, seconds: u64, how: Request) {
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        shop.send(&["frontend", "payments"], how);
+        shop.send(&["checkout", "payments"], how);
+        shop.flush();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_finds_when_alerts_would_have_been_pending_and_firing() {
+    let server = server().await;
+    let mut shop = Shop::new(server.grpc);
+    let ok = Request::default();
+    let start = now_nanos();
+    traffic_for(&mut shop, 6, ok).await;
+    let failure_start = now_nanos();
+    traffic_for(
+        &mut shop,
+        8,
+        Request {
+            fail_at: Some(1),
+            ..ok
+        },
+    )
+    .await;
+    let failure_end = now_nanos();
+    traffic_for(&mut shop, 12, ok).await;
+    let end = now_nanos();
+
+    let body = serde_json::json!({
+        "from": start.to_string(),
+        "to": end.to_string(),
+        "step": "1s",
+    });
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/v1/rules/backtest",
+            server.ui
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    let episodes = report["episodes"].as_array().unwrap();
+    let time = |v: &Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    let s = 1_000_000_000;
+    let payments = episodes
+        .iter()
+        .find(|e| e["rule"] == "ServiceErrors" && e["labels"]["service"] == "payments")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    let pending = time(&payments["pending_at"]);
+    let firing = time(&payments["firing_at"]);
+    let resolved = time(&payments["resolved_at"]);
+    assert!(
+        (failure_start..failure_start + 4 * s).contains(&pending),
+        "pending {}s after the failures began",
+        (pending as f64 - failure_start as f64) / 1e9
+    );
+    assert_eq!(
+        firing - pending,
+        s,
+        "`for: 1s` at a 1 s step: firing at the next step"
+    );
+    assert!(
+        (failure_end + 2 * s..failure_end + 9 * s).contains(&resolved),
+        "resolved {}s after the failures ended (window 5 s)",
+        (resolved as f64 - failure_end as f64) / 1e9
+    );
+    for e in episodes {
+        let began = e["pending_at"]
+            .as_str()
+            .or(e["firing_at"].as_str())
+            .unwrap();
+        assert!(
+            began.parse::<u64>().unwrap() >= failure_start,
+            "nothing in the healthy stretch before the failure: {e:#}"
+        );
+    }
+
+    // The command line prints the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(["rules", "backtest", "--from"])
+        .arg(start.to_string())
+        .arg("--to")
+        .arg(end.to_string())
+        .args(["--step", "1s", "--api"])
+        .arg(format!("http://127.0.0.1:{}", server.ui))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("ServiceErrors{service=\"payments\"}"))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        line.contains("pending") && line.contains("firing") && line.contains("resolved"),
+        "{line}"
+    );
+}

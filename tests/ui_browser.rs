@@ -446,7 +446,10 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
 
     ui.open("/alerts").await;
     let incident = ui
-        .wait_text("section.incident.firing[data-root='payments'] h2", "payments")
+        .wait_text(
+            "section.incident.firing[data-root='payments'] h2",
+            "payments",
+        )
         .await;
     assert!(
         incident.contains("Root cause") && incident.contains("FIRING"),

@@ -48,6 +48,8 @@ pub enum Error {
         #[source]
         source: spyglass_query::Error,
     },
+    #[error("invalid backtest: {0}")]
+    BadBacktest(String),
     #[error("rule {rule}: {message}")]
     BadResult { rule: String, message: String },
 }

@@ -60,6 +60,23 @@ impl Clock for TokioClock {
     }
 }
 
+/// A clock set by hand: backtests step it through the past.
+#[derive(Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    pub fn set(&self, unix_nanos: u64) {
+        self.0
+            .store(unix_nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix_nanos(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A count that only grows (telemetry requests refused), read at each evaluation.
 pub type Counter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -85,7 +102,8 @@ pub struct Evaluator<R: Reader> {
     config: AlertingConfig,
     groups: Vec<GroupRun>,
     incidents: Incidents,
-    state: StateDir,
+    /// Where the state is saved; `None` in a backtest, which saves nothing.
+    state: Option<StateDir>,
     clock: Arc<dyn Clock>,
     handle: Alerting,
     reloads: mpsc::Receiver<ReloadReply>,
@@ -102,8 +120,14 @@ pub struct Evaluator<R: Reader> {
 /// evaluate yet (PromQL, recording), is an error with its file and line.
 pub fn load_rules(config: &AlertingConfig) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
     let groups = rules::load(&config.rule_files)?;
+    evaluable(&groups)?;
+    Ok(groups)
+}
+
+/// Refuses the rules this build checks but cannot evaluate yet, each with its file and line.
+pub fn evaluable(groups: &[Group]) -> std::result::Result<(), Vec<RuleError>> {
     let mut errors = Vec::new();
-    for group in &groups {
+    for group in groups {
         for rule in &group.rules {
             let refuse = match (&rule.expr, rule.kind) {
                 (Expr::PromQl(_), _) => Some(
@@ -124,7 +148,7 @@ pub fn load_rules(config: &AlertingConfig) -> std::result::Result<Vec<Group>, Ve
         }
     }
     if errors.is_empty() {
-        Ok(groups)
+        Ok(())
     } else {
         Err(errors)
     }
@@ -142,8 +166,46 @@ impl<R: Reader> Evaluator<R> {
         let state = StateDir::new(state_dir);
         let saved = state.load()?;
         let history = state.transitions(HISTORY_IN_MEMORY)?;
+        Ok(Self::build(
+            reader,
+            config,
+            groups,
+            Some(state),
+            saved,
+            history,
+            clock,
+        ))
+    }
+
+    /// An evaluator of `groups` that keeps its state in memory only, for a backtest.
+    pub fn in_memory(
+        reader: R,
+        config: AlertingConfig,
+        groups: Vec<Group>,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, Alerting) {
+        Self::build(
+            reader,
+            config,
+            groups,
+            None,
+            Saved::default(),
+            Vec::new(),
+            clock,
+        )
+    }
+
+    fn build(
+        reader: R,
+        config: AlertingConfig,
+        groups: Vec<Group>,
+        state: Option<StateDir>,
+        saved: Saved,
+        history: Vec<Transition>,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, Alerting) {
         let (reload_tx, reloads) = mpsc::channel(4);
-        let handle = Alerting::new(reload_tx, &config.external_url);
+        let handle = Alerting::new(reload_tx, config.clone());
         handle.write(|s| s.history = history.into());
         let mut evaluator = Self {
             reader,
@@ -161,7 +223,7 @@ impl<R: Reader> Evaluator<R> {
         };
         evaluator.set_groups(groups, saved.rules);
         evaluator.publish();
-        Ok((evaluator, handle))
+        (evaluator, handle)
     }
 
     /// Counts refused telemetry requests for `TelemetryRefused`.
@@ -257,7 +319,7 @@ impl<R: Reader> Evaluator<R> {
             }
             for r in 0..self.groups[g].rules.len() {
                 let rule_started = Instant::now();
-                let result = self.samples(g, r).await;
+                let result = self.samples(g, r, at).await;
                 let group = &mut self.groups[g];
                 let limit = group.group.limit;
                 let run = &mut group.rules[r];
@@ -310,17 +372,23 @@ impl<R: Reader> Evaluator<R> {
     }
 
     /// The samples of rule `r` of group `g` at `at`, with the rule's labels and evidence.
-    async fn samples(&mut self, g: usize, r: usize) -> Result<Vec<Sample>> {
+    async fn samples(&mut self, g: usize, r: usize, at: u64) -> Result<Vec<Sample>> {
         let rule = &self.groups[g].rules[r].rule;
         let mut samples = match &rule.expr {
-            Expr::Sql(query) => self
-                .reader
-                .sql(query)
-                .await
-                .map_err(|source| Error::Query {
-                    rule: rule.name.clone(),
-                    source,
-                })?,
+            Expr::Sql(query) => {
+                // A backtest asks "as of then": `now()` is the evaluation time.
+                let query = match self.state {
+                    Some(_) => query.clone(),
+                    None => as_of(query, at),
+                };
+                self.reader
+                    .sql(&query)
+                    .await
+                    .map_err(|source| Error::Query {
+                        rule: rule.name.clone(),
+                        source,
+                    })?
+            }
             Expr::Builtin(_) => {
                 let kind = Kind::from_name(&rule.name).expect("built-in rules are named by kind");
                 match &self.observation {
@@ -417,11 +485,13 @@ impl<R: Reader> Evaluator<R> {
         for t in &transitions {
             tracing::info!(rule = %t.rule, labels = ?t.labels, state = t.state.as_str(), value = t.value, "alert state changed");
         }
-        if let Err(e) = self.state.append(&transitions) {
-            tracing::error!(error = %e, "failed to log alert transitions");
-        }
-        if let Err(e) = self.state.save(&self.saved()) {
-            tracing::error!(error = %e, "failed to save the alert state");
+        if let Some(state) = &self.state {
+            if let Err(e) = state.append(&transitions) {
+                tracing::error!(error = %e, "failed to log alert transitions");
+            }
+            if let Err(e) = state.save(&self.saved()) {
+                tracing::error!(error = %e, "failed to save the alert state");
+            }
         }
         self.handle.write(|s| {
             s.evaluations_total += 1;
@@ -601,6 +671,20 @@ impl<R: Reader> Evaluator<R> {
     }
 }
 
+/// `query` with each `now()` replaced by the time `at`.
+fn as_of(query: &str, at: u64) -> String {
+    let lower = query.to_ascii_lowercase();
+    let mut out = String::with_capacity(query.len());
+    let mut rest = 0;
+    for (i, _) in lower.match_indices("now()") {
+        out.push_str(&query[rest..i]);
+        out.push_str(&format!("to_timestamp_nanos({at})"));
+        rest = i + "now()".len();
+    }
+    out.push_str(&query[rest..]);
+    out
+}
+
 fn expand(templates: &[(String, crate::template::Template)], sample: &Sample, url: &str) -> Labels {
     let context = Context {
         labels: &sample.labels,
@@ -618,5 +702,19 @@ fn error_text(error: &Error) -> String {
     match error {
         Error::Query { source, .. } => source.client_message(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backtests_see_now_as_the_evaluation_time() {
+        assert_eq!(
+            super::as_of(
+                "SELECT 1 WHERE t > NOW() - INTERVAL '5 minutes' AND now() > 0",
+                42
+            ),
+            "SELECT 1 WHERE t > to_timestamp_nanos(42) - INTERVAL '5 minutes' AND to_timestamp_nanos(42) > 0"
+        );
     }
 }

@@ -19,6 +19,7 @@
 //!                 incidents (root cause) ─▶ Alerting handle ─▶ the API (ui)
 //! ```
 
+mod backtest;
 mod builtin;
 mod config;
 mod duration;
@@ -32,10 +33,13 @@ mod state;
 mod status;
 pub mod template;
 
+pub use backtest::{Episode, MAX_STEPS, Report, backtest};
 pub use builtin::{GROUP as BUILTIN_GROUP, Kind as BuiltinKind};
 pub use config::{AlertingConfig, BuiltinConfig};
 pub use error::{Error, Result, RuleError};
-pub use evaluator::{Clock, Counter, Evaluator, SystemClock, TokioClock, load_rules};
+pub use evaluator::{
+    Clock, Counter, Evaluator, ManualClock, SystemClock, TokioClock, evaluable, load_rules,
+};
 pub use incident::{AlertRef, Incident};
 pub use reader::{ReadResult, Reader};
 pub use state::{Alert, AlertState, Labels, Sample};

@@ -95,16 +95,24 @@ pub(crate) type ReloadReply = oneshot::Sender<Result<(), String>>;
 pub struct Alerting {
     status: Arc<RwLock<Status>>,
     reload: mpsc::Sender<ReloadReply>,
-    external_url: Arc<str>,
+    config: Arc<crate::config::AlertingConfig>,
 }
 
 impl Alerting {
-    pub(crate) fn new(reload: mpsc::Sender<ReloadReply>, external_url: &str) -> Self {
+    pub(crate) fn new(
+        reload: mpsc::Sender<ReloadReply>,
+        config: crate::config::AlertingConfig,
+    ) -> Self {
         Self {
             status: Arc::default(),
             reload,
-            external_url: external_url.into(),
+            config: Arc::new(config),
         }
+    }
+
+    /// The configuration the evaluator runs with (backtests use its built-in thresholds).
+    pub fn config(&self) -> &crate::config::AlertingConfig {
+        &self.config
     }
 
     pub(crate) fn write(&self, update: impl FnOnce(&mut Status)) {
@@ -119,7 +127,7 @@ impl Alerting {
     }
 
     pub fn external_url(&self) -> &str {
-        &self.external_url
+        &self.config.external_url
     }
 
     /// Every pending and firing alert (resolved ones too with `resolved`), with its group and

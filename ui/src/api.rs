@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/alerts/history", get(alerts::history))
         .route("/api/v1/incidents", get(alerts::incidents))
         .route("/api/v1/rules", get(alerts::rules))
+        .route("/api/v1/rules/backtest", post(alerts::backtest))
 }
 
 pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {

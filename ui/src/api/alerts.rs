@@ -225,3 +225,89 @@ pub(crate) async fn history(
         .collect();
     Ok(Json(json!({ "transitions": out })))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestRequest {
+    /// Rule files as `{name, text}`; none: the built-in rules alone.
+    #[serde(default)]
+    files: Vec<RuleFile>,
+    from: String,
+    to: String,
+    /// A duration; the evaluation interval by default.
+    step: Option<String>,
+    /// Whether the built-in rules run too (default true).
+    builtin: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    text: String,
+}
+
+/// `POST /api/v1/rules/backtest`: the rules evaluated over stored data from `from` to `to`,
+/// with when each alert would have been pending, firing and resolved.
+pub(crate) async fn backtest(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    use crate::error::ApiError;
+    let request: BacktestRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadParameter(format!(
+            "the body must be {{\"files\": [{{\"name\", \"text\"}}], \"from\", \"to\", \"step\", \"builtin\"}}: {e}"
+        ))
+    })?;
+    let from = params::time("from", &request.from)?;
+    let to = params::time("to", &request.to)?;
+    let engine = state.engine()?.clone();
+    let alerting = state.alerting()?;
+    let mut config = alerting.config().clone();
+    config.builtin.enabled = request.builtin.unwrap_or(true);
+    let step = match &request.step {
+        Some(s) => params::duration("step", s)?,
+        None => config.evaluation_interval(),
+    };
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for file in &request.files {
+        match spyglass_alerting::rules::parse(&file.name, &file.text) {
+            Ok(g) => groups.extend(g),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if let Err(e) = spyglass_alerting::evaluable(&groups) {
+        errors.extend(e);
+    }
+    if !errors.is_empty() {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(ApiError::BadParameter(text.join("\n")));
+    }
+    let report = spyglass_alerting::backtest(engine, config, groups, from, to, step)
+        .await
+        .map_err(|e| ApiError::BadParameter(e.to_string()))?;
+    let episodes: Vec<Value> = report
+        .episodes
+        .iter()
+        .map(|e| {
+            json!({
+                "group": e.group,
+                "rule": e.rule,
+                "labels": e.labels,
+                "pending_at": nanos(e.pending_at),
+                "firing_at": nanos(e.firing_at),
+                "resolved_at": nanos(e.resolved_at),
+                "cleared_at": nanos(e.cleared_at),
+                "max_value": finite(e.max_value),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "step_seconds": step.as_secs_f64(),
+        "evaluations": report.evaluations,
+        "episodes": episodes,
+    })))
+}
