@@ -48,10 +48,13 @@ pub fn demo_defaults() -> Config {
         ..Config::default()
     };
     config.ingest.span_metrics_interval_secs = 5;
-    config.alerting.evaluation_interval_secs = 10;
-    config.alerting.builtin.window_secs = 60;
-    config.alerting.builtin.for_secs = 15;
-    config.alerting.builtin.silent_after_secs = 30;
+    let alerting = &mut config.alerting;
+    alerting.evaluation_interval_secs = 10;
+    alerting.builtin.window_secs = 60;
+    alerting.builtin.for_secs = 15;
+    alerting.builtin.silent_after_secs = 30;
+    alerting.builtin.min_requests = 10;
+    alerting.builtin.latency_floor_ms = 50;
     config
 }
 
@@ -72,10 +75,18 @@ pub fn speed_up(config: &mut Config, speed: f64) {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    /// The file at `path` over `base`: what the file sets replaces what `base` has, key by
+    /// key (so `demo --config` keeps the demo's defaults for what the file leaves out).
+    pub fn load_over(base: &Config, path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let file: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let mut merged = toml::Table::try_from(base).expect("the config serializes");
+        overlay(&mut merged, file);
+        toml::Value::Table(merged)
+            .try_into()
+            .with_context(|| format!("invalid config file {}", path.display()))
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -111,6 +122,20 @@ impl Config {
         .into_iter()
         .filter(|a| !a.ip().is_loopback())
         .collect()
+    }
+}
+
+/// Sets every key of `top` in `base`, descending into tables that both have.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(top_inner)) => {
+                overlay(inner, top_inner)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -231,6 +256,23 @@ mod tests {
         ] {
             assert!(text.contains(&format!("\n{key} = ")), "{key} is printed");
         }
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spyglass.toml");
+        std::fs::write(&path, "[ingest]\nspan_metrics_interval_secs = 1\n").unwrap();
+        let demo = demo_defaults();
+        let loaded = Config::load_over(&demo, &path).unwrap();
+        assert_eq!(loaded.ingest.span_metrics_interval_secs, 1);
+        assert_eq!(loaded.alerting, demo.alerting);
+        assert_eq!(loaded.data_dir, demo.data_dir);
+        std::fs::write(&path, "[alerting.builtin]\nwindow_sec = 1\n").unwrap();
+        assert!(
+            Config::load_over(&demo, &path).is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl ServeArgs {
     /// The configuration: defaults (`base`), then the file, then the flags.
     fn load(self, base: Config) -> anyhow::Result<Config> {
         let mut cfg = match self.config {
-            Some(path) => Config::load(&path)?,
+            Some(path) => Config::load_over(&base, &path)?,
             None => base,
         };
         if let Some(dir) = self.data_dir {

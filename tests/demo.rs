@@ -1,4 +1,5 @@
-//! `spyglass demo` with a compressed timeline: each incident shows where a user would look —
+//! `spyglass demo` with a compressed timeline: each incident fires its built-in alerts (rooted
+//! where it began) and resolves, nothing fires between them, and each shows where a user would look —
 //! the services list, the dependency graph, a service's last-seen time and trace search.
 
 mod common;
@@ -108,6 +109,7 @@ async fn each_incident_shows_where_a_user_would_look() {
     let mut burst: Option<(SystemTime, SystemTime)> = None;
     let mut burst_began = None;
     let mut changes: Vec<(Instant, String)> = Vec::new();
+    let mut walls: Vec<(SystemTime, String)> = Vec::new();
     let mut samples = Vec::new();
     let mut shipping_back = None;
     loop {
@@ -118,6 +120,7 @@ async fn each_incident_shows_where_a_user_would_look() {
         while let Ok((at, wall, line)) = demo.lines.try_recv() {
             if let Some(rest) = line.strip_prefix("timeline: ") {
                 changes.push((at, rest.to_owned()));
+                walls.push((wall, rest.to_owned()));
                 if rest == "payments error burst begins" {
                     burst_began = Some(wall);
                 } else if let Some(name) = rest.strip_suffix(" ends") {
@@ -130,7 +133,7 @@ async fn each_incident_shows_where_a_user_would_look() {
                 }
             }
         }
-        if shipping_back.is_some_and(|at| at.elapsed() > Duration::from_secs(5)) {
+        if shipping_back.is_some_and(|at| at.elapsed() > Duration::from_secs(13)) {
             break;
         }
         let (status, services) = get_json(ports.ui, "/api/v1/services?start=now-3s").await;
@@ -329,5 +332,104 @@ async fn each_incident_shows_where_a_user_would_look() {
             .iter()
             .any(|e| e["name"] == "exception"),
         "the failing charge carries its exception: {failing}"
+    );
+
+    // Alerts: each incident fires its built-in alerts, rooted where it began, and they
+    // resolve; nothing fires in the healthy stretches.
+    let wall = |text: &str| {
+        walls
+            .iter()
+            .find(|(_, t)| t == text)
+            .map(|(at, _)| unix_nanos(*at))
+            .unwrap_or_else(|| panic!("no `{text}` in {walls:?}"))
+    };
+    // At speed 10 the demo's one-minute window is 6 s: alerts resolve within it after the end.
+    let settle = Duration::from_secs(6 + 5).as_nanos();
+    let incidents = [
+        (
+            "payments error burst",
+            "payments",
+            vec![
+                ("ServiceErrors", vec![("service", "payments")]),
+                (
+                    "DependencyFailing",
+                    vec![("client", "checkout"), ("server", "payments")],
+                ),
+            ],
+        ),
+        (
+            "database latency spike",
+            "postgresql",
+            vec![("ServiceLatency", vec![])],
+        ),
+        (
+            "shipping silent",
+            "shipping",
+            vec![
+                ("ServiceSilent", vec![("service", "shipping")]),
+                (
+                    "DependencyFailing",
+                    vec![("client", "checkout"), ("server", "shipping")],
+                ),
+            ],
+        ),
+    ];
+    let (_, history) = get_json(ports.ui, "/api/v1/alerts/history?start=now-10m").await;
+    let transitions = history["transitions"].as_array().unwrap().clone();
+    let (_, all_incidents) = get_json(ports.ui, "/api/v1/incidents").await;
+    let time_of = |t: &Value| t.as_str().unwrap().parse::<u128>().unwrap();
+    let mut windows = Vec::new();
+    for (name, root, alerts) in &incidents {
+        let from = wall(&format!("{name} begins"));
+        let to = wall(&format!("{name} ends"));
+        windows.push((from, to + settle));
+        for (rule, labels) in alerts {
+            let of_it = |t: &&Value| {
+                t["rule"] == *rule && labels.iter().all(|(k, v)| t["labels"][*k] == *v)
+            };
+            let fired = transitions
+                .iter()
+                .filter(of_it)
+                .find(|t| {
+                    t["state"] == "firing" && (from..to + settle).contains(&time_of(&t["time"]))
+                })
+                .unwrap_or_else(|| {
+                    panic!("{name}: no {rule}{labels:?} firing; history {history:#}")
+                });
+            let fired_at = time_of(&fired["time"]);
+            eprintln!(
+                "{name}: {rule}{labels:?} fired {:.1}s after it began",
+                (fired_at - from) as f64 / 1e9
+            );
+            assert!(
+                transitions
+                    .iter()
+                    .filter(of_it)
+                    .any(|t| t["state"] == "resolved" && time_of(&t["time"]) > fired_at),
+                "{name}: {rule}{labels:?} never resolved; history {history:#}"
+            );
+        }
+        assert!(
+            all_incidents["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| {
+                    i["root"] == *root && (from..to + settle).contains(&time_of(&i["started_at"]))
+                }),
+            "{name}: no incident rooted at {root}: {all_incidents:#}"
+        );
+    }
+    let healthy_firings: Vec<&Value> = transitions
+        .iter()
+        .filter(|t| t["state"] == "firing")
+        .filter(|t| {
+            let at = time_of(&t["time"]);
+            !windows.iter().any(|(from, to)| (*from..*to).contains(&at))
+        })
+        .collect();
+    assert!(
+        healthy_firings.is_empty(),
+        "alerts fired in a healthy stretch: {healthy_firings:#?}"
     );
 }
