@@ -95,6 +95,7 @@ pub async fn run(
     )
     .context("failed to start alerting")?;
     let evaluator = evaluator.with_refusals(refused_counter(&ingest));
+    engine.supply_table("alerts", alerting.table());
     alerting_slot.set(alerting.clone());
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),

@@ -31,6 +31,7 @@ mod reader;
 pub mod rules;
 mod state;
 mod status;
+mod table;
 pub mod template;
 
 pub use backtest::{Episode, MAX_STEPS, Report, backtest};

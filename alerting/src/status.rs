@@ -171,6 +171,11 @@ impl Alerting {
         })
     }
 
+    /// The `alerts` SQL table: every state change in the history.
+    pub fn table(&self) -> Arc<dyn spyglass_query::BatchSource> {
+        Arc::new(crate::table::AlertsTable::new(self.clone()))
+    }
+
     /// Re-reads the rule files. A file with a mistake keeps the rules that run, and the
     /// error is returned and shown in the status.
     pub async fn reload(&self) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! `spyglass-query`: answers questions over store snapshots.
 //!
 //! It owns the DataFusion session and the table providers over [`spyglass_store::Snapshot`]s
-//! (`spans`, `metrics`, `logs`), read-only SQL with limits, trace assembly, trace search,
+//! (`spans`, `metrics`, `logs`, and tables other crates supply, such as `alerts`), read-only SQL with limits, trace assembly, trace search,
 //! service health and the dependency graph. It must not know OTLP, HTTP or how the store lays out
 //! its files beyond what a snapshot exposes; DataFusion types do not leave this crate.
 //!
@@ -23,6 +23,7 @@ mod rollup;
 mod search;
 mod sql;
 mod stats;
+mod supplied;
 mod tables;
 mod trace;
 
@@ -42,6 +43,7 @@ pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
 pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
 pub use sql::{SqlOutput, check_read_only_sql};
 pub use stats::{QueryKind, QueryStats};
+pub use supplied::BatchSource;
 pub use trace::{Trace, TraceSpan};
 
 /// The query side of Spyglass: cheap to clone, shared by the HTTP API and alerting.
@@ -57,6 +59,8 @@ pub struct QueryEngine {
     series_keys: Arc<health::SeriesKeys>,
     /// The span-metric and service-graph points of parts already read, by part.
     points: Arc<health::PointCache>,
+    /// Tables other crates supply (`alerts`), by name.
+    supplied: Arc<std::sync::RwLock<Vec<(String, Arc<dyn BatchSource>)>>>,
 }
 
 impl QueryEngine {
@@ -72,7 +76,15 @@ impl QueryEngine {
             runtime,
             stats: Arc::default(),
             series_keys: Arc::default(),
+            supplied: Arc::default(),
         }
+    }
+
+    /// Makes `source` queryable with SQL as the table `name`, in this engine and its clones.
+    pub fn supply_table(&self, name: &str, source: Arc<dyn BatchSource>) {
+        let mut supplied = self.supplied.write().unwrap_or_else(|e| e.into_inner());
+        supplied.retain(|(n, _)| n != name);
+        supplied.push((name.to_owned(), source));
     }
 
     pub fn config(&self) -> &QueryConfig {

@@ -51,6 +51,13 @@ impl QueryEngine {
                 Arc::new(SnapshotTable::new(signal, snapshot.clone())),
             )?;
         }
+        let supplied = self.supplied.read().unwrap_or_else(|e| e.into_inner());
+        for (name, source) in supplied.iter() {
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(crate::supplied::SuppliedTable(source.clone())),
+            )?;
+        }
         Ok(ctx)
     }
 
