@@ -28,6 +28,9 @@ use crate::selfmetrics;
 /// How long the final flush may take before Spyglass exits anyway (the WAL still has the data).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long an evaluation in progress may hold up the exit.
+const ALERTING_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `spyglass serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     run(config, shutdown_signal(), || {}).await
@@ -87,15 +90,7 @@ pub async fn run(
         }
     }));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
-    let (evaluator, alerting) = Evaluator::new(
-        engine.clone(),
-        config.alerting(),
-        &config.data_dir.join("alerts"),
-        Arc::new(SystemClock),
-    )
-    .context("failed to start alerting")?;
-    let evaluator = evaluator.with_refusals(refused_counter(&ingest));
-    engine.supply_table("alerts", alerting.table());
+    let (evaluator, alerting) = alerting(&config, &engine, &ingest, &store)?;
     alerting_slot.set(alerting.clone());
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),
@@ -167,7 +162,14 @@ pub async fn run(
     let _ = stop_hangups.send(());
     hangup_task.await.context("reload task failed")??;
     let _ = stop_alerting.send(());
-    alerting_task.await.context("alerting task failed")?;
+    // An evaluation in progress finishes first; a slow rule must not hold the exit up for long
+    // (the state was saved after the last evaluation that finished).
+    if tokio::time::timeout(ALERTING_STOP_TIMEOUT, alerting_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("alerting did not stop in time; its last saved state is kept");
+    }
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     maintenance_task.await.context("maintenance task failed")?;
@@ -196,6 +198,43 @@ fn refused_counter(ingest: &Ingest) -> spyglass_alerting::Counter {
                 })
             })
             .sum()
+    })
+}
+
+/// The rule evaluator (rules and saved state loaded; a bad rule file is an error) and its
+/// handle; the `alerts` table joins the query engine's.
+fn alerting(
+    config: &Config,
+    engine: &QueryEngine,
+    ingest: &Ingest,
+    store: &Store,
+) -> anyhow::Result<(Evaluator<QueryEngine>, spyglass_alerting::Alerting)> {
+    let (evaluator, alerting) = Evaluator::new(
+        engine.clone(),
+        config.alerting(),
+        &config.data_dir.join("alerts"),
+        Arc::new(SystemClock),
+    )
+    .context("failed to start alerting")?;
+    engine.supply_table("alerts", alerting.table());
+    let evaluator = evaluator
+        .with_refusals(refused_counter(ingest))
+        .with_recorder(recorder(store));
+    Ok((evaluator, alerting))
+}
+
+/// Recording rules' points go into the store as any metric point does.
+fn recorder(store: &Store) -> spyglass_alerting::Recorder {
+    let store = store.clone();
+    Arc::new(move |points| {
+        let store = store.clone();
+        Box::pin(async move {
+            store
+                .append(&spyglass_store::Records::Metrics(points))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     })
 }
 

@@ -406,6 +406,8 @@ const SQL_RULES: &str = r#"groups:
           severity: page
         annotations:
           summary: "{{ $labels.service }} failed a charge"
+      - record: shop:failed_charges:count
+        sql: SELECT service_name AS service, count(*) AS value FROM spans WHERE name = 'GET /payments' AND kind = 'server' AND status_code = 'error' GROUP BY service_name
 "#;
 
 /// The keys of a JSON object, sorted.
@@ -526,6 +528,37 @@ async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps
     );
     assert!(rule["evaluationTime"].is_f64());
     assert_eq!(rule["alerts"][0]["labels"]["alertname"], "FailedCharge");
+    let recording = &shop_group["rules"][1];
+    assert_eq!(
+        keys(recording),
+        [
+            "evaluationTime",
+            "health",
+            "labels",
+            "lastEvaluation",
+            "name",
+            "query",
+            "type"
+        ]
+    );
+    assert_eq!(recording["type"], "recording");
+    // The recording rule's rows are gauge points in the metrics table.
+    let answer: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.ui))
+        .json(
+            &serde_json::json!({"query": "SELECT service_name, metric_type, value FROM metrics \
+            WHERE metric_name = 'shop:failed_charges:count' ORDER BY time_unix_nano DESC LIMIT 1"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = &answer["rows"][0];
+    assert_eq!(row["service_name"], "payments", "{answer:#}");
+    assert_eq!(row["metric_type"], "gauge");
+    assert!(row["value"].as_f64().unwrap() >= 1.0, "{answer:#}");
     let builtin = groups
         .iter()
         .find(|g| g["name"] == "spyglass.builtin")
@@ -538,8 +571,11 @@ async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps
     )
     .await;
     assert_eq!(filtered["data"]["groups"].as_array().unwrap().len(), 1);
-    let (_, none) = get_json(server.ui, "/prometheus/api/v1/rules?type=record").await;
-    assert_eq!(none["data"]["groups"], serde_json::json!([]));
+    let (_, records) = get_json(server.ui, "/prometheus/api/v1/rules?type=record").await;
+    let recorded = records["data"]["groups"].as_array().unwrap();
+    assert_eq!(recorded.len(), 1, "only the group with a recording rule: {records:#}");
+    assert_eq!(recorded[0]["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(recorded[0]["rules"][0]["type"], "recording");
     let (status, bad) = get_json(server.ui, "/prometheus/api/v1/rules?type=both").await;
     assert_eq!((status, &bad["status"]), (400, &"error".into()));
 

@@ -63,14 +63,11 @@ pub async fn backtest<R: Reader>(
     }
     let clock = Arc::new(ManualClock::default());
     let (mut evaluator, handle) = Evaluator::in_memory(reader, config, groups, clock.clone());
-    let mut t = from;
-    let mut evaluations = 0;
-    while t <= to {
-        clock.set(t);
+    for k in 0..steps {
+        clock.set(from + k * step_nanos);
         evaluator.evaluate().await;
-        evaluations += 1;
-        t += step_nanos;
     }
+    let evaluations = steps;
     let transitions = handle.history(0, u64::MAX, |_| true);
     let mut open: BTreeMap<(String, String, Labels), Episode> = BTreeMap::new();
     let mut episodes = Vec::new();

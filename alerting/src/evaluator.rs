@@ -60,6 +60,10 @@ impl Clock for TokioClock {
     }
 }
 
+/// Most alert instances (or recorded series) one rule may have when its group sets no
+/// `limit`: a query that returns a row per trace must not become a million alerts.
+pub const MAX_INSTANCES: usize = 10_000;
+
 /// A clock set by hand: backtests step it through the past.
 #[derive(Default)]
 pub struct ManualClock(std::sync::atomic::AtomicU64);
@@ -108,8 +112,12 @@ pub struct Evaluator<R: Reader> {
     handle: Alerting,
     reloads: mpsc::Receiver<ReloadReply>,
     refused: Option<Counter>,
+    /// Where recording rules write their points; without one they are evaluated only.
+    recorder: Option<crate::record::Recorder>,
     /// (time, refused count) at past evaluations, for the increase over the window.
     refused_seen: VecDeque<(u64, u64)>,
+    /// Whether the last saved state held any alert.
+    saved_alerts: bool,
     /// The built-in rules' reads of the last evaluation, for incidents.
     observation: Option<Observation>,
     /// Where each evidence trace's errors begin, by trace id.
@@ -117,7 +125,7 @@ pub struct Evaluator<R: Reader> {
 }
 
 /// Loads `config.rule_files` for evaluation: any mistake, and any rule this build cannot
-/// evaluate yet (PromQL, recording), is an error with its file and line.
+/// evaluate yet (PromQL), is an error with its file and line.
 pub fn load_rules(config: &AlertingConfig) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
     let groups = rules::load(&config.rule_files)?;
     evaluable(&groups)?;
@@ -129,13 +137,10 @@ pub fn evaluable(groups: &[Group]) -> std::result::Result<(), Vec<RuleError>> {
     let mut errors = Vec::new();
     for group in groups {
         for rule in &group.rules {
-            let refuse = match (&rule.expr, rule.kind) {
-                (Expr::PromQl(_), _) => Some(
+            let refuse = match &rule.expr {
+                Expr::PromQl(_) => Some(
                     "PromQL (`expr:`) is checked but cannot be evaluated yet: write this rule with `sql:`",
                 ),
-                (_, RuleKind::Recording) => {
-                    Some("recording rules are checked but not evaluated yet")
-                }
                 _ => None,
             };
             if let Some(message) = refuse {
@@ -217,13 +222,21 @@ impl<R: Reader> Evaluator<R> {
             handle: handle.clone(),
             reloads,
             refused: None,
+            recorder: None,
             refused_seen: VecDeque::new(),
             observation: None,
+            saved_alerts: true,
             origins: HashMap::new(),
         };
         evaluator.set_groups(groups, saved.rules);
         evaluator.publish();
         (evaluator, handle)
+    }
+
+    /// Writes the points of recording rules.
+    pub fn with_recorder(mut self, recorder: crate::record::Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Counts refused telemetry requests for `TelemetryRefused`.
@@ -323,12 +336,21 @@ impl<R: Reader> Evaluator<R> {
                 let group = &mut self.groups[g];
                 let limit = group.group.limit;
                 let run = &mut group.rules[r];
+                let limit = if limit == 0 { MAX_INSTANCES } else { limit };
                 let samples = match result {
-                    Ok(samples) if limit > 0 && samples.len() > limit => {
+                    Ok(samples) if samples.len() > limit => {
                         run.last_error = Some(format!(
                             "exceeded limit of {limit} with {} alerts",
                             samples.len()
                         ));
+                        Vec::new()
+                    }
+                    Ok(samples) if has_duplicates(&samples) => {
+                        // As Prometheus: two results with one label set cannot be two alerts.
+                        run.last_error = Some(
+                            "two result rows have the same labels after the rule's labels are added"
+                                .into(),
+                        );
                         Vec::new()
                     }
                     Ok(samples) => {
@@ -346,6 +368,18 @@ impl<R: Reader> Evaluator<R> {
                         continue;
                     }
                 };
+                if run.rule.kind == RuleKind::Recording {
+                    // A backtest has no recorder: it evaluates, and writes nothing.
+                    if let Some(recorder) = &self.recorder {
+                        let points = crate::record::points(&run.rule.name, &samples, at);
+                        if let Err(e) = recorder(points).await {
+                            run.last_error = Some(format!("recorded points not written: {e}"));
+                        }
+                    }
+                    run.last_evaluation = Some(now);
+                    run.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+                    continue;
+                }
                 let timing = Timing {
                     for_nanos: run.rule.for_duration.as_nanos() as u64,
                     keep_firing_for_nanos: run.rule.keep_firing_for.as_nanos() as u64,
@@ -485,14 +519,7 @@ impl<R: Reader> Evaluator<R> {
         for t in &transitions {
             tracing::info!(rule = %t.rule, labels = ?t.labels, state = t.state.as_str(), value = t.value, "alert state changed");
         }
-        if let Some(state) = &self.state {
-            if let Err(e) = state.append(&transitions) {
-                tracing::error!(error = %e, "failed to log alert transitions");
-            }
-            if let Err(e) = state.save(&self.saved()) {
-                tracing::error!(error = %e, "failed to save the alert state");
-            }
-        }
+        self.persist(&transitions).await;
         self.handle.write(|s| {
             s.evaluations_total += 1;
             for t in transitions {
@@ -503,6 +530,35 @@ impl<R: Reader> Evaluator<R> {
             }
         });
         self.publish();
+    }
+
+    /// Appends `transitions` to the log and saves the state, off the async threads (both
+    /// fsync). An evaluation with no alert at all, after one that saved none, writes nothing.
+    async fn persist(&mut self, transitions: &[Transition]) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let any = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .any(|r| r.instances.alerts().next().is_some());
+        if transitions.is_empty() && !any && !self.saved_alerts {
+            return;
+        }
+        self.saved_alerts = any;
+        let saved = self.saved();
+        let logged = transitions.to_vec();
+        let written = tokio::task::spawn_blocking(move || {
+            state.append(&logged)?;
+            state.save(&saved)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "failed to save the alert state"),
+            Err(e) => tracing::error!(error = %e, "the alert state writer failed"),
+        }
     }
 
     async fn find_incidents(&mut self, now: u64) {
@@ -544,7 +600,16 @@ impl<R: Reader> Evaluator<R> {
                         labels: &alert.labels,
                         trace_origins: &origins,
                     };
-                    let root = crate::incident::root(&active, observation, &self.config.builtin);
+                    // An alert stays in the incident it joined while that incident is open:
+                    // a root must not move because one window's edge dipped.
+                    let kept = alert
+                        .incident
+                        .as_ref()
+                        .and_then(|id| self.incidents.open.values().find(|i| &i.id == id))
+                        .map(|i| i.root.clone());
+                    let root = kept.unwrap_or_else(|| {
+                        crate::incident::root(&active, observation, &self.config.builtin)
+                    });
                     roots.push((
                         AlertRef {
                             rule: run.rule.name.clone(),
@@ -669,6 +734,12 @@ impl<R: Reader> Evaluator<R> {
             }
         }
     }
+}
+
+/// Whether two samples share a label set.
+fn has_duplicates(samples: &[Sample]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    samples.iter().any(|s| !seen.insert(&s.labels))
 }
 
 /// `query` with each `now()` replaced by the time `at`.

@@ -28,6 +28,7 @@ mod evaluator;
 mod incident;
 mod persist;
 mod reader;
+mod record;
 pub mod rules;
 mod state;
 mod status;
@@ -43,5 +44,6 @@ pub use evaluator::{
 };
 pub use incident::{AlertRef, Incident};
 pub use reader::{ReadResult, Reader};
+pub use record::{RECORDED_SERVICE, Recorder};
 pub use state::{Alert, AlertState, Labels, Sample};
 pub use status::{Alerting, GroupStatus, RuleStatus, Status, Transition};

@@ -32,6 +32,7 @@ pub(crate) struct SavedRule {
     pub(crate) alerts: Instances,
 }
 
+#[derive(Clone)]
 pub(crate) struct StateDir {
     dir: PathBuf,
 }
@@ -108,7 +109,8 @@ impl StateDir {
         })
     }
 
-    /// The last `keep` transitions; a damaged line (a torn last write) is skipped.
+    /// The last `keep` transitions; a damaged line (a torn last write) is skipped. A log of more
+    /// than twice `keep` lines is cut to those `keep`, so that it does not grow without end.
     pub(crate) fn transitions(&self, keep: usize) -> Result<Vec<Transition>> {
         let path = self.transitions_path();
         let file = match File::open(&path) {
@@ -117,7 +119,9 @@ impl StateDir {
             Err(source) => return Err(Error::ReadState { path, source }),
         };
         let mut out = std::collections::VecDeque::new();
+        let mut lines = 0;
         for line in BufReader::new(file).lines() {
+            lines += 1;
             let line = line.map_err(|source| Error::ReadState {
                 path: path.clone(),
                 source,
@@ -129,7 +133,27 @@ impl StateDir {
                 out.push_back(t);
             }
         }
-        Ok(out.into())
+        let kept: Vec<Transition> = out.into();
+        if lines > 2 * keep {
+            self.rewrite_transitions(&kept)
+                .map_err(|source| Error::WriteState { path, source })?;
+        }
+        Ok(kept)
+    }
+
+    fn rewrite_transitions(&self, kept: &[Transition]) -> std::io::Result<()> {
+        let path = self.transitions_path();
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut text = Vec::new();
+        for t in kept {
+            serde_json::to_writer(&mut text, t).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        let mut file = File::create(&tmp)?;
+        file.write_all(&text)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -140,5 +164,59 @@ impl Saved {
             rules,
             incidents,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::AlertState;
+
+    fn transition(i: u64) -> Transition {
+        Transition {
+            time_unix_nano: i,
+            group: "g".into(),
+            rule: "r".into(),
+            labels: Labels::new(),
+            state: AlertState::Firing,
+            value: i as f64,
+            incident: None,
+            trace_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_and_is_cut_when_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let all: Vec<Transition> = (0..25).map(transition).collect();
+        state.append(&all).unwrap();
+        // A torn last line is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("transitions.jsonl"))
+            .unwrap()
+            .write_all(b"{\"time_unix")
+            .unwrap();
+        let kept = state.transitions(10).unwrap();
+        assert_eq!(kept, all[15..].to_vec());
+        let lines = std::fs::read_to_string(dir.path().join("transitions.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(lines, 10, "more than twice the kept lines: cut");
+        assert_eq!(state.transitions(10).unwrap(), all[15..].to_vec());
+    }
+
+    #[test]
+    fn saved_state_reads_back_and_a_damaged_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.load().unwrap(), Saved::default());
+        let saved = Saved::new(Vec::new(), Incidents::default());
+        state.save(&saved).unwrap();
+        assert_eq!(state.load().unwrap(), saved);
+        std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
+        assert!(matches!(state.load(), Err(Error::DamagedState { .. })));
     }
 }

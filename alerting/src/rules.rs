@@ -263,11 +263,19 @@ impl Checker<'_> {
             ],
         )?;
         let name = match fields.get("name") {
-            Some(n) => self.string(n, "the group name").filter(|n| !n.is_empty()),
-            None => None,
+            Some(n) => self.string(n, "the group name"),
+            None => {
+                self.error(node.line(), "a group needs a `name`");
+                None
+            }
         };
-        if name.is_none() && !fields.contains_key("name") {
-            self.error(node.line(), "a group needs a `name`");
+        match &name {
+            Some(n) if n.is_empty() => self.error(node.line(), "the group name is empty"),
+            Some(n) if n == crate::builtin::GROUP => self.error(
+                node.line(),
+                format!("the group name {n:?} is the built-in rules'"),
+            ),
+            _ => {}
         }
         let interval = fields
             .get("interval")

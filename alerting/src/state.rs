@@ -50,9 +50,10 @@ pub struct Alert {
     pub active_at: u64,
     pub fired_at: Option<u64>,
     pub resolved_at: Option<u64>,
-    /// The last evaluation whose result had it: `keep_firing_for` counts from here.
+    /// The last evaluation whose result had it.
     pub last_active_at: u64,
-    /// Set while it fires only because of `keep_firing_for`: when its condition cleared.
+    /// Set while it fires only because of `keep_firing_for`: the first evaluation without it,
+    /// from which the hold counts.
     #[serde(default)]
     pub keep_firing_since: Option<u64>,
     /// Example trace ids: failing or slow traces that show why it is active.
@@ -195,11 +196,10 @@ impl Instances {
                     false
                 }
                 AlertState::Firing if !active_now => {
-                    let kept =
-                        now.saturating_sub(alert.last_active_at) < timing.keep_firing_for_nanos;
-                    if kept {
-                        alert.keep_firing_since.get_or_insert(now);
-                    } else {
+                    // As Prometheus: the hold counts from the first evaluation without it.
+                    let since = *alert.keep_firing_since.get_or_insert(now);
+                    let kept = now.saturating_sub(since) < timing.keep_firing_for_nanos;
+                    if !kept {
                         alert.keep_firing_since = None;
                         alert.state = AlertState::Resolved;
                         alert.resolved_at = Some(now);
@@ -321,14 +321,17 @@ mod tests {
         };
         let mut i = Instances::default();
         step(&mut i, 0, true, timing);
+        // Cleared at 60 s: held until 60 + 120 s.
         step(&mut i, 60 * S, false, timing);
-        step(&mut i, 119 * S, false, timing);
+        step(&mut i, 179 * S, false, timing);
         assert_eq!(states(&i), [AlertState::Firing]);
-        // Back within the hold: the hold starts again from the last active evaluation.
-        step(&mut i, 150 * S, true, timing);
-        step(&mut i, 260 * S, false, timing);
+        // Back within the hold: the hold starts again when it clears again.
+        step(&mut i, 180 * S, true, timing);
+        assert_eq!(i.alerts().next().unwrap().keep_firing_since, None);
+        step(&mut i, 200 * S, false, timing);
+        step(&mut i, 319 * S, false, timing);
         assert_eq!(states(&i), [AlertState::Firing]);
-        step(&mut i, 270 * S, false, timing);
+        step(&mut i, 320 * S, false, timing);
         assert_eq!(states(&i), [AlertState::Resolved]);
         assert_eq!(
             i.alerts().next().unwrap().fired_at,

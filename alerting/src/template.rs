@@ -460,6 +460,9 @@ fn title(text: &str) -> String {
     out
 }
 
+/// The widest field and the most digits `printf` writes.
+const MAX_WIDTH: usize = 256;
+
 /// Go's `printf` for the verbs rules use: `%s %v %d %f %g %e %%`, with width and precision.
 fn printf(format: &str, args: &[Val]) -> Result<String, String> {
     let mut out = String::new();
@@ -489,10 +492,12 @@ fn printf(format: &str, args: &[Val]) -> Result<String, String> {
             .ok_or_else(|| format!("printf format {format:?} has more verbs than arguments"))?;
         let left = spec.starts_with('-');
         let spec = spec.trim_start_matches(['-', '+', ' ']);
-        let (width, precision) = match spec.split_once('.') {
+        let (width, precision): (usize, Option<usize>) = match spec.split_once('.') {
             Some((w, p)) => (w.parse().unwrap_or(0), Some(p.parse().unwrap_or(0))),
             None => (spec.parse().unwrap_or(0), None),
         };
+        // A template must not be able to ask for gigabytes of padding or digits.
+        let (width, precision) = (width.min(MAX_WIDTH), precision.map(|p| p.min(MAX_WIDTH)));
         let text = match verb {
             's' | 'v' | 'q' => {
                 let t = arg.text();
@@ -561,6 +566,7 @@ mod tests {
         );
         assert_eq!(render("a  {{- $value -}}  b", 1.0), "a1b");
         assert_eq!(render("{{ $labels.service | toUpper }}", 1.0), "CHECKOUT");
+        assert_eq!(render("{{ printf \"%999999999s\" \"x\" }}", 1.0).len(), 256);
     }
 
     #[test]

@@ -149,21 +149,16 @@ async fn for_then_keep_firing_for_then_resolved() {
     assert_eq!(alert.labels["severity"], "page");
     assert_eq!(alert.labels["alertname"], "CheckoutErrors");
 
-    // The condition clears: it keeps firing for 30 s after it was last active, then resolves.
-    // Last active at 60 s; now 70 s.
+    // The condition clears at the evaluation at 70 s: it keeps firing for 30 s from there.
     setup.reader.set(&[]);
-    tick(&mut evaluator, 10).await;
-    assert_eq!(
-        state_of(&handle, "checkout"),
-        Some(AlertState::Firing),
-        "10 s of 30"
-    );
-    tick(&mut evaluator, 10).await;
-    assert_eq!(
-        state_of(&handle, "checkout"),
-        Some(AlertState::Firing),
-        "20 s of 30"
-    );
+    for held in [0, 10, 20] {
+        tick(&mut evaluator, 10).await;
+        assert_eq!(
+            state_of(&handle, "checkout"),
+            Some(AlertState::Firing),
+            "{held} s of 30"
+        );
+    }
     evaluator.evaluate().await;
     assert_eq!(state_of(&handle, "checkout"), Some(AlertState::Resolved));
 

@@ -13,6 +13,8 @@ pub(crate) enum ApiError {
     Query(spyglass_query::Error),
     /// The store is still replaying its WAL.
     NotReady,
+    /// A failure that is not the caller's, logged where it happened.
+    Internal,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -31,6 +33,10 @@ impl ApiError {
     pub(crate) fn status_and_message(&self) -> (StatusCode, String) {
         match self {
             ApiError::BadParameter(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log".to_string(),
+            ),
             ApiError::NotReady => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "replaying the write-ahead log; retry shortly".to_string(),

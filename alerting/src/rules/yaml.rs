@@ -47,6 +47,15 @@ impl Node {
     }
 }
 
+/// Nodes in a tree, itself included.
+fn size(node: &Node) -> usize {
+    match node {
+        Node::Scalar { .. } => 1,
+        Node::Seq { items, .. } => 1 + items.iter().map(size).sum::<usize>(),
+        Node::Map { entries, .. } => 1 + entries.iter().map(|(_, _, v)| 1 + size(v)).sum::<usize>(),
+    }
+}
+
 /// A YAML syntax error: its line and what the parser said.
 #[derive(Debug)]
 pub(crate) struct SyntaxError {
@@ -86,8 +95,15 @@ enum Open {
     },
 }
 
+/// Most nodes a rule file may hold, aliases expanded: a few anchors referring to each other
+/// must not expand into gigabytes ("billion laughs").
+const MAX_NODES: usize = 200_000;
+/// Deepest nesting a rule file may have (rule files need five levels).
+const MAX_DEPTH: usize = 64;
+
 #[derive(Default)]
 struct Builder {
+    nodes: usize,
     stack: Vec<Open>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
@@ -104,6 +120,14 @@ impl Builder {
     }
 
     fn complete(&mut self, node: Node, anchor: usize) {
+        self.nodes += size(&node);
+        if self.nodes > MAX_NODES {
+            self.fail(
+                node.line(),
+                format!("more than {MAX_NODES} nodes (aliases expanded)"),
+            );
+            return;
+        }
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -125,6 +149,13 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let line = mark.line();
+        if self.error.is_some() {
+            return;
+        }
+        if self.stack.len() > MAX_DEPTH {
+            self.fail(line, format!("nested deeper than {MAX_DEPTH} levels"));
+            return;
+        }
         match event {
             Event::Scalar(value, style, anchor, ..) => {
                 let plain = style == TScalarStyle::Plain;
@@ -187,6 +218,19 @@ mod tests {
             panic!("a list")
         };
         assert_eq!(items[0].line(), 4);
+    }
+
+    #[test]
+    fn aliases_cannot_expand_without_bound() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let error = parse(&text).unwrap_err();
+        assert!(error.message.contains("nodes"), "{}", error.message);
+        let deep = format!("{}x{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).unwrap_err().message.contains("nested"));
     }
 
     #[test]

@@ -27,22 +27,6 @@ export function navigate(url, opts = {}) {
   if (opts.replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
   render();
-
-// The nav's count of firing alerts, kept fresh.
-async function firingCount() {
-  const badge = document.getElementById('firing');
-  try {
-    const data = await get('alerts', { state: 'firing' });
-    const n = data.alerts.length;
-    badge.textContent = n ? String(n) : '';
-    badge.hidden = !n;
-    badge.title = `${n} firing`;
-  } catch {
-    badge.hidden = true;
-  }
-}
-firingCount();
-setInterval(firingCount, 15000);
 }
 
 /** Changes the current page's query parameters (null removes one); `replace` keeps history. */

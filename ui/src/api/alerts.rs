@@ -284,9 +284,16 @@ pub(crate) async fn backtest(
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(ApiError::BadParameter(text.join("\n")));
     }
-    let report = spyglass_alerting::backtest(engine, config, groups, from, to, step)
-        .await
-        .map_err(|e| ApiError::BadParameter(e.to_string()))?;
+    let report = match spyglass_alerting::backtest(engine, config, groups, from, to, step).await {
+        Ok(report) => report,
+        Err(e @ spyglass_alerting::Error::BadBacktest(_)) => {
+            return Err(ApiError::BadParameter(e.to_string()));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "backtest failed");
+            return Err(ApiError::Internal);
+        }
+    };
     let episodes: Vec<Value> = report
         .episodes
         .iter()
