@@ -573,7 +573,11 @@ async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps
     assert_eq!(filtered["data"]["groups"].as_array().unwrap().len(), 1);
     let (_, records) = get_json(server.ui, "/prometheus/api/v1/rules?type=record").await;
     let recorded = records["data"]["groups"].as_array().unwrap();
-    assert_eq!(recorded.len(), 1, "only the group with a recording rule: {records:#}");
+    assert_eq!(
+        recorded.len(),
+        1,
+        "only the group with a recording rule: {records:#}"
+    );
     assert_eq!(recorded[0]["rules"].as_array().unwrap().len(), 1);
     assert_eq!(recorded[0]["rules"][0]["type"], "recording");
     let (status, bad) = get_json(server.ui, "/prometheus/api/v1/rules?type=both").await;

@@ -600,16 +600,19 @@ impl<R: Reader> Evaluator<R> {
                         labels: &alert.labels,
                         trace_origins: &origins,
                     };
-                    // An alert stays in the incident it joined while that incident is open:
-                    // a root must not move because one window's edge dipped.
+                    let found = crate::incident::root(&active, observation, &self.config.builtin);
+                    // Where the walk finds no failing edge this time (one window's edge dipped),
+                    // the alert stays in the open incident it joined; a cause found further
+                    // down (an edge that appeared) moves it there.
                     let kept = alert
                         .incident
                         .as_ref()
                         .and_then(|id| self.incidents.open.values().find(|i| &i.id == id))
                         .map(|i| i.root.clone());
-                    let root = kept.unwrap_or_else(|| {
-                        crate::incident::root(&active, observation, &self.config.builtin)
-                    });
+                    let root = match kept {
+                        Some(kept) if found == crate::incident::subject(&active) => kept,
+                        _ => found,
+                    };
                     roots.push((
                         AlertRef {
                             rule: run.rule.name.clone(),

@@ -45,7 +45,7 @@ pub struct Active<'a> {
 
 /// The subject of an alert: the service it is about, the `server` of an edge, or (for rules
 /// that name none) the rule itself.
-fn subject(alert: &Active<'_>) -> String {
+pub(crate) fn subject(alert: &Active<'_>) -> String {
     let labels = alert.labels;
     labels
         .get("server")
