@@ -123,8 +123,7 @@ impl Shop {
         trace: TraceId,
         parent: Option<SpanId>,
         kind: SpanKind,
-        start: u64,
-        ms: u64,
+        (start, ms): (u64, u64),
         failed: bool,
     ) -> Span {
         self.next_id += 1;
@@ -173,14 +172,13 @@ impl Shop {
                         + (i * 997 + j) as u64 % 1_000_000_000;
                     let trace =
                         TraceId((self.next_id as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes());
-                    let root = self.span(i, trace, None, SpanKind::Server, at, 30, fails);
+                    let root = self.span(i, trace, None, SpanKind::Server, (at, 30), fails);
                     let client = self.span(
                         i,
                         trace,
                         Some(root.span_id),
                         SpanKind::Client,
-                        at + 1_000_000,
-                        20,
+                        (at + 1_000_000, 20),
                         fails,
                     );
                     let server = self.span(
@@ -188,8 +186,7 @@ impl Shop {
                         trace,
                         Some(client.span_id),
                         SpanKind::Server,
-                        at + 2_000_000,
-                        15 + (call as u64 % 3),
+                        (at + 2_000_000, 15 + (call as u64 % 3)),
                         fails,
                     );
                     spans.extend([root, client, server]);

@@ -46,6 +46,9 @@ pub use stats::{QueryKind, QueryStats};
 pub use supplied::BatchSource;
 pub use trace::{Trace, TraceSpan};
 
+/// Tables other crates supply, by name.
+type SuppliedTables = Vec<(String, Arc<dyn BatchSource>)>;
+
 /// The query side of Spyglass: cheap to clone, shared by the HTTP API and alerting.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -60,7 +63,7 @@ pub struct QueryEngine {
     /// The span-metric and service-graph points of parts already read, by part.
     points: Arc<health::PointCache>,
     /// Tables other crates supply (`alerts`), by name.
-    supplied: Arc<std::sync::RwLock<Vec<(String, Arc<dyn BatchSource>)>>>,
+    supplied: Arc<std::sync::RwLock<SuppliedTables>>,
 }
 
 impl QueryEngine {
