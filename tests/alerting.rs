@@ -66,6 +66,19 @@ async fn drive(
     }
 }
 
+/// The incidents answer, and those of its incidents that are not resolved.
+async fn open_incidents(ui: u16) -> (Value, Vec<Value>) {
+    let (_, incidents) = get_json(ui, "/api/v1/incidents").await;
+    let open = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "resolved")
+        .cloned()
+        .collect();
+    (incidents, open)
+}
+
 /// Every example trace id of `alert` opens in the trace API.
 async fn evidence_opens(ui: u16, alert: &Value) {
     let evidence = alert["evidence"].as_array().unwrap();
@@ -157,14 +170,8 @@ async fn errors_fire_with_evidence_and_group_into_one_incident_per_cause() {
     );
 
     // One incident rooted at payments with both callers affected; search is its own.
-    let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
-    let open: Vec<&Value> = incidents["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["state"] != "resolved")
-        .collect();
-    let root = |name: &str| open.iter().find(|i| i["root"] == name).copied();
+    let (incidents, open) = open_incidents(server.ui).await;
+    let root = |name: &str| open.iter().find(|i| i["root"] == name);
     let at_payments = root("payments").unwrap_or_else(|| panic!("{incidents:#}"));
     assert_eq!(
         at_payments["affected"],
@@ -273,13 +280,7 @@ async fn latency_fires_on_the_callers_rooted_at_the_slow_database() {
         evidence_opens(server.ui, alert).await;
         assert!(alert["value"].as_f64().unwrap() > alert["threshold"].as_f64().unwrap());
     }
-    let (_, incidents) = get_json(server.ui, "/api/v1/incidents").await;
-    let open: Vec<&Value> = incidents["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["state"] != "resolved")
-        .collect();
+    let (incidents, open) = open_incidents(server.ui).await;
     assert_eq!(open.len(), 1, "{incidents:#}");
     assert_eq!(open[0]["root"], "postgresql", "{incidents:#}");
     assert_eq!(

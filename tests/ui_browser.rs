@@ -28,6 +28,22 @@ struct Ui {
 }
 
 impl Ui {
+    /// Chromium through chromedriver on `server`'s UI; the driver and the profile live as
+    /// long as the test keeps them.
+    async fn start(server: &Server) -> (Self, common::browser::Driver, tempfile::TempDir) {
+        let driver_port = free_port();
+        let driver = chromedriver(driver_port);
+        let profile = tempfile::tempdir().unwrap();
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let ui = Ui {
+            client: browser(driver_port, profile.path()).await,
+            base: format!("http://127.0.0.1:{}", server.ui),
+            shots,
+        };
+        (ui, driver, profile)
+    }
+
     async fn open(&self, path: &str) {
         self.client
             .goto(&format!("{}{path}", self.base))
@@ -179,16 +195,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     .await;
     assert!(ready.is_some(), "span metrics never showed the edge");
 
-    let driver_port = free_port();
-    let _driver = chromedriver(driver_port);
-    let profile = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let ui = Ui {
-        client: browser(driver_port, profile.path()).await,
-        base: format!("http://127.0.0.1:{}", server.ui),
-        shots,
-    };
+    let (ui, _driver, _profile) = Ui::start(&server).await;
 
     // Services: both services, payments with its errors.
     ui.open("/services").await;
@@ -433,16 +440,7 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let driver_port = free_port();
-    let _driver = chromedriver(driver_port);
-    let profile = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let ui = Ui {
-        client: browser(driver_port, profile.path()).await,
-        base: format!("http://127.0.0.1:{}", server.ui),
-        shots,
-    };
+    let (ui, _driver, _profile) = Ui::start(&server).await;
 
     ui.open("/alerts").await;
     let incident = ui

@@ -174,15 +174,7 @@ pub async fn start_ready(
 
 /// Starts `spyglass serve` writing span metrics every second, and waits until it is ready.
 pub async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, ports) = start_ready(dir.path(), |ports| spawn_serve(dir.path(), ports)).await;
-    Server {
-        child,
-        ui: ports.ui,
-        grpc: ports.grpc,
-        http: ports.http,
-        _dir: dir,
-    }
+    start_server_with(tempfile::tempdir().unwrap(), TEST_CONFIG, &[]).await
 }
 
 /// [`start_server`] with another configuration file and more flags; `dir` is kept by the
