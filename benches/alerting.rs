@@ -382,9 +382,9 @@ fn main() {
     }
 }
 
-/// A running server: span metrics and evaluations every 5 s, `for` at 0. Each trial sends 30
-/// failing requests of a new service with the OpenTelemetry SDK and times from the export's
-/// acknowledgement to `ServiceErrors` firing for it.
+/// A running server: span metrics and evaluations every 5 s, `for` at 0. Each trial waits a
+/// different part of those 5 s, sends 30 failing requests of a new service with the
+/// OpenTelemetry SDK and times from the export's acknowledgement to `ServiceErrors` firing.
 fn detection(trials: usize) {
     let dir = tempfile::tempdir().unwrap();
     let port = |_: ()| {
@@ -447,6 +447,10 @@ fn detection(trials: usize) {
         let mut providers: HashMap<String, opentelemetry_sdk::trace::SdkTracerProvider> =
             HashMap::new();
         for trial in 0..trials {
+            // Failures begin at any moment of the span-metrics and evaluation cycles, not just
+            // after an evaluation (where the previous trial ends): a spread of offsets.
+            let offset = Duration::from_millis((trial as u64 * 2_300 + 700) % 5_000);
+            tokio::time::sleep(offset).await;
             let name = format!("detect-{trial}");
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
