@@ -52,6 +52,12 @@ pub enum Error {
     Task(String),
     #[error("invalid store configuration: {0}")]
     Config(String),
+    #[error(
+        "data directory {root} holds parts (such as {example}) but no manifest.json; nothing was \
+         deleted. Put back the manifest.json that belongs with these parts, or move parts/ \
+         away to start an empty store here"
+    )]
+    MissingManifest { root: PathBuf, example: PathBuf },
 }
 
 /// What a caller at the edge (HTTP, gRPC) needs to know to answer.

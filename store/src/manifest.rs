@@ -202,6 +202,33 @@ impl Drop for Part {
     }
 }
 
+/// Some file or directory under `parts/<signal>/<hour>/`, if there is one.
+fn any_part(root: &Path) -> Result<Option<std::path::PathBuf>> {
+    let parts = root.join("parts");
+    if !parts.exists() {
+        return Ok(None);
+    }
+    for signal in fs::read_dir(&parts).map_err(Error::io("list", &parts))? {
+        let signal = signal.map_err(Error::io("list", &parts))?.path();
+        if !signal.is_dir() {
+            continue;
+        }
+        for hour in fs::read_dir(&signal).map_err(Error::io("list", &signal))? {
+            let hour = hour.map_err(Error::io("list", &signal))?.path();
+            if !hour.is_dir() {
+                continue;
+            }
+            if let Some(entry) = fs::read_dir(&hour)
+                .map_err(Error::io("list", &hour))?
+                .next()
+            {
+                return Ok(Some(entry.map_err(Error::io("list", &hour))?.path()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// One immutable version of the manifest.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
@@ -218,10 +245,22 @@ impl Manifest {
         let text = match fs::read(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self {
+                // Parts without a manifest are a restored backup or an operator's mistake, not
+                // a new store: taking them for one would delete every part as unreferenced.
+                if let Some(example) = any_part(root)? {
+                    return Err(Error::MissingManifest {
+                        root: root.to_owned(),
+                        example,
+                    });
+                }
+                // A new store has its manifest from the start, so that the case above can
+                // only be such a mistake, never a crash before the first flush.
+                let fresh = Self {
                     next_part_id: 1,
                     ..Self::default()
-                });
+                };
+                fresh.persist(root)?;
+                return Ok(fresh);
             }
             Err(e) => return Err(Error::io("read manifest", &path)(e)),
         };
