@@ -2,8 +2,8 @@
 //! (<https://protobuf.dev/programming-guides/encoding/>).
 //!
 //! The reader never fails with a message of its own: whatever it does not take (a truncated
-//! field, a group, a varint over ten bytes, field number zero) is [`Fallback`], and the request
-//! goes to prost, which then answers with its own error.
+//! field, a group, a varint over ten bytes, a key over 32 bits, field number zero) is
+//! [`Fallback`], and the request goes to prost, which then answers with its own error.
 
 /// Why a request leaves the fast path. It is not an error: the general path takes the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +102,10 @@ impl<'a> Fields<'a> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let key = self.varint()?;
-        let number = u32::try_from(key >> 3).map_err(|_| Fallback)?;
+        // A key is a 32-bit varint, as prost reads it: a longer one is malformed, not a field
+        // number beyond 2^29.
+        let key = u32::try_from(self.varint()?).map_err(|_| Fallback)?;
+        let number = key >> 3;
         if number == 0 {
             return Err(Fallback);
         }
@@ -209,6 +211,9 @@ mod tests {
             ]),
             Err(Fallback)
         );
+        // A key over 32 bits (here 16,700,302,298: wire type 2, "field" 2,087,537,787).
+        let long_key = [0xda, 0xc7, 0xa9, 0x9b, 0x3e, 0x01];
+        assert_eq!(fields(&long_key), Err(Fallback));
         let bad = fields(&[0x1a, 0x01, 0xff]).unwrap();
         assert_eq!(bad[0].1.str(), Err(Fallback));
         // prost refuses each of these too.
@@ -217,6 +222,7 @@ mod tests {
             &[0x1a, 0x05, b'a'],
             &[0x00, 0x01],
             &[0x1a, 0x01, 0xff],
+            &long_key,
         ] {
             assert!(Sample::decode(bytes).is_err(), "{bytes:?}");
         }

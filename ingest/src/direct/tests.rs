@@ -194,6 +194,15 @@ pub(super) fn damage() -> impl Strategy<Value = Damage> {
     )
 }
 
+/// Cases a fast-path property test runs: `default`, or `PROPTEST_CASES` when set (CI runs many
+/// more in a step of their own, so that a rare divergence from prost cannot hide behind luck).
+pub(super) fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `bytes` with `damage` done to them (an empty request stays empty).
 pub(super) fn damaged(mut bytes: Vec<u8>, (cuts, truncate): Damage) -> Vec<u8> {
     if bytes.is_empty() {
@@ -210,7 +219,7 @@ pub(super) fn damaged(mut bytes: Vec<u8>, (cuts, truncate): Damage) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(cases(400)))]
 
     #[test]
     fn the_fast_path_makes_the_general_paths_batch_or_falls_back(request in request()) {

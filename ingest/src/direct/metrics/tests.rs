@@ -325,7 +325,7 @@ fn left_to_the_general_path(request: &ExportMetricsServiceRequest) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(crate::direct::tests::cases(1000)))]
 
     #[test]
     fn the_fast_path_makes_the_general_paths_batch_or_falls_back(request in request()) {
