@@ -89,6 +89,22 @@ impl Ui {
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
     }
 
+    /// Clicks the first element matching `css`. A page that re-renders (the trace view once
+    /// the full trace arrives, the Alerts page every 15 s) can replace it between finding and
+    /// clicking: then it is found again.
+    async fn click(&self, css: &str) {
+        for _ in 0..50 {
+            match self.element(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if e.is_stale_element_reference() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} went stale 50 times");
+    }
+
     async fn count(&self, css: &str) -> usize {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
@@ -229,11 +245,8 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     );
     assert_eq!(ui.count("svg.scatter circle.dot").await, 1, "one dot");
     ui.done("search").await;
-    ui.element(&format!("table.traces a[href='/trace/{}']", traces.failed))
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click(&format!("table.traces a[href='/trace/{}']", traces.failed))
+        .await;
     let error_row = ui.wait_text(".wf-row.error", "payments").await;
     assert!(error_row.contains("POST /charge"), "{error_row}");
     assert_eq!(
@@ -241,7 +254,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         1,
         "only the failing span is red"
     );
-    ui.element(".wf-row.error").await.click().await.unwrap();
+    ui.click(".wf-row.error").await;
     ui.wait_text("aside.detail", "card declined: insufficient funds")
         .await;
     let url = ui.client.current_url().await.unwrap();
@@ -259,11 +272,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     ui.wait_text(".toolbar", "1 match").await;
     assert_eq!(ui.count(".wf-row.match").await, 1);
     assert_eq!(ui.count(".wf-row.dim").await, 2);
-    ui.element("input[type=checkbox]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click("input[type=checkbox]").await;
     within(Duration::from_secs(10), || async {
         ui.count(".wf-row.critical").await == 3
     })
@@ -347,7 +356,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     // Safety: HTML in a span name and an attribute value is shown as text.
     ui.open(&format!("/trace/{}", traces.hostile)).await;
     ui.wait_text(".wf-row", "charge").await;
-    ui.element(".wf-row").await.click().await.unwrap();
+    ui.click(".wf-row").await;
     let detail = ui.wait_text("aside.detail", "bold").await;
     assert!(detail.contains(HOSTILE_VALUE), "{detail}");
     let title = ui.wait_text("h1", "onerror").await;
@@ -384,7 +393,7 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     let before = ui
         .script("return getComputedStyle(document.body).backgroundColor")
         .await;
-    ui.element("#theme").await.click().await.unwrap();
+    ui.click("#theme").await;
     let after = ui
         .script("return getComputedStyle(document.body).backgroundColor")
         .await;
@@ -473,13 +482,10 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
     ui.done("alerts").await;
 
     // An example trace opens on the failing span.
-    ui.element(
+    ui.click(
         "section.incident .alert[data-rule='ServiceErrors'][data-subject='payments'] .evidence a",
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     let error_row = ui.wait_text(".wf-row.error", "payments").await;
     assert!(error_row.contains("GET /payments"), "{error_row}");
     ui.done("alert-trace").await;
