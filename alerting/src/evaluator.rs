@@ -426,7 +426,14 @@ impl<R: Reader> Evaluator<R> {
             Expr::Builtin(_) => {
                 let kind = Kind::from_name(&rule.name).expect("built-in rules are named by kind");
                 match &self.observation {
-                    Some(o) => o.samples(kind, &self.config.builtin),
+                    Some(o) => {
+                        let mut samples = o.samples(kind, &self.config.builtin);
+                        if kind == Kind::ServiceSilent {
+                            let instances = &self.groups[g].rules[r].instances;
+                            samples.extend(still_silent(instances, o, at));
+                        }
+                        samples
+                    }
                     None => Vec::new(),
                 }
             }
@@ -737,6 +744,28 @@ impl<R: Reader> Evaluator<R> {
             }
         }
     }
+}
+
+/// Services whose `ServiceSilent` alert is active but who have dropped out of what the reads
+/// see (silent for longer than the baseline): still silent, until they send again.
+fn still_silent(instances: &Instances, observation: &Observation, at: u64) -> Vec<Sample> {
+    instances
+        .alerts()
+        .filter(|a| a.state.is_active())
+        .filter_map(|a| {
+            let service = a.labels.get("service")?;
+            if observation.seen.contains_key(service) {
+                return None;
+            }
+            let more = at.saturating_sub(a.last_active_at) as f64 / 1e9;
+            Some(Sample {
+                labels: Labels::from([("service".to_string(), service.clone())]),
+                value: a.value + more,
+                threshold: a.threshold,
+                trace_ids: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// Whether two samples share a label set.

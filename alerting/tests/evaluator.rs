@@ -16,7 +16,7 @@ const START: u64 = 1_796_083_200_000_000_000;
 
 /// Answers every SQL query with the samples the test sets.
 #[derive(Clone, Default)]
-struct Scripted(Arc<Mutex<Vec<Sample>>>);
+struct Scripted(Arc<Mutex<Vec<Sample>>>, Arc<Mutex<Vec<ServiceHealth>>>);
 
 impl Scripted {
     fn set(&self, services: &[&str]) {
@@ -42,7 +42,7 @@ impl Reader for Scripted {
         _: u64,
         _: Option<&'static [&'static str]>,
     ) -> ReadResult<Vec<ServiceHealth>> {
-        Ok(Vec::new())
+        Ok(self.1.lock().unwrap().clone())
     }
     async fn dependencies(&self, _: u64, _: u64) -> ReadResult<Dependencies> {
         Ok(Dependencies {
@@ -298,4 +298,52 @@ async fn a_bad_file_on_reload_keeps_the_previous_rules() {
     assert_eq!(rule.keep_firing_for_secs, 60.0);
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_silent_for_longer_than_the_baseline_stays_silent() {
+    let setup = Setup::new();
+    std::fs::write(setup.dir.path().join("rules.yml"), "groups: []\n").unwrap();
+    let mut config = setup.config();
+    config.builtin = spyglass_alerting::BuiltinConfig {
+        for_secs: 0,
+        window_secs: 5,
+        silent_after_secs: 4,
+        latency_baseline_secs: 60,
+        ..Default::default()
+    };
+    let clock = Arc::new(TokioClock::new(START));
+    let (mut evaluator, handle) = Evaluator::new(
+        setup.reader.clone(),
+        config,
+        &setup.dir.path().join("alerts"),
+        clock,
+    )
+    .unwrap();
+    let silent = |handle: &Alerting| {
+        handle
+            .alerts(true)
+            .into_iter()
+            .find(|(_, rule, _)| rule == "ServiceSilent")
+            .map(|(_, _, a)| (a.state, a.value))
+    };
+    // shipping last sent at START; the reads see it until the baseline forgets it.
+    *setup.reader.1.lock().unwrap() = vec![ServiceHealth {
+        service: "shipping".into(),
+        health: spyglass_query::Health {
+            calls: 100.0,
+            last_seen_unix_nano: Some(START),
+            ..Default::default()
+        },
+    }];
+    tick(&mut evaluator, 10).await;
+    tick(&mut evaluator, 10).await;
+    assert_eq!(silent(&handle).map(|s| s.0), Some(AlertState::Firing));
+    // Past the baseline the reads no longer list it: the alert goes on, and counts on.
+    setup.reader.1.lock().unwrap().clear();
+    tick(&mut evaluator, 100).await;
+    evaluator.evaluate().await;
+    let (state, value) = silent(&handle).unwrap();
+    assert_eq!(state, AlertState::Firing, "still silent");
+    assert!(value >= 120.0, "silent for {value} s");
 }
