@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::ManualClock;
 use crate::config::AlertingConfig;
 use crate::error::{Error, Result};
-use crate::evaluator::{Evaluator, ManualClock};
+use crate::evaluator::Evaluator;
 use crate::reader::Reader;
 use crate::rules::Group;
 use crate::state::{AlertState, Labels};

@@ -9,77 +9,24 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+mod incidents;
+mod publish;
+
 use crate::builtin::{self, Kind, Observation};
+use crate::clock::Clock;
 use crate::config::AlertingConfig;
-use crate::error::{Error, Result, RuleError};
-use crate::incident::{Active, AlertRef, Incidents};
+use crate::error::{Error, Result};
+use crate::incident::Incidents;
 use crate::persist::{Saved, SavedRule, StateDir};
 use crate::reader::Reader;
-use crate::rules::{self, Expr, Group, Rule, RuleKind};
+use crate::rules::{Expr, Group, Rule, RuleKind, load_rules};
 use crate::state::{Instances, Labels, Sample, Timing};
-use crate::status::{
-    Alerting, GroupStatus, HISTORY_IN_MEMORY, ReloadReply, RuleStatus, Transition,
-};
+use crate::status::{Alerting, HISTORY_IN_MEMORY, ReloadReply, Transition};
 use crate::template::Context;
-
-/// Unix time in nanoseconds.
-pub trait Clock: Send + Sync {
-    fn now_unix_nanos(&self) -> u64;
-}
-
-/// The system's clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix_nanos(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    }
-}
-
-/// Unix time that moves with tokio's clock from `start_unix_nanos`: with tokio's time paused,
-/// tests move it with `tokio::time::advance`.
-pub struct TokioClock {
-    start_unix_nanos: u64,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    pub fn new(start_unix_nanos: u64) -> Self {
-        Self {
-            start_unix_nanos,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now_unix_nanos(&self) -> u64 {
-        self.start_unix_nanos + self.start.elapsed().as_nanos() as u64
-    }
-}
 
 /// Most alert instances (or recorded series) one rule may have when its group sets no
 /// `limit`: a query that returns a row per trace must not become a million alerts.
 pub const MAX_INSTANCES: usize = 10_000;
-
-/// A clock set by hand: backtests step it through the past.
-#[derive(Default)]
-pub struct ManualClock(std::sync::atomic::AtomicU64);
-
-impl ManualClock {
-    pub fn set(&self, unix_nanos: u64) {
-        self.0
-            .store(unix_nanos, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_unix_nanos(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
 
 /// A count that only grows (telemetry requests refused), read at each evaluation.
 pub type Counter = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -122,41 +69,6 @@ pub struct Evaluator<R: Reader> {
     observation: Option<Observation>,
     /// Where each evidence trace's errors begin, by trace id.
     origins: HashMap<String, Vec<String>>,
-}
-
-/// Loads `config.rule_files` for evaluation: any mistake, and any rule this build cannot
-/// evaluate yet (PromQL), is an error with its file and line.
-pub fn load_rules(config: &AlertingConfig) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
-    let groups = rules::load(&config.rule_files)?;
-    evaluable(&groups)?;
-    Ok(groups)
-}
-
-/// Refuses the rules this build checks but cannot evaluate yet, each with its file and line.
-pub fn evaluable(groups: &[Group]) -> std::result::Result<(), Vec<RuleError>> {
-    let mut errors = Vec::new();
-    for group in groups {
-        for rule in &group.rules {
-            let refuse = match &rule.expr {
-                Expr::PromQl(_) => Some(
-                    "PromQL (`expr:`) is checked but cannot be evaluated yet: write this rule with `sql:`",
-                ),
-                _ => None,
-            };
-            if let Some(message) = refuse {
-                errors.push(RuleError {
-                    file: group.file.clone(),
-                    line: rule.line,
-                    message: format!("rule {:?}: {message}", rule.name),
-                });
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
 }
 
 impl<R: Reader> Evaluator<R> {
@@ -566,142 +478,6 @@ impl<R: Reader> Evaluator<R> {
             Ok(Err(e)) => tracing::error!(error = %e, "failed to save the alert state"),
             Err(e) => tracing::error!(error = %e, "the alert state writer failed"),
         }
-    }
-
-    async fn find_incidents(&mut self, now: u64) {
-        // Where the evidence traces' errors begin, read once per trace.
-        let mut wanted = Vec::new();
-        for group in &self.groups {
-            for run in &group.rules {
-                for alert in run.instances.alerts().filter(|a| a.state.is_active()) {
-                    wanted.extend(alert.trace_ids.iter().cloned());
-                }
-            }
-        }
-        self.origins.retain(|id, _| wanted.contains(id));
-        for id in wanted {
-            if !self.origins.contains_key(&id) {
-                match self.reader.error_origins(&id).await {
-                    Ok(origins) => {
-                        self.origins.insert(id, origins);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "trace of an alert not read"),
-                }
-            }
-        }
-        let empty = Observation::default();
-        let observation = self.observation.as_ref().unwrap_or(&empty);
-        let mut roots = Vec::new();
-        for group in &self.groups {
-            for run in &group.rules {
-                for alert in run.instances.alerts().filter(|a| a.state.is_active()) {
-                    let origins: Vec<String> = alert
-                        .trace_ids
-                        .iter()
-                        .filter_map(|id| self.origins.get(id))
-                        .flatten()
-                        .cloned()
-                        .collect();
-                    let active = Active {
-                        rule: &run.rule.name,
-                        labels: &alert.labels,
-                        trace_origins: &origins,
-                    };
-                    let found = crate::incident::root(&active, observation, &self.config.builtin);
-                    // Where the walk finds no failing edge this time (one window's edge dipped),
-                    // the alert stays in the open incident it joined; a cause found further
-                    // down (an edge that appeared) moves it there.
-                    let kept = alert
-                        .incident
-                        .as_ref()
-                        .and_then(|id| self.incidents.open.values().find(|i| &i.id == id))
-                        .map(|i| i.root.clone());
-                    let root = match kept {
-                        Some(kept) if found == crate::incident::subject(&active) => kept,
-                        _ => found,
-                    };
-                    roots.push((
-                        AlertRef {
-                            rule: run.rule.name.clone(),
-                            labels: alert.labels.clone(),
-                        },
-                        root,
-                    ));
-                }
-            }
-        }
-        let ids = self.incidents.update(now, roots);
-        for group in &mut self.groups {
-            for run in &mut group.rules {
-                for alert in run.instances.alerts_mut().filter(|a| a.state.is_active()) {
-                    let key = AlertRef {
-                        rule: run.rule.name.clone(),
-                        labels: alert.labels.clone(),
-                    };
-                    alert.incident = ids.get(&key).cloned();
-                }
-            }
-        }
-    }
-
-    fn saved(&self) -> Saved {
-        let rules = self
-            .groups
-            .iter()
-            .flat_map(|g| {
-                g.rules.iter().map(|r| SavedRule {
-                    group: g.group.name.clone(),
-                    rule: r.rule.name.clone(),
-                    rule_labels: r.rule.labels.clone(),
-                    alerts: r.instances.clone(),
-                })
-            })
-            .collect();
-        Saved::new(rules, self.incidents.clone())
-    }
-
-    /// Copies the groups, rules, alerts and incidents into the handle.
-    fn publish(&self) {
-        let groups = self
-            .groups
-            .iter()
-            .map(|g| GroupStatus {
-                name: g.group.name.clone(),
-                file: g.group.file.clone(),
-                interval_secs: g.interval.as_secs_f64(),
-                limit: g.group.limit,
-                last_evaluation: g.last_evaluation,
-                evaluation_seconds: g.evaluation_seconds,
-                rules: g
-                    .rules
-                    .iter()
-                    .map(|r| RuleStatus {
-                        name: r.rule.name.clone(),
-                        kind: r.rule.kind,
-                        language: match r.rule.expr {
-                            Expr::Sql(_) => "sql",
-                            Expr::PromQl(_) => "promql",
-                            Expr::Builtin(_) => "builtin",
-                        },
-                        query: r.rule.expr.text().to_owned(),
-                        for_secs: r.rule.for_duration.as_secs_f64(),
-                        keep_firing_for_secs: r.rule.keep_firing_for.as_secs_f64(),
-                        labels: r.rule.labels.clone(),
-                        annotations: r.rule.annotations.clone(),
-                        last_error: r.last_error.clone(),
-                        last_evaluation: r.last_evaluation,
-                        evaluation_seconds: r.evaluation_seconds,
-                        alerts: r.instances.alerts().cloned().collect(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let mut incidents: Vec<_> = self.incidents.open.values().cloned().collect();
-        incidents.extend(self.incidents.recent.iter().rev().cloned());
-        self.handle.write(|s| {
-            s.groups = groups;
-            s.incidents = incidents;
-        });
     }
 
     fn reload(&mut self) -> std::result::Result<(), String> {

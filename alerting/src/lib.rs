@@ -21,6 +21,7 @@
 
 mod backtest;
 mod builtin;
+mod clock;
 mod config;
 mod duration;
 mod error;
@@ -37,13 +38,13 @@ pub mod template;
 
 pub use backtest::{Episode, MAX_STEPS, Report, backtest};
 pub use builtin::{GROUP as BUILTIN_GROUP, Kind as BuiltinKind};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use config::{AlertingConfig, BuiltinConfig};
 pub use error::{Error, Result, RuleError};
-pub use evaluator::{
-    Clock, Counter, Evaluator, ManualClock, SystemClock, TokioClock, evaluable, load_rules,
-};
+pub use evaluator::{Counter, Evaluator};
 pub use incident::{AlertRef, Incident};
 pub use reader::{ReadResult, Reader};
 pub use record::{RECORDED_SERVICE, Recorder};
+pub use rules::{evaluable, load_rules};
 pub use state::{Alert, AlertState, Labels, Sample};
 pub use status::{Alerting, GroupStatus, RuleStatus, Status, Transition};

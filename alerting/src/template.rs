@@ -369,30 +369,11 @@ fn trim_zeros(number: &str) -> &str {
 
 fn humanize(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
-        return format_g(v, 4);
-    }
-    if v.abs() >= 1.0 {
-        let mut v = v;
-        let mut prefix = "";
-        for p in ["k", "M", "G", "T", "P", "E", "Z", "Y"] {
-            if v.abs() < 1000.0 {
-                break;
-            }
-            prefix = p;
-            v /= 1000.0;
-        }
-        format!("{}{prefix}", format_g(v, 4))
+        format_g(v, 4)
+    } else if v.abs() >= 1.0 {
+        scaled(v, 1000.0, ["k", "M", "G", "T", "P", "E", "Z", "Y"])
     } else {
-        let mut v = v;
-        let mut prefix = "";
-        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-            if v.abs() >= 1.0 {
-                break;
-            }
-            prefix = p;
-            v *= 1000.0;
-        }
-        format!("{}{prefix}", format_g(v, 4))
+        scaled(v, 1e-3, ["m", "u", "n", "p", "f", "a", "z", "y"])
     }
 }
 
@@ -400,14 +381,24 @@ fn humanize_1024(v: f64) -> String {
     if v.abs() <= 1.0 || !v.is_finite() {
         return format_g(v, 4);
     }
-    let mut v = v;
+    scaled(v, 1024.0, ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"])
+}
+
+/// `v` divided by `step` while that keeps it at or above 1 in size (below 1 for a `step`
+/// under 1), with the prefix of the last division.
+fn scaled(mut v: f64, step: f64, prefixes: [&str; 8]) -> String {
     let mut prefix = "";
-    for p in ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"] {
-        if v.abs() < 1024.0 {
+    for p in prefixes {
+        let more = if step > 1.0 {
+            v.abs() >= step
+        } else {
+            v.abs() < 1.0
+        };
+        if !more {
             break;
         }
         prefix = p;
-        v /= 1024.0;
+        v /= step;
     }
     format!("{}{prefix}", format_g(v, 4))
 }
