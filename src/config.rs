@@ -97,6 +97,18 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
         }
+        // A fast-path request is logged in the WAL as it came: it must fit one record.
+        let record = spyglass_store::wal::MAX_PAYLOAD;
+        if self.ingest.max_body_bytes > record {
+            bail!(
+                "[ingest] max_body_bytes ({}) must not exceed the largest WAL record ({record} \
+                 bytes)",
+                self.ingest.max_body_bytes
+            );
+        }
+        if self.ingest.max_hours_per_request == 0 {
+            bail!("[ingest] max_hours_per_request must be at least 1");
+        }
         Ok(())
     }
 
@@ -273,6 +285,16 @@ mod tests {
             Config::load_over(&demo, &path).is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn limits_that_contradict_each_other_are_refused() {
+        let mut config = Config::default();
+        config.ingest.max_body_bytes = 1 << 30;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("largest WAL record"), "{err}");
+        config.ingest.max_body_bytes = 64 << 20;
+        config.validate().unwrap();
     }
 
     #[test]

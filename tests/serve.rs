@@ -56,6 +56,10 @@ fn post_otlp_span(port: u16) -> u16 {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
     use prost::Message;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             scope_spans: vec![ScopeSpans {
@@ -63,8 +67,8 @@ fn post_otlp_span(port: u16) -> u16 {
                     trace_id: vec![9; 16],
                     span_id: vec![9; 8],
                     name: "exported".into(),
-                    start_time_unix_nano: 1_795_737_600_000_000_000,
-                    end_time_unix_nano: 1_795_737_600_000_001_000,
+                    start_time_unix_nano: now,
+                    end_time_unix_nano: now + 1_000,
                     ..Default::default()
                 }],
                 ..Default::default()

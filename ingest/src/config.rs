@@ -50,6 +50,15 @@ pub struct IngestConfig {
     pub service_graph_wait_secs: u64,
     /// Most spans waiting to be paired into service-graph edges; beyond it the oldest are dropped.
     pub service_graph_max_pending: usize,
+    /// Oldest event time accepted, in hours before now; never more than the signal's retention
+    /// (older items would be deleted at once). Raise it, with the retention, to backfill.
+    /// Items outside the window are rejected through partial success, with the reason.
+    pub accept_past_hours: u64,
+    /// Newest event time accepted, in minutes after now (clocks disagree a little).
+    pub accept_future_minutes: u64,
+    /// Most distinct hours one request may hold items in; the items of further hours are
+    /// rejected through partial success. Each hour is a part of its own in the store.
+    pub max_hours_per_request: usize,
 }
 
 impl Default for IngestConfig {
@@ -63,6 +72,9 @@ impl Default for IngestConfig {
             span_metrics_interval_secs: 15,
             service_graph_wait_secs: 10,
             service_graph_max_pending: 100_000,
+            accept_past_hours: 24 * 30,
+            accept_future_minutes: 10,
+            max_hours_per_request: 48,
         }
     }
 }

@@ -40,7 +40,7 @@ impl<T> Converted<T> {
         }
     }
 
-    fn reject(&mut self, why: impl FnOnce() -> String) {
+    pub(crate) fn reject(&mut self, why: impl FnOnce() -> String) {
         self.rejected += 1;
         if self.first_error.is_none() {
             self.first_error = Some(why());

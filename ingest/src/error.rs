@@ -49,6 +49,7 @@ impl Error {
             Error::TooLarge { .. } => Answer::TooLarge,
             Error::Unsupported { .. } => Answer::UnsupportedMediaType,
             Error::Unauthenticated => Answer::Unauthenticated,
+            Error::Store(spyglass_store::Error::TooLarge { .. }) => Answer::TooLarge,
             Error::Store(e) => match e.kind() {
                 ErrorKind::TryLater => Answer::RetryLater(retry_after),
                 ErrorKind::Unavailable => Answer::Unavailable,
@@ -64,6 +65,11 @@ impl Error {
                 spyglass_store::ErrorKind::TryLater => e.to_string(),
                 spyglass_store::ErrorKind::Unavailable => {
                     "storage is unavailable; nothing was stored, retry later".into()
+                }
+                _ if matches!(e, spyglass_store::Error::TooLarge { .. }) => {
+                    format!(
+                        "the request is too large to store at once: {e}; send it in smaller requests"
+                    )
                 }
                 _ => "internal error".into(),
             },

@@ -26,6 +26,7 @@ mod grpc;
 mod http;
 mod pipeline;
 mod spanmetrics;
+mod window;
 mod wire;
 
 pub use config::{IngestConfig, Token};
@@ -34,3 +35,4 @@ pub use grpc::GrpcReceiver;
 pub use http::{HttpReceiver, decode_and_convert};
 pub use pipeline::{Ingest, IngestStats, Protocol, source_decoder};
 pub use spanmetrics::{DURATION_BOUNDS, SpanMetrics, SpanMetricsWriter};
+pub use window::TimeWindow;

@@ -23,6 +23,7 @@ use crate::convert::{self, Converted};
 use crate::direct;
 use crate::error::{Error, Result};
 use crate::spanmetrics::SpanMetrics;
+use crate::window::TimeWindow;
 use crate::wire::Fallback;
 
 /// The protocol a request came in on, for counters.
@@ -128,6 +129,15 @@ impl Ingest {
         &self.stats
     }
 
+    /// The event times a request of `signal` may carry now.
+    fn window(&self, signal: Signal) -> TimeWindow {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let retention = self.store.config().retention_hours(signal);
+        TimeWindow::new(signal, now, &self.config, retention)
+    }
+
     /// Checks an `Authorization` header value against the configured tokens.
     pub fn authorize(&self, header: Option<&str>) -> Result<()> {
         if self.config.tokens.is_empty() {
@@ -202,6 +212,7 @@ impl Ingest {
         read: fn(&[u8]) -> std::result::Result<Option<RecordBatch>, Fallback>,
     ) -> Result<bool> {
         match read(body) {
+            Ok(Some(batch)) if !self.window(signal).admits_batch(&batch) => Ok(false),
             Ok(batch) => {
                 (self.store(signal, protocol, batch, 0, Some(body.clone()))).await?;
                 Ok(true)
@@ -246,7 +257,8 @@ impl Ingest {
         request: ExportTraceServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse> {
-        let converted = convert::spans(request);
+        let mut converted = convert::spans(request);
+        self.window(Signal::Spans).retain_spans(&mut converted);
         let (rejected, message) = self
             .store_converted(Signal::Spans, protocol, converted, Records::Spans)
             .await?;
@@ -263,13 +275,10 @@ impl Ingest {
         request: ExportMetricsServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportMetricsServiceResponse> {
+        let mut converted = convert::metrics(request);
+        self.window(Signal::Metrics).retain_points(&mut converted);
         let (rejected, message) = self
-            .store_converted(
-                Signal::Metrics,
-                protocol,
-                convert::metrics(request),
-                Records::Metrics,
-            )
+            .store_converted(Signal::Metrics, protocol, converted, Records::Metrics)
             .await?;
         Ok(ExportMetricsServiceResponse {
             partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
@@ -284,13 +293,10 @@ impl Ingest {
         request: ExportLogsServiceRequest,
         protocol: Protocol,
     ) -> Result<ExportLogsServiceResponse> {
+        let mut converted = convert::logs(request);
+        self.window(Signal::Logs).retain_logs(&mut converted);
         let (rejected, message) = self
-            .store_converted(
-                Signal::Logs,
-                protocol,
-                convert::logs(request),
-                Records::Logs,
-            )
+            .store_converted(Signal::Logs, protocol, converted, Records::Logs)
             .await?;
         Ok(ExportLogsServiceResponse {
             partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {

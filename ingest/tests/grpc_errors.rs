@@ -29,12 +29,22 @@ async fn start(
     (store, url, dir)
 }
 
+/// Now, in Unix nanoseconds: ingest accepts event times near the present only.
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 fn request(n: u64, first: u64) -> ExportTraceServiceRequest {
     let spans = (first..first + n)
         .map(|i| OtlpSpan {
             trace_id: [&[1u8; 8][..], &i.to_be_bytes()].concat(),
             span_id: (i + 1).to_be_bytes().to_vec(),
             name: "grpc".into(),
+            start_time_unix_nano: now_nanos(),
+            end_time_unix_nano: now_nanos() + 1_000,
             ..Default::default()
         })
         .collect();
@@ -98,6 +108,50 @@ async fn invalid_spans_are_a_partial_success() {
         partial.error_message.contains("span_id is all zeros"),
         "{}",
         partial.error_message
+    );
+}
+
+#[tokio::test]
+async fn spans_over_a_million_hours_make_no_more_parts_than_the_limit() {
+    const HOUR: u64 = 3_600_000_000_000;
+    let (store, url, _dir) = start(IngestConfig::default(), StoreConfig::default()).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let now = now_nanos();
+    // 20,000 spans, each in an hour of its own, from 1,000,000 hours ago to 10,000 ahead, and
+    // 100 more in each of the last 100 hours: what a broken clock or a hostile client sends.
+    let mut req = request(20_100, 0);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    for (i, span) in spans.iter_mut().enumerate() {
+        let i = i as u64;
+        let time = match i {
+            0..20_000 => (now + 10_000 * HOUR).saturating_sub(i * 50 * HOUR),
+            _ => now - (i - 20_000) * HOUR,
+        };
+        span.start_time_unix_nano = time;
+        span.end_time_unix_nano = time + 1_000;
+    }
+    let partial = client
+        .export(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .expect("partial success");
+    let limit = IngestConfig::default().max_hours_per_request;
+    let stored = store.snapshot().read_records(Signal::Spans).unwrap().len();
+    assert!(stored >= limit, "the limit fills: {stored} spans stored");
+    assert_eq!(partial.rejected_spans as usize, 20_100 - stored);
+    assert!(
+        partial.error_message.contains("h in the past")
+            || partial.error_message.contains("min in the future"),
+        "{}",
+        partial.error_message
+    );
+    store.flush().await.unwrap();
+    let parts = store.snapshot().parts(Signal::Spans).len();
+    assert!(
+        parts <= limit,
+        "{parts} parts from one request, at most {limit}"
     );
 }
 

@@ -79,13 +79,21 @@ async fn post(
     }
 }
 
+/// Now, in Unix nanoseconds: ingest accepts event times near the present only.
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 fn span(trace: u8, span: u8, name: &str) -> OtlpSpan {
     OtlpSpan {
         trace_id: vec![trace; 16],
         span_id: vec![span; 8],
         name: name.into(),
-        start_time_unix_nano: 1_795_737_600_000_000_000,
-        end_time_unix_nano: 1_795_737_600_000_500_000,
+        start_time_unix_nano: now_nanos(),
+        end_time_unix_nano: now_nanos() + 500_000,
         ..Default::default()
     }
 }
@@ -435,12 +443,17 @@ async fn hand_written_json_for_all_signals_plain_gzip_and_zstd() {
             ("/v1/metrics", METRICS_JSON),
             ("/v1/logs", LOGS_JSON),
         ] {
+            // The hand-written times, moved to now (ingest accepts times near the present).
+            let now = now_nanos();
+            let json = json
+                .replace("1795737600000000000", &now.to_string())
+                .replace("1795737600000100000", &(now + 100_000).to_string());
             let answer = post(
                 &h,
                 path,
                 "application/json",
                 encoding,
-                encode(encoding, json),
+                encode(encoding, &json),
             )
             .await;
             assert_eq!(

@@ -35,6 +35,14 @@ fn resource() -> Option<Resource> {
     })
 }
 
+/// Now, in Unix nanoseconds: ingest accepts event times near the present only.
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 fn traces(first: u8) -> Vec<u8> {
     let spans = (first..first + 3)
         .map(|i| Span {
@@ -42,8 +50,8 @@ fn traces(first: u8) -> Vec<u8> {
             span_id: vec![i; 8],
             name: format!("GET /cart/{i}"),
             kind: 2,
-            start_time_unix_nano: 1_000 * u64::from(i),
-            end_time_unix_nano: 1_000 * u64::from(i) + 500,
+            start_time_unix_nano: now_nanos() + 1_000 * u64::from(i),
+            end_time_unix_nano: now_nanos() + 1_000 * u64::from(i) + 500,
             attributes: vec![
                 kv("http.route", any_value::Value::StringValue("/cart".into())),
                 kv("http.status_code", any_value::Value::IntValue(200)),
@@ -71,7 +79,7 @@ fn traces(first: u8) -> Vec<u8> {
 fn metrics() -> Vec<u8> {
     let number = |value| NumberDataPoint {
         attributes: vec![kv("queue", any_value::Value::StringValue("orders".into()))],
-        time_unix_nano: 5_000,
+        time_unix_nano: now_nanos(),
         value: Some(value),
         ..Default::default()
     };
@@ -98,7 +106,7 @@ fn metrics() -> Vec<u8> {
             unit: "ms".into(),
             data: Some(metric::Data::Histogram(Histogram {
                 data_points: vec![HistogramDataPoint {
-                    time_unix_nano: 5_000,
+                    time_unix_nano: now_nanos(),
                     count: 4,
                     sum: Some(40.0),
                     bucket_counts: vec![1, 3],
@@ -120,7 +128,7 @@ fn metrics() -> Vec<u8> {
             unit: "s".into(),
             data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
                 data_points: vec![ExponentialHistogramDataPoint {
-                    time_unix_nano: 5_000,
+                    time_unix_nano: now_nanos(),
                     count: 6,
                     sum: Some(1.5),
                     scale: -2,
@@ -144,7 +152,7 @@ fn metrics() -> Vec<u8> {
             name: "gc.pause".into(),
             data: Some(metric::Data::Summary(Summary {
                 data_points: vec![SummaryDataPoint {
-                    time_unix_nano: 5_000,
+                    time_unix_nano: now_nanos(),
                     count: 3,
                     sum: 0.25,
                     quantile_values: vec![

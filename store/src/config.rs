@@ -111,7 +111,8 @@ impl StoreConfig {
         Duration::from_millis(self.wal_sync_interval_ms.max(1))
     }
 
-    pub(crate) fn retention_hours(&self, signal: crate::model::Signal) -> u64 {
+    /// Hours the signal is kept (0: no limit).
+    pub fn retention_hours(&self, signal: crate::model::Signal) -> u64 {
         use crate::model::Signal::*;
         match signal {
             Spans => self.spans_retention_hours,

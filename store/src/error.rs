@@ -17,6 +17,13 @@ pub enum Error {
     },
     #[error("the store is shut down")]
     Closed,
+    /// One append larger than the store can ever take at once (the memtable, or a WAL record).
+    #[error("{what} of {bytes} bytes is larger than the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("failed to {action} {path}")]
     Io {
         action: &'static str,
@@ -76,7 +83,7 @@ impl Error {
         match self {
             Error::TryLater { .. } => ErrorKind::TryLater,
             Error::WalWrite { .. } | Error::Closed => ErrorKind::Unavailable,
-            Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Config(_) | Error::TooLarge { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Internal,
         }
     }

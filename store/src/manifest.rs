@@ -69,6 +69,9 @@ pub struct Part {
     reader_metadata: OnceLock<ArrowReaderMetadata>,
     /// Set by [`Part::warm`]; `None` inside when the part has too many combinations.
     rollup: OnceLock<Option<Rollup>>,
+    /// Whether the directory entries naming the part's files are known durable: true for a
+    /// part read from the manifest, set by [`Manifest::persist`] for a new one.
+    entries_synced: AtomicBool,
 }
 
 impl std::fmt::Debug for Part {
@@ -87,7 +90,15 @@ impl Part {
             rebuilding: Mutex::new(()),
             reader_metadata: OnceLock::new(),
             rollup: OnceLock::new(),
+            entries_synced: AtomicBool::new(false),
         })
+    }
+
+    /// A part named by a manifest already on disk.
+    fn persisted(meta: PartMeta, root: &Path) -> Arc<Self> {
+        let part = Self::new(meta, root);
+        part.entries_synced.store(true, Ordering::Release);
+        part
     }
 
     pub fn meta(&self) -> &PartMeta {
@@ -280,12 +291,19 @@ impl Manifest {
             generation: file.generation,
             flushed_lsn: file.flushed_lsn,
             next_part_id: file.next_part_id,
-            parts: file.parts.into_iter().map(|m| Part::new(m, root)).collect(),
+            parts: file
+                .parts
+                .into_iter()
+                .map(|m| Part::persisted(m, root))
+                .collect(),
         })
     }
 
-    /// Writes this version durably and atomically as the current manifest.
+    /// Writes this version durably and atomically as the current manifest. First makes the
+    /// directory entries of its new parts durable, so that after a power loss the manifest
+    /// never names a file whose entry was lost (while the WAL that held its rows is gone).
     pub(crate) fn persist(&self, root: &Path) -> Result<()> {
+        self.sync_new_entries(root)?;
         let file = ManifestFile {
             format_version: FORMAT_VERSION,
             generation: self.generation,
@@ -300,9 +318,38 @@ impl Manifest {
         f.sync_all().map_err(Error::io("sync", &tmp))?;
         let path = root.join(MANIFEST_FILE);
         fs::rename(&tmp, &path).map_err(Error::io("replace manifest with", &tmp))?;
-        fs::File::open(root)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io("sync directory", root))?;
+        sync_dir(root)
+    }
+
+    /// Fsyncs every directory from each new part's files up to `root`.
+    fn sync_new_entries(&self, root: &Path) -> Result<()> {
+        let fresh: Vec<&Arc<Part>> = self
+            .parts
+            .iter()
+            .filter(|p| !p.entries_synced.load(Ordering::Acquire))
+            .collect();
+        let mut dirs = std::collections::BTreeSet::new();
+        for part in &fresh {
+            let mut files = vec![part.path()];
+            if let Some(index) = part.index_path() {
+                // The index directory's own files, and its entry in the hour directory.
+                dirs.insert(index.clone());
+                files.push(index);
+            }
+            for file in files {
+                let mut dir = file.parent();
+                while let Some(d) = dir.filter(|d| d.starts_with(root)) {
+                    dirs.insert(d.to_owned());
+                    dir = d.parent();
+                }
+            }
+        }
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        for part in fresh {
+            part.entries_synced.store(true, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -319,5 +366,59 @@ impl Manifest {
                     .chain(p.meta.index.as_ref().map(PathBuf::from))
             })
             .collect()
+    }
+}
+
+/// Makes the entries of `dir` (files created, renamed or removed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("sync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(file: &str) -> PartMeta {
+        PartMeta {
+            id: 1,
+            signal: Signal::Spans,
+            hour: 1,
+            file: file.into(),
+            index: None,
+            rows: 1,
+            bytes: 1,
+            index_bytes: 0,
+            min_time_unix_nano: 0,
+            max_time_unix_nano: 0,
+            level: 0,
+        }
+    }
+
+    #[test]
+    fn a_manifest_is_not_written_before_its_new_parts_directories_are_synced() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        // The hour directory is gone (its entry lost): syncing it fails, and the manifest that
+        // would name the part is not written.
+        let lost = Manifest {
+            generation: 1,
+            next_part_id: 2,
+            parts: vec![Part::new(meta("parts/spans/2026112700/1.parquet"), root)],
+            ..Manifest::default()
+        };
+        let err = lost
+            .persist(root)
+            .expect_err("the part's directory cannot be synced");
+        assert!(err.to_string().contains("sync directory"), "{err}");
+        assert!(!root.join(MANIFEST_FILE).exists());
+
+        let hour = root.join("parts/spans/2026112700");
+        fs::create_dir_all(&hour).unwrap();
+        fs::write(hour.join("1.parquet"), b"x").unwrap();
+        lost.persist(root).unwrap();
+        assert!(lost.parts[0].entries_synced.load(Ordering::Acquire));
+        assert_eq!(Manifest::load(root).unwrap().parts.len(), 1);
     }
 }

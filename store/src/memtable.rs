@@ -81,6 +81,41 @@ impl Budget {
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// Bytes reserved for one append. Dropping it gives them back (the append failed, was refused
+/// or its caller went away before the WAL took it); [`Reservation::into_memtable`] hands them
+/// to the memtable, which gives them back when it is flushed.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: std::sync::Arc<Budget>,
+    bytes: u64,
+}
+
+impl Reservation {
+    pub(crate) fn try_new(budget: &std::sync::Arc<Budget>, bytes: u64) -> Option<Self> {
+        budget.try_reserve(bytes).then(|| Self {
+            budget: budget.clone(),
+            bytes,
+        })
+    }
+
+    /// The memtable now holds the bytes: they are released when it is flushed.
+    pub(crate) fn into_memtable(mut self) -> u64 {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.release(self.bytes);
+        }
+    }
 }
 
 /// Bytes a batch's rows take in memory. Counts the used part of each buffer, so that batches

@@ -13,7 +13,7 @@ use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::gather::gather_batch;
 use crate::manifest::{Manifest, Part, PartMeta};
-use crate::memtable::{Budget, Memtable, batch_bytes};
+use crate::memtable::{Budget, Memtable, Reservation, batch_bytes};
 use crate::model::Signal;
 use crate::part::{HourPlan, batch_time_range, hour_folder, sort_plan, write_part_stream};
 use crate::rollup::RollupCounter;
@@ -34,7 +34,7 @@ const SOURCE_TAG: u8 = 0x80;
 pub(crate) struct Pending {
     signal: Signal,
     batch: RecordBatch,
-    bytes: u64,
+    reservation: Reservation,
 }
 
 pub(crate) struct State {
@@ -165,7 +165,8 @@ impl Store {
         let apply: wal::Apply<Pending> = Box::new(move |items| {
             let mut state = apply_to.write().expect("store state lock");
             for (lsn, p) in items {
-                state.active.insert(lsn, p.signal, p.batch, p.bytes);
+                let bytes = p.reservation.into_memtable();
+                state.active.insert(lsn, p.signal, p.batch, bytes);
             }
         });
         let options = WriterOptions {
@@ -244,37 +245,35 @@ impl Store {
         }
         let inner = &self.inner;
         let bytes = batch_bytes(&batch);
-        if !inner.budget.try_reserve(bytes) {
+        if bytes > inner.budget.limit() {
+            return Err(Error::TooLarge {
+                what: "a batch",
+                bytes,
+                limit: inner.budget.limit(),
+            });
+        }
+        let Some(reservation) = Reservation::try_new(&inner.budget, bytes) else {
             inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
             inner.memtable_full.store(true, Ordering::Release);
             inner.flush_wanted.notify_one();
             return Err(Error::TryLater {
                 reason: "memtable is full",
             });
-        }
+        };
         let rows = batch.num_rows() as u64;
-        let payload = match source {
-            Some(source) => Ok((signal.tag() | SOURCE_TAG, source)),
-            None => ipc::encode(&batch).map(|payload| (signal.tag(), Bytes::from(payload))),
+        let (tag, payload) = match source {
+            Some(source) => (signal.tag() | SOURCE_TAG, source),
+            None => (signal.tag(), Bytes::from(ipc::encode(&batch)?)),
         };
-        let result = match payload {
-            Ok((tag, payload)) => {
-                inner
-                    .wal
-                    .append(
-                        tag,
-                        payload,
-                        Pending {
-                            signal,
-                            batch,
-                            bytes,
-                        },
-                    )
-                    .await
-            }
-            Err(e) => Err(e),
+        // From here the reservation travels with the record: the memtable takes it when the
+        // WAL has made the record durable; if the write fails, or this future is dropped before
+        // the WAL took the record, dropping it gives the bytes back.
+        let pending = Pending {
+            signal,
+            batch,
+            reservation,
         };
-        match result {
+        match inner.wal.append(tag, payload, pending).await {
             Ok(lsn) => {
                 inner.stats.appends_total.fetch_add(1, Ordering::Relaxed);
                 inner
@@ -290,7 +289,6 @@ impl Store {
                 if matches!(e, Error::TryLater { .. }) {
                     inner.stats.throttled_total.fetch_add(1, Ordering::Relaxed);
                 }
-                inner.budget.release(bytes);
                 Err(e)
             }
         }
@@ -345,7 +343,11 @@ impl Store {
             state.frozen = None;
         }
         self.inner.budget.release(frozen.bytes);
-        self.inner.wal.checkpoint(report.flushed_lsn)?;
+        if let Err(error) = self.inner.wal.checkpoint(report.flushed_lsn) {
+            // The flush itself is committed; segments that could not be removed stay listed
+            // and the next checkpoint removes them.
+            tracing::warn!(%error, "wal checkpoint failed; the next flush retries it");
+        }
         self.inner.stats.flush_seconds.observe(started.elapsed());
         tracing::debug!(
             rows = report.rows,

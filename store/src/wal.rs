@@ -7,9 +7,13 @@
 //! appenders. A failed write or fsync answers every appender of the group with an error, cuts the
 //! segment back, and moves on to a fresh segment: a file whose fsync failed is never trusted again.
 //!
-//! On open, [`replay`] reads every segment in order. Damage (a torn or bad record, an unreadable
-//! segment) stops that segment there; the bytes from the damage on are moved to `wal/corrupt/`,
-//! counted in the [`ReplayReport`], and replay goes on with the next segment.
+//! On open, [`replay`] reads every segment in order. A record whose frame is intact but whose
+//! content cannot be used is set aside alone (copied to `wal/corrupt/`, and the segment rewritten
+//! without it); replay goes on with the next record. Damage to the framing itself (a torn
+//! record, a bad length or checksum, an unreadable segment) leaves no way to find the next
+//! record: that segment stops there, the bytes from the damage on are moved to `wal/corrupt/`,
+//! and replay goes on with the next segment. Everything set aside is counted in the
+//! [`ReplayReport`].
 
 mod file;
 mod record;
@@ -27,6 +31,7 @@ use bytes::Bytes;
 
 pub use file::{OsFs, WalFile, WalFs};
 pub use record::Damage;
+pub use record::MAX_PAYLOAD;
 pub(crate) use record::segment_header;
 
 use crate::config::Durability;
@@ -97,6 +102,7 @@ pub(crate) struct Replayed {
 /// Replays every segment in `dir`, calling `visit` for each record above `flushed_lsn`.
 pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Result<Replayed> {
     fs::create_dir_all(dir).map_err(Error::io("create wal directory", dir))?;
+    remove_unfinished_rewrites(dir)?;
     let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(dir)
         .map_err(Error::io("list wal directory", dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -125,26 +131,37 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
             continue;
         }
         let mut pos = record::SEGMENT_HEADER_LEN;
+        // Records whose content was refused: (offset, framed length, lsn).
+        let mut refused = Vec::new();
         let damage = loop {
             match record::decode(&bytes[pos..]) {
                 Ok(None) => break None,
                 Err(damage) => break Some(damage),
                 Ok(Some(rec)) => {
                     if rec.lsn > flushed_lsn {
-                        if visit(rec.lsn, rec.tag, rec.payload)?.is_err() {
-                            break Some(Damage::BadContent);
+                        match visit(rec.lsn, rec.tag, rec.payload)? {
+                            Ok(()) => {
+                                report.records_replayed += 1;
+                                last_lsn = last_lsn.max(rec.lsn);
+                            }
+                            Err(why) => refused.push((pos, rec.framed_len, rec.lsn, why)),
                         }
-                        report.records_replayed += 1;
                     } else {
                         report.records_already_flushed += 1;
+                        last_lsn = last_lsn.max(rec.lsn);
                     }
-                    last_lsn = last_lsn.max(rec.lsn);
                     pos += rec.framed_len;
                 }
             }
         };
-        if let Some(damage) = damage {
+        let end = if let Some(damage) = damage {
             set_aside_tail(dir, &path, &bytes, pos, damage, &mut report)?;
+            pos
+        } else {
+            bytes.len()
+        };
+        if !refused.is_empty() {
+            set_aside_records(dir, &path, &bytes[..end], &refused, &mut report)?;
         }
         max_lsn = max_lsn.max(last_lsn);
         if last_lsn == 0 {
@@ -164,6 +181,17 @@ pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Res
         segments,
         max_lsn,
     })
+}
+
+/// A rewrite that did not reach its rename left the segment itself whole: drop the copy.
+fn remove_unfinished_rewrites(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(Error::io("list wal directory", dir))? {
+        let path = entry.map_err(Error::io("list wal directory", dir))?.path();
+        if path.extension().is_some_and(|e| e == "rewrite") {
+            fs::remove_file(&path).map_err(Error::io("remove unfinished rewrite", &path))?;
+        }
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -193,10 +221,7 @@ fn set_aside_tail(
 ) -> Result<()> {
     let to = corrupt_path(dir, path, &format!("at-{pos}"))?;
     let tail = &bytes[pos..];
-    fs::write(&to, tail).map_err(Error::io("set aside damaged wal bytes to", &to))?;
-    fs::File::open(&to)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::io("sync", &to))?;
+    write_synced(&to, tail)?;
     let file = fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -214,6 +239,48 @@ fn set_aside_tail(
         set_aside_to: to,
     });
     Ok(())
+}
+
+/// Copies each refused record to `wal/corrupt/<segment>.lsn-<lsn>`, then replaces the segment
+/// (temporary file, fsync, rename, directory fsync) by `kept` without them, so that the next
+/// replay neither finds them again nor loses the records around them.
+fn set_aside_records(
+    dir: &Path,
+    path: &Path,
+    kept: &[u8],
+    refused: &[(usize, usize, u64, String)],
+    report: &mut ReplayReport,
+) -> Result<()> {
+    let mut rewritten = Vec::with_capacity(kept.len());
+    let mut from = 0;
+    for (pos, len, lsn, why) in refused {
+        let to = corrupt_path(dir, path, &format!("lsn-{lsn}"))?;
+        write_synced(&to, &kept[*pos..pos + len])?;
+        rewritten.extend_from_slice(&kept[from..*pos]);
+        from = pos + len;
+        tracing::warn!(segment = %path.display(), offset = pos, lsn, reason = %why, set_aside_to = %to.display(), "wal damage: one record set aside, replay goes on");
+        report.damaged.push(DamagedRange {
+            segment: path.to_owned(),
+            offset: *pos as u64,
+            damage: Damage::BadContent,
+            bytes_set_aside: *len as u64,
+            set_aside_to: to,
+        });
+    }
+    rewritten.extend_from_slice(&kept[from..]);
+    let temporary = path.with_extension("wal.rewrite");
+    write_synced(&temporary, &rewritten)?;
+    fs::rename(&temporary, path).map_err(Error::io("replace wal segment", path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("sync wal directory", dir))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).map_err(Error::io("write", path))?;
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("sync", path))
 }
 
 fn set_aside_whole(
@@ -304,6 +371,13 @@ impl<T: Send + 'static> Wal<T> {
     /// Appends one record; resolves once it is durable (per the durability setting) and handed
     /// to the memtable. A full queue answers [`Error::TryLater`] at once.
     pub(crate) async fn append(&self, tag: u8, payload: Bytes, item: T) -> Result<u64> {
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(Error::TooLarge {
+                what: "a write-ahead log record",
+                bytes: payload.len() as u64,
+                limit: record::MAX_PAYLOAD as u64,
+            });
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sender = self
             .sender
@@ -331,18 +405,31 @@ impl<T: Send + 'static> Wal<T> {
     pub(crate) fn checkpoint(&self, flushed_lsn: u64) -> Result<usize> {
         let mut segments = self.segments.lock().expect("wal segments lock");
         let mut removed = 0;
-        let mut kept = Vec::with_capacity(segments.len());
-        for seg in segments.drain(..) {
-            if !seg.active && seg.last_lsn <= flushed_lsn {
-                fs::remove_file(&seg.path)
-                    .map_err(Error::io("remove checkpointed wal segment", &seg.path))?;
-                removed += 1;
-            } else {
-                kept.push(seg);
+        let mut first_error = None;
+        // A segment that could not be removed stays listed, so that the next checkpoint tries
+        // it again; the others go on being removed.
+        segments.retain(|seg| {
+            if seg.active || seg.last_lsn > flushed_lsn {
+                return true;
             }
+            match fs::remove_file(&seg.path) {
+                Ok(()) => {
+                    removed += 1;
+                    false
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    first_error.get_or_insert_with(|| {
+                        Error::io("remove checkpointed wal segment", &seg.path)(e)
+                    });
+                    true
+                }
+            }
+        });
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(removed),
         }
-        *segments = kept;
-        Ok(removed)
     }
 
     pub(crate) fn stats(&self) -> &Arc<WalStats> {
@@ -394,7 +481,7 @@ impl<T> Writer<T> {
                 match receiver.recv_timeout(self.options.sync_interval) {
                     Ok(req) => req,
                     Err(RecvTimeoutError::Timeout) => {
-                        let _ = self.sync();
+                        self.timer_sync();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -506,10 +593,34 @@ impl<T> Writer<T> {
         Ok(())
     }
 
+    /// The interval mode's fsync of records already acknowledged. When it fails they cannot
+    /// be taken back: the memtable holds them and the next flush makes them durable in parts.
+    /// The segment is never written again (its page cache cannot be trusted after a failed
+    /// fsync); the next group starts a new one.
+    fn timer_sync(&mut self) {
+        if let Err(error) = self.sync() {
+            self.stats
+                .write_failures_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "wal fsync on the interval timer failed; the segment is closed and a new one starts with the next write");
+            self.file = None;
+            if let Some(seg) = self.segments.lock().expect("wal segments lock").last_mut() {
+                seg.active = false;
+            }
+            self.unsynced = false;
+        }
+    }
+
     /// Starts a new segment whose first record will be `first_lsn`.
     fn roll(&mut self, first_lsn: u64) -> std::io::Result<()> {
-        if self.file.is_some() && self.options.durability != Durability::None {
-            self.sync()?;
+        if self.file.is_some()
+            && self.options.durability != Durability::None
+            && let Err(error) = self.sync()
+        {
+            // Never retried on the same file: a second fsync can report success for pages
+            // the first one lost.
+            self.abandon_segment(self.file_len);
+            return Err(error);
         }
         let path = self.dir.join(segment_name(first_lsn));
         let mut file = self.fs.create(&path)?;

@@ -210,6 +210,70 @@ async fn flush_checkpoints_the_wal() {
 }
 
 #[tokio::test]
+async fn a_segment_that_cannot_be_removed_is_retried_and_the_others_still_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            wal_segment_bytes: 1,
+            ..config()
+        },
+    );
+    for i in 0..4 {
+        append(&store, vec![span(i, 1, "api", T0)]).await;
+    }
+    let segments = wal_segments(dir.path());
+    assert_eq!(segments.len(), 4);
+    // A directory where the second segment was: removing it as a file fails.
+    let stuck = &segments[1];
+    std::fs::remove_file(stuck).unwrap();
+    std::fs::create_dir(stuck).unwrap();
+    std::fs::write(stuck.join("keep"), b"x").unwrap();
+    store
+        .flush()
+        .await
+        .expect("the flush is committed even when one segment stays");
+    assert_eq!(
+        wal_segments(dir.path()),
+        vec![stuck.clone(), segments[3].clone()],
+        "the segments after the stuck one are removed too"
+    );
+    assert_eq!(store.wal_segments(), 2);
+
+    std::fs::remove_dir_all(stuck).unwrap();
+    std::fs::write(stuck, b"").unwrap();
+    append(&store, vec![span(9, 1, "api", T0)]).await;
+    store.flush().await.unwrap();
+    assert_eq!(
+        wal_segments(dir.path()).len(),
+        1,
+        "the next checkpoint removes what the last one could not"
+    );
+    assert_eq!(store.wal_segments(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_memtable_is_refused_not_retried_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            memtable_max_bytes: 64 << 10,
+            flush_bytes: 32 << 10,
+            ..config()
+        },
+    );
+    let spans: Vec<_> = (0..2000).map(|i| span(i, 1, "api", T0)).collect();
+    let err = store
+        .append(&spyglass_store::Records::Spans(spans))
+        .await
+        .expect_err("too large for the memtable");
+    assert_eq!(err.kind(), spyglass_store::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("larger than the limit"), "{err}");
+    assert_eq!(store.memtable_bytes(), 0);
+}
+
+#[tokio::test]
 async fn warming_a_reopened_store_opens_every_part_and_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let spans = SpanGenerator::new(3, 1_795_737_600_000_000_000).spans(300);

@@ -108,7 +108,7 @@ async fn bad_length_stops_the_segment_there() {
 }
 
 #[tokio::test]
-async fn bad_content_with_a_valid_checksum_stops_the_segment_there() {
+async fn bad_content_with_a_valid_checksum_sets_aside_that_record_alone() {
     let dir = tempfile::tempdir().unwrap();
     let spans = write_records(dir.path(), 5, false).await;
     let segment = &wal_segments(dir.path())[0];
@@ -122,7 +122,55 @@ async fn bad_content_with_a_valid_checksum_stops_the_segment_there() {
     let crc = crc32c::crc32c(&bytes[body..body + len]);
     bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     fs::write(segment, &bytes).unwrap();
-    check_recovery(dir.path(), &spans[..1], Damage::BadContent).await;
+    let mut kept = vec![spans[0].clone()];
+    kept.extend_from_slice(&spans[2..]);
+    let report = check_recovery(dir.path(), &kept, Damage::BadContent).await;
+    let range = &report.damaged[0];
+    assert_eq!(
+        range.bytes_set_aside,
+        8 + len as u64,
+        "exactly the one record is set aside"
+    );
+    assert_eq!(
+        fs::read(&range.set_aside_to).unwrap(),
+        bytes[start..start + 8 + len],
+        "the set-aside copy is the record as it was"
+    );
+}
+
+#[tokio::test]
+async fn several_bad_records_and_a_torn_tail_in_one_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans = write_records(dir.path(), 6, false).await;
+    let segment = &wal_segments(dir.path())[0];
+    let mut bytes = fs::read(segment).unwrap();
+    let offsets = record_offsets(&bytes);
+    for &i in &[0usize, 3] {
+        let (start, len) = offsets[i];
+        let body = start + 8;
+        bytes[body + 9..body + len].fill(0x17);
+        let crc = crc32c::crc32c(&bytes[body..body + len]);
+        bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+    // The last record never finished writing.
+    bytes.truncate(offsets[5].0 + 10);
+    fs::write(segment, &bytes).unwrap();
+
+    let (store, report) = spyglass_store::Store::open(dir.path(), config()).unwrap();
+    assert_eq!(
+        span_ids(&store.snapshot()),
+        expected_ids(&[spans[1].clone(), spans[2].clone(), spans[4].clone()])
+    );
+    let mut damage: Vec<_> = report.damaged.iter().map(|d| d.damage).collect();
+    damage.sort_by_key(|d| d.as_str());
+    assert_eq!(
+        damage,
+        [Damage::BadContent, Damage::BadContent, Damage::Truncated]
+    );
+    drop(store);
+    let (store, again) = spyglass_store::Store::open(dir.path(), config()).unwrap();
+    assert!(again.damaged.is_empty(), "{again:?}");
+    assert_eq!(span_ids(&store.snapshot()).len(), 3);
 }
 
 #[tokio::test]

@@ -444,6 +444,9 @@ pub(crate) fn rebuild(
         std::fs::remove_dir_all(dir).map_err(Error::io("remove outdated index", dir))?;
     }
     std::fs::rename(&fresh, dir).map_err(Error::io("move rebuilt index", dir))?;
+    if let Some(parent) = dir.parent() {
+        crate::manifest::sync_dir(parent)?;
+    }
     Ok(bytes)
 }
 

@@ -20,6 +20,9 @@ pub const RECORD_HEADER_LEN: usize = 8;
 pub const MIN_BODY: usize = 9;
 /// Larger than any request ingest accepts after decompression (64 MiB by default) encoded.
 pub const MAX_BODY: usize = 512 << 20;
+/// The largest payload a record can carry: the writer refuses more, so that it never writes a
+/// record replay would refuse to read.
+pub const MAX_PAYLOAD: usize = MAX_BODY - MIN_BODY;
 
 pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
