@@ -121,18 +121,20 @@ impl Config {
         alerting
     }
 
-    /// Addresses bound beyond loopback while no ingest token is configured.
-    pub fn exposed_without_tokens(&self) -> Vec<SocketAddr> {
-        if !self.ingest.tokens.is_empty() {
-            return Vec::new();
-        }
+    /// Addresses bound beyond loopback without the tokens that guard them: the OTLP receivers
+    /// without `[ingest] tokens`, the UI and API without `[ui] tokens`. Each with the section
+    /// whose tokens are missing.
+    pub fn exposed_without_tokens(&self) -> Vec<(SocketAddr, &'static str)> {
+        let ingest = self.ingest.tokens.is_empty();
+        let ui = self.ui.tokens.is_empty();
         [
-            self.ingest.otlp_grpc_addr,
-            self.ingest.otlp_http_addr,
-            self.ui.http_addr,
+            (self.ingest.otlp_grpc_addr, ingest, "[ingest]"),
+            (self.ingest.otlp_http_addr, ingest, "[ingest]"),
+            (self.ui.http_addr, ui, "[ui]"),
         ]
         .into_iter()
-        .filter(|a| !a.ip().is_loopback())
+        .filter(|(addr, open, _)| *open && !addr.ip().is_loopback())
+        .map(|(addr, _, section)| (addr, section))
         .collect()
     }
 }
@@ -307,8 +309,21 @@ mod tests {
         let mut config = Config::default();
         assert!(config.exposed_without_tokens().is_empty());
         config.ui.http_addr = "0.0.0.0:8080".parse().unwrap();
-        assert_eq!(config.exposed_without_tokens(), vec![config.ui.http_addr]);
+        config.ingest.otlp_grpc_addr = "0.0.0.0:4317".parse().unwrap();
+        assert_eq!(
+            config.exposed_without_tokens(),
+            vec![
+                (config.ingest.otlp_grpc_addr, "[ingest]"),
+                (config.ui.http_addr, "[ui]")
+            ]
+        );
         config.ingest.tokens.push(spyglass_ingest::Token::new("t"));
+        assert_eq!(
+            config.exposed_without_tokens(),
+            vec![(config.ui.http_addr, "[ui]")],
+            "ingest tokens do not guard the API"
+        );
+        config.ui.tokens.push(spyglass_ui::Token::new("r"));
         assert!(config.exposed_without_tokens().is_empty());
     }
 }

@@ -135,7 +135,8 @@ enum Command {
     },
     /// Print the default configuration with the documentation of every field.
     Config,
-    /// Run read-only SQL on a running Spyglass and print the answer.
+    /// Run read-only SQL on a running Spyglass and print the answer (with the reading token
+    /// in `SPYGLASS_TOKEN` when the server has `[ui] tokens`).
     Query {
         /// `SELECT`, `WITH` or `EXPLAIN` over the tables spans, metrics and logs.
         sql: String,
@@ -200,6 +201,15 @@ enum RulesCommand {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         api: String,
     },
+}
+
+/// A request to Spyglass's API with the reading token from `SPYGLASS_TOKEN`, when set (the
+/// server's `[ui] tokens`).
+pub(crate) fn reading_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match std::env::var("SPYGLASS_TOKEN") {
+        Ok(token) if !token.is_empty() => request.bearer_auth(token),
+        _ => request,
+    }
 }
 
 fn init_logging(format: LogFormat) {

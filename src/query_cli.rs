@@ -18,8 +18,7 @@ pub async fn run(api: &str, sql: &str, format: Format) -> anyhow::Result<()> {
         Format::Table | Format::Json => "application/json",
     };
     let url = format!("{}/api/v1/sql", api.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
+    let response = crate::reading_token(reqwest::Client::new().post(&url))
         .header("accept", accept)
         .json(&json!({ "query": sql }))
         .send()

@@ -75,8 +75,7 @@ pub async fn backtest(options: Backtest) -> anyhow::Result<()> {
         "{}/api/v1/rules/backtest",
         options.api.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
-        .post(&url)
+    let response = crate::reading_token(reqwest::Client::new().post(&url))
         .json(&body)
         .send()
         .await

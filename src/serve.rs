@@ -42,8 +42,11 @@ pub async fn run(
     shutdown: impl Future<Output = anyhow::Result<()>>,
     on_ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    for addr in config.exposed_without_tokens() {
-        tracing::warn!(%addr, "listening beyond loopback with no ingest tokens configured: anyone who can reach this address can use it");
+    for (addr, section) in config.exposed_without_tokens() {
+        tracing::warn!(%addr, "listening beyond loopback with no {section} tokens configured: anyone who can reach this address can use it");
+    }
+    if !config.ui.http_addr.ip().is_loopback() {
+        tracing::info!(allowed_hosts = ?config.ui.allowed_hosts, "the UI answers only requests whose Host is in [ui] allowed_hosts; add the names it is reached by");
     }
     let readiness = Readiness::default();
     let engine_slot = EngineSlot::default();
@@ -55,7 +58,8 @@ pub async fn run(
         .await
         .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?
         .with_exposition(exposition)
-        .with_alerting(alerting_slot.clone());
+        .with_alerting(alerting_slot.clone())
+        .with_access(config.ui.access());
     tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
     let (stop_ui, ui_stopped) = oneshot::channel::<()>();
     let ui_task = tokio::spawn(ui.run(async {

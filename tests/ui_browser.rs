@@ -351,6 +351,17 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     assert_eq!(stored, 8, "3 + 4 + 1 spans were exported");
     ui.wait_text("table.sql-result td", "8").await;
     ui.wait_text(".result-count", "1 row").await;
+    // A link fills the editor and runs nothing until Run is pressed.
+    ui.open("/sql?q=SELECT%20count(*)%20AS%20linked%20FROM%20spans")
+        .await;
+    ui.wait_text(".results", "press Run").await;
+    assert_eq!(
+        ui.count("table.sql-result").await,
+        0,
+        "the link ran nothing"
+    );
+    ui.click(".toolbar button.primary").await;
+    ui.wait_text("table.sql-result th", "linked").await;
     ui.done("sql").await;
 
     // Safety: HTML in a span name and an attribute value is shown as text.
@@ -516,4 +527,47 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
     ui.done("map-alerts").await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     traffic.await.unwrap();
+}
+
+/// With `[ui] tokens`, the UI asks for a token once, refuses a wrong one, keeps the right one
+/// in a cookie scripts cannot read, and then shows the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_asks_for_the_reading_token_once() {
+    let config = format!("{}[ui]\ntokens = [\"reader-token\"]\n", common::TEST_CONFIG);
+    let server = common::start_server_with(tempfile::tempdir().unwrap(), &config, &[]).await;
+    load(&server).await;
+    let (ui, _driver, _profile) = Ui::start(&server).await;
+
+    ui.open("/services").await;
+    let input = ui.element("#token-gate input[name=token]").await;
+    ui.wait_text("#token-gate h2", "reading token").await;
+    let png = ui.client.screenshot().await.unwrap();
+    std::fs::write(ui.shots.join("token-gate.png"), png).unwrap();
+
+    input.send_keys("wrong-token").await.unwrap();
+    input.send_keys(&Key::Enter.to_string()).await.unwrap();
+    ui.wait_text("#token-gate .notice", "not valid").await;
+
+    let input = ui.element("#token-gate input[name=token]").await;
+    input.clear().await.unwrap();
+    input.send_keys("reader-token").await.unwrap();
+    // The refused requests before the token logged 401s: drop them from the console log.
+    ui.client.issue_cmd(BrowserLog).await.unwrap();
+    input.send_keys(&Key::Enter.to_string()).await.unwrap();
+    ui.wait_text("main", "payments").await;
+    assert_eq!(ui.count("#token-gate").await, 0, "asked once");
+    assert_eq!(
+        ui.script("return document.cookie").await,
+        json!(""),
+        "the token is in an HttpOnly cookie, out of scripts' reach"
+    );
+    ui.open("/search").await;
+    ui.element("form").await;
+    assert_eq!(ui.count("#token-gate").await, 0, "the cookie is kept");
+    ui.done("token-accepted").await;
+
+    let anonymous = reqwest::get(format!("http://127.0.0.1:{}/api/v1/services", server.ui))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
 }

@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/traces", get(search_traces))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/sql", post(sql))
+        .route(
+            "/api/v1/session",
+            post(crate::access::open_session).delete(crate::access::close_session),
+        )
         .route("/api/v1/services", get(health::services))
         .route(
             "/api/v1/services/{service}/operations",
@@ -184,6 +188,7 @@ async fn sql(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    crate::access::json_only(&headers)?;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadParameter(format!("the body must be {{\"query\": \"SQL\"}}: {e}"))
     })?;

@@ -11,6 +11,8 @@ pub(crate) enum ApiError {
     /// A bad parameter: 400 naming it and what is allowed.
     BadParameter(String),
     Query(spyglass_query::Error),
+    /// A body in another format than the endpoint takes: 415.
+    UnsupportedMediaType(String),
     /// The store is still replaying its WAL.
     NotReady,
     /// A failure that is not the caller's, logged where it happened.
@@ -33,6 +35,7 @@ impl ApiError {
     pub(crate) fn status_and_message(&self) -> (StatusCode, String) {
         match self {
             ApiError::BadParameter(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error; see the server log".to_string(),

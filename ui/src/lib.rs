@@ -16,6 +16,7 @@
 //!                                        files in ui/assets/, compiled in)
 //! ```
 
+mod access;
 mod api;
 mod assets;
 mod config;
@@ -26,6 +27,7 @@ mod prometheus;
 mod server;
 mod state;
 
+pub use access::{Access, Token};
 pub use config::UiConfig;
 pub use server::{Readiness, UiServer};
 pub use state::{AlertingSlot, EngineSlot, Exposition};

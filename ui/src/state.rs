@@ -41,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) engine: EngineSlot,
     pub(crate) exposition: Option<Exposition>,
     pub(crate) alerting: AlertingSlot,
+    pub(crate) access: Arc<crate::access::Access>,
 }
 
 impl AppState {

@@ -1,4 +1,8 @@
-// The native API (`/api/v1`), with its error messages kept as they are.
+// The native API (`/api/v1`), with its error messages kept as they are. When the server
+// needs a reading token (401), a form asks for it once; the server keeps it in an HttpOnly
+// cookie, so scripts never hold it.
+
+import { h } from './dom.js';
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -21,6 +25,7 @@ async function answer(response) {
   const text = await response.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+  if (response.status === 401) askForToken();
   if (!response.ok) {
     const message = (body && body.error) || text || response.statusText;
     throw new ApiError(response.status, message);
@@ -42,4 +47,33 @@ export async function sql(statement) {
     body: JSON.stringify({ query: statement }),
   });
   return answer(response);
+}
+
+/** Shows the token form over the page (once), and reloads once the server took the token. */
+function askForToken() {
+  if (document.getElementById('token-gate')) return;
+  const input = h('input', { name: 'token', type: 'password', autocomplete: 'current-password', 'aria-label': 'Reading token', required: true });
+  const problem = h('p', { class: 'notice error', hidden: true });
+  const form = h('form', { class: 'token-form' },
+    h('h2', null, 'A reading token is needed'),
+    h('p', { class: 'muted' }, 'This Spyglass asks for one of the tokens in its [ui] tokens setting. It is kept in a cookie for this site only.'),
+    input, problem,
+    h('button', { class: 'primary', type: 'submit' }, 'Open'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const response = await fetch('/api/v1/session', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ token: input.value }),
+    });
+    if (response.ok) {
+      location.reload();
+      return;
+    }
+    problem.textContent = response.status === 401 ? 'That token is not valid.' : `The server answered ${response.status}.`;
+    problem.hidden = false;
+    input.select();
+  });
+  document.body.append(h('div', { id: 'token-gate', class: 'token-gate', role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Reading token' }, form));
+  input.focus();
 }

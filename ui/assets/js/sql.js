@@ -1,5 +1,6 @@
 // SQL console: Ctrl+Enter runs; the result as a table and a chart of its numeric columns; the
-// engine's error shown as it is.
+// engine's error shown as it is. A link with `?q=` fills the editor but runs nothing until
+// the reader presses Run: a link must not make someone run a query they have not read.
 
 import { sql } from './api.js';
 import { h, replace, notice } from './dom.js';
@@ -10,12 +11,18 @@ const EXAMPLE = 'SELECT service_name, count(*) AS spans, avg(duration_nano) / 1e
 
 const NUMERIC = /^(Int|UInt|Float|Decimal)/;
 
+// The statement the reader asked to run on this page, not yet run.
+let requested = null;
+
 export async function render(main, ctx) {
   const { params } = ctx;
   const statement = params.get('q') || '';
   const editor = h('textarea', { class: 'sql', name: 'q', spellcheck: 'false', 'aria-label': 'SQL', placeholder: EXAMPLE }, statement);
   const out = h('div', { class: 'results' });
-  const run = () => ctx.setParams({ q: editor.value.trim() || null });
+  const run = () => {
+    requested = editor.value.trim() || null;
+    ctx.setParams({ q: requested });
+  };
   editor.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
@@ -32,6 +39,11 @@ export async function render(main, ctx) {
     out);
   editor.focus();
   if (!statement) return;
+  if (requested !== statement) {
+    replace(out, h('p', { class: 'muted' }, 'This query came with the link. Read it, then press Run.'));
+    return;
+  }
+  requested = null;
   replace(out, h('p', { class: 'muted' }, 'Running…'));
   const started = performance.now();
   let result;

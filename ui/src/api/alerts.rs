@@ -251,9 +251,11 @@ struct RuleFile {
 /// with when each alert would have been pending, firing and resolved.
 pub(crate) async fn backtest(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     use crate::error::ApiError;
+    crate::access::json_only(&headers)?;
     let request: BacktestRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadParameter(format!(
             "the body must be {{\"files\": [{{\"name\", \"text\"}}], \"from\", \"to\", \"step\", \"builtin\"}}: {e}"
