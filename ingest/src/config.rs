@@ -56,6 +56,11 @@ pub struct IngestConfig {
     pub accept_past_hours: u64,
     /// Newest event time accepted, in minutes after now (clocks disagree a little).
     pub accept_future_minutes: u64,
+    /// Most bytes one request may take once its rows are built, counting each row's copy of
+    /// its resource and scope attributes; beyond it the request is refused (413 /
+    /// RESOURCE_EXHAUSTED) before the rows are built. Bounds what a small request with one
+    /// large resource and many items can cost.
+    pub max_expanded_bytes: u64,
     /// Most distinct hours one request may hold items in; the items of further hours are
     /// rejected through partial success. Each hour is a part of its own in the store.
     pub max_hours_per_request: usize,
@@ -74,6 +79,7 @@ impl Default for IngestConfig {
             service_graph_max_pending: 100_000,
             accept_past_hours: 24 * 30,
             accept_future_minutes: 10,
+            max_expanded_bytes: 256 << 20,
             max_hours_per_request: 48,
         }
     }

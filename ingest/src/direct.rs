@@ -39,8 +39,10 @@ struct Group<'a> {
     spans: Vec<&'a [u8]>,
 }
 
-/// The request's spans as a `spans` batch (`None` when it has none), or [`Fallback`].
-pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
+/// The request's spans as a `spans` batch (`None` when it has none), or [`Fallback`]: also
+/// when the rows would take more than `max_expanded` bytes with their resources and scopes
+/// (the general path then refuses the request, saying why).
+pub(crate) fn spans(request: &[u8], max_expanded: u64) -> Result<Option<RecordBatch>> {
     let mut groups = Vec::new();
     let mut fields = Fields::new(request);
     while let Some((number, value)) = fields.next_field()? {
@@ -63,9 +65,29 @@ pub(crate) fn spans(request: &[u8]) -> Result<Option<RecordBatch>> {
     let owners: Vec<_> = (groups.into_iter())
         .map(|g| (g.resource, g.scope))
         .collect();
+    expansion_within(&owners, rows.iter().map(|(o, _)| *o), max_expanded)?;
     span_rows_to_batch(&owners, &rows)
         .map(Some)
         .map_err(|_| Fallback)
+}
+
+/// Whether rows of `owners` (given by index) take at most `max` bytes once each row carries its
+/// resource and scope, measured as the general path measures them
+/// ([`crate::pipeline::row_bytes`]).
+fn expansion_within(
+    owners: &[(Arc<Resource>, Arc<Scope>)],
+    rows: impl Iterator<Item = usize>,
+    max: u64,
+) -> Result<()> {
+    let sizes: Vec<u64> = (owners.iter())
+        .map(|(r, s)| crate::pipeline::row_bytes(r, s))
+        .collect();
+    let expanded = rows.fold(0u64, |total, o| total.saturating_add(sizes[o]));
+    if expanded > max {
+        Err(Fallback)
+    } else {
+        Ok(())
+    }
 }
 
 /// A field that may appear once: prost merges repeated messages (or lets a second oneof member

@@ -10,6 +10,12 @@ pub enum Error {
     Decode(String),
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "the request would take {bytes} bytes once stored, more than the limit of {limit} \
+         ([ingest] max_expanded_bytes): every item carries a copy of its resource and scope \
+         attributes; send fewer items per request or smaller resources"
+    )]
+    Expands { bytes: u64, limit: u64 },
     #[error("unsupported {what} {value:?}; use {allowed}")]
     Unsupported {
         what: &'static str,
@@ -46,7 +52,7 @@ impl Error {
         use spyglass_store::ErrorKind;
         match self {
             Error::Decode(_) => Answer::BadRequest,
-            Error::TooLarge { .. } => Answer::TooLarge,
+            Error::TooLarge { .. } | Error::Expands { .. } => Answer::TooLarge,
             Error::Unsupported { .. } => Answer::UnsupportedMediaType,
             Error::Unauthenticated => Answer::Unauthenticated,
             Error::Store(spyglass_store::Error::TooLarge { .. }) => Answer::TooLarge,

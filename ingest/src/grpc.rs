@@ -54,22 +54,11 @@ impl GrpcReceiver {
             .await
     }
 
-    fn authorize<T>(&self, signal: Signal, request: &Request<T>) -> Result<(), Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        self.ingest
-            .authorize(header)
-            .map_err(|e| self.status(signal, e))
-    }
-
     /// `TraceService/Export`, with the request message's bytes (see [`raw`]).
     async fn export_traces(
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.authorize(Signal::Spans, &request)?;
         let result = self
             .ingest
             .traces_protobuf(request.get_ref(), Protocol::Grpc)
@@ -83,7 +72,6 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.authorize(Signal::Metrics, &request)?;
         let result = self
             .ingest
             .metrics_protobuf(request.get_ref(), Protocol::Grpc)
@@ -97,7 +85,6 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.authorize(Signal::Logs, &request)?;
         let result = async {
             let decoded = ExportLogsServiceRequest::decode(request.get_ref().clone())
                 .map_err(|e| Error::Decode(e.to_string()))?;

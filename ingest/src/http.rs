@@ -263,7 +263,7 @@ pub fn decode_and_convert(
     match path {
         "/v1/traces" => {
             if format == Format::Protobuf
-                && let Ok(batch) = crate::direct::spans(&bytes)
+                && let Ok(batch) = crate::direct::spans(&bytes, u64::MAX)
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
@@ -272,7 +272,7 @@ pub fn decode_and_convert(
         }
         "/v1/metrics" => {
             if format == Format::Protobuf
-                && let Ok(batch) = crate::direct::metrics(&bytes)
+                && let Ok(batch) = crate::direct::metrics(&bytes, u64::MAX)
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }

@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use spyglass_store::model::{LogRecord, MetricPoint, Resource, Scope, Span};
 use spyglass_store::{Records, Signal, SourceDecoder, Store};
 
 use crate::config::IngestConfig;
@@ -185,13 +186,20 @@ impl Ingest {
     }
 
     /// Converts and appends items, answering with what was dropped: `(rejected, message)`.
-    async fn store_converted<T>(
+    /// Refuses the request before building its rows when they would take more than
+    /// `max_expanded_bytes` with their resources and scopes.
+    async fn store_converted<T: Owned>(
         &self,
         signal: Signal,
         protocol: Protocol,
         converted: Converted<T>,
         wrap: fn(Vec<T>) -> Records,
     ) -> Result<(i64, String)> {
+        let limit = self.config.max_expanded_bytes;
+        let bytes = expanded_bytes(&converted.items);
+        if bytes > limit {
+            return Err(Error::Expands { bytes, limit });
+        }
         let rejected = converted.rejected;
         let message = converted.error_message();
         let batch = match converted.items.is_empty() {
@@ -209,9 +217,9 @@ impl Ingest {
         signal: Signal,
         protocol: Protocol,
         body: &Bytes,
-        read: fn(&[u8]) -> std::result::Result<Option<RecordBatch>, Fallback>,
+        read: fn(&[u8], u64) -> std::result::Result<Option<RecordBatch>, Fallback>,
     ) -> Result<bool> {
-        match read(body) {
+        match read(body, self.config.max_expanded_bytes) {
             Ok(Some(batch)) if !self.window(signal).admits_batch(&batch) => Ok(false),
             Ok(batch) => {
                 (self.store(signal, protocol, batch, 0, Some(body.clone()))).await?;
@@ -307,6 +315,56 @@ impl Ingest {
     }
 }
 
+/// An item that carries its resource and scope.
+pub(crate) trait Owned {
+    fn owners(&self) -> (&Arc<Resource>, &Arc<Scope>);
+}
+
+impl Owned for Span {
+    fn owners(&self) -> (&Arc<Resource>, &Arc<Scope>) {
+        (&self.resource, &self.scope)
+    }
+}
+
+impl Owned for MetricPoint {
+    fn owners(&self) -> (&Arc<Resource>, &Arc<Scope>) {
+        (&self.resource, &self.scope)
+    }
+}
+
+impl Owned for LogRecord {
+    fn owners(&self) -> (&Arc<Resource>, &Arc<Scope>) {
+        (&self.resource, &self.scope)
+    }
+}
+
+/// What one row takes with its copy of its resource and scope, about: the owners' attributes
+/// and names, and a floor for the row's own columns.
+pub(crate) fn row_bytes(resource: &Resource, scope: &Scope) -> u64 {
+    spyglass_store::model::owner_bytes(resource, scope) + 64
+}
+
+/// What the items' rows take, by [`row_bytes`] (items of one group are together, so each group
+/// is measured once).
+fn expanded_bytes<T: Owned>(items: &[T]) -> u64 {
+    let mut last: Option<(*const Resource, *const Scope, u64)> = None;
+    let mut total = 0u64;
+    for item in items {
+        let (resource, scope) = item.owners();
+        let key = (Arc::as_ptr(resource), Arc::as_ptr(scope));
+        let size = match last {
+            Some((r, s, size)) if (r, s) == key => size,
+            _ => {
+                let size = row_bytes(resource, scope);
+                last = Some((key.0, key.1, size));
+                size
+            }
+        };
+        total = total.saturating_add(size);
+    }
+    total
+}
+
 pub(crate) fn decode_protobuf<M: Message + Default>(body: &[u8]) -> Result<M> {
     M::decode(body).map_err(|e| Error::Decode(e.to_string()))
 }
@@ -319,8 +377,8 @@ pub(crate) fn decode_protobuf<M: Message + Default>(body: &[u8]) -> Result<M> {
 pub fn source_decoder() -> SourceDecoder {
     Arc::new(|signal, bytes| {
         let fast = match signal {
-            Signal::Spans => direct::spans(bytes),
-            Signal::Metrics => direct::metrics(bytes),
+            Signal::Spans => direct::spans(bytes, u64::MAX),
+            Signal::Metrics => direct::metrics(bytes, u64::MAX),
             Signal::Logs => Err(Fallback),
         };
         let why = |e: Error| e.to_string();
@@ -393,7 +451,7 @@ mod tests {
             key_strindex: 0,
         }];
         let bytes = request(vec![with_array]);
-        assert_eq!(direct::spans(&bytes), Err(Fallback));
+        assert_eq!(direct::spans(&bytes, u64::MAX), Err(Fallback));
         let general = convert::spans(decode_protobuf(&bytes).unwrap());
         let expected = Records::Spans(general.items).to_batch().unwrap();
         assert_eq!(decode(Signal::Spans, &bytes).unwrap(), expected);

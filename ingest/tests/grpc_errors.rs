@@ -156,6 +156,37 @@ async fn spans_over_a_million_hours_make_no_more_parts_than_the_limit() {
 }
 
 #[tokio::test]
+async fn a_missing_token_is_answered_before_the_body_is_sent() {
+    let config = IngestConfig {
+        tokens: vec![Token::new("t0k")],
+        ..IngestConfig::default()
+    };
+    let (_store, url, _dir) = start(config, StoreConfig::default()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // A client-streaming call whose message never comes: only the headers reach the server.
+    let body = tokio_stream::pending::<ExportTraceServiceRequest>();
+    let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        .parse()
+        .unwrap();
+    let call = grpc.client_streaming::<_, _, ExportTraceServiceResponse, _>(
+        tonic::Request::new(body),
+        path,
+        tonic_prost::ProstCodec::default(),
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
 async fn a_missing_token_is_unauthenticated() {
     let config = IngestConfig {
         tokens: vec![Token::new("t0k")],

@@ -517,3 +517,106 @@ async fn hand_written_json_for_all_signals_plain_gzip_and_zstd() {
         );
     }
 }
+
+/// The process's peak resident memory so far, from `/proc/self/status`.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_small_gzip_request_that_expands_past_the_limit_is_refused() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let h = harness(IngestConfig::default(), StoreConfig::default());
+    // One resource with a 1 MiB attribute, and 100,000 minimal spans: each stored row would
+    // carry a copy of the resource, 100 GB in all.
+    let resource = Resource {
+        attributes: vec![KeyValue {
+            key: "k8s.pod.annotations".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(1 << 20))),
+            }),
+            key_strindex: 0,
+        }],
+        ..Default::default()
+    };
+    let now = now_nanos();
+    let spans: Vec<OtlpSpan> = (0..100_000u32)
+        .map(|i| OtlpSpan {
+            trace_id: [&[7u8; 12][..], &i.to_be_bytes()].concat(),
+            span_id: [&[1u8; 4][..], &i.to_be_bytes()].concat(),
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 1,
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let plain = request.encode_to_vec();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&plain).unwrap();
+    let body = gz.finish().unwrap();
+    assert!(
+        body.len() < 1 << 20,
+        "a small request: {} bytes",
+        body.len()
+    );
+
+    let answer = post(
+        &h,
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert!(text.contains("max_expanded_bytes"), "{text}");
+    assert_eq!(
+        h.store
+            .snapshot()
+            .read_records(Signal::Spans)
+            .unwrap()
+            .len(),
+        0
+    );
+    let peak = peak_rss_bytes();
+    assert!(
+        peak < 1 << 30,
+        "peak RSS {} MiB, over the 1 GiB budget",
+        peak >> 20
+    );
+
+    // The same spans with a small resource are stored.
+    let mut small = request.clone();
+    small.resource_spans[0].resource = None;
+    let answer = post(
+        &h,
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        small.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        h.store
+            .snapshot()
+            .read_records(Signal::Spans)
+            .unwrap()
+            .len(),
+        100_000
+    );
+}

@@ -130,6 +130,42 @@ pub struct Resource {
     pub schema_url: String,
 }
 
+impl AttrValue {
+    /// Bytes the value takes in the tables' columns, about (a lower bound for nested values,
+    /// stored as typed JSON).
+    pub fn stored_bytes(&self) -> u64 {
+        match self {
+            AttrValue::Empty => 0,
+            AttrValue::Str(s) => s.len() as u64,
+            AttrValue::Bool(_) => 1,
+            AttrValue::Int(_) | AttrValue::Double(_) => 8,
+            AttrValue::Bytes(b) => b.len() as u64,
+            AttrValue::Array(values) => values.iter().map(|v| 2 + v.stored_bytes()).sum(),
+            AttrValue::KvList(pairs) => pairs
+                .iter()
+                .map(|kv| 4 + kv.key.len() as u64 + kv.value.stored_bytes())
+                .sum(),
+        }
+    }
+}
+
+impl Attributes {
+    /// Bytes the attributes take in the tables' columns, about.
+    pub fn stored_bytes(&self) -> u64 {
+        self.iter()
+            .map(|kv| 8 + kv.key.len() as u64 + kv.value.stored_bytes())
+            .sum()
+    }
+}
+
+/// Bytes one row's copy of its resource and scope takes in a table: every row carries them.
+pub fn owner_bytes(resource: &Resource, scope: &Scope) -> u64 {
+    resource.attributes.stored_bytes()
+        + resource.schema_url.len() as u64
+        + scope.attributes.stored_bytes()
+        + (scope.name.len() + scope.version.len() + scope.schema_url.len()) as u64
+}
+
 impl Resource {
     /// `service.name`, or `unknown_service` as the OpenTelemetry SDKs default to.
     pub fn service_name(&self) -> &str {

@@ -24,7 +24,7 @@ use crate::convert::{self, NO_RECORDED_VALUE, optional_id};
 use crate::wire::{Fallback, Fields, Result, Value, packed_varints, zigzag32};
 
 /// The request's points as a `metrics` batch (`None` when it has none), or [`Fallback`].
-pub(crate) fn metrics(request: &[u8]) -> Result<Option<RecordBatch>> {
+pub(crate) fn metrics(request: &[u8], max_expanded: u64) -> Result<Option<RecordBatch>> {
     let (mut owners, mut metrics, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     // The values of exponential histogram and summary points, which are not in the request's
     // bytes as the batch takes them (varint bucket counts, quantile messages), with their rows.
@@ -52,6 +52,7 @@ pub(crate) fn metrics(request: &[u8]) -> Result<Option<RecordBatch>> {
     for (row, value) in &owned {
         rows[*row].value = ValueRef::Other(value);
     }
+    super::expansion_within(&owners, rows.iter().map(|r| r.owner), max_expanded)?;
     point_rows_to_batch(&owners, &metrics, &rows)
         .map(Some)
         .map_err(|_| Fallback)

@@ -225,7 +225,7 @@ proptest! {
     fn the_fast_path_makes_the_general_paths_batch_or_falls_back(request in request()) {
         let bytes = request.encode_to_vec();
         let (expected, rejected) = general(&bytes).expect("prost decodes what it encoded");
-        match spans(&bytes) {
+        match spans(&bytes, u64::MAX) {
             Ok(batch) => {
                 prop_assert_eq!(rejected, 0);
                 prop_assert_eq!(batch, expected);
@@ -246,7 +246,7 @@ proptest! {
         damage in damage(),
     ) {
         let bytes = damaged(request.encode_to_vec(), damage);
-        if let Ok(batch) = spans(&bytes) {
+        if let Ok(batch) = spans(&bytes, u64::MAX) {
             let (expected, rejected) = general(&bytes).expect("prost decodes what the fast path took");
             prop_assert_eq!(rejected, 0);
             prop_assert_eq!(batch, expected);
@@ -280,7 +280,7 @@ fn repeated_keys_and_fields_read_as_prost_reads_them() {
         }],
     }
     .encode_to_vec();
-    let batch = spans(&bytes).unwrap().unwrap();
+    let batch = spans(&bytes, u64::MAX).unwrap().unwrap();
     assert_eq!(Some((Some(batch), 0)), general(&bytes));
 
     // A second status in one span: prost merges the two, the fast path leaves it to prost.
@@ -302,7 +302,7 @@ fn repeated_keys_and_fields_read_as_prost_reads_them() {
     for at in [1, 3, 5] {
         bytes[at] += extra;
     }
-    assert_eq!(spans(&bytes), Err(Fallback));
+    assert_eq!(spans(&bytes, u64::MAX), Err(Fallback));
     let (batch, rejected) = general(&bytes).unwrap();
     assert_eq!((batch.unwrap().num_rows(), rejected), (1, 0));
 }

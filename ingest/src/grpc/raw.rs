@@ -3,7 +3,8 @@
 //! (INVALID_ARGUMENT, as OTLP asks) rather than by the generated server's codec (INTERNAL).
 //!
 //! tonic still does the framing, decompression (gzip, zstd), the size limit and the response
-//! encoding; only the codec and the routing differ from the generated servers.
+//! encoding; only the codec and the routing differ from the generated servers. The bearer
+//! token is checked here, on the headers, before any of the body is read.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use spyglass_store::Signal;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -23,6 +25,7 @@ use super::GrpcReceiver;
 
 /// One OTLP service: its name and what `Export` answers.
 pub(super) trait Export: Send + Sync + 'static {
+    const SIGNAL: Signal;
     const SERVICE: &'static str;
     const PATH: &'static str;
     type Response: Message + Send + 'static;
@@ -37,6 +40,7 @@ pub(super) struct Metrics;
 pub(super) struct Logs;
 
 impl Export for Traces {
+    const SIGNAL: Signal = Signal::Spans;
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     type Response = ExportTraceServiceResponse;
@@ -49,6 +53,7 @@ impl Export for Traces {
 }
 
 impl Export for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     type Response = ExportMetricsServiceResponse;
@@ -61,6 +66,7 @@ impl Export for Metrics {
 }
 
 impl Export for Logs {
+    const SIGNAL: Signal = Signal::Logs;
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     type Response = ExportLogsServiceResponse;
@@ -173,6 +179,16 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != E::PATH {
             let status = Status::unimplemented(format!("{} has only Export", E::SERVICE));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        // The token is checked on the headers, before the body is read or decompressed: an
+        // unauthenticated client cannot make the server hold its body.
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = self.receiver.ingest.authorize(header) {
+            let status = self.receiver.status(E::SIGNAL, e);
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let server = self.clone();

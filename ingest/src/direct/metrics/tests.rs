@@ -331,7 +331,7 @@ proptest! {
     fn the_fast_path_makes_the_general_paths_batch_or_falls_back(request in request()) {
         let bytes = request.encode_to_vec();
         let (expected, rejected) = general(&bytes).expect("prost decodes what it encoded");
-        match metrics(&bytes) {
+        match metrics(&bytes, u64::MAX) {
             Ok(batch) => {
                 prop_assert_eq!(rejected, 0);
                 prop_assert_eq!(bits(&batch), bits(&expected));
@@ -351,7 +351,7 @@ proptest! {
         damage in damage(),
     ) {
         let bytes = damaged(request.encode_to_vec(), damage);
-        if let Ok(batch) = metrics(&bytes) {
+        if let Ok(batch) = metrics(&bytes, u64::MAX) {
             let (expected, rejected) =
                 general(&bytes).expect("prost decodes what the fast path took");
             prop_assert_eq!(rejected, 0);
@@ -385,7 +385,7 @@ fn a_gap_and_a_second_value_read_as_prost_reads_them() {
     };
     // A point without a value is a gap when flagged so, and stored as NaN.
     let gap = request(vec![point(None, 1)]).encode_to_vec();
-    let batch = metrics(&gap).unwrap();
+    let batch = metrics(&gap, u64::MAX).unwrap();
     assert_eq!(bits(&batch), bits(&general(&gap).unwrap().0));
     let value = batch.unwrap().column_by_name("value").unwrap().clone();
     let value = value
@@ -396,7 +396,7 @@ fn a_gap_and_a_second_value_read_as_prost_reads_them() {
     assert!(value.is_nan());
     // Without the flag, the general path rejects it: the fast path falls back.
     let missing = request(vec![point(None, 0)]).encode_to_vec();
-    assert_eq!(metrics(&missing), Err(Fallback));
+    assert_eq!(metrics(&missing, u64::MAX), Err(Fallback));
     assert_eq!(general(&missing).unwrap().1, 1);
 
     // Both `as_int` and `as_double` in one point: the last one wins.
@@ -415,7 +415,7 @@ fn a_gap_and_a_second_value_read_as_prost_reads_them() {
     .encode_to_vec();
     metric_bytes.extend(wrap(5, wrap(1, point_bytes)));
     let bytes = wrap(1, wrap(2, wrap(2, metric_bytes)));
-    let batch = metrics(&bytes).unwrap();
+    let batch = metrics(&bytes, u64::MAX).unwrap();
     assert_eq!(bits(&batch), bits(&general(&bytes).unwrap().0));
     let ints = batch.unwrap().column_by_name("value_int").unwrap().clone();
     assert!(ints.is_null(0), "the double came last");
@@ -493,11 +493,15 @@ fn every_point_the_general_path_rejects_sends_the_request_there() {
         .encode_to_vec()
     };
     let fine = request(number(good.clone()));
-    assert_eq!(metrics(&fine).unwrap().unwrap().num_rows(), 1);
+    assert_eq!(metrics(&fine, u64::MAX).unwrap().unwrap().num_rows(), 1);
     for (i, data) in defects.into_iter().enumerate() {
         let bytes = request(data);
         assert_eq!(general(&bytes).unwrap().1, 1, "defect {i} is rejected");
-        assert_eq!(metrics(&bytes), Err(Fallback), "defect {i} falls back");
+        assert_eq!(
+            metrics(&bytes, u64::MAX),
+            Err(Fallback),
+            "defect {i} falls back"
+        );
     }
 }
 
@@ -529,7 +533,7 @@ fn repeated_bucket_runs_and_messages_go_to_the_general_path() {
     let twice = [wrap(8, &counts(&[1])), wrap(8, &counts(&[2]))].concat();
     let fine = request(once_each);
     assert_eq!(
-        bits(&metrics(&fine).unwrap()),
+        bits(&metrics(&fine, u64::MAX).unwrap()),
         bits(&general(&fine).unwrap().0)
     );
     for (what, point) in [
@@ -540,6 +544,6 @@ fn repeated_bucket_runs_and_messages_go_to_the_general_path() {
         let bytes = request(point);
         let (batch, rejected) = general(&bytes).unwrap();
         assert!(batch.is_some() && rejected == 0, "{what}: prost takes it");
-        assert_eq!(metrics(&bytes), Err(Fallback), "{what}");
+        assert_eq!(metrics(&bytes, u64::MAX), Err(Fallback), "{what}");
     }
 }
