@@ -14,8 +14,12 @@ use spyglass_ui::{EngineSlot, Readiness, UiServer};
 
 /// Serves `store` on a free port; the server lives as long as the test's runtime.
 async fn serve(store: Store) -> SocketAddr {
+    serve_engine(QueryEngine::new(store, QueryConfig::default())).await
+}
+
+async fn serve_engine(engine: QueryEngine) -> SocketAddr {
     let slot = EngineSlot::default();
-    slot.set(QueryEngine::new(store, QueryConfig::default()));
+    slot.set(engine);
     let readiness = Readiness::default();
     readiness.set_ready();
     let server = UiServer::bind("127.0.0.1:0".parse().unwrap(), readiness, slot)
@@ -435,4 +439,31 @@ async fn logs_and_metrics_endpoints() {
     let (status, bad) = get(addr, "/api/v1/metrics/series?name=queue.depth&agg=median").await;
     assert_eq!(status, 400);
     assert!(bad["error"].as_str().unwrap().contains("agg"));
+}
+
+#[tokio::test]
+async fn queries_past_max_concurrent_are_told_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::loaded_store(dir.path(), Layout::Split).await;
+    let config = QueryConfig {
+        max_concurrent: 1,
+        ..QueryConfig::default()
+    };
+    let engine = QueryEngine::new(store, config);
+    let addr = serve_engine(engine.clone()).await;
+    // One query is running: it holds the only permit.
+    let running = engine.try_admit().expect("a permit is free");
+    let response = reqwest::get(format!("http://{addr}/api/v1/services"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("max_concurrent"),
+        "{body}"
+    );
+    drop(running);
+    let (status, _) = get(addr, "/api/v1/services").await;
+    assert_eq!(status, 200, "answered once the running query is done");
 }

@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 pub struct QueryConfig {
     /// Most rows a SQL query returns; the answer says `truncated` when there were more.
     pub sql_max_rows: usize,
+    /// Most bytes (in memory, as Arrow) a SQL answer holds; the answer is cut there and says
+    /// `truncated`. Also the most one call of a growing function (`repeat`, `lpad`, `range`, …)
+    /// may make.
+    pub sql_max_bytes: u64,
+    /// Most bytes one value made by a growing function may take; past it the query is refused.
+    pub sql_max_value_bytes: u64,
+    /// Queries (SQL, searches, trace lookups, health and graph queries) running at once; one
+    /// more is answered 429 with a retry delay.
+    pub max_concurrent: usize,
     /// Time limit of one SQL query or search, in seconds; past it the query is cancelled (504).
     pub query_timeout_secs: u64,
     /// Memory SQL queries may use together for sorts, joins and aggregations, in bytes; past it
@@ -30,6 +39,9 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             sql_max_rows: 10_000,
+            sql_max_bytes: 64 << 20,
+            sql_max_value_bytes: 16 << 20,
+            max_concurrent: 16,
             query_timeout_secs: 30,
             sql_memory_limit_bytes: 512 << 20,
             trace_max_spans: 50_000,

@@ -13,6 +13,7 @@
 //!                 └  health, graph ─▶ span-metrics series in the metrics table
 //! ```
 
+mod bounded;
 mod config;
 mod error;
 mod graph;
@@ -64,6 +65,8 @@ pub struct QueryEngine {
     points: Arc<health::PointCache>,
     /// Tables other crates supply (`alerts`), by name.
     supplied: Arc<std::sync::RwLock<SuppliedTables>>,
+    /// Permits for queries from the API (`max_concurrent`); see [`QueryEngine::try_admit`].
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl QueryEngine {
@@ -72,6 +75,7 @@ impl QueryEngine {
             .with_memory_limit(config.sql_memory_limit_bytes, 1.0)
             .build_arc()
             .expect("a runtime of a memory pool and a lazily created spill directory builds");
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
         Self {
             store,
             points: Arc::new(health::PointCache::new(config.span_metrics_cache_bytes)),
@@ -80,7 +84,15 @@ impl QueryEngine {
             stats: Arc::default(),
             series_keys: Arc::default(),
             supplied: Arc::default(),
+            admission,
         }
+    }
+
+    /// A permit for one query from the API, held while it runs; `None` when `max_concurrent`
+    /// queries run already (the caller answers 429). Alert evaluation does not take one: it
+    /// must not be turned away by readers.
+    pub fn try_admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.admission.clone().try_acquire_owned().ok()
     }
 
     /// Makes `source` queryable with SQL as the table `name`, in this engine and its clones.

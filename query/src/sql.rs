@@ -45,6 +45,13 @@ impl QueryEngine {
         config.options_mut().execution.parquet.pushdown_filters = pushdown;
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         ctx.add_optimizer_rule(Arc::new(CountFromRollups));
+        crate::bounded::register(
+            &ctx,
+            crate::bounded::Limits {
+                max_value_bytes: self.config.sql_max_value_bytes,
+                max_call_bytes: self.config.sql_max_bytes,
+            },
+        );
         for signal in Signal::ALL {
             ctx.register_table(
                 signal.as_str(),
@@ -70,12 +77,12 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let max_rows = self.config.sql_max_rows;
+        let (max_rows, max_bytes) = (self.config.sql_max_rows, self.config.sql_max_bytes);
         let timeout = self.config.query_timeout();
         let run = async {
             let frame = ctx.sql_with_options(query, options).await?;
             let stream = frame.execute_stream().await?;
-            collect_limited(stream, max_rows).await
+            collect_limited(stream, max_rows, max_bytes).await
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(Err(Error::Sql(message))) if is_refused_statement(&message) => {
@@ -119,16 +126,34 @@ fn is_refused_statement(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
+/// Collects the answer up to `max_rows` rows and `max_bytes` bytes (as Arrow in memory; a
+/// batch that would pass it is cut to the rows that fit).
 async fn collect_limited(
     mut stream: SendableRecordBatchStream,
     max_rows: usize,
+    max_bytes: u64,
 ) -> Result<SqlOutput> {
     let schema = stream.schema();
     let mut batches = Vec::new();
     let mut rows = 0;
+    let mut bytes = 0u64;
     let mut truncated = false;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
+        let size = batch.get_array_memory_size() as u64;
+        if bytes + size > max_bytes && batch.num_rows() > 0 {
+            // Rows that fit, at this batch's average row size.
+            let per_row = (size / batch.num_rows() as u64).max(1);
+            let fit = (max_bytes.saturating_sub(bytes) / per_row) as usize;
+            let keep = fit.min(batch.num_rows()).min(max_rows - rows);
+            if keep > 0 {
+                batches.push(batch.slice(0, keep));
+            }
+            rows += keep;
+            truncated = true;
+            break;
+        }
+        bytes += size;
         if rows + batch.num_rows() > max_rows {
             let keep = max_rows - rows;
             if keep > 0 {

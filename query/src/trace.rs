@@ -59,11 +59,15 @@ impl QueryEngine {
         let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
-        let spans = tokio::task::spawn_blocking(move || snapshot.find_trace(&trace_id)).await??;
+        let (mut found, cut) = tokio::task::spawn_blocking(move || {
+            snapshot.find_traces_limited(&[trace_id], read_limit(cap))
+        })
+        .await??;
+        let spans = found.remove(&trace_id).unwrap_or_default();
         if spans.is_empty() {
             return Err(Error::NotFound(format!("trace {}", trace_id.to_hex())));
         }
-        Ok(assemble(trace_id, spans, cap))
+        Ok(assemble(trace_id, spans, cap, cut))
     }
 }
 
@@ -88,32 +92,41 @@ impl QueryEngine {
         let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
-        let spans = tokio::task::spawn_blocking(move || -> Result<Vec<Span>> {
-            let batches = snapshot.trace_rows(&[trace_id], Some(&TREE_COLUMNS))?;
-            tree_spans(trace_id, &batches)
+        let (spans, cut) = tokio::task::spawn_blocking(move || -> Result<(Vec<Span>, bool)> {
+            let (batches, cut) =
+                snapshot.trace_rows_limited(&[trace_id], Some(&TREE_COLUMNS), read_limit(cap))?;
+            Ok((tree_spans(trace_id, &batches)?, cut))
         })
         .await??;
         if spans.is_empty() {
             return Err(Error::NotFound(format!("trace {}", trace_id.to_hex())));
         }
-        Ok(assemble(trace_id, spans, cap))
+        Ok(assemble(trace_id, spans, cap, cut))
     }
 
     /// Several traces (as [`QueryEngine::trace`] gives them) in the order of `ids`, reading
-    /// each part once; ids without spans are left out.
+    /// each part once; ids without spans are left out. All of them together are read up to
+    /// the row limit of one trace: when that cuts the reading, every trace of the answer says
+    /// `truncated`, since which of them lost spans is not known.
     pub async fn traces(&self, ids: Vec<TraceId>) -> Result<Vec<Trace>> {
         let _timer = self.stats.time(crate::QueryKind::Trace);
         let snapshot = self.snapshot();
         let cap = self.config.trace_max_spans;
         tokio::task::spawn_blocking(move || {
-            let mut found = snapshot.find_traces(&ids)?;
+            let (mut found, cut) = snapshot.find_traces_limited(&ids, read_limit(cap))?;
             Ok(ids
                 .iter()
-                .filter_map(|id| Some(assemble(*id, found.remove(id)?, cap)))
+                .filter_map(|id| Some(assemble(*id, found.remove(id)?, cap, cut)))
                 .collect())
         })
         .await?
     }
+}
+
+/// Rows read for a trace of at most `cap` spans: room for each span twice (an export retried
+/// is stored twice, and kept once), and no more, whatever the trace's size.
+fn read_limit(cap: usize) -> usize {
+    cap.saturating_mul(2).max(1)
 }
 
 /// Spans with the tree columns only, each span id once, sorted by start time.
@@ -183,9 +196,11 @@ fn tree_spans(trace_id: TraceId, batches: &[RecordBatch]) -> Result<Vec<Span>> {
 }
 
 /// Orders `spans` (unique span ids, sorted by start time) as a tree, keeping at most `cap`.
-pub(crate) fn assemble(trace_id: TraceId, mut spans: Vec<Span>, cap: usize) -> Trace {
+/// The trace of `spans` in tree order, cut to `cap` spans; `cut` says the reading already
+/// stopped at its limit (then `total_spans` counts what was read, a lower bound).
+pub(crate) fn assemble(trace_id: TraceId, mut spans: Vec<Span>, cap: usize, cut: bool) -> Trace {
     let total_spans = spans.len();
-    let truncated = spans.len() > cap;
+    let truncated = cut || spans.len() > cap;
     spans.truncate(cap);
 
     let index: HashMap<SpanId, usize> = spans
@@ -284,7 +299,7 @@ mod tests {
             span(4, Some(3), 2),
             span(2, Some(1), 5),
         ];
-        let trace = assemble(TraceId([1; 16]), spans, 100);
+        let trace = assemble(TraceId([1; 16]), spans, 100, false);
         assert_eq!(
             shape(&trace),
             vec![(1, 0, false), (3, 1, false), (4, 2, false), (2, 1, false)]
@@ -301,7 +316,7 @@ mod tests {
             span(6, Some(7), 2),
             span(7, Some(6), 3),
         ];
-        let trace = assemble(TraceId([1; 16]), spans, 100);
+        let trace = assemble(TraceId([1; 16]), spans, 100, false);
         let got = shape(&trace);
         assert_eq!(got.len(), 4);
         assert_eq!(got[0], (1, 0, false));
@@ -315,7 +330,7 @@ mod tests {
         let spans: Vec<Span> = (0..10)
             .map(|i| span(i + 1, if i == 0 { None } else { Some(1) }, i as u64))
             .collect();
-        let trace = assemble(TraceId([1; 16]), spans, 4);
+        let trace = assemble(TraceId([1; 16]), spans, 4, false);
         assert!(trace.truncated);
         assert_eq!(trace.total_spans, 10);
         assert_eq!(

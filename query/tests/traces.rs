@@ -375,3 +375,63 @@ async fn a_duration_bound_inside_an_index_bucket_is_checked_on_the_span() {
         assert_eq!(page.traces, vec![TraceSummary::of(&trace)]);
     }
 }
+
+#[tokio::test]
+async fn a_huge_trace_is_cut_while_it_is_read() {
+    use spyglass_store::model::Span;
+    use spyglass_store::{Records, Store, StoreConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let base = common::span(common::SpanSpec {
+        trace: 9,
+        id: 1,
+        parent: None,
+        service: "batch",
+        name: "step",
+        kind: spyglass_store::model::SpanKind::Internal,
+        start_ms: 0,
+        duration_ms: 1,
+        error: None,
+        attributes: Default::default(),
+    });
+    // 3,000 spans of one trace: two parts and the memtable.
+    let spans: Vec<Span> = (0..3_000u32)
+        .map(|i| {
+            let mut s = base.clone();
+            s.span_id.0[4..].copy_from_slice(&(i + 1).to_be_bytes());
+            s.start_time_unix_nano += u64::from(i) * MS;
+            s.end_time_unix_nano += u64::from(i) * MS;
+            s
+        })
+        .collect();
+    for chunk in spans.chunks(1_000) {
+        store.append(&Records::Spans(chunk.to_vec())).await.unwrap();
+        if chunk[0].start_time_unix_nano < T0 + 2_000 * MS {
+            store.flush().await.unwrap();
+        }
+    }
+    let config = QueryConfig {
+        trace_max_spans: 100,
+        ..QueryConfig::default()
+    };
+    let engine = QueryEngine::new(store.clone(), config);
+    for trace in [
+        engine.trace(trace_id(9)).await.unwrap(),
+        engine.trace_tree(trace_id(9)).await.unwrap(),
+    ] {
+        assert!(trace.truncated);
+        assert_eq!(trace.spans.len(), 100);
+        assert!(
+            trace.total_spans <= 200,
+            "read {} spans for a view of 100",
+            trace.total_spans
+        );
+        assert_eq!(
+            trace.spans[0].span.start_time_unix_nano, T0,
+            "the earliest spans are kept"
+        );
+    }
+    let whole = QueryEngine::new(store, QueryConfig::default());
+    let trace = whole.trace(trace_id(9)).await.unwrap();
+    assert_eq!((trace.total_spans, trace.truncated), (3_000, false));
+}

@@ -108,7 +108,17 @@ impl Snapshot {
     /// The spans of several traces (as [`Snapshot::find_trace`] gives them), reading each part
     /// once for all of them. Traces with no span are absent from the answer.
     pub fn find_traces(&self, trace_ids: &[TraceId]) -> Result<HashMap<TraceId, Vec<Span>>> {
-        let batches = self.trace_rows(trace_ids, None)?;
+        Ok(self.find_traces_limited(trace_ids, usize::MAX)?.0)
+    }
+
+    /// [`Snapshot::find_traces`], reading at most `max_rows` rows (parts oldest first, then
+    /// the memtables); `true` beside the traces when the limit cut the reading short.
+    pub fn find_traces_limited(
+        &self,
+        trace_ids: &[TraceId],
+        max_rows: usize,
+    ) -> Result<(HashMap<TraceId, Vec<Span>>, bool)> {
+        let (batches, cut) = self.trace_rows_limited(trace_ids, None, max_rows)?;
         let mut seen = HashSet::new();
         let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::new();
         for batch in &batches {
@@ -121,7 +131,7 @@ impl Snapshot {
         for spans in traces.values_mut() {
             spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
         }
-        Ok(traces)
+        Ok((traces, cut))
     }
 
     /// The rows of several traces in parts and memtables, as stored: a span exported twice is
@@ -133,11 +143,26 @@ impl Snapshot {
         trace_ids: &[TraceId],
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>> {
+        Ok(self.trace_rows_limited(trace_ids, columns, usize::MAX)?.0)
+    }
+
+    /// [`Snapshot::trace_rows`], reading at most `max_rows` rows: parts oldest first, then the
+    /// memtables, so a cut keeps the earliest rows. `true` beside the rows when the limit cut
+    /// the reading short (a trace of millions of spans costs no more than the limit).
+    pub fn trace_rows_limited(
+        &self,
+        trace_ids: &[TraceId],
+        columns: Option<&[&str]>,
+        max_rows: usize,
+    ) -> Result<(Vec<RecordBatch>, bool)> {
         let mut sorted = trace_ids.to_vec();
         sorted.sort();
         sorted.dedup();
-        let mut batches = Vec::new();
-        for part in self.manifest.parts_of(Signal::Spans) {
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut left = max_rows;
+        let mut parts: Vec<_> = self.manifest.parts_of(Signal::Spans).collect();
+        parts.sort_by_key(|p| (p.meta().min_time_unix_nano, p.meta().id));
+        for part in parts {
             let index = part.index()?.ok_or_else(|| {
                 Error::Corrupt(format!("spans part {} has no index", part.meta().id))
             })?;
@@ -147,7 +172,21 @@ impl Snapshot {
                     here.push(*id);
                 }
             }
-            batches.extend(read_traces(part, &here, columns)?);
+            if here.is_empty() {
+                continue;
+            }
+            if left == 0 {
+                return Ok((batches, true));
+            }
+            // One row more than fits tells a cut from an exact fit.
+            for batch in read_traces(part, &here, columns, left.saturating_add(1))? {
+                if batch.num_rows() > left {
+                    batches.push(batch.slice(0, left));
+                    return Ok((batches, true));
+                }
+                left -= batch.num_rows();
+                batches.push(batch);
+            }
         }
         for batch in self.memtable_batches(Signal::Spans) {
             let ids = batch
@@ -176,9 +215,19 @@ impl Snapshot {
                 }
                 None => batch,
             };
+            if left == 0 {
+                return Ok((batches, true));
+            }
+            let mut rows = rows;
+            let cut = rows.len() > left;
+            rows.truncate(left);
+            left -= rows.len();
             batches.push(take_record_batch(&batch, &UInt32Array::from(rows))?);
+            if cut {
+                return Ok((batches, true));
+            }
         }
-        Ok(batches)
+        Ok((batches, false))
     }
 
     /// What the indexes know of each trace held by exactly one part and not by the memtable

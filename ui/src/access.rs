@@ -12,6 +12,8 @@
 //!   `/metrics` needs one of `[ui] metrics_tokens` (or of `tokens` when that is empty). The
 //!   pages and their assets hold no data and are served to anyone, so that the UI can ask for
 //!   the token.
+//! - **Admission.** A data request past `[query] max_concurrent` running ones gets 429 with
+//!   `Retry-After`.
 //! - Every answer gets `X-Content-Type-Options: nosniff`; API answers also a CSP that lets them
 //!   run nothing and be framed nowhere.
 
@@ -230,6 +232,23 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return with_headers(answer, &area);
     }
+    // Reading queries past `[query] max_concurrent` are told to come back.
+    let _permit = match (&area, state.engine.get()) {
+        (Area::Data, Some(engine)) => match engine.try_admit() {
+            Some(permit) => Some(permit),
+            None => {
+                let mut answer = refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many queries are running ([query] max_concurrent); retry shortly".into(),
+                );
+                answer
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return with_headers(answer, &area);
+            }
+        },
+        _ => None,
+    };
     let answer = next.run(request).await;
     with_headers(answer, &area)
 }

@@ -18,6 +18,10 @@ impl EngineSlot {
         // A second engine would mean two stores; the first one stays.
         let _ = self.0.set(engine);
     }
+
+    pub(crate) fn get(&self) -> Option<&QueryEngine> {
+        self.0.get()
+    }
 }
 
 /// Where the binary puts the alerting handle once the evaluator runs; until then the alerting

@@ -23,9 +23,10 @@ pub(crate) fn read_traces(
     part: &Part,
     trace_ids: &[TraceId],
     columns: Option<&[&str]>,
+    max_rows: usize,
 ) -> Result<Vec<RecordBatch>> {
     debug_assert!(trace_ids.is_sorted());
-    if trace_ids.is_empty() {
+    if trace_ids.is_empty() || max_rows == 0 {
         return Ok(Vec::new());
     }
     let path = &part.path();
@@ -80,6 +81,7 @@ pub(crate) fn read_traces(
     let reader = builder
         .with_row_groups(row_groups)
         .with_row_selection(selection)
+        .with_limit(max_rows)
         .build()
         .map_err(parquet_err(path, "read"))?;
     // The selection holds the traces' rows exactly: every row read is one of theirs.
@@ -256,7 +258,7 @@ mod tests {
             .collect();
         expected.sort_by_key(key);
 
-        let mut got: Vec<_> = read_traces(&part, &wanted, None)
+        let mut got: Vec<_> = read_traces(&part, &wanted, None, usize::MAX)
             .unwrap()
             .iter()
             .flat_map(|b| crate::schema::spans_from_batch(b).unwrap())
@@ -266,7 +268,7 @@ mod tests {
         assert!(got == expected, "the traces' spans, whole");
 
         let columns = ["span_id", "name"];
-        let rows: usize = read_traces(&part, &wanted, Some(&columns))
+        let rows: usize = read_traces(&part, &wanted, Some(&columns), usize::MAX)
             .unwrap()
             .iter()
             .map(|b| {
@@ -275,7 +277,7 @@ mod tests {
             })
             .sum();
         assert_eq!(rows, expected.len());
-        let none = read_traces(&part, &[TraceId([0xff; 16])], None).unwrap();
+        let none = read_traces(&part, &[TraceId([0xff; 16])], None, usize::MAX).unwrap();
         assert!(none.is_empty());
     }
 }
