@@ -156,6 +156,25 @@ impl Sources {
             "Client and server spans waiting for their other side to make a service-graph edge.",
             &[(vec![], self.ingest.span_metrics().waiting() as i64)],
         )?;
+        let span_metrics = self.ingest.span_metrics();
+        gauges(
+            &mut encoder,
+            "spyglass_span_metrics_series",
+            "Span-metric operations and service-graph edges kept now.",
+            &[(vec![], span_metrics.series() as i64)],
+        )?;
+        gauges(
+            &mut encoder,
+            "spyglass_span_metrics_series_limit",
+            "The limit of span-metric operations, and of edges ([ingest] span_metrics_max_series).",
+            &[(vec![], span_metrics.max_series() as i64)],
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_span_metrics_overflow_spans",
+            "Spans counted under an __overflow__ operation or edge because the limit was reached.",
+            &[(vec![], span_metrics.overflowed())],
+        )?;
         counters(
             &mut encoder,
             "spyglass_service_graph_dropped_spans",

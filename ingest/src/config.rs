@@ -50,6 +50,9 @@ pub struct IngestConfig {
     pub service_graph_wait_secs: u64,
     /// Most spans waiting to be paired into service-graph edges; beyond it the oldest are dropped.
     pub service_graph_max_pending: usize,
+    /// Most span-metric operations (service and span name) and as many service-graph edges;
+    /// past it new ones are counted under `__overflow__` (see `/metrics`).
+    pub span_metrics_max_series: usize,
     /// Oldest event time accepted, in hours before now; never more than the signal's retention
     /// (older items would be deleted at once). Raise it, with the retention, to backfill.
     /// Items outside the window are rejected through partial success, with the reason.
@@ -77,6 +80,7 @@ impl Default for IngestConfig {
             span_metrics_interval_secs: 15,
             service_graph_wait_secs: 10,
             service_graph_max_pending: 100_000,
+            span_metrics_max_series: crate::spanmetrics::DEFAULT_MAX_SERIES,
             accept_past_hours: 24 * 30,
             accept_future_minutes: 10,
             max_expanded_bytes: 256 << 20,

@@ -108,7 +108,8 @@ impl Ingest {
             Duration::from_secs(config.service_graph_wait_secs),
             config.service_graph_max_pending,
             started,
-        );
+        )
+        .with_max_series(config.span_metrics_max_series);
         Self {
             store,
             config: Arc::new(config),

@@ -20,6 +20,13 @@
 //! `server.address`/`net.peer.name` (`connection_type` = `database`, `messaging_system` or `virtual_node`).
 //! Waiting spans are bounded by `max_pending_edges`; beyond it the oldest are dropped and
 //! counted.
+//!
+//! Series are bounded too, as Tempo bounds its generator's: past `max_series` operations (one
+//! per service and span name) a new operation is counted under the span name `__overflow__`
+//! of its service (or of the service `__overflow__` when the service is new as well), and past
+//! `max_series` edges a new edge under `__overflow__` → `__overflow__`. Spans counted so are
+//! counted in [`SpanMetrics::overflowed`]. The names `spyglass.*` are Spyglass's own: ingest
+//! refuses them from clients.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +66,12 @@ impl Histogram {
         self.buckets[i] += 1;
     }
 }
+
+/// The name an operation or edge is counted under past the series limit.
+pub const OVERFLOW: &str = "__overflow__";
+
+/// Series the generator keeps by default: operations, and edges.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
 
 /// Totals per `(span kind, status)` of one operation.
 type ByKindStatus = BTreeMap<(&'static str, &'static str), Totals>;
@@ -234,6 +247,8 @@ struct State {
     /// Service → operation → totals; looked up by `&str`, so a known series costs no allocation.
     red: Map<String, Map<String, ByKindStatus>>,
     edges: BTreeMap<EdgeKey, Totals>,
+    /// Operations in `red`, all services together.
+    operations: usize,
     /// Client spans waiting for their server child: `(trace, client span id)` → place in
     /// `waiting`.
     clients: Map<(TraceId, SpanId), u64>,
@@ -274,6 +289,8 @@ pub struct SpanMetrics {
     max_pending: usize,
     started_unix_nano: u64,
     dropped_pending: Arc<AtomicU64>,
+    max_series: usize,
+    overflowed: Arc<AtomicU64>,
 }
 
 impl SpanMetrics {
@@ -284,7 +301,31 @@ impl SpanMetrics {
             max_pending,
             started_unix_nano,
             dropped_pending: Arc::default(),
+            max_series: DEFAULT_MAX_SERIES,
+            overflowed: Arc::default(),
         }
+    }
+
+    /// Keeps at most `max_series` operations and as many edges (see the module's docs).
+    pub fn with_max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series.max(1);
+        self
+    }
+
+    /// The series limit, for `/metrics`.
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
+    /// Operations and edges kept now.
+    pub fn series(&self) -> usize {
+        let state = self.state.lock().expect("span metrics lock");
+        state.operations + state.edges.len()
+    }
+
+    /// Spans counted under an overflow series because the limit was reached.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
     }
 
     /// Waiting spans dropped because the bound was reached.
@@ -319,14 +360,7 @@ impl SpanMetrics {
                 continue;
             };
             let name = spans.name.value(row);
-            let by_service = match state.red.get_mut(end.service) {
-                Some(ops) => ops,
-                None => state.red.entry(end.service.to_owned()).or_default(),
-            };
-            let by_op = match by_service.get_mut(name) {
-                Some(slots) => slots,
-                None => by_service.entry(name.to_owned()).or_default(),
-            };
+            let by_op = self.operation(&mut state, end.service, name);
             let status = if end.error { "error" } else { "ok" };
             let totals = by_op.entry((kind.as_str(), status)).or_default();
             totals.calls += 1;
@@ -337,7 +371,7 @@ impl SpanMetrics {
                     let id = (spans.trace_id(row), spans.span_id(row));
                     let server = (state.servers.remove(&id)).and_then(|s| state.waiting.take(s));
                     match server {
-                        Some(server) => add_edge(&mut state, end, server.end()),
+                        Some(server) => self.add_edge(&mut state, end, server.end()),
                         None => state.wait(true, id, now, Observation::of(&spans, row, kind, end)),
                     }
                 }
@@ -348,7 +382,7 @@ impl SpanMetrics {
                     let id = (spans.trace_id(row), parent);
                     let client = (state.clients.remove(&id)).and_then(|c| state.waiting.take(c));
                     match client {
-                        Some(client) => add_edge(&mut state, client.end(), end),
+                        Some(client) => self.add_edge(&mut state, client.end(), end),
                         None => state.wait(false, id, now, Observation::of(&spans, row, kind, end)),
                     }
                 }
@@ -356,6 +390,71 @@ impl SpanMetrics {
             }
         }
         self.expire(&mut state, now);
+    }
+
+    /// The totals of `service`'s operation `name`, or of an overflow operation when a new one
+    /// would pass the series limit.
+    fn operation<'s>(
+        &self,
+        state: &'s mut State,
+        service: &str,
+        name: &str,
+    ) -> &'s mut ByKindStatus {
+        let known = state
+            .red
+            .get(service)
+            .is_some_and(|ops| ops.contains_key(name));
+        let (service, name) = if known || state.operations < self.max_series {
+            (service, name)
+        } else {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            match state.red.get(service) {
+                Some(_) => (service, OVERFLOW),
+                None => (OVERFLOW, OVERFLOW),
+            }
+        };
+        let State {
+            red, operations, ..
+        } = state;
+        let by_service = match red.get_mut(service) {
+            Some(_) => red.get_mut(service).expect("just found"),
+            None => red.entry(service.to_owned()).or_default(),
+        };
+        if !by_service.contains_key(name) {
+            *operations += 1;
+            by_service.insert(name.to_owned(), ByKindStatus::default());
+        }
+        by_service.get_mut(name).expect("just inserted")
+    }
+
+    /// The totals of edge `key`, or of the overflow edge when a new one would pass the limit.
+    fn edge<'s>(&self, state: &'s mut State, key: EdgeKey) -> &'s mut Totals {
+        let key = if state.edges.len() < self.max_series || state.edges.contains_key(&key) {
+            key
+        } else {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            EdgeKey {
+                client: OVERFLOW.into(),
+                server: OVERFLOW.into(),
+                connection_type: "",
+            }
+        };
+        state.edges.entry(key).or_default()
+    }
+
+    fn add_edge(&self, state: &mut State, client: EdgeEnd<'_>, server: EdgeEnd<'_>) {
+        if client.service == server.service {
+            return;
+        }
+        let key = EdgeKey {
+            client: client.service.to_owned(),
+            server: server.service.to_owned(),
+            connection_type: "",
+        };
+        let totals = self.edge(state, key);
+        totals.calls += 1;
+        totals.errors += u64::from(client.error || server.error);
+        totals.duration.record(client.seconds);
     }
 
     /// Settles waiting spans older than the wait (and the oldest beyond the bound).
@@ -392,7 +491,7 @@ impl SpanMetrics {
                     server: peer,
                     connection_type,
                 };
-                let totals = state.edges.entry(key).or_default();
+                let totals = self.edge(state, key);
                 totals.calls += 1;
                 totals.errors += u64::from(obs.error);
                 totals.duration.record(obs.seconds);
@@ -514,21 +613,6 @@ impl SpanMetrics {
         }
         out
     }
-}
-
-fn add_edge(state: &mut State, client: EdgeEnd<'_>, server: EdgeEnd<'_>) {
-    if client.service == server.service {
-        return;
-    }
-    let key = EdgeKey {
-        client: client.service.to_owned(),
-        server: server.service.to_owned(),
-        connection_type: "",
-    };
-    let totals = state.edges.entry(key).or_default();
-    totals.calls += 1;
-    totals.errors += u64::from(client.error || server.error);
-    totals.duration.record(client.seconds);
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {

@@ -1,4 +1,8 @@
-//! Which event times a request may carry.
+//! Which event times a request may carry, and which metric names.
+//!
+//! Metric names starting with `spyglass.` are Spyglass's own (span metrics and the service
+//! graph, which the health pages, the map and the built-in alert rules read): a point a client
+//! sends under one is rejected, so that no client can falsify them.
 //!
 //! The store keeps one part per signal and hour, and retention deletes whole hours. An item
 //! stamped at time 0 or years ahead would be acknowledged and then deleted, and one request
@@ -21,6 +25,9 @@ use spyglass_store::model::{LogRecord, MetricPoint, Span};
 use crate::convert::Converted;
 
 const NANOS_PER_MINUTE: u64 = 60_000_000_000;
+
+/// The metric names only Spyglass writes.
+pub const RESERVED_PREFIX: &str = "spyglass.";
 const NANOS_PER_HOUR: u64 = 60 * NANOS_PER_MINUTE;
 
 /// The accepted event times of one request.
@@ -117,6 +124,19 @@ impl TimeWindow {
             },
             _ => None,
         };
+        if self.signal == Signal::Metrics {
+            let names = batch
+                .column_by_name("metric_name")
+                .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>());
+            match names {
+                Some(names)
+                    if !names
+                        .iter()
+                        .flatten()
+                        .any(|n| n.starts_with(RESERVED_PREFIX)) => {}
+                _ => return false,
+            }
+        }
         let mut hours = Hours::new(self.max_hours);
         (0..times.len()).all(|i| {
             let time = times.value(i);
@@ -154,6 +174,20 @@ impl TimeWindow {
     }
 
     pub(crate) fn retain_points(&self, converted: &mut Converted<MetricPoint>) {
+        let items = std::mem::take(&mut converted.items);
+        for point in items {
+            if point.metric_name.starts_with(RESERVED_PREFIX) {
+                let name = point.metric_name;
+                converted.reject(|| {
+                    format!(
+                        "metric {name:?}: names starting with {RESERVED_PREFIX:?} are Spyglass's \
+                         own (span metrics, service graph)"
+                    )
+                });
+            } else {
+                converted.items.push(point);
+            }
+        }
         self.retain(
             converted,
             |p| (p.time_unix_nano, p.time_unix_nano),
@@ -325,6 +359,45 @@ mod tests {
         assert_eq!(c.items.len(), max);
         assert_eq!(c.rejected as usize, 100 - max);
         assert!(c.error_message().contains("max_hours_per_request"));
+    }
+
+    #[test]
+    fn spyglass_metric_names_are_refused_from_clients() {
+        use spyglass_store::model::{NumberValue, PointValue};
+        let point = |name: &str| MetricPoint {
+            metric_name: name.into(),
+            description: String::new(),
+            unit: String::new(),
+            metric_type: Default::default(),
+            temporality: Default::default(),
+            is_monotonic: false,
+            attributes: Default::default(),
+            time_unix_nano: NOW,
+            start_time_unix_nano: 0,
+            flags: 0,
+            value: PointValue::Number(NumberValue::Double(1.0)),
+            exemplars: Vec::new(),
+            resource: Arc::new(Resource::default()),
+            scope: Arc::default(),
+        };
+        let mut c = Converted {
+            items: vec![
+                point("spyglass.span.calls"),
+                point("http.server.duration"),
+                point("spyglass.service_graph.failures"),
+            ],
+            rejected: 0,
+            first_error: None,
+        };
+        TimeWindow::new(Signal::Metrics, NOW, &IngestConfig::default(), 0).retain_points(&mut c);
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].metric_name, "http.server.duration");
+        assert_eq!(c.rejected, 2);
+        assert!(
+            c.error_message().contains("are Spyglass's own"),
+            "{}",
+            c.error_message()
+        );
     }
 
     #[test]

@@ -378,3 +378,56 @@ fn a_span_sent_twice_waits_once() {
     let state = generator.state.lock().unwrap();
     assert_eq!(state.waiting.spans.len(), 0, "nothing left waiting");
 }
+
+#[test]
+fn operations_and_edges_past_the_limit_go_to_the_overflow_series() {
+    let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0).with_max_series(3);
+    let start = Instant::now();
+    // One service with 10 span names (a name with an id in it): 3 kept, 7 overflow.
+    let spans: Vec<Span> = (0..10u8)
+        .map(|i| {
+            let name = format!("GET /users/{i}");
+            span(
+                (i + 1, 1, None),
+                "api",
+                &name,
+                SpanKind::Server,
+                5,
+                false,
+                vec![],
+            )
+        })
+        .collect();
+    generator.record(&spans, start);
+    // A new service once the limit is reached.
+    let late = span(
+        (50, 1, None),
+        "late",
+        "GET /",
+        SpanKind::Server,
+        5,
+        false,
+        vec![],
+    );
+    generator.record(&[late], start);
+    let points = generator.points(start, 42);
+    let calls: Vec<&MetricPoint> = points
+        .iter()
+        .filter(|p| p.metric_name == "spyglass.span.calls")
+        .collect();
+    let overflow = |service| {
+        count(find(
+            &points,
+            "spyglass.span.calls",
+            service,
+            &[("span.name", OVERFLOW)],
+        ))
+    };
+    assert_eq!(overflow("api"), 7);
+    assert_eq!(overflow(OVERFLOW), 1, "a new service past the limit");
+    assert_eq!(calls.len(), 5, "3 operations and 2 overflow series");
+    let total: i64 = calls.iter().map(|p| count(p)).sum();
+    assert_eq!(total, 11, "every span is still counted");
+    assert_eq!(generator.overflowed(), 8);
+    assert_eq!(generator.series(), 5);
+}
