@@ -1,4 +1,7 @@
-//! Ingest benchmark: a load generator against a running `spyglass serve` (fsync durability).
+//! Ingest benchmark: a load generator against a running `spyglass serve` (fsync durability
+//! unless `SPYGLASS_BENCH_CONFIG` says otherwise; the table prints the mode the server reports).
+//! Rates count acknowledged items only: what a server rejects through partial success is
+//! reported beside them, never counted as ingested.
 //!
 //! N concurrent gRPC clients send pre-encoded export requests of 500–2,000 synthetic spans (the
 //! store benchmark's generator), retrying when told to; it reports acknowledged spans/s, MB/s,
@@ -69,11 +72,33 @@ impl prost::Message for Encoded {
 }
 
 /// Sends one pre-encoded request to `path` (e.g. `/…TraceService/Export`).
-async fn export<Resp: prost::Message + Default + Send + Sync + 'static>(
+/// An export answer's partial success: how many items the server rejected.
+trait Rejected {
+    fn rejected(&self) -> usize;
+}
+
+impl Rejected for ExportTraceServiceResponse {
+    fn rejected(&self) -> usize {
+        self.partial_success
+            .as_ref()
+            .map_or(0, |p| p.rejected_spans as usize)
+    }
+}
+
+impl Rejected for ExportMetricsServiceResponse {
+    fn rejected(&self) -> usize {
+        self.partial_success
+            .as_ref()
+            .map_or(0, |p| p.rejected_data_points as usize)
+    }
+}
+
+/// Sends one encoded request; answers the items the server rejected (partial success).
+async fn export<Resp: prost::Message + Default + Rejected + Send + Sync + 'static>(
     channel: tonic::transport::Channel,
     path: &'static str,
     request: Encoded,
-) -> Result<(), tonic::Status> {
+) -> Result<usize, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
@@ -82,7 +107,7 @@ async fn export<Resp: prost::Message + Default + Send + Sync + 'static>(
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     grpc.unary(tonic::Request::new(request), path, codec)
         .await
-        .map(|_| ())
+        .map(|answer| answer.into_inner().rejected())
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -168,6 +193,16 @@ fn get(port: u16, path: &str) -> Option<String> {
 
 impl Server {
     /// Bytes the server's WAL has written so far (from its `/metrics`).
+    /// The durability mode the server says it runs with (`spyglass_wal_durability`).
+    fn durability(&self) -> String {
+        let exposition = get(self.ui, "/metrics").unwrap_or_default();
+        (exposition.lines())
+            .find_map(|l| l.strip_prefix("spyglass_wal_durability{mode=\""))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("unknown")
+            .to_owned()
+    }
+
     fn wal_bytes(&self) -> f64 {
         let exposition = get(self.ui, "/metrics").unwrap_or_default();
         (exposition.lines())
@@ -210,11 +245,19 @@ impl Server {
 }
 
 struct Load {
+    /// Items sent; `rejected` of them the server refused through partial success.
     items: usize,
+    rejected: usize,
     bytes: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
     retries: usize,
+}
+
+impl Load {
+    fn acknowledged(&self) -> usize {
+        self.items - self.rejected
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -230,7 +273,7 @@ async fn drive<Req, F, Fut>(
 where
     Req: Clone + Send + Sync + 'static,
     F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+    Fut: std::future::Future<Output = Result<usize, tonic::Status>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -247,7 +290,7 @@ where
         .map(|_| {
             let (requests, next, send) = (requests.clone(), next.clone(), send.clone());
             tokio::spawn(async move {
-                let (mut latencies, mut retries) = (Vec::new(), 0);
+                let (mut latencies, mut retries, mut rejected) = (Vec::new(), 0, 0);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((request, _, _)) = requests.get(i) else {
@@ -256,8 +299,9 @@ where
                     loop {
                         let t = Instant::now();
                         match send(request.clone()).await {
-                            Ok(()) => {
+                            Ok(refused) => {
                                 latencies.push(t.elapsed());
+                                rejected += refused;
                                 break;
                             }
                             Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -268,20 +312,22 @@ where
                         }
                     }
                 }
-                (latencies, retries)
+                (latencies, retries, rejected)
             })
         })
         .collect();
-    let (mut latencies, mut retries) = (Vec::new(), 0);
+    let (mut latencies, mut retries, mut rejected) = (Vec::new(), 0, 0);
     for t in tasks {
-        let (l, r) = t.await.unwrap();
+        let (l, r, x) = t.await.unwrap();
         latencies.extend(l);
         retries += r;
+        rejected += x;
     }
     progress.abort();
     latencies.sort();
     Load {
         items: requests.iter().map(|r| r.1).sum(),
+        rejected,
         bytes: requests.iter().map(|r| r.2).sum(),
         elapsed: started.elapsed(),
         latencies,
@@ -438,7 +484,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    eprintln!("traces: {clients} gRPC clients against spyglass serve (fsync)");
+    eprintln!("traces: {clients} gRPC clients against spyglass serve");
     let cpu_start = server.cpu_seconds();
     let url = server.grpc.clone();
     let traces = runtime.block_on(async {
@@ -504,16 +550,21 @@ fn main() {
     let cpu_metrics = server.cpu_seconds() - cpu_start;
     // Span metrics add a few records of their own to the metrics phase's WAL bytes.
     let wal_metrics = server.wal_bytes() - wal_after_traces;
+    let durability = server.durability();
     server.stop();
 
-    let rate = |l: &Load| l.items as f64 / l.elapsed.as_secs_f64();
+    let rate = |l: &Load| l.acknowledged() as f64 / l.elapsed.as_secs_f64();
     let mbps = |l: &Load| l.bytes as f64 / l.elapsed.as_secs_f64() / 1e6;
     println!("| measure | value |");
     println!("|---|---|");
     println!(
-        "| spans | {} in {} requests, {clients} concurrent gRPC clients, fsync on |",
+        "| spans | {} in {} requests, {clients} concurrent gRPC clients, durability {durability} |",
         traces.items,
         traces.latencies.len()
+    );
+    println!(
+        "| rejected through partial success | {} spans, {} points |",
+        traces.rejected, metrics.rejected
     );
     println!(
         "| acknowledged spans/s | {:.0} ({:.1} MB/s of OTLP protobuf) |",
@@ -529,12 +580,12 @@ fn main() {
     println!("| server peak RSS after traces | {rss_after_traces:.0} MiB |");
     println!(
         "| server CPU per 1,000 spans (during the trace phase) | {:.1} ms |",
-        cpu_traces * 1e6 / traces.items as f64
+        cpu_traces * 1e6 / traces.acknowledged() as f64
     );
     println!(
         "| WAL bytes per span (OTLP protobuf: {:.0}) | {:.0} |",
         traces.bytes as f64 / traces.items as f64,
-        wal_after_traces / traces.items as f64
+        wal_after_traces / traces.acknowledged() as f64
     );
     println!("| baseline: single-thread decode only | {decode_rate:.0} spans/s |");
     println!(
@@ -554,12 +605,12 @@ fn main() {
     );
     println!(
         "| server CPU per 1,000 points (during the metrics phase) | {:.1} ms |",
-        cpu_metrics * 1e6 / metrics.items as f64
+        cpu_metrics * 1e6 / metrics.acknowledged() as f64
     );
     println!(
         "| WAL bytes per point (OTLP protobuf: {:.0}) | {:.0} |",
         metrics.bytes as f64 / metrics.items as f64,
-        wal_metrics / metrics.items as f64
+        wal_metrics / metrics.acknowledged() as f64
     );
     println!(
         "| baseline: single-thread decode only (metrics) | {metric_decode_rate:.0} points/s |"

@@ -183,6 +183,12 @@ impl Sources {
             &[(vec![], self.ingest.span_metrics().dropped_pending())],
         )?;
 
+        gauges(
+            &mut encoder,
+            "spyglass_wal_durability",
+            "The WAL's durability mode in use ([store] durability), as a label; always 1.",
+            &[(vec![("mode", self.store.config().durability.as_str())], 1)],
+        )?;
         let wal = self.store.wal_stats();
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         counters(

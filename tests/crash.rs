@@ -77,7 +77,11 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_under_load() {
     // its WAL write may be stored again by the exporter's retry, but no trace view shows a span
     // twice.
     let unique: HashSet<&String> = acknowledged.iter().collect();
-    assert_eq!(unique.len(), acknowledged.len(), "each span acknowledged once");
+    assert_eq!(
+        unique.len(),
+        acknowledged.len(),
+        "each span acknowledged once"
+    );
     let answer = sql(
         ports.ui,
         "SELECT count(*) AS n, count(DISTINCT span_id) AS distinct_spans FROM spans",

@@ -369,6 +369,26 @@ impl Manifest {
     }
 }
 
+/// Creates `dir` and the parents it lacks, each made durable in its parent directory (a
+/// directory created and not synced there is gone after a power loss, with all it holds).
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io("create directory", dir)(e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// Makes the entries of `dir` (files created, renamed or removed in it) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)

@@ -117,7 +117,7 @@ impl Store {
     ) -> Result<(Self, ReplayReport)> {
         config.validate()?;
         let root = root.as_ref().to_owned();
-        std::fs::create_dir_all(&root).map_err(Error::io("create data directory", &root))?;
+        crate::manifest::create_dir_durably(&root)?;
         let manifest = Manifest::load(&root)?;
         remove_unreferenced_parts(&root, &manifest)?;
         let budget = Arc::new(Budget::new(config.memtable_max_bytes));

@@ -101,7 +101,7 @@ pub(crate) struct Replayed {
 
 /// Replays every segment in `dir`, calling `visit` for each record above `flushed_lsn`.
 pub(crate) fn replay(dir: &Path, flushed_lsn: u64, visit: &mut Visit<'_>) -> Result<Replayed> {
-    fs::create_dir_all(dir).map_err(Error::io("create wal directory", dir))?;
+    crate::manifest::create_dir_durably(dir)?;
     remove_unfinished_rewrites(dir)?;
     let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(dir)
         .map_err(Error::io("list wal directory", dir))?
@@ -203,7 +203,7 @@ fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Where damaged bytes of `segment` are kept: `wal/corrupt/<segment name>.<suffix>`.
 fn corrupt_path(dir: &Path, segment: &Path, suffix: &str) -> Result<PathBuf> {
     let corrupt = dir.join("corrupt");
-    fs::create_dir_all(&corrupt).map_err(Error::io("create directory", &corrupt))?;
+    crate::manifest::create_dir_durably(&corrupt)?;
     let name = segment
         .file_name()
         .and_then(|n| n.to_str())

@@ -1,7 +1,7 @@
 //! The OTLP/HTTP decode-and-convert path on arbitrary input: endpoint, content type, encoding
 //! and body all come from the fuzzer. It must answer (Ok or a clear error), never panic.
 //!
-//! `cargo fuzz run http_decode -s none` from `ingest/` (works on stable Rust).
+//! `ingest/fuzz/run [SECONDS]` builds it with libFuzzer on stable Rust and runs it (60 s in CI).
 
 #![no_main]
 
