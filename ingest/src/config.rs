@@ -64,6 +64,11 @@ pub struct IngestConfig {
     /// RESOURCE_EXHAUSTED) before the rows are built. Bounds what a small request with one
     /// large resource and many items can cost.
     pub max_expanded_bytes: u64,
+    /// Most memory decoding one protobuf request may take on the general path (prost makes a
+    /// struct of every message, a few hundred bytes for what can be 2 bytes on the wire);
+    /// worked out from the bytes before decoding, and refused beyond it (413 /
+    /// RESOURCE_EXHAUSTED).
+    pub max_decoded_bytes: u64,
     /// Most distinct hours one request may hold items in; the items of further hours are
     /// rejected through partial success. Each hour is a part of its own in the store.
     pub max_hours_per_request: usize,
@@ -84,6 +89,7 @@ impl Default for IngestConfig {
             accept_past_hours: 24 * 30,
             accept_future_minutes: 10,
             max_expanded_bytes: 256 << 20,
+            max_decoded_bytes: 256 << 20,
             max_hours_per_request: 48,
         }
     }

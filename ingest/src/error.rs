@@ -16,6 +16,11 @@ pub enum Error {
          attributes; send fewer items per request or smaller resources"
     )]
     Expands { bytes: u64, limit: u64 },
+    #[error(
+        "decoding the request would take {bytes} bytes of memory, more than the limit of \
+         {limit} ([ingest] max_decoded_bytes); send fewer items per request"
+    )]
+    DecodesTooLarge { bytes: u64, limit: u64 },
     #[error("unsupported {what} {value:?}; use {allowed}")]
     Unsupported {
         what: &'static str,
@@ -52,7 +57,9 @@ impl Error {
         use spyglass_store::ErrorKind;
         match self {
             Error::Decode(_) => Answer::BadRequest,
-            Error::TooLarge { .. } | Error::Expands { .. } => Answer::TooLarge,
+            Error::TooLarge { .. } | Error::Expands { .. } | Error::DecodesTooLarge { .. } => {
+                Answer::TooLarge
+            }
             Error::Unsupported { .. } => Answer::UnsupportedMediaType,
             Error::Unauthenticated => Answer::Unauthenticated,
             Error::Store(spyglass_store::Error::TooLarge { .. }) => Answer::TooLarge,

@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use spyglass_store::Signal;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -86,8 +85,9 @@ impl GrpcReceiver {
         request: Request<Bytes>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let result = async {
-            let decoded = ExportLogsServiceRequest::decode(request.get_ref().clone())
-                .map_err(|e| Error::Decode(e.to_string()))?;
+            let limit = self.ingest.config().max_decoded_bytes;
+            let decoded: ExportLogsServiceRequest =
+                crate::pipeline::decode_protobuf(request.get_ref(), limit)?;
             self.ingest.logs(decoded, Protocol::Grpc).await
         };
         result

@@ -237,9 +237,13 @@ fn decompress(raw: Bytes, encoding: &str, limit: usize) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
-fn decode<Req: Message + Default + DeserializeOwned>(bytes: &[u8], format: Format) -> Result<Req> {
+fn decode<Req: Message + Default + DeserializeOwned + crate::decoded::Root>(
+    bytes: &[u8],
+    format: Format,
+    limit: u64,
+) -> Result<Req> {
     match format {
-        Format::Protobuf => Req::decode(bytes).map_err(|e| Error::Decode(e.to_string())),
+        Format::Protobuf => crate::pipeline::decode_protobuf(bytes, limit),
         Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
     }
 }
@@ -260,6 +264,7 @@ pub fn decode_and_convert(
     }
     let format = content_format(&headers)?;
     let bytes = decompress(Bytes::copy_from_slice(body), content_encoding, limit)?;
+    let decoded_limit = crate::IngestConfig::default().max_decoded_bytes;
     match path {
         "/v1/traces" => {
             if format == Format::Protobuf
@@ -267,7 +272,7 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::spans(decode(&bytes, format)?);
+            let c = crate::convert::spans(decode(&bytes, format, decoded_limit)?);
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
@@ -276,11 +281,11 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::metrics(decode(&bytes, format)?);
+            let c = crate::convert::metrics(decode(&bytes, format, decoded_limit)?);
             Ok((c.items.len(), c.rejected))
         }
         _ => {
-            let c = crate::convert::logs(decode(&bytes, format)?);
+            let c = crate::convert::logs(decode(&bytes, format, decoded_limit)?);
             Ok((c.items.len(), c.rejected))
         }
     }
@@ -294,7 +299,12 @@ async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) 
         |ingest, bytes, format| async move {
             match format {
                 Format::Protobuf => ingest.traces_protobuf(&bytes, Protocol::Http).await,
-                Format::Json => ingest.traces(decode(&bytes, format)?, Protocol::Http).await,
+                Format::Json => {
+                    let limit = ingest.config().max_decoded_bytes;
+                    ingest
+                        .traces(decode(&bytes, format, limit)?, Protocol::Http)
+                        .await
+                }
             }
         },
     )
@@ -310,9 +320,8 @@ async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body)
             match format {
                 Format::Protobuf => ingest.metrics_protobuf(&bytes, Protocol::Http).await,
                 Format::Json => {
-                    ingest
-                        .metrics(decode(&bytes, format)?, Protocol::Http)
-                        .await
+                    let limit = ingest.config().max_decoded_bytes;
+                    (ingest.metrics(decode(&bytes, format, limit)?, Protocol::Http)).await
                 }
             }
         },
@@ -326,7 +335,10 @@ async fn logs(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) ->
         headers,
         body,
         |ingest, bytes, format| async move {
-            ingest.logs(decode(&bytes, format)?, Protocol::Http).await
+            let limit = ingest.config().max_decoded_bytes;
+            ingest
+                .logs(decode(&bytes, format, limit)?, Protocol::Http)
+                .await
         },
     )
     .await

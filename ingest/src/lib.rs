@@ -20,6 +20,7 @@
 
 mod config;
 mod convert;
+mod decoded;
 mod direct;
 mod error;
 mod grpc;

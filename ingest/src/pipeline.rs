@@ -21,6 +21,7 @@ use spyglass_store::{Records, Signal, SourceDecoder, Store};
 
 use crate::config::IngestConfig;
 use crate::convert::{self, Converted};
+use crate::decoded::{self, Root};
 use crate::direct;
 use crate::error::{Error, Result};
 use crate::spanmetrics::SpanMetrics;
@@ -243,7 +244,11 @@ impl Ingest {
         {
             return Ok(ExportTraceServiceResponse::default());
         }
-        self.traces(decode_protobuf(body)?, protocol).await
+        self.traces(
+            decode_protobuf(body, self.config.max_decoded_bytes)?,
+            protocol,
+        )
+        .await
     }
 
     /// A protobuf metrics request as it came, the same way as [`Ingest::traces_protobuf`].
@@ -258,7 +263,11 @@ impl Ingest {
         {
             return Ok(ExportMetricsServiceResponse::default());
         }
-        self.metrics(decode_protobuf(body)?, protocol).await
+        self.metrics(
+            decode_protobuf(body, self.config.max_decoded_bytes)?,
+            protocol,
+        )
+        .await
     }
 
     pub async fn traces(
@@ -366,7 +375,15 @@ fn expanded_bytes<T: Owned>(items: &[T]) -> u64 {
     total
 }
 
-pub(crate) fn decode_protobuf<M: Message + Default>(body: &[u8]) -> Result<M> {
+/// Decodes a protobuf request with prost, unless that would take more than `limit` bytes of
+/// memory ([`crate::decoded`]).
+pub(crate) fn decode_protobuf<M: Message + Default + Root>(body: &[u8], limit: u64) -> Result<M> {
+    if limit < u64::MAX {
+        let bytes = decoded::bytes(M::ROOT, body);
+        if bytes > limit {
+            return Err(Error::DecodesTooLarge { bytes, limit });
+        }
+    }
     M::decode(body).map_err(|e| Error::Decode(e.to_string()))
 }
 
@@ -388,15 +405,15 @@ pub fn source_decoder() -> SourceDecoder {
             Ok(None) => return Err("the request holds no rows".into()),
             Err(Fallback) => match signal {
                 Signal::Spans => {
-                    let c = convert::spans(decode_protobuf(bytes).map_err(why)?);
+                    let c = convert::spans(decode_protobuf(bytes, u64::MAX).map_err(why)?);
                     (Records::Spans(c.items), c.rejected)
                 }
                 Signal::Metrics => {
-                    let c = convert::metrics(decode_protobuf(bytes).map_err(why)?);
+                    let c = convert::metrics(decode_protobuf(bytes, u64::MAX).map_err(why)?);
                     (Records::Metrics(c.items), c.rejected)
                 }
                 Signal::Logs => {
-                    let c = convert::logs(decode_protobuf(bytes).map_err(why)?);
+                    let c = convert::logs(decode_protobuf(bytes, u64::MAX).map_err(why)?);
                     (Records::Logs(c.items), c.rejected)
                 }
             },
@@ -453,7 +470,7 @@ mod tests {
         }];
         let bytes = request(vec![with_array]);
         assert_eq!(direct::spans(&bytes, u64::MAX), Err(Fallback));
-        let general = convert::spans(decode_protobuf(&bytes).unwrap());
+        let general = convert::spans(decode_protobuf(&bytes, u64::MAX).unwrap());
         let expected = Records::Spans(general.items).to_batch().unwrap();
         assert_eq!(decode(Signal::Spans, &bytes).unwrap(), expected);
         // A request with a rejected span was never logged as a source: it is damage.

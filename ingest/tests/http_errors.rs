@@ -620,3 +620,55 @@ async fn a_small_gzip_request_that_expands_past_the_limit_is_refused() {
         100_000
     );
 }
+
+/// A protobuf length-delimited field: key, length, bytes.
+fn field(number: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![number << 3 | 2];
+    let mut len = body.len() as u64;
+    while len >= 0x80 {
+        out.push(len as u8 | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn a_small_request_that_decodes_to_gigabytes_is_refused_before_decoding() {
+    let h = harness(IngestConfig::default(), StoreConfig::default());
+    // 10 million empty log records: 2 bytes each on the wire, a struct of a few hundred bytes
+    // each once decoded; gzip makes the 20 MB body a few kilobytes.
+    let records: Vec<u8> = [0x12u8, 0x00].repeat(10_000_000);
+    let request = field(1, &field(2, &records));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&request).unwrap();
+    let body = gz.finish().unwrap();
+    assert!(
+        body.len() < 1 << 20,
+        "a small request: {} bytes",
+        body.len()
+    );
+
+    let answer = post(&h, "/v1/logs", "application/x-protobuf", Some("gzip"), body).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert!(text.contains("max_decoded_bytes"), "{text}");
+    let peak = peak_rss_bytes();
+    assert!(
+        peak < 1 << 30,
+        "peak RSS {} MiB, over the 1 GiB budget",
+        peak >> 20
+    );
+
+    // The same shape at a size that decodes within the limit is stored.
+    let now = now_nanos().to_le_bytes();
+    let record = [&[0x09u8][..], &now].concat(); // time_unix_nano, fixed64
+    let small = field(1, &field(2, &field(2, &record).repeat(1000)));
+    let answer = post(&h, "/v1/logs", "application/x-protobuf", None, small).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        h.store.snapshot().read_records(Signal::Logs).unwrap().len(),
+        1000
+    );
+}
