@@ -37,6 +37,26 @@ impl Store {
                 continue;
             }
             group.truncate(MAX_PARTS_PER_MERGE);
+            // The inputs are read whole: take, smallest first, the parts that fit the budget.
+            let mut sized = Vec::with_capacity(group.len());
+            for part in group {
+                let bytes = part.uncompressed_bytes()?;
+                sized.push((bytes, part));
+            }
+            sized.sort_by_key(|(bytes, part)| (*bytes, part.meta().id));
+            let mut budget = config.compaction_max_bytes;
+            let group: Vec<Arc<Part>> = sized
+                .into_iter()
+                .take_while(|(bytes, _)| {
+                    let fits = *bytes <= budget;
+                    budget = budget.saturating_sub(*bytes);
+                    fits
+                })
+                .map(|(_, part)| part)
+                .collect();
+            if group.len() < 2 {
+                continue;
+            }
             let started = Instant::now();
             let inner = self.inner.clone();
             let inputs = group.clone();

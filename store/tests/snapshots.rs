@@ -274,6 +274,51 @@ async fn a_batch_larger_than_the_memtable_is_refused_not_retried_forever() {
 }
 
 #[tokio::test]
+async fn a_compaction_reads_no_more_than_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = open_with(dir.path(), config());
+    let mut all = Vec::new();
+    for round in 0..6 {
+        let spans: Vec<_> = (0..200)
+            .map(|n| span(round, n, "api", T0 + round))
+            .collect();
+        append(&probe, spans.clone()).await;
+        all.extend(spans);
+        probe.flush().await.unwrap();
+    }
+    let sizes: Vec<u64> = (probe.snapshot().parts(Signal::Spans).iter())
+        .map(|p| p.uncompressed_bytes().unwrap())
+        .collect();
+    drop(probe);
+    let largest = *sizes.iter().max().unwrap();
+    // Room for two parts of the six, not three.
+    let budget = 2 * largest + largest / 2;
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            compaction_min_parts: 2,
+            compaction_max_bytes: budget,
+            ..config()
+        },
+    );
+    let mut passes = Vec::new();
+    loop {
+        let merged = store.compact().await.unwrap();
+        if merged == 0 {
+            break;
+        }
+        passes.push(merged);
+        assert!(passes.len() < 20, "compaction ends: {passes:?}");
+    }
+    assert!(
+        passes.iter().all(|&n| n == 2),
+        "each merge reads two parts, what fits {budget} bytes: {passes:?}"
+    );
+    assert!(passes.len() >= 3, "{passes:?}");
+    assert_eq!(span_ids(&store.snapshot()), expected_ids(&all));
+}
+
+#[tokio::test]
 async fn warming_a_reopened_store_opens_every_part_and_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let spans = SpanGenerator::new(3, 1_795_737_600_000_000_000).spans(300);
