@@ -54,15 +54,23 @@ pub async fn run(
     // `/metrics` answers from the start; the store's and ingest's figures join once they exist.
     let sources: Arc<OnceLock<selfmetrics::Sources>> = Arc::default();
     let exposition = selfmetrics::exposition(sources.clone());
-    let ui = UiServer::bind(config.ui.http_addr, readiness.clone(), engine_slot.clone())
-        .await
+    // Queries (the API, the UI, alert evaluation) run on a runtime of their own: a heavy query
+    // keeps its threads busy, not the receivers' that acknowledge telemetry.
+    let queries = QueryRuntime::new(config.query.threads)?;
+    let ui = queries
+        .spawn(UiServer::bind(
+            config.ui.http_addr,
+            readiness.clone(),
+            engine_slot.clone(),
+        ))
+        .await?
         .with_context(|| format!("failed to bind the UI address {}", config.ui.http_addr))?
         .with_exposition(exposition)
         .with_alerting(alerting_slot.clone())
         .with_access(config.ui.access());
     tracing::info!(addr = %ui.local_addr()?, "UI and API listening");
     let (stop_ui, ui_stopped) = oneshot::channel::<()>();
-    let ui_task = tokio::spawn(ui.run(async {
+    let ui_task = queries.spawn(ui.run(async {
         let _ = ui_stopped.await;
     }));
 
@@ -141,7 +149,7 @@ pub async fn run(
     tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
 
     let (stop_alerting, alerting_stopped) = oneshot::channel::<()>();
-    let alerting_task = tokio::spawn(evaluator.run(async {
+    let alerting_task = queries.spawn(evaluator.run(async {
         let _ = alerting_stopped.await;
     }));
     let (stop_hangups, hangups_stopped) = oneshot::channel::<()>();
@@ -185,8 +193,53 @@ pub async fn run(
     }
     let _ = stop_ui.send(());
     ui_task.await.context("UI task failed")??;
+    queries.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The runtime queries run on, threads named `spyglass-query`.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    /// `threads` workers; 0: one per core.
+    fn new(threads: usize) -> anyhow::Result<Self> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("spyglass-query")
+            .enable_all()
+            .build()
+            .context("failed to start the query runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.as_ref().expect("running until stopped").spawn(task)
+    }
+
+    /// Stops it without waiting for what is left (every task was awaited already).
+    fn stop(mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropped on an error path inside the main runtime: a blocking drop would panic there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Telemetry requests refused or throttled so far, every signal and protocol together: what

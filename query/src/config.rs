@@ -18,6 +18,9 @@ pub struct QueryConfig {
     /// Queries (SQL, searches, trace lookups, health and graph queries) running at once; one
     /// more is answered 429 with a retry delay.
     pub max_concurrent: usize,
+    /// Threads of the runtime queries, the API and alert evaluation run on, apart from the
+    /// receivers' (0: one per core).
+    pub threads: usize,
     /// Time limit of one SQL query or search, in seconds; past it the query is cancelled (504).
     pub query_timeout_secs: u64,
     /// Memory SQL queries may use together for sorts, joins and aggregations, in bytes; past it
@@ -42,6 +45,7 @@ impl Default for QueryConfig {
             sql_max_bytes: 64 << 20,
             sql_max_value_bytes: 16 << 20,
             max_concurrent: 16,
+            threads: 0,
             query_timeout_secs: 30,
             sql_memory_limit_bytes: 512 << 20,
             trace_max_spans: 50_000,
