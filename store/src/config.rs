@@ -59,9 +59,6 @@ pub struct StoreConfig {
     pub compaction_small_part_bytes: u64,
     /// The compactor merges a partition once it has at least this many small parts.
     pub compaction_min_parts: usize,
-    /// Most bytes (uncompressed, as the parts' Parquet metadata says) one compaction reads into
-    /// memory at once; a merge takes the parts of an hour that fit, and the next pass the rest.
-    pub compaction_max_bytes: u64,
     /// How often compaction and retention run, in seconds.
     pub maintenance_interval_secs: u64,
     /// Spans older than this are deleted, in hours (0 keeps them forever).
@@ -92,7 +89,6 @@ impl Default for StoreConfig {
             parquet_row_group_rows: 64 * 1024,
             compaction_small_part_bytes: 32 << 20,
             compaction_min_parts: 4,
-            compaction_max_bytes: 256 << 20,
             maintenance_interval_secs: 60,
             spans_retention_hours: 24 * 7,
             metrics_retention_hours: 24 * 30,

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::Result;
 use crate::manifest::{Manifest, Part};
 use crate::model::Signal;
-use crate::part::{NANOS_PER_HOUR, read_part, sort_plan};
+use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
 use crate::store::{Store, blocking};
 
-/// Most parts one compaction merges, bounding its memory.
+/// Most parts one compaction merges: it holds a batch of each.
 const MAX_PARTS_PER_MERGE: usize = 16;
 
 impl Store {
@@ -37,48 +37,29 @@ impl Store {
                 continue;
             }
             group.truncate(MAX_PARTS_PER_MERGE);
-            // The inputs are read whole: take, smallest first, the parts that fit the budget.
-            let mut sized = Vec::with_capacity(group.len());
-            for part in group {
-                let bytes = part.uncompressed_bytes()?;
-                sized.push((bytes, part));
-            }
-            sized.sort_by_key(|(bytes, part)| (*bytes, part.meta().id));
-            let mut budget = config.compaction_max_bytes;
-            let group: Vec<Arc<Part>> = sized
-                .into_iter()
-                .take_while(|(bytes, _)| {
-                    let fits = *bytes <= budget;
-                    budget = budget.saturating_sub(*bytes);
-                    fits
-                })
-                .map(|(_, part)| part)
-                .collect();
-            if group.len() < 2 {
-                continue;
-            }
             let started = Instant::now();
             let inner = self.inner.clone();
             let inputs = group.clone();
             let base = self.current_manifest();
             let next = blocking(move || {
-                let mut batches = Vec::new();
+                // Each input is read a batch at a time and merged in order as it is read.
+                let mut streams = Vec::with_capacity(inputs.len());
                 for part in &inputs {
-                    batches.extend(read_part(&part.path())?);
+                    let batches: Box<dyn Iterator<Item = Result<_>> + Send> =
+                        Box::new(part_batches_of(&part.path(), MERGE_BATCH_ROWS)?);
+                    streams.push(batches);
                 }
+                let rows = inputs.iter().map(|p| p.meta().rows as usize).sum();
+                let merged = Merge::new(signal, streams)?;
                 let mut next = (*base).clone();
                 next.generation += 1;
                 let level = inputs.iter().map(|p| p.meta().level).max().unwrap_or(0) + 1;
-                let sources: Vec<_> = batches.iter().collect();
-                for plan in sort_plan(signal, &batches)? {
-                    debug_assert_eq!(plan.hour, hour, "a partition's rows share its hour");
-                    let id = next.next_part_id;
-                    next.next_part_id += 1;
-                    let meta = inner.write_part(signal, &sources, &plan, id, level)?;
-                    let part = Part::new(meta, &inner.root);
-                    part.warm()?;
-                    next.parts.push(part);
-                }
+                let id = next.next_part_id;
+                next.next_part_id += 1;
+                let meta = inner.write_chunks(signal, hour, rows, merged, id, level)?;
+                let part = Part::new(meta, &inner.root);
+                part.warm()?;
+                next.parts.push(part);
                 let gone: HashSet<u64> = inputs.iter().map(|p| p.meta().id).collect();
                 next.parts.retain(|p| !gone.contains(&p.meta().id));
                 next.persist(&inner.root)?;

@@ -167,17 +167,6 @@ impl Part {
         Ok(self.reader_metadata.get().expect("set above"))
     }
 
-    /// Bytes the part's rows take uncompressed (the sum of its row groups' sizes in the Parquet
-    /// metadata): about what reading it whole holds in memory.
-    pub fn uncompressed_bytes(&self) -> Result<u64> {
-        let metadata = self.reader_metadata()?.metadata();
-        Ok(metadata
-            .row_groups()
-            .iter()
-            .map(|rg| rg.total_byte_size().max(0) as u64)
-            .sum())
-    }
-
     /// Row counts per combination of the signal's rollup columns, once [`Part::warm`] has run
     /// (never reads files: a part not yet warm has none).
     pub fn rollup(&self) -> Option<&Rollup> {

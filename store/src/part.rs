@@ -23,7 +23,10 @@ use crate::model::Signal;
 use crate::rollup::{ROLLUP_KEY, Rollup};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
+mod merge;
 mod traces;
+
+pub(crate) use merge::{MERGE_BATCH_ROWS, Merge};
 
 pub(crate) use traces::read_traces;
 
@@ -430,7 +433,16 @@ pub(crate) fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
 pub(crate) fn part_batches(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
+    part_batches_of(path, 1024)
+}
+
+/// [`part_batches`] in batches of `rows` rows.
+pub(crate) fn part_batches_of(
+    path: &Path,
+    rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
     let reader = open_reader(path)?
+        .with_batch_size(rows)
         .build()
         .map_err(parquet_err(path, "read"))?;
     Ok(reader.map(|b| from_stored(b?)))

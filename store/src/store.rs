@@ -432,7 +432,20 @@ impl Inner {
         id: u64,
         level: u32,
     ) -> Result<PartMeta> {
-        let (hour, rows) = (plan.hour, plan.rows);
+        let chunks = plan.chunks.iter().map(|rows| gather_batch(sources, rows));
+        self.write_chunks(signal, plan.hour, plan.rows, chunks, id, level)
+    }
+
+    /// [`Inner::write_part`] from `rows` rows of `hour` already sorted, as chunks come.
+    pub(crate) fn write_chunks(
+        &self,
+        signal: Signal,
+        hour: u64,
+        rows: usize,
+        chunks: impl Iterator<Item = Result<RecordBatch>>,
+        id: u64,
+        level: u32,
+    ) -> Result<PartMeta> {
         let dir = format!("parts/{signal}/{}", hour_folder(hour));
         let file = format!("{dir}/{id:012}.parquet");
         let index_rel = (signal == Signal::Spans).then(|| format!("{dir}/{id:012}.index"));
@@ -440,7 +453,6 @@ impl Inner {
         let part_path = self.root.join(&file);
         let (bytes, (index_bytes, (min, max))) = std::thread::scope(|scope| {
             // One chunk waiting per consumer: memory holds a few chunks, not the part.
-            let chunks = plan.chunks.iter().map(|rows| gather_batch(sources, rows));
             let (to_parquet, parquet_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(1);
             let (to_derived, derived_rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
             let (rollup_tx, rollup_rx) = std::sync::mpsc::sync_channel(1);

@@ -274,48 +274,48 @@ async fn a_batch_larger_than_the_memtable_is_refused_not_retried_forever() {
 }
 
 #[tokio::test]
-async fn a_compaction_reads_no_more_than_its_budget() {
+async fn a_compaction_merges_its_inputs_in_order_as_it_reads_them() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = open_with(dir.path(), config());
-    let mut all = Vec::new();
-    for round in 0..6 {
-        let spans: Vec<_> = (0..200)
-            .map(|n| span(round, n, "api", T0 + round))
-            .collect();
-        append(&probe, spans.clone()).await;
-        all.extend(spans);
-        probe.flush().await.unwrap();
-    }
-    let sizes: Vec<u64> = (probe.snapshot().parts(Signal::Spans).iter())
-        .map(|p| p.uncompressed_bytes().unwrap())
-        .collect();
-    drop(probe);
-    let largest = *sizes.iter().max().unwrap();
-    // Room for two parts of the six, not three.
-    let budget = 2 * largest + largest / 2;
     let store = open_with(
         dir.path(),
         StoreConfig {
             compaction_min_parts: 2,
-            compaction_max_bytes: budget,
             ..config()
         },
     );
-    let mut passes = Vec::new();
-    loop {
-        let merged = store.compact().await.unwrap();
-        if merged == 0 {
-            break;
-        }
-        passes.push(merged);
-        assert!(passes.len() < 20, "compaction ends: {passes:?}");
+    // Five parts of one hour whose traces interleave: each trace has a span in every part,
+    // the later parts' spans starting earlier.
+    let mut all = Vec::new();
+    for part in 0..5u64 {
+        let spans: Vec<_> = (0..3_000u64)
+            .map(|t| span(t, part + 1, "api", T0 + (5 - part) * 1_000_000 + t))
+            .collect();
+        append(&store, spans.clone()).await;
+        all.extend(spans);
+        store.flush().await.unwrap();
     }
+    assert_eq!(store.compact().await.unwrap(), 5);
+    let snapshot = store.snapshot();
+    let parts = snapshot.parts(Signal::Spans);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].meta().rows, 15_000);
+    let Records::Spans(rows) = snapshot.read_records(Signal::Spans).unwrap() else {
+        unreachable!()
+    };
+    let order: Vec<_> = rows
+        .iter()
+        .map(|s| (s.trace_id, s.start_time_unix_nano))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
     assert!(
-        passes.iter().all(|&n| n == 2),
-        "each merge reads two parts, what fits {budget} bytes: {passes:?}"
+        order == sorted,
+        "the merged part is sorted by trace, then start time"
     );
-    assert!(passes.len() >= 3, "{passes:?}");
-    assert_eq!(span_ids(&store.snapshot()), expected_ids(&all));
+    assert_eq!(span_ids(&snapshot), expected_ids(&all));
+    for t in [0, 1_500, 2_999] {
+        assert_eq!(snapshot.find_trace(&trace_id(t)).unwrap().len(), 5);
+    }
 }
 
 #[tokio::test]
