@@ -183,7 +183,7 @@ fn get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut r = String::new();
@@ -192,23 +192,31 @@ fn get(port: u16, path: &str) -> Option<String> {
 }
 
 impl Server {
-    /// Bytes the server's WAL has written so far (from its `/metrics`).
+    /// The server's `/metrics`; the benchmark stops if it does not answer.
+    fn exposition(&self) -> String {
+        let answer = get(self.ui, "/metrics").unwrap_or_default();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "/metrics did not answer: {answer}"
+        );
+        answer
+    }
+
     /// The durability mode the server says it runs with (`spyglass_wal_durability`).
     fn durability(&self) -> String {
-        let exposition = get(self.ui, "/metrics").unwrap_or_default();
-        (exposition.lines())
+        (self.exposition().lines())
             .find_map(|l| l.strip_prefix("spyglass_wal_durability{mode=\""))
             .and_then(|rest| rest.split('"').next())
-            .unwrap_or("unknown")
+            .expect("the server reports its durability mode")
             .to_owned()
     }
 
+    /// Bytes the server's WAL has written so far (from its `/metrics`).
     fn wal_bytes(&self) -> f64 {
-        let exposition = get(self.ui, "/metrics").unwrap_or_default();
-        (exposition.lines())
+        (self.exposition().lines())
             .find_map(|l| l.strip_prefix("spyglass_wal_bytes_written_total "))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN)
+            .expect("the server reports its WAL bytes")
     }
 
     /// Peak resident memory of the server so far (`VmHWM`), in MiB.
