@@ -94,7 +94,10 @@ impl QueryEngine {
         );
         let mut out = Vec::new();
         for batch in self.internal_sql(&sql).await? {
-            let text = |i: usize| batch.column(i).as_string::<i32>();
+            let texts = (0..4)
+                .map(|i| utf8(batch.column(i)))
+                .collect::<Result<Vec<_>>>()?;
+            let text = |i: usize| &texts[i];
             let series = batch
                 .column(4)
                 .as_primitive::<arrow::datatypes::Int64Type>();
@@ -103,8 +106,7 @@ impl QueryEngine {
                 let label_keys = if keys.is_null(row) {
                     Vec::new()
                 } else {
-                    let k = keys.value(row);
-                    let k = k.as_string::<i32>();
+                    let k = utf8(&keys.value(row))?;
                     (0..k.len())
                         .filter(|&i| !k.is_null(i))
                         .map(|i| k.value(i).to_string())
@@ -163,6 +165,9 @@ impl QueryEngine {
             let series = batch.column(0).as_primitive::<UInt64Type>();
             let time = batch.column(1).as_primitive::<UInt64Type>();
             let value = batch.column(2).as_primitive::<Float64Type>();
+            let group_columns = (0..q.group_by.len())
+                .map(|g| utf8(batch.column(3 + g)))
+                .collect::<Result<Vec<_>>>()?;
             let mut i = 0;
             while i < batch.num_rows() {
                 let id = series.value(i);
@@ -170,10 +175,8 @@ impl QueryEngine {
                 while j < batch.num_rows() && series.value(j) == id {
                     j += 1;
                 }
-                let key: Vec<String> = (0..q.group_by.len())
-                    .map(|g| {
-                        let c = batch.column(3 + g);
-                        let c = c.as_string::<i32>();
+                let key: Vec<String> = (group_columns.iter())
+                    .map(|c| {
                         if c.is_null(i) {
                             String::new()
                         } else {
@@ -256,4 +259,12 @@ fn combine(aggregation: Aggregation, values: &[f64]) -> Option<f64> {
         Aggregation::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
         Aggregation::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     })
+}
+
+/// A string column as `Utf8`, whatever string type the engine gave it (`Utf8View` for
+/// columns read from Parquet and for map values, `LargeUtf8`, dictionaries).
+fn utf8(column: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
+    let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| Error::Internal(format!("a text column is not text: {e}")))?;
+    Ok(cast.as_string::<i32>().clone())
 }

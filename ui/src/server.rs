@@ -98,7 +98,29 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::access::check,
         ))
+        .layer(axum::middleware::from_fn(answer_panics))
         .with_state(state)
+}
+
+/// A handler that panics answers 500 with a JSON error, logged, instead of closing the
+/// connection with no answer: each request runs as a task of its own, whose panic ends only it.
+async fn answer_panics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = format!("{} {}", request.method(), request.uri().path());
+    match tokio::spawn(next.run(request)).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::error!(request = %what, %error, "a handler failed; answered 500");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({ "error": "internal error; see the server log" })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
@@ -285,6 +307,33 @@ mod tests {
             send(&named, ok.body(Body::empty()).unwrap()).await.status(),
             StatusCode::OK
         );
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_with_json_and_the_server_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("a handler bug")
+        }
+        let router = Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/fine", axum::routing::get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(answer_panics));
+        let answer = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "internal error; see the server log");
+        let fine = router
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fine.status(), StatusCode::OK);
     }
 
     #[tokio::test]
