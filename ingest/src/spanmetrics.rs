@@ -291,6 +291,9 @@ pub struct SpanMetrics {
     dropped_pending: Arc<AtomicU64>,
     max_series: usize,
     overflowed: Arc<AtomicU64>,
+    /// Told when a new service, operation or edge appears, so that the writer writes it at
+    /// once instead of at its next interval: a first span's service is listed in a moment.
+    new_series: Arc<tokio::sync::Notify>,
 }
 
 impl SpanMetrics {
@@ -303,7 +306,13 @@ impl SpanMetrics {
             dropped_pending: Arc::default(),
             max_series: DEFAULT_MAX_SERIES,
             overflowed: Arc::default(),
+            new_series: Arc::default(),
         }
+    }
+
+    /// Notified when a new service, operation or edge appears (see [`SpanMetricsWriter`]).
+    pub fn new_series(&self) -> &tokio::sync::Notify {
+        &self.new_series
     }
 
     /// Keeps at most `max_series` operations and as many edges (see the module's docs).
@@ -354,6 +363,7 @@ impl SpanMetrics {
             return;
         };
         let mut state = self.state.lock().expect("span metrics lock");
+        let series_before = (state.operations, state.edges.len());
         for row in 0..batch.num_rows() {
             let end = spans.end(row);
             let Some(kind) = SpanKind::parse(spans.kind.value(row)) else {
@@ -390,6 +400,9 @@ impl SpanMetrics {
             }
         }
         self.expire(&mut state, now);
+        if (state.operations, state.edges.len()) != series_before {
+            self.new_series.notify_one();
+        }
     }
 
     /// The totals of `service`'s operation `name`, or of an overflow operation when a new one
