@@ -179,19 +179,25 @@ async fn a_full_memtable_answers_try_later_until_a_flush_frees_it() {
     assert_eq!(span_ids(&store.snapshot()).len() as u64, accepted * 20 + 1);
 }
 
-#[tokio::test]
-async fn flush_checkpoints_the_wal() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store whose WAL starts a segment for every record, holding `n` one-span records.
+async fn one_segment_per_record(dir: &std::path::Path, n: u64) -> Store {
     let store = open_with(
-        dir.path(),
+        dir,
         StoreConfig {
             wal_segment_bytes: 1,
             ..config()
         },
     );
-    for i in 0..5 {
+    for i in 0..n {
         append(&store, vec![span(i, 1, "api", T0)]).await;
     }
+    store
+}
+
+#[tokio::test]
+async fn flush_checkpoints_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = one_segment_per_record(dir.path(), 5).await;
     assert_eq!(store.wal_segments(), 5);
     store.flush().await.unwrap();
     assert_eq!(store.wal_segments(), 1, "only the active segment remains");
@@ -212,16 +218,7 @@ async fn flush_checkpoints_the_wal() {
 #[tokio::test]
 async fn a_segment_that_cannot_be_removed_is_retried_and_the_others_still_go() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(
-        dir.path(),
-        StoreConfig {
-            wal_segment_bytes: 1,
-            ..config()
-        },
-    );
-    for i in 0..4 {
-        append(&store, vec![span(i, 1, "api", T0)]).await;
-    }
+    let store = one_segment_per_record(dir.path(), 4).await;
     let segments = wal_segments(dir.path());
     assert_eq!(segments.len(), 4);
     // A directory where the second segment was: removing it as a file fails.

@@ -121,6 +121,20 @@ impl State {
         matches!(self.nodes.get(&ino), Some(Content::Dir { entries, .. }) if entries.is_empty())
     }
 
+    /// Removes the entry `name` of `parent`: a file, or with `dir` an empty directory.
+    fn remove(&mut self, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        self.change()?;
+        let ino = self.child(parent, name)?;
+        match (self.nodes.get(&ino), dir) {
+            (Some(Content::Dir { .. }), false) => return Err(Errno::EISDIR),
+            (Some(Content::File { .. }), true) => return Err(Errno::ENOTDIR),
+            (_, true) if !self.is_empty_dir(ino) => return Err(Errno::ENOTEMPTY),
+            _ => {}
+        }
+        self.entries(parent)?.remove(name);
+        Ok(())
+    }
+
     /// Adds a node named `name` in `parent`.
     fn make(&mut self, parent: u64, name: &OsStr, content: Content) -> Result<u64, Errno> {
         self.change()?;
@@ -314,32 +328,14 @@ impl fuser::Filesystem for PowerFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let removed = state.change().and_then(|()| {
-            let ino = state.child(parent.0, name)?;
-            if matches!(state.nodes.get(&ino), Some(Content::Dir { .. })) {
-                return Err(Errno::EISDIR);
-            }
-            state.entries(parent.0)?.remove(name);
-            Ok(())
-        });
-        match removed {
+        match self.state().remove(parent.0, name, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let removed = state.change().and_then(|()| {
-            let ino = state.child(parent.0, name)?;
-            if !state.is_empty_dir(ino) {
-                return Err(Errno::ENOTEMPTY);
-            }
-            state.entries(parent.0)?.remove(name);
-            Ok(())
-        });
-        match removed {
+        match self.state().remove(parent.0, name, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
