@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the tests on a Debian machine that has Rust: first installs what they need and the
+# machine lacks (Chromium and chromedriver for the browser tests; fuse3, whose fusermount3
+# mounts the power-loss test's FUSE layer for a user who is not root), then
+# `cargo test --workspace --locked` with any arguments given.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+if [ "$(id -u)" -ne 0 ] && ! command -v fusermount3 >/dev/null; then
+  need+=(fuse3)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+
+exec cargo test --workspace --locked "$@"
