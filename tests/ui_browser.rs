@@ -254,6 +254,27 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         1,
         "only the failing span is red"
     );
+    // The ruler's 0 stands over the root bar's left edge, and no bar leaves its track.
+    let geometry = ui
+        .script(
+            "const zero = document.querySelector('.ruler .ticks span').getBoundingClientRect();
+             const rows = [...document.querySelectorAll('.wf-row')];
+             const root = rows[0].querySelector('.wf-bar').getBoundingClientRect();
+             const inside = rows.every((r) => {
+               const bar = r.querySelector('.wf-bar').getBoundingClientRect();
+               const track = r.querySelector('.wf-track').getBoundingClientRect();
+               return bar.left >= track.left - 0.5 && bar.right <= track.right + 0.5;
+             });
+             return [zero.left + zero.width / 2, root.left, inside, rows.length];",
+        )
+        .await;
+    let (zero, root) = (geometry[0].as_f64().unwrap(), geometry[1].as_f64().unwrap());
+    assert!(
+        (zero - root).abs() <= 2.0,
+        "the ruler's 0 at x={zero}, the root bar starts at x={root}"
+    );
+    assert_eq!(geometry[2], json!(true), "a bar leaves its track: {geometry}");
+    assert_eq!(geometry[3], json!(3), "{geometry}");
     ui.click(".wf-row.error").await;
     ui.wait_text("aside.detail", "card declined: insufficient funds")
         .await;

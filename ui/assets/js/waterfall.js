@@ -23,13 +23,15 @@ export function waterfall({ start, end, rows, state, onSelect, onToggle }) {
   const total = Math.max(end - start, 1);
   const pct = (t) => ((t - start) / total) * 100;
   const spacer = h('div', { class: 'spacer' });
-  const box = h('div', { class: 'waterfall', tabindex: 0, 'aria-label': 'spans' }, spacer);
   const ticks = h('div', { class: 'ticks' });
   const step = niceStep(total, 6);
   for (let t = 0; t <= total; t += step) {
     ticks.append(h('span', { style: { left: `${(t / total) * 100}%` } }, fmt.duration(t)));
   }
+  // The ruler scrolls with the rows' box as its sticky first line: the same width (scrollbar
+  // included) and the same columns, so its ticks stand over the bars' times.
   const ruler = h('div', { class: 'ruler' }, h('div', null, 'Service and operation'), ticks);
+  const box = h('div', { class: 'waterfall', tabindex: 0, 'aria-label': 'spans' }, ruler, spacer);
   const canvas = h('canvas', { width: 1200, height: 40 });
   const viewport = h('div', { class: 'window' });
   const minimap = h('div', { class: 'minimap', title: 'The whole trace: click to scroll there' }, canvas, viewport);
@@ -122,7 +124,7 @@ export function waterfall({ start, end, rows, state, onSelect, onToggle }) {
 
   refresh();
   return {
-    element: h('div', null, minimap, ruler, box),
+    element: h('div', null, minimap, box),
     refresh,
     reveal,
     scrollTop: () => box.scrollTop,
