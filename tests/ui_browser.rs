@@ -273,7 +273,11 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         (zero - root).abs() <= 2.0,
         "the ruler's 0 at x={zero}, the root bar starts at x={root}"
     );
-    assert_eq!(geometry[2], json!(true), "a bar leaves its track: {geometry}");
+    assert_eq!(
+        geometry[2],
+        json!(true),
+        "a bar leaves its track: {geometry}"
+    );
     assert_eq!(geometry[3], json!(3), "{geometry}");
     ui.click(".wf-row.error").await;
     ui.wait_text("aside.detail", "card declined: insufficient funds")
@@ -591,4 +595,95 @@ async fn the_ui_asks_for_the_reading_token_once() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// "First error" opens the span where the error began, not its parent that passed it up; the
+/// inherited error is drawn dashed, span kinds are shown, and no service is drawn in red.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_error_opens_where_the_error_began() {
+    use opentelemetry::Context;
+    use opentelemetry::trace::{Status, TraceContextExt};
+    let server = start_server().await;
+    let (orders, billing) = (
+        provider("orders", server.grpc),
+        provider("billing", server.grpc),
+    );
+    let (ot, bt) = (orders.tracer("shop"), billing.tracer("shop"));
+    let root = ot
+        .span_builder("POST /refund")
+        .with_kind(SpanKind::Server)
+        .start(&ot);
+    let root_cx = Context::current_with_span(root);
+    let mut refund = bt
+        .span_builder("POST /payouts")
+        .with_kind(SpanKind::Server)
+        .start_with_context(&bt, &root_cx);
+    refund.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", "BankTimeout"),
+            KeyValue::new("exception.message", "the bank timed out"),
+        ],
+    );
+    refund.set_status(Status::error("the bank timed out"));
+    let origin = refund.span_context().span_id().to_string();
+    refund.end();
+    root_cx.span().set_status(Status::error("refund failed"));
+    let trace = root_cx.span().span_context().trace_id().to_string();
+    root_cx.span().end();
+    for p in [&orders, &billing] {
+        p.force_flush().unwrap();
+    }
+    let (ui, _driver, _profile) = Ui::start(&server).await;
+
+    ui.open(&format!("/trace/{trace}")).await;
+    ui.wait_text(".wf-row.error", "billing").await;
+    assert_eq!(ui.count(".wf-row.error").await, 2);
+    assert_eq!(
+        ui.count(".wf-row.error.inherited").await,
+        1,
+        "the root passed the error up"
+    );
+    let inherited = ui.wait_text(".wf-row.error.inherited", "orders").await;
+    assert!(inherited.contains("POST /refund"), "{inherited}");
+    assert_eq!(ui.count(".wf-kind").await, 2, "both spans say their kind");
+    ui.click("button.first-error").await;
+    ui.wait_text("aside.detail", "the bank timed out").await;
+    let url = ui.client.current_url().await.unwrap();
+    assert!(
+        url.query()
+            .unwrap_or("")
+            .contains(&format!("span={origin}")),
+        "First error opened {url}, not the billing span {origin}"
+    );
+    // Services' colours keep clear of the error red, whatever their names.
+    let hues = ui
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             import('/assets/js/format.js').then((fmt) => {
+               const hues = [];
+               for (let i = 0; i < 500; i++) {
+                 hues.push(Number(/hsl\\((\\d+)/.exec(fmt.color(`service-${i}`))[1]));
+               }
+               done(hues);
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let reds: Vec<&Value> = hues
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            let h = h.as_f64().unwrap();
+            !(25.0..=330.0).contains(&h)
+        })
+        .collect();
+    assert!(reds.is_empty(), "service hues in the error red: {reds:?}");
+    ui.done("first-error").await;
+    for p in [orders, billing] {
+        p.shutdown().unwrap();
+    }
 }

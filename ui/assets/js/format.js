@@ -74,7 +74,8 @@ export function number(v) {
 export function color(name) {
   let hash = 2166136261;
   for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
-  const hue = ((hash >>> 0) % 360);
+  // Hues 25–330 only: red (330–25) means an error, so no service is drawn in it.
+  const hue = 25 + ((hash >>> 0) % 305);
   return `hsl(${hue} 62% 52%)`;
 }
 

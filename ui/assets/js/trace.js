@@ -26,6 +26,24 @@ export async function loadTrace(id) {
   return trace;
 }
 
+/**
+ * Where the trace's errors began: error spans none of whose children failed (an error passed
+ * up from a child is not where it began), those with an exception event first, then the
+ * deepest, then the earliest. Marks every other error span `inherited`.
+ */
+export function errorOrigins(trace) {
+  const failed = (sp) => sp.status.code === 'error';
+  const origins = [];
+  for (const span of trace.spans) {
+    if (!failed(span)) continue;
+    span.inherited = span.children.some(failed);
+    if (!span.inherited) origins.push(span);
+  }
+  const exception = (sp) => (sp.events || []).some((e) => e.name === 'exception');
+  origins.sort((a, b) => (exception(b) - exception(a)) || (b.depth - a.depth) || (a.offset - b.offset));
+  return origins;
+}
+
 /** Adds every span's attributes, events, links, resource and scope to a loaded tree. */
 export async function loadDetails(trace) {
   if (trace.full) return trace;
@@ -148,6 +166,8 @@ export async function render(main, ctx) {
   const selectedId = params.get('span');
   const selected = selectedId && trace.byId.get(selectedId);
 
+  // Before the waterfall draws: it marks errors passed up from children.
+  const errorSpans = errorOrigins(trace);
   const rows = () => {
     const out = [];
     let hideBelow = Infinity;
@@ -186,7 +206,6 @@ export async function render(main, ctx) {
       ctx.setParams({ find: value || null }, { replace: true });
     }
   });
-  const errorSpans = trace.spans.filter((sp) => sp.status.code === 'error');
   replace(main,
     h('h1', null, h('span', null, h('b', null, sum.root_service), ': ', sum.root_name), h('span', { class: 'muted mono' }, trace.trace_id)),
     h('div', { class: 'trace-head' },
@@ -200,7 +219,7 @@ export async function render(main, ctx) {
       findForm,
       matches ? h('span', { class: 'muted' }, `${matches.size} match${matches.size === 1 ? '' : 'es'} (Enter: next)`) : null,
       h('label', null, h('input', { type: 'checkbox', checked: !!critical, onchange: (e) => ctx.setParams({ critical: e.target.checked ? '1' : null }, { replace: true }) }), 'Critical path'),
-      errorSpans.length ? h('button', { type: 'button', onclick: () => ctx.setParams({ span: errorSpans[0].span_id }, { replace: true }) }, `First error (${errorSpans.length})`) : null,
+      errorSpans.length ? h('button', { type: 'button', class: 'first-error', title: 'The span where an error began (not one passed up from a child), with an exception first', onclick: () => ctx.setParams({ span: errorSpans[0].span_id }, { replace: true }) }, `First error (${errorSpans.length})`) : null,
       h('button', { type: 'button', onclick: () => ctx.setParams({ collapsed: null }, { replace: true }) }, 'Expand all'),
       link(`/compare?a=${trace.trace_id}`, 'Compare with another trace')),
     h('div', { class: ['trace-layout', selected ? null : 'no-detail'] }, view.element, selected ? details(trace, selected, ctx) : null));

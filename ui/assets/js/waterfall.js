@@ -5,6 +5,8 @@ import { h, replace } from './dom.js';
 import * as fmt from './format.js';
 
 const ROW = 24;
+/** Span kinds as the row shows them (internal and unspecified spans show none). */
+const KIND = { server: 'server', client: 'client', producer: 'producer', consumer: 'consumer' };
 const OVERSCAN = 12;
 
 function niceStep(total, count) {
@@ -44,7 +46,7 @@ export function waterfall({ start, end, rows, state, onSelect, onToggle }) {
     const left = pct(item.offset);
     const width = Math.max((span.duration_nano / total) * 100, 0.15);
     const classes = ['wf-row'];
-    if (span.status.code === 'error') classes.push('error');
+    if (span.status.code === 'error') classes.push('error', span.inherited ? 'inherited' : null);
     if (state.selected === span.span_id) classes.push('selected');
     if (state.critical && state.critical.has(span.span_id)) classes.push('critical');
     if (state.matches) classes.push(state.matches.has(span.span_id) ? 'match' : 'dim');
@@ -52,7 +54,8 @@ export function waterfall({ start, end, rows, state, onSelect, onToggle }) {
       h('div', { class: 'wf-name', style: { paddingLeft: `${item.depth * 14}px` } },
         h('span', { class: 'wf-toggle', dataset: { toggle: item.hasChildren ? span.span_id : '' } }, item.hasChildren ? (item.collapsed ? '▸' : '▾') : ''),
         h('span', { class: 'wf-svc', style: { background: fmt.color(span.service_name) } }),
-        h('b', null, span.service_name), ' ', span.name),
+        h('b', null, span.service_name), ' ', span.name,
+        KIND[span.kind] ? h('span', { class: 'wf-kind', title: `span kind: ${span.kind}` }, KIND[span.kind]) : null),
       h('div', { class: 'wf-track' },
         h('div', { class: 'wf-bar', style: { left: `${left}%`, width: `${width}%`, background: fmt.color(span.service_name) } }),
         h('span', { class: 'wf-label', style: left + width > 80 ? { right: `${100 - left + 0.5}%` } : { left: `${left + width + 0.5}%` } }, fmt.duration(span.duration_nano))));
