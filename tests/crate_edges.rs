@@ -1,4 +1,4 @@
-//! The workspace keeps the crate edges of DESIGN.md §1: read from `cargo metadata`, any other
+//! The workspace keeps the crate edges of docs/ARCHITECTURE.md ("Crates"): read from `cargo metadata`, any other
 //! edge between our crates, or a heavy dependency in the wrong crate, fails this test.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +23,7 @@ const ALLOWED: [(&str, &[&str]); 6] = [
     ),
 ];
 
-/// Third-party crates that belong to one layer only (DESIGN.md §1).
+/// Third-party crates that belong to one layer only (docs/ARCHITECTURE.md, "Crates").
 const FORBIDDEN: [(&str, &[&str]); 5] = [
     (
         "spyglass-store",
@@ -113,6 +113,6 @@ fn crate_edges_follow_the_design() {
     }
     assert!(
         violations.is_empty(),
-        "edges DESIGN.md §1 does not allow: {violations:?}"
+        "edges docs/ARCHITECTURE.md does not allow: {violations:?}"
     );
 }

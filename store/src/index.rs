@@ -1,7 +1,7 @@
 //! The trace index: one tantivy index per spans part, one document per trace in that part.
 //!
-//! A document per span would cap ingest near tantivy's ~100k documents/s per core (DESIGN.md
-//! §10). A document per trace holds, in its positional `span` field, each span's service, name,
+//! A document per span would cap ingest near tantivy's ~100k documents/s per core. A document
+//! per trace holds, in its positional `span` field, each span's service, name,
 //! scalar attributes, duration bucket and error status at the span's own position, so "one span
 //! meets every condition" is a phrase query whose terms share an offset; resource attributes,
 //! messages as full text, the trace's bounds, counts and the summary a result list shows sit
