@@ -687,3 +687,33 @@ async fn first_error_opens_where_the_error_began() {
         p.shutdown().unwrap();
     }
 }
+
+/// A link to a page that does not exist, or to a malformed trace id, opens the app with its
+/// navigation and says what is wrong, instead of a bare "404" text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_keep_the_app_and_say_what_is_wrong() {
+    let server = start_server().await;
+    let (ui, _driver, _profile) = Ui::start(&server).await;
+    ui.open("/trace/not-a-trace").await;
+    ui.wait_text("main", "is not a trace id").await;
+    assert_eq!(ui.count("#nav a").await, 8, "the navigation is there");
+    // With nothing firing, the Alerts link holds no empty badge.
+    let badge = ui
+        .script("return document.getElementById('firing').getBoundingClientRect().width;")
+        .await;
+    assert_eq!(
+        badge.as_f64(),
+        Some(0.0),
+        "the hidden firing count takes no room"
+    );
+    let png = ui.client.screenshot().await.unwrap();
+    std::fs::write(ui.shots.join("not-a-trace.png"), png).unwrap();
+    ui.open("/nowhere").await;
+    ui.wait_text("main", "No page at /nowhere").await;
+    // Tools that do not ask for HTML still get a plain 404.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/nowhere", server.ui))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 404);
+    assert!(plain.text().await.unwrap().contains("no page or endpoint"));
+}

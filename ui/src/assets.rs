@@ -148,12 +148,26 @@ async fn page(uri: axum::http::Uri, request: HeaderMap) -> Response {
     let path = uri.path();
     if !is_page(path) {
         let message = format!("no page or endpoint {path}");
+        let browser = request
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
         return if path == "/api" || path.starts_with("/api/") {
             (
                 StatusCode::NOT_FOUND,
                 axum::Json(serde_json::json!({ "error": message })),
             )
                 .into_response()
+        } else if browser {
+            // A browser gets the app, with its navigation, saying that there is no such page.
+            let mut shell = serve(
+                find("index.html").expect("index.html is embedded"),
+                &request,
+            );
+            if shell.status() == StatusCode::OK {
+                *shell.status_mut() = StatusCode::NOT_FOUND;
+            }
+            shell
         } else {
             (StatusCode::NOT_FOUND, message + "\n").into_response()
         };

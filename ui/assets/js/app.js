@@ -71,7 +71,10 @@ async function render() {
     }
     return;
   }
-  replace(main, notice('error', `No page at ${path}`));
+  const trace = path.match(/^\/trace\/(.*)$/);
+  replace(main, trace
+    ? notice('error', `“${decodeURIComponent(trace[1])}” is not a trace id: a trace id is 32 hexadecimal digits.`)
+    : notice('error', `No page at ${path}.`));
 }
 
 document.addEventListener('click', (e) => {
