@@ -38,6 +38,7 @@ use spyglass_store::model::{
     AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
     Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
 };
+use spyglass_store::spanmetrics as names;
 
 /// The generator's maps, looked up several times per span: foldhash (seeded per process)
 /// instead of SipHash, which cost more than the lookups themselves.
@@ -151,10 +152,10 @@ impl<'a> SpanColumns<'a> {
             batch.column_by_name(name)?.as_any().downcast_ref()
         }
         let peers = [
-            ("peer_service", "virtual_node"),
-            ("db_system", "database"),
-            ("messaging_system", "messaging_system"),
-            ("server_address", "virtual_node"),
+            ("peer_service", names::VIRTUAL_NODE),
+            ("db_system", names::DATABASE),
+            ("messaging_system", names::MESSAGING_SYSTEM),
+            ("server_address", names::VIRTUAL_NODE),
         ];
         Some(Self {
             trace_id: get(batch, "trace_id")?,
@@ -518,7 +519,7 @@ impl SpanMetrics {
         let mut state = self.state.lock().expect("span metrics lock");
         self.expire(&mut state, now);
         let scope = Arc::new(Scope {
-            name: "spyglass.spanmetrics".into(),
+            name: names::SCOPE.into(),
             ..Scope::default()
         });
         let mut resources: HashMap<String, Arc<Resource>> = HashMap::new();
@@ -570,29 +571,29 @@ impl SpanMetrics {
         });
         for (service, operation, kind, status, totals) in red {
             let labels = |with_status: bool| {
-                let mut l = vec![kv("span.name", operation), kv("span.kind", kind)];
+                let mut l = vec![kv(names::SPAN_NAME, operation), kv(names::SPAN_KIND, kind)];
                 if with_status {
-                    l.push(kv("status.code", status));
+                    l.push(kv(names::STATUS_CODE, status));
                 }
                 Attributes::new(l)
             };
             let r = resource(service);
             out.push(point(
-                "spyglass.span.calls",
+                names::SPAN_CALLS,
                 labels(true),
                 r.clone(),
                 counter(totals.calls),
             ));
             if status == "error" {
                 out.push(point(
-                    "spyglass.span.errors",
+                    names::SPAN_ERRORS,
                     labels(false),
                     r.clone(),
                     counter(totals.errors),
                 ));
             }
             out.push(point(
-                "spyglass.span.duration",
+                names::SPAN_DURATION,
                 labels(true),
                 r,
                 histogram(&totals.duration),
@@ -600,25 +601,25 @@ impl SpanMetrics {
         }
         for (key, totals) in &state.edges {
             let labels = Attributes::new(vec![
-                kv("client", &key.client),
-                kv("server", &key.server),
-                kv("connection_type", key.connection_type),
+                kv(names::CLIENT, &key.client),
+                kv(names::SERVER, &key.server),
+                kv(names::CONNECTION_TYPE, key.connection_type),
             ]);
             let r = resource(&key.client);
             out.push(point(
-                "spyglass.service_graph.calls",
+                names::GRAPH_CALLS,
                 labels.clone(),
                 r.clone(),
                 counter(totals.calls),
             ));
             out.push(point(
-                "spyglass.service_graph.failures",
+                names::GRAPH_FAILURES,
                 labels.clone(),
                 r.clone(),
                 counter(totals.errors),
             ));
             out.push(point(
-                "spyglass.service_graph.duration",
+                names::GRAPH_DURATION,
                 labels,
                 r,
                 histogram(&totals.duration),

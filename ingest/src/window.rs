@@ -21,13 +21,12 @@ use std::collections::HashSet;
 use arrow::array::{Array, RecordBatch, UInt64Array};
 use spyglass_store::Signal;
 use spyglass_store::model::{LogRecord, MetricPoint, Span};
+use spyglass_store::spanmetrics::RESERVED_PREFIX;
 
 use crate::convert::Converted;
 
 const NANOS_PER_MINUTE: u64 = 60_000_000_000;
 
-/// The metric names only Spyglass writes.
-pub const RESERVED_PREFIX: &str = "spyglass.";
 const NANOS_PER_HOUR: u64 = 60 * NANOS_PER_MINUTE;
 
 /// The accepted event times of one request.

@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 
 use crate::QueryEngine;
 use crate::error::Result;
-use crate::health::{Family, Health, Totals, health, merge};
+use spyglass_store::spanmetrics as names;
+
+use crate::health::{Family, Health, KeyColumn, Totals, health, merge};
 
 const GRAPH_FAMILY: Family = Family {
-    calls: "spyglass.service_graph.calls",
-    errors: "spyglass.service_graph.failures",
-    duration: "spyglass.service_graph.duration",
+    calls: names::GRAPH_CALLS,
+    errors: names::GRAPH_FAILURES,
+    duration: names::GRAPH_DURATION,
     keys: [
-        "attributes['client']",
-        "attributes['server']",
-        "attributes['connection_type']",
+        KeyColumn::Attribute(names::CLIENT),
+        KeyColumn::Attribute(names::SERVER),
+        KeyColumn::Attribute(names::CONNECTION_TYPE),
     ],
 };
 

@@ -14,6 +14,7 @@ mod points;
 mod read;
 
 use arrow::array::RecordBatch;
+use spyglass_store::spanmetrics as names;
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
@@ -62,8 +63,25 @@ pub(crate) struct Family {
     pub(crate) calls: &'static str,
     pub(crate) errors: &'static str,
     pub(crate) duration: &'static str,
-    /// SQL expressions, each a string.
-    pub(crate) keys: [&'static str; 3],
+    /// The three columns that group the series.
+    pub(crate) keys: [KeyColumn; 3],
+}
+
+/// A column that groups span-metric series: a column of the table, or an attribute.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyColumn {
+    Column(&'static str),
+    Attribute(&'static str),
+}
+
+impl KeyColumn {
+    /// The column as a SQL expression of type string.
+    pub(crate) fn sql(self) -> String {
+        match self {
+            KeyColumn::Column(name) => name.to_owned(),
+            KeyColumn::Attribute(key) => format!("attributes[{}]", sql_string(key)),
+        }
+    }
 }
 
 impl Family {
@@ -76,13 +94,13 @@ impl Family {
 }
 
 const SPAN_FAMILY: Family = Family {
-    calls: "spyglass.span.calls",
-    errors: "spyglass.span.errors",
-    duration: "spyglass.span.duration",
+    calls: names::SPAN_CALLS,
+    errors: names::SPAN_ERRORS,
+    duration: names::SPAN_DURATION,
     keys: [
-        "service_name",
-        "attributes['span.name']",
-        "attributes['span.kind']",
+        KeyColumn::Column("service_name"),
+        KeyColumn::Attribute(names::SPAN_NAME),
+        KeyColumn::Attribute(names::SPAN_KIND),
     ],
 };
 

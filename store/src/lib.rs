@@ -35,6 +35,7 @@ mod rollup;
 mod roundtrip_tests;
 pub mod schema;
 mod snapshot;
+pub mod spanmetrics;
 pub mod stats;
 mod store;
 pub mod synth;

@@ -148,7 +148,7 @@ impl QueryEngine {
             table.restricted_to(newest),
             table.restricted_to(older).without_memtable(),
         ];
-        let [k1, k2, k3] = family.keys;
+        let [k1, k2, k3] = family.keys.map(|k| k.sql());
         for read in reads {
             if missing.is_empty() {
                 break;
