@@ -717,3 +717,64 @@ async fn unknown_pages_keep_the_app_and_say_what_is_wrong() {
     assert_eq!(plain.status(), 404);
     assert!(plain.text().await.unwrap().contains("no page or endpoint"));
 }
+
+/// The service page's "Slowest recent traces" lists the slowest first, not the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_page_lists_its_slowest_traces_slowest_first() {
+    use std::time::SystemTime;
+    let server = start_server().await;
+    let reports = provider("reports", server.grpc);
+    let tracer = reports.tracer("shop");
+    let base = SystemTime::now() - Duration::from_secs(120);
+    // 60 traces of 30–100 ms, their durations in no order of time: the p95 (interpolated in
+    // the 50–100 ms bucket) leaves a few traces above it.
+    for i in 0..60u64 {
+        let start = base + Duration::from_secs(i);
+        let millis = 30 + (i * 37) % 71;
+        let mut span = tracer
+            .span_builder("GET /report")
+            .with_kind(SpanKind::Server)
+            .with_start_time(start)
+            .start(&tracer);
+        span.end_with_timestamp(start + Duration::from_millis(millis));
+    }
+    reports.force_flush().unwrap();
+    within(Duration::from_secs(30), || async {
+        let (_, services) = get_json(server.ui, "/api/v1/services?start=now-1h").await;
+        services["services"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|s| s["name"] == "reports" && s["calls"] == 60.0)
+        })
+    })
+    .await
+    .expect("the span metrics count the 60 calls");
+
+    let (ui, _driver, _profile) = Ui::start(&server).await;
+    ui.open("/services/reports?range=1h").await;
+    ui.element(".slowest table.traces tbody tr").await;
+    let durations = ui
+        .script(
+            "return [...document.querySelectorAll('.slowest table.traces tbody tr td:nth-child(3)')]
+               .map((td) => {
+                 const m = /^([0-9.]+) ms/.exec(td.textContent);
+                 return m ? Number(m[1]) : td.textContent;
+               });",
+        )
+        .await;
+    let durations: Vec<f64> = durations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d.as_f64()
+                .unwrap_or_else(|| panic!("a duration in ms: {d}"))
+        })
+        .collect();
+    assert!(durations.len() >= 2, "{durations:?}");
+    assert!(
+        durations.windows(2).all(|w| w[0] >= w[1]),
+        "slowest first: {durations:?}"
+    );
+    ui.done("service-slowest").await;
+    reports.shutdown().unwrap();
+}
