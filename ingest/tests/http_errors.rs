@@ -421,15 +421,15 @@ const LOGS_JSON: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"s
  "scopeLogs":[{"logRecords":[{"timeUnixNano":"1795737600000000000","severityNumber":17,"severityText":"ERROR",
  "body":{"stringValue":"payment failed"},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}]}"#;
 
-fn encode(encoding: Option<&str>, body: &str) -> Vec<u8> {
+fn encode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
     match encoding {
-        None => body.as_bytes().to_vec(),
+        None => body.to_vec(),
         Some("gzip") => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            gz.write_all(body.as_bytes()).unwrap();
+            gz.write_all(body).unwrap();
             gz.finish().unwrap()
         }
-        Some("zstd") => zstd::encode_all(body.as_bytes(), 3).unwrap(),
+        Some("zstd") => zstd::encode_all(body, 3).unwrap(),
         Some(other) => panic!("no encoder for {other}"),
     }
 }
@@ -453,7 +453,7 @@ async fn hand_written_json_for_all_signals_plain_gzip_and_zstd() {
                 path,
                 "application/json",
                 encoding,
-                encode(encoding, &json),
+                encode(encoding, json.as_bytes()),
             )
             .await;
             assert_eq!(
@@ -518,12 +518,28 @@ async fn hand_written_json_for_all_signals_plain_gzip_and_zstd() {
     }
 }
 
-/// The process's peak resident memory so far, from `/proc/self/status`.
-fn peak_rss_bytes() -> u64 {
+/// Fails when the process's peak resident memory so far (`/proc/self/status`) passed the 1 GiB
+/// budget.
+fn assert_peak_rss_within_budget() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
+    assert!(
+        kib < 1 << 20,
+        "peak RSS {} MiB, over the 1 GiB budget",
+        kib >> 10
+    );
+}
+
+/// `body` gzipped, checked to be a small request (under 1 MiB on the wire).
+fn small_gzip(body: &[u8]) -> Vec<u8> {
+    let gzipped = encode(Some("gzip"), body);
+    assert!(
+        gzipped.len() < 1 << 20,
+        "a small request: {} bytes",
+        gzipped.len()
+    );
+    gzipped
 }
 
 #[tokio::test]
@@ -563,15 +579,7 @@ async fn a_small_gzip_request_that_expands_past_the_limit_is_refused() {
             ..Default::default()
         }],
     };
-    let plain = request.encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&plain).unwrap();
-    let body = gz.finish().unwrap();
-    assert!(
-        body.len() < 1 << 20,
-        "a small request: {} bytes",
-        body.len()
-    );
+    let body = small_gzip(&request.encode_to_vec());
 
     let answer = post(
         &h,
@@ -592,12 +600,7 @@ async fn a_small_gzip_request_that_expands_past_the_limit_is_refused() {
             .len(),
         0
     );
-    let peak = peak_rss_bytes();
-    assert!(
-        peak < 1 << 30,
-        "peak RSS {} MiB, over the 1 GiB budget",
-        peak >> 20
-    );
+    assert_peak_rss_within_budget();
 
     // The same spans with a small resource are stored.
     let mut small = request.clone();
@@ -640,26 +643,13 @@ async fn a_small_request_that_decodes_to_gigabytes_is_refused_before_decoding() 
     // 10 million empty log records: 2 bytes each on the wire, a struct of a few hundred bytes
     // each once decoded; gzip makes the 20 MB body a few kilobytes.
     let records: Vec<u8> = [0x12u8, 0x00].repeat(10_000_000);
-    let request = field(1, &field(2, &records));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&request).unwrap();
-    let body = gz.finish().unwrap();
-    assert!(
-        body.len() < 1 << 20,
-        "a small request: {} bytes",
-        body.len()
-    );
+    let body = small_gzip(&field(1, &field(2, &records)));
 
     let answer = post(&h, "/v1/logs", "application/x-protobuf", Some("gzip"), body).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     let text = String::from_utf8_lossy(&answer.body);
     assert!(text.contains("max_decoded_bytes"), "{text}");
-    let peak = peak_rss_bytes();
-    assert!(
-        peak < 1 << 30,
-        "peak RSS {} MiB, over the 1 GiB budget",
-        peak >> 20
-    );
+    assert_peak_rss_within_budget();
 
     // The same shape at a size that decodes within the limit is stored.
     let now = now_nanos().to_le_bytes();
