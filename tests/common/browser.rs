@@ -1,12 +1,15 @@
 //! Headless Chromium through chromedriver (Debian `chromium` + `chromium-driver`), for the
 //! browser tests and the UI benchmark.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder};
-use serde_json::json;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use super::{Server, free_port};
 
 pub struct Driver(Child);
 
@@ -83,5 +86,115 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Chromium, driven over WebDriver, on a server's UI; each page saved as a PNG under
+/// `target/ui-screenshots/`.
+pub struct Ui {
+    pub client: Client,
+    pub base: String,
+    pub shots: PathBuf,
+}
+
+impl Ui {
+    /// Chromium through chromedriver on `server`'s UI; the driver and the profile live as
+    /// long as the test keeps them.
+    pub async fn start(server: &Server) -> (Self, Driver, tempfile::TempDir) {
+        let driver_port = free_port();
+        let driver = chromedriver(driver_port);
+        let profile = tempfile::tempdir().unwrap();
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let ui = Ui {
+            client: browser(driver_port, profile.path()).await,
+            base: format!("http://127.0.0.1:{}", server.ui),
+            shots,
+        };
+        (ui, driver, profile)
+    }
+
+    pub async fn open(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until an element matching `css` has `needle` in its text; returns that text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
+                for e in elements {
+                    if let Ok(text) = e.text().await
+                        && text.contains(needle)
+                    {
+                        return text;
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let body = self
+                    .client
+                    .find(Locator::Css("main"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                panic!("no {css} with {needle:?} in the page; it shows:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The first element matching `css`, once it is there.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    /// Clicks the first element matching `css`. A page that re-renders (the trace view once
+    /// the full trace arrives, the Alerts page every 15 s) can replace it between finding and
+    /// clicking: then it is found again.
+    pub async fn click(&self, css: &str) {
+        for _ in 0..50 {
+            match self.element(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if e.is_stale_element_reference() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} went stale 50 times");
+    }
+
+    pub async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    pub async fn script(&self, js: &str) -> Value {
+        self.client.execute(js, vec![]).await.unwrap()
+    }
+
+    /// Saves the page as `{name}.png` and fails on any console error it logged.
+    pub async fn done(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        let errors: Vec<&Value> = log
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect())
+            .unwrap_or_default();
+        assert!(
+            errors.is_empty(),
+            "the {name} page logged errors: {errors:?}"
+        );
     }
 }
