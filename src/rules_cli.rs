@@ -46,6 +46,39 @@ pub fn check(paths: &[PathBuf]) -> bool {
     valid
 }
 
+/// `spyglass notify check`: true when every file is valid. Prints what each holds, as
+/// `amtool check-config` does.
+pub fn check_notify(paths: &[PathBuf]) -> bool {
+    let mut valid = true;
+    for path in paths {
+        println!("Checking '{}'", path.display());
+        match spyglass_alerting::notify::load_config(&path.display().to_string()) {
+            Ok(config) => {
+                let integrations: usize =
+                    config.receivers.iter().map(|r| r.integrations.len()).sum();
+                println!("  SUCCESS");
+                println!("Found:");
+                println!(" - global config");
+                println!(" - route");
+                println!(" - {} inhibit rules", config.inhibit_rules.len());
+                println!(
+                    " - {} receivers ({integrations} integrations)",
+                    config.receivers.len()
+                );
+            }
+            Err(errors) => {
+                valid = false;
+                println!("  FAILED:");
+                for error in errors {
+                    println!("{error}");
+                }
+            }
+        }
+        println!();
+    }
+    valid
+}
+
 pub struct Backtest {
     pub paths: Vec<PathBuf>,
     pub from: String,

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use spyglass_alerting::{Evaluator, SystemClock};
+use spyglass_alerting::{Evaluator, SystemClock, notify};
 use spyglass_ingest::Protocol;
 use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_query::QueryEngine;
@@ -102,7 +102,7 @@ pub async fn run(
         }
     }));
     let ingest = Ingest::new(store.clone(), config.ingest.clone());
-    let (evaluator, alerting) = alerting(&config, &engine, &ingest, &store)?;
+    let (evaluator, alerting, dispatcher) = alerting(&config, &engine, &ingest, &store)?;
     alerting_slot.set(alerting.clone());
     let _ = sources.set(selfmetrics::Sources {
         store: store.clone(),
@@ -152,6 +152,8 @@ pub async fn run(
     let alerting_task = queries.spawn(evaluator.run(async {
         let _ = alerting_stopped.await;
     }));
+    // It ends when the evaluator (the holder of its inbox) is gone.
+    let dispatcher_task = tokio::spawn(dispatcher.run(std::future::pending()));
     let (stop_hangups, hangups_stopped) = oneshot::channel::<()>();
     let hangup_task = tokio::spawn(reload_on_hangup(alerting, async {
         let _ = hangups_stopped.await;
@@ -182,6 +184,7 @@ pub async fn run(
     {
         tracing::warn!("alerting did not stop in time; its last saved state is kept");
     }
+    dispatcher_task.abort();
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     maintenance_task.await.context("maintenance task failed")?;
@@ -258,14 +261,19 @@ fn refused_counter(ingest: &Ingest) -> spyglass_alerting::Counter {
     })
 }
 
-/// The rule evaluator (rules and saved state loaded; a bad rule file is an error) and its
-/// handle; the `alerts` table joins the query engine's.
+/// The rule evaluator (rules and saved state loaded; a bad rule file is an error), its handle,
+/// and the notification dispatcher it sends alerts to (a bad notify config is an error); the
+/// `alerts` and `notifications` tables join the query engine's.
 fn alerting(
     config: &Config,
     engine: &QueryEngine,
     ingest: &Ingest,
     store: &Store,
-) -> anyhow::Result<(Evaluator<QueryEngine>, spyglass_alerting::Alerting)> {
+) -> anyhow::Result<(
+    Evaluator<QueryEngine>,
+    spyglass_alerting::Alerting,
+    spyglass_alerting::notify::Dispatcher,
+)> {
     let (evaluator, alerting) = Evaluator::new(
         engine.clone(),
         config.alerting(),
@@ -274,10 +282,26 @@ fn alerting(
     )
     .context("failed to start alerting")?;
     engine.supply_table("alerts", alerting.table());
+    let alerting_config = config.alerting();
+    let notify_config = match alerting_config.notify_config.as_str() {
+        "" => notify::NotifyConfig::log_only(),
+        path => notify::load_config(path)
+            .map_err(spyglass_alerting::Error::NotifyConfig)
+            .context("failed to start notifications")?,
+    };
+    let (notifier, dispatcher) = notify::Dispatcher::new(
+        notify_config,
+        &config.data_dir.join("alerts"),
+        Arc::new(SystemClock),
+        &alerting_config.external_url,
+    )
+    .context("failed to start notifications")?;
+    engine.supply_table("notifications", notifier.ledger().table());
     let evaluator = evaluator
         .with_refusals(refused_counter(ingest))
-        .with_recorder(recorder(store));
-    Ok((evaluator, alerting))
+        .with_recorder(recorder(store))
+        .with_notifier(notifier);
+    Ok((evaluator, alerting, dispatcher))
 }
 
 /// Recording rules' points go into the store as any metric point does.

@@ -13,6 +13,9 @@ pub struct AlertingConfig {
     pub evaluation_interval_secs: u64,
     /// Base of the links in alerts (`$externalURL`, trace links); empty: the UI address.
     pub external_url: String,
+    /// Notification config in Alertmanager's format; empty: notifications go to the log,
+    /// one per incident.
+    pub notify_config: String,
     pub builtin: BuiltinConfig,
 }
 
@@ -22,6 +25,7 @@ impl Default for AlertingConfig {
             rule_files: Vec::new(),
             evaluation_interval_secs: 30,
             external_url: String::new(),
+            notify_config: String::new(),
             builtin: BuiltinConfig::default(),
         }
     }

@@ -52,4 +52,8 @@ pub enum Error {
     BadBacktest(String),
     #[error("rule {rule}: {message}")]
     BadResult { rule: String, message: String },
+    #[error("invalid notify config:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    NotifyConfig(Vec<RuleError>),
+    #[error("notifications: {0}")]
+    Notify(String),
 }

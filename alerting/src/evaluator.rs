@@ -69,6 +69,8 @@ pub struct Evaluator<R: Reader> {
     observation: Option<Observation>,
     /// Where each evidence trace's errors begin, by trace id.
     origins: HashMap<String, Vec<String>>,
+    /// Where firing and resolved alerts go after each evaluation.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl<R: Reader> Evaluator<R> {
@@ -139,6 +141,7 @@ impl<R: Reader> Evaluator<R> {
             observation: None,
             saved_alerts: true,
             origins: HashMap::new(),
+            notifier: None,
         };
         evaluator.set_groups(groups, saved.rules);
         evaluator.publish();
@@ -148,6 +151,12 @@ impl<R: Reader> Evaluator<R> {
     /// Writes the points of recording rules.
     pub fn with_recorder(mut self, recorder: crate::record::Recorder) -> Self {
         self.recorder = Some(recorder);
+        self
+    }
+
+    /// Sends firing and resolved alerts to `notifier` after each evaluation.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -449,6 +458,9 @@ impl<R: Reader> Evaluator<R> {
             }
         });
         self.publish();
+        if let Some(notifier) = &self.notifier {
+            notifier.send(self.notify_alerts(now)).await;
+        }
     }
 
     /// Appends `transitions` to the log and saves the state, off the async threads (both

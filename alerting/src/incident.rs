@@ -194,12 +194,7 @@ impl Incidents {
 
 /// A short, stable id: the root and when the incident began.
 fn incident_id(root: &str, started_at: u64) -> String {
-    // FNV-1a: stable across builds and platforms, unlike the standard hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in root.bytes().chain(started_at.to_le_bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::notify::fnv1a(root.bytes().chain(started_at.to_le_bytes()));
     format!("{hash:016x}")
 }
 

@@ -17,6 +17,10 @@
 //!                             │                                   alerts/transitions.jsonl
 //!                             ▼
 //!                 incidents (root cause) ─▶ Alerting handle ─▶ the API (ui)
+//!                             │ firing and resolved alerts
+//!                             ▼
+//!                 notify: routes, groups, silences, inhibition ─▶ e-mail, webhook, Slack,
+//!                         PagerDuty, log ─▶ ledger (`notifications` table)
 //! ```
 
 mod backtest;
@@ -27,6 +31,7 @@ mod duration;
 mod error;
 mod evaluator;
 mod incident;
+pub mod notify;
 mod persist;
 mod reader;
 mod record;
@@ -35,6 +40,7 @@ mod state;
 mod status;
 mod table;
 pub mod template;
+mod yaml;
 
 pub use backtest::{Episode, MAX_STEPS, Report, backtest};
 pub use builtin::{GROUP as BUILTIN_GROUP, Kind as BuiltinKind};

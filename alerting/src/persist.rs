@@ -55,15 +55,9 @@ impl StateDir {
     /// The saved state; nothing saved yet is an empty state.
     pub(crate) fn load(&self) -> Result<Saved> {
         let path = self.state_path();
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
-            Err(source) => return Err(Error::ReadState { path, source }),
+        let Some(saved) = read_json::<Saved>(&path)? else {
+            return Ok(Saved::default());
         };
-        let saved: Saved = serde_json::from_slice(&text).map_err(|e| Error::DamagedState {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
         if saved.version != VERSION {
             return Err(Error::DamagedState {
                 path,
@@ -74,87 +68,129 @@ impl StateDir {
     }
 
     pub(crate) fn save(&self, saved: &Saved) -> Result<()> {
-        let write = |path: &Path| -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let tmp = path.with_extension("json.tmp");
-            let mut file = File::create(&tmp)?;
-            file.write_all(&serde_json::to_vec(saved).map_err(std::io::Error::other)?)?;
-            file.sync_data()?;
-            std::fs::rename(&tmp, path)?;
-            File::open(&self.dir)?.sync_all()
-        };
         let path = self.state_path();
-        write(&path).map_err(|source| Error::WriteState { path, source })
+        write_atomically(&path, saved).map_err(|source| Error::WriteState { path, source })
     }
 
     pub(crate) fn append(&self, transitions: &[Transition]) -> Result<()> {
-        if transitions.is_empty() {
-            return Ok(());
-        }
         let path = self.transitions_path();
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-            let mut text = Vec::new();
-            for t in transitions {
-                serde_json::to_writer(&mut text, t).map_err(std::io::Error::other)?;
-                text.push(b'\n');
-            }
-            file.write_all(&text)?;
-            file.sync_data()
-        };
-        write().map_err(|source| Error::WriteState {
-            path: path.clone(),
-            source,
-        })
+        append_lines(&path, transitions, true).map_err(|source| Error::WriteState { path, source })
     }
 
-    /// The last `keep` transitions; a damaged line (a torn last write) is skipped. A log of more
-    /// than twice `keep` lines is cut to those `keep`, so that it does not grow without end.
+    /// The last `keep` transitions (see [`read_lines`]).
     pub(crate) fn transitions(&self, keep: usize) -> Result<Vec<Transition>> {
-        let path = self.transitions_path();
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(Error::ReadState { path, source }),
-        };
-        let mut out = std::collections::VecDeque::new();
-        let mut lines = 0;
-        for line in BufReader::new(file).lines() {
-            lines += 1;
-            let line = line.map_err(|source| Error::ReadState {
-                path: path.clone(),
-                source,
-            })?;
-            if let Ok(t) = serde_json::from_str::<Transition>(&line) {
-                if out.len() == keep {
-                    out.pop_front();
-                }
-                out.push_back(t);
-            }
-        }
-        let kept: Vec<Transition> = out.into();
-        if lines > 2 * keep {
-            self.rewrite_transitions(&kept)
-                .map_err(|source| Error::WriteState { path, source })?;
-        }
-        Ok(kept)
+        read_lines(&self.transitions_path(), keep)
     }
+}
 
-    fn rewrite_transitions(&self, kept: &[Transition]) -> std::io::Result<()> {
-        let path = self.transitions_path();
-        let tmp = path.with_extension("jsonl.tmp");
-        let mut text = Vec::new();
-        for t in kept {
-            serde_json::to_writer(&mut text, t).map_err(std::io::Error::other)?;
-            text.push(b'\n');
+/// Replaces the file at `path` with `value` as JSON: write a temporary file, fsync it, rename
+/// it over the old one, fsync the directory. A crash leaves the old file or the new one.
+pub(crate) fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// The JSON file at `path`; `None` when there is none.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::ReadState {
+                path: path.to_owned(),
+                source,
+            });
         }
-        let mut file = File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| Error::DamagedState {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Appends one JSON line per value, in one write; `sync` also fsyncs it.
+pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T], sync: bool) -> std::io::Result<()> {
+    if values.is_empty() {
+        return Ok(());
     }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut text = Vec::new();
+    for v in values {
+        serde_json::to_writer(&mut text, v).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+    }
+    file.write_all(&text)?;
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// The last `keep` lines of a JSON-lines log; a damaged line (a torn last write) is skipped. A
+/// log of more than twice `keep` lines is cut to those `keep`, so that it does not grow without
+/// end.
+pub(crate) fn read_lines<T: Serialize + for<'de> Deserialize<'de>>(
+    path: &Path,
+    keep: usize,
+) -> Result<Vec<T>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::ReadState {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut out = std::collections::VecDeque::new();
+    let mut lines = 0;
+    for line in BufReader::new(file).lines() {
+        lines += 1;
+        let line = line.map_err(|source| Error::ReadState {
+            path: path.to_owned(),
+            source,
+        })?;
+        if let Ok(t) = serde_json::from_str::<T>(&line) {
+            if out.len() == keep {
+                out.pop_front();
+            }
+            out.push_back(t);
+        }
+    }
+    let kept: Vec<T> = out.into();
+    if lines > 2 * keep {
+        rewrite_lines(path, &kept).map_err(|source| Error::WriteState {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(kept)
+}
+
+fn rewrite_lines<T: Serialize>(path: &Path, kept: &[T]) -> std::io::Result<()> {
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut text = Vec::new();
+    for t in kept {
+        serde_json::to_writer(&mut text, t).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+    }
+    let mut file = File::create(&tmp)?;
+    file.write_all(&text)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 impl Saved {

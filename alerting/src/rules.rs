@@ -1,16 +1,13 @@
 //! Rule files in Prometheus's format, with `sql:` beside `expr:`, loaded with every mistake
 //! reported as `file:line: what is wrong` (as `promtool check rules` reports them).
 
-mod yaml;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::duration;
 use crate::error::RuleError;
 use crate::template::Template;
-use yaml::Node;
+use crate::yaml::{self, Checker, Node};
 
 /// A group of rules evaluated together, every `interval`.
 #[derive(Clone, Debug)]
@@ -126,10 +123,7 @@ pub fn expand(patterns: &[String], errors: &mut Vec<RuleError>) -> Vec<std::path
 
 /// Parses one rule file's text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Group>, Vec<RuleError>> {
-    let mut checker = Checker {
-        file,
-        errors: Vec::new(),
-    };
+    let mut checker = Checker::new(file);
     let groups = match yaml::parse(text) {
         Err(e) => {
             checker.error(e.line, format!("invalid YAML: {}", e.message));
@@ -145,75 +139,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Group>, Vec<RuleError>> {
     }
 }
 
-struct Checker<'a> {
-    file: &'a str,
-    errors: Vec<RuleError>,
-}
-
 impl Checker<'_> {
-    fn error(&mut self, line: usize, message: impl Into<String>) {
-        self.errors.push(RuleError {
-            file: self.file.to_owned(),
-            line,
-            message: message.into(),
-        });
-    }
-
-    /// The entries of a mapping, each key checked against `allowed`.
-    fn fields<'n>(
-        &mut self,
-        node: &'n Node,
-        what: &str,
-        allowed: &[&str],
-    ) -> Option<BTreeMap<&'n str, &'n Node>> {
-        let Node::Map { entries, .. } = node else {
-            self.error(
-                node.line(),
-                format!("{what} must be a mapping, not {}", node.kind()),
-            );
-            return None;
-        };
-        let mut fields = BTreeMap::new();
-        for (key, line, value) in entries {
-            if !allowed.contains(&key.as_str()) {
-                self.error(
-                    *line,
-                    format!(
-                        "unknown field {key:?} in {what} (allowed: {})",
-                        allowed.join(", ")
-                    ),
-                );
-            } else if fields.insert(key.as_str(), value).is_some() {
-                self.error(*line, format!("field {key:?} is given twice in {what}"));
-            }
-        }
-        Some(fields)
-    }
-
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match node {
-            Node::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
-            _ => {
-                self.error(
-                    node.line(),
-                    format!("{what} must be a string, not {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        let text = self.string(node, what)?;
-        match duration::parse(&text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(node.line(), format!("bad {what}: {e}"));
-                None
-            }
-        }
-    }
-
     fn file(&mut self, root: &Node) -> Vec<Group> {
         let Some(fields) = self.fields(root, "the rule file", &["groups"]) else {
             return Vec::new();
@@ -343,29 +269,6 @@ impl Checker<'_> {
             query_offset,
             rules,
         })
-    }
-
-    fn labels(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        if node.is_null() {
-            return out;
-        }
-        let Node::Map { entries, .. } = node else {
-            self.error(
-                node.line(),
-                format!("{what} must be a mapping, not {}", node.kind()),
-            );
-            return out;
-        };
-        for (key, line, value) in entries {
-            if !is_label_name(key) {
-                self.error(*line, format!("{key:?} is not a valid label name"));
-            }
-            if let Some(v) = self.string(value, &format!("{what} {key:?}")) {
-                out.insert(key.clone(), v);
-            }
-        }
-        out
     }
 
     fn rule(&mut self, node: &Node) -> Option<Rule> {
@@ -505,14 +408,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn is_metric_name(name: &str) -> bool {

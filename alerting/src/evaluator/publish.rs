@@ -2,7 +2,9 @@
 //!
 //! [`Alerting`]: crate::Alerting
 
+use crate::notify::{Evidence, IncidentInfo};
 use crate::persist::{Saved, SavedRule};
+use crate::state::AlertState;
 use crate::reader::Reader;
 use crate::rules::Expr;
 use crate::status::{GroupStatus, RuleStatus};
@@ -68,5 +70,60 @@ impl<R: Reader> Evaluator<R> {
             s.groups = groups;
             s.incidents = incidents;
         });
+    }
+}
+
+impl<R: Reader> Evaluator<R> {
+    /// The alerts the notifier gets after an evaluation at `now`: each firing one, ending four
+    /// of its group's intervals from now unless it is sent again (as Prometheus sends them),
+    /// and each resolved one with its resolve time. Pending alerts are not sent.
+    pub(super) fn notify_alerts(&self, now: u64) -> Vec<crate::notify::Alert> {
+        let incidents: Vec<&crate::incident::Incident> = self
+            .incidents
+            .open
+            .values()
+            .chain(&self.incidents.recent)
+            .collect();
+        let base = self.handle.external_url().trim_end_matches('/').to_owned();
+        let mut out = Vec::new();
+        for group in &self.groups {
+            let hold = 4 * group.interval.as_nanos() as u64;
+            for run in &group.rules {
+                for alert in run.instances.alerts() {
+                    let ends_at = match (alert.state, alert.resolved_at) {
+                        (AlertState::Firing, _) => now + hold,
+                        (AlertState::Resolved, Some(at)) => at,
+                        _ => continue,
+                    };
+                    let incident = alert.incident.as_ref().and_then(|id| {
+                        incidents.iter().find(|i| &i.id == id).map(|i| IncidentInfo {
+                            id: i.id.clone(),
+                            root: i.root.clone(),
+                            affected: i.affected.clone(),
+                        })
+                    });
+                    let mut labels = alert.labels.clone();
+                    if let Some(i) = &incident {
+                        labels.insert("incident".into(), i.id.clone());
+                    }
+                    out.push(crate::notify::Alert {
+                        labels,
+                        annotations: alert.annotations.clone(),
+                        starts_at: alert.fired_at.unwrap_or(alert.active_at),
+                        ends_at,
+                        generator_url: format!("{base}/rules#{}", group.group.name),
+                        evidence: Evidence {
+                            group: group.group.name.clone(),
+                            rule: run.rule.name.clone(),
+                            value: Some(alert.value),
+                            threshold: alert.threshold,
+                            trace_ids: alert.trace_ids.clone(),
+                            incident,
+                        },
+                    });
+                }
+            }
+        }
+        out
     }
 }

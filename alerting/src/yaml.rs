@@ -1,10 +1,14 @@
 //! YAML read into a small tree that remembers each node's line, so that every mistake in a
 //! rule file can be reported as `file:line` (serde's YAML readers lose lines past parsing).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::duration;
+use crate::error::RuleError;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
@@ -78,6 +82,132 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         });
     }
     Ok(builder.root)
+}
+
+/// Reads a YAML tree into typed values, collecting every mistake with its line. The rule files
+/// and the notification config each add their own readers (`impl Checker`) beside these.
+pub(crate) struct Checker<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) errors: Vec<RuleError>,
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn new(file: &'a str) -> Self {
+        Self {
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(&mut self, line: usize, message: impl Into<String>) {
+        self.errors.push(RuleError {
+            file: self.file.to_owned(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, each key checked against `allowed`.
+    pub(crate) fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<BTreeMap<&'n str, &'n Node>> {
+        self.fields_refusing(node, what, allowed, &|_, _| None)
+    }
+
+    /// As [`Checker::fields`], and a key for which `refused` gives a reason is an error that
+    /// names it and says why.
+    pub(crate) fn fields_refusing<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+        refused: &dyn Fn(&str, &Node) -> Option<String>,
+    ) -> Option<BTreeMap<&'n str, &'n Node>> {
+        let Node::Map { entries, .. } = node else {
+            self.error(
+                node.line(),
+                format!("{what} must be a mapping, not {}", node.kind()),
+            );
+            return None;
+        };
+        let mut fields = BTreeMap::new();
+        for (key, line, value) in entries {
+            if let Some(why) = refused(key, value) {
+                self.error(*line, format!("{key} in {what} is not supported: {why}"));
+            } else if !allowed.contains(&key.as_str()) {
+                self.error(
+                    *line,
+                    format!(
+                        "unknown field {key:?} in {what} (allowed: {})",
+                        allowed.join(", ")
+                    ),
+                );
+            } else if fields.insert(key.as_str(), value).is_some() {
+                self.error(*line, format!("field {key:?} is given twice in {what}"));
+            }
+        }
+        Some(fields)
+    }
+
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match node {
+            Node::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
+            _ => {
+                self.error(
+                    node.line(),
+                    format!("{what} must be a string, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let text = self.string(node, what)?;
+        match duration::parse(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(node.line(), format!("bad {what}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A mapping of label names to strings (`labels:`, `match:`, `headers:` take this form).
+    pub(crate) fn labels(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if node.is_null() {
+            return out;
+        }
+        let Node::Map { entries, .. } = node else {
+            self.error(
+                node.line(),
+                format!("{what} must be a mapping, not {}", node.kind()),
+            );
+            return out;
+        };
+        for (key, line, value) in entries {
+            if !is_label_name(key) {
+                self.error(*line, format!("{key:?} is not a valid label name"));
+            }
+            if let Some(v) = self.string(value, &format!("{what} {key:?}")) {
+                out.insert(key.clone(), v);
+            }
+        }
+        out
+    }
+}
+
+/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// An open collection: a list, or a mapping with the key waiting for its value.

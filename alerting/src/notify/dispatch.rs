@@ -1,0 +1,472 @@
+//! The dispatcher: takes alerts, puts each in the aggregation groups of the routes it takes,
+//! flushes each group after `group_wait` and then every `group_interval`, leaves out what
+//! silences and inhibition mute, asks the notification log whether to send, and queues the
+//! notification for each integration's worker. It never waits on a send.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant as TokioInstant;
+
+use super::config::{NotifyConfig, Route};
+use super::ledger::{Attempt, Ledger};
+use super::matcher::all_match;
+use super::message::{Message, Notification, render};
+use super::nflog::{self, Entry, Flush, NfLog};
+use super::route::{self, RoutePath};
+use super::send::Sender;
+use super::silence::Silences;
+use super::{Alert, Notifier};
+use crate::clock::Clock;
+use crate::error::Result;
+
+/// Most notifications waiting for one integration.
+pub const QUEUE_CAPACITY: usize = 256;
+/// Most batches of alerts waiting for the dispatcher.
+const INBOX_CAPACITY: usize = 64;
+/// Retries wait 1 s, 2 s, 4 s … up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a resolved alert is remembered after it ends.
+const RESOLVED_RETENTION_NANOS: u64 = 15 * 60 * 1_000_000_000;
+
+/// An aggregation group: a route and the values of its `group_by` labels.
+struct Group {
+    key: String,
+    route: RoutePath,
+    labels: crate::state::Labels,
+    alerts: BTreeMap<u64, Alert>,
+    next_flush: TokioInstant,
+}
+
+/// A notification waiting for its integration's worker.
+struct Job {
+    notification: Notification,
+    message: Message,
+    integration: String,
+    nflog_key: String,
+    entry: Entry,
+    repeat_nanos: u64,
+    /// Set when a newer notification of the same group is queued: retries of this one stop.
+    superseded: Arc<AtomicBool>,
+}
+
+/// One integration's queue, and the latest job queued for each group.
+struct Queue {
+    name: String,
+    send_resolved: bool,
+    tx: mpsc::Sender<Job>,
+    latest: HashMap<String, Arc<AtomicBool>>,
+}
+
+pub struct Dispatcher {
+    config: Arc<NotifyConfig>,
+    clock: Arc<dyn Clock>,
+    external_url: String,
+    inbox: mpsc::Receiver<Vec<Alert>>,
+    alerts: HashMap<u64, Alert>,
+    groups: BTreeMap<String, Group>,
+    silences: Arc<Mutex<Silences>>,
+    nflog: Arc<Mutex<NfLog>>,
+    ledger: Ledger,
+    /// Per receiver (config order), per integration.
+    queues: Vec<Vec<Queue>>,
+    /// The workers, until `run` starts them.
+    workers: Vec<(Sender, mpsc::Receiver<Job>)>,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `config` whose silences, notification log and ledger live in `dir`.
+    /// An integration that cannot be built (an unreadable CA file) is an error.
+    pub fn new(
+        config: NotifyConfig,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        external_url: &str,
+    ) -> Result<(Notifier, Dispatcher)> {
+        let silences = Arc::new(Mutex::new(Silences::load(dir)?));
+        let nflog = Arc::new(Mutex::new(NfLog::load(dir)?));
+        let ledger = Ledger::load(dir)?;
+        let mut queues = Vec::new();
+        let mut workers = Vec::new();
+        for receiver in &config.receivers {
+            let mut integrations = Vec::new();
+            let mut index: HashMap<&str, usize> = HashMap::new();
+            for integration in &receiver.integrations {
+                let i = index.entry(integration.kind()).or_default();
+                let name = format!("{}/{}[{i}]", receiver.name, integration.kind());
+                *i += 1;
+                let sender = Sender::new(integration.clone()).map_err(|message| {
+                    crate::error::Error::Notify(format!("{name}: {message}"))
+                })?;
+                let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+                workers.push((sender, rx));
+                integrations.push(Queue {
+                    name,
+                    send_resolved: integration.send_resolved(),
+                    tx,
+                    latest: HashMap::new(),
+                });
+            }
+            queues.push(integrations);
+        }
+        let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let config = Arc::new(config);
+        let notifier = Notifier {
+            inbox: inbox_tx,
+            silences: silences.clone(),
+            ledger: ledger.clone(),
+            config: config.clone(),
+            clock: clock.clone(),
+        };
+        let dispatcher = Dispatcher {
+            config,
+            clock,
+            external_url: external_url.trim_end_matches('/').to_owned(),
+            inbox,
+            alerts: HashMap::new(),
+            groups: BTreeMap::new(),
+            silences,
+            nflog,
+            ledger,
+            queues,
+            workers,
+        };
+        Ok((notifier, dispatcher))
+    }
+
+    /// Routes alerts and flushes groups until `shutdown` (or until every handle is gone).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        for (sender, rx) in std::mem::take(&mut self.workers) {
+            let worker = Worker {
+                sender,
+                nflog: self.nflog.clone(),
+                ledger: self.ledger.clone(),
+                clock: self.clock.clone(),
+            };
+            tokio::spawn(worker.run(rx));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let next = self.groups.values().map(|g| g.next_flush).min();
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                batch = self.inbox.recv() => match batch {
+                    Some(alerts) => self.receive(alerts),
+                    None => break,
+                },
+                _ = sleep => self.flush_due(),
+            }
+        }
+    }
+
+    /// Puts alerts in the store and in their groups; a new group flushes after `group_wait`.
+    fn receive(&mut self, alerts: Vec<Alert>) {
+        let now = self.clock.now_unix_nanos();
+        let resolve_timeout = self.config.resolve_timeout.as_nanos() as u64;
+        for mut alert in alerts {
+            if alert.ends_at == 0 {
+                alert.ends_at = now + resolve_timeout;
+            }
+            let fingerprint = alert.fingerprint();
+            // As Alertmanager: an update of an alert that still fires keeps its first start.
+            if let Some(old) = self.alerts.get(&fingerprint) {
+                if old.firing(now) && old.starts_at < alert.starts_at {
+                    alert.starts_at = old.starts_at;
+                }
+            }
+            for path in route::routes(&self.config.route, &alert.labels) {
+                let route = route::at(&self.config.route, &path);
+                let labels = route::group_labels(route, &alert.labels);
+                let key = route::group_key(&self.config.route, &path, &labels);
+                let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                    key,
+                    route: path.clone(),
+                    labels,
+                    alerts: BTreeMap::new(),
+                    next_flush: TokioInstant::now() + route.group_wait,
+                });
+                group.alerts.insert(fingerprint, alert.clone());
+            }
+            self.alerts.insert(fingerprint, alert);
+        }
+        self.alerts
+            .retain(|_, a| a.firing(now) || a.ends_at + RESOLVED_RETENTION_NANOS > now);
+    }
+
+    fn flush_due(&mut self) {
+        let tick = TokioInstant::now();
+        let due: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.next_flush <= tick)
+            .map(|g| g.key.clone())
+            .collect();
+        for key in due {
+            self.flush(&key);
+        }
+    }
+
+    /// Whether an alert is muted now: by an active silence, or by a firing alert that an
+    /// inhibit rule lets inhibit it.
+    fn muted(&self, alert: &Alert, now: u64) -> bool {
+        let silenced = {
+            let silences = self.silences.lock().unwrap_or_else(|e| e.into_inner());
+            !silences.muting(&alert.labels, now).is_empty()
+        };
+        silenced || self.inhibited(alert, now)
+    }
+
+    fn inhibited(&self, target: &Alert, now: u64) -> bool {
+        self.config.inhibit_rules.iter().any(|rule| {
+            if !all_match(&rule.target, &target.labels) {
+                return false;
+            }
+            let target_is_source = all_match(&rule.source, &target.labels);
+            self.alerts.values().any(|source| {
+                source.firing(now)
+                    && source.labels != target.labels
+                    && all_match(&rule.source, &source.labels)
+                    // An alert on both sides does not inhibit another on both sides.
+                    && !(target_is_source && all_match(&rule.target, &source.labels))
+                    && rule
+                        .equal
+                        .iter()
+                        .all(|l| source.labels.get(l) == target.labels.get(l))
+            })
+        })
+    }
+
+    /// Sends what a group's notification log entries say must go, and schedules its next flush.
+    fn flush(&mut self, key: &str) {
+        let now = self.clock.now_unix_nanos();
+        let Some(group) = self.groups.get(key) else {
+            return;
+        };
+        let route: &Route = route::at(&self.config.route, &group.route);
+        let (group_interval, repeat) = (route.group_interval, route.repeat_interval);
+        let receiver_index = self
+            .config
+            .receivers
+            .iter()
+            .position(|r| r.name == route.receiver);
+        let mut firing = Vec::new();
+        let mut resolved = Vec::new();
+        for alert in group.alerts.values() {
+            if self.muted(alert, now) {
+                continue;
+            }
+            if alert.firing(now) {
+                firing.push(alert.clone());
+            } else {
+                resolved.push(alert.clone());
+            }
+        }
+        let firing_ids: BTreeSet<u64> = firing.iter().map(Alert::fingerprint).collect();
+        let resolved_ids: BTreeSet<u64> = resolved.iter().map(Alert::fingerprint).collect();
+        let group_key = group.key.clone();
+        let group_labels = group.labels.clone();
+        let receiver = route.receiver.clone();
+        if let (Some(r), false) = (receiver_index, firing.is_empty() && resolved.is_empty()) {
+            for q in 0..self.queues[r].len() {
+                let queue = &self.queues[r][q];
+                let nflog_key = nflog::key(&queue.name, &group_key);
+                let entry = {
+                    let log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+                    log.get(&nflog_key).cloned()
+                };
+                let flush = Flush {
+                    firing: &firing_ids,
+                    resolved: &resolved_ids,
+                    send_resolved: queue.send_resolved,
+                    repeat_nanos: repeat.as_nanos() as u64,
+                    now,
+                };
+                if !nflog::needs_update(entry.as_ref(), &flush) {
+                    continue;
+                }
+                let new_entry = Entry {
+                    firing: firing_ids.clone(),
+                    resolved: resolved_ids.clone(),
+                    sent_at: now,
+                    expires_at: 0,
+                };
+                // An integration that does not send resolved notices has nothing to say when
+                // nothing fires; the log still learns that the alerts resolved.
+                if firing.is_empty() && !queue.send_resolved {
+                    let mut log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+                    log.record(nflog_key, new_entry, repeat.as_nanos() as u64);
+                    continue;
+                }
+                let notification = Notification {
+                    id: uuid::Uuid::new_v4().simple().to_string(),
+                    receiver: receiver.clone(),
+                    group_key: group_key.clone(),
+                    group_labels: group_labels.clone(),
+                    firing: firing.clone(),
+                    resolved: if queue.send_resolved {
+                        resolved.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    external_url: self.external_url.clone(),
+                };
+                self.enqueue(r, q, notification, nflog_key, new_entry, repeat);
+            }
+        }
+        self.forget_resolved(key, receiver_index);
+        if let Some(group) = self.groups.get_mut(key) {
+            group.next_flush = TokioInstant::now() + group_interval;
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        r: usize,
+        q: usize,
+        notification: Notification,
+        nflog_key: String,
+        entry: Entry,
+        repeat: Duration,
+    ) {
+        let message = render(&notification);
+        let queue = &mut self.queues[r][q];
+        let superseded = Arc::new(AtomicBool::new(false));
+        if let Some(previous) = queue
+            .latest
+            .insert(notification.group_key.clone(), superseded.clone())
+        {
+            previous.store(true, Ordering::Relaxed);
+        }
+        let job = Job {
+            integration: queue.name.clone(),
+            notification,
+            message,
+            nflog_key,
+            entry,
+            repeat_nanos: repeat.as_nanos() as u64,
+            superseded,
+        };
+        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+            queue.tx.try_send(job)
+        {
+            // Nothing recorded it as sent: the group's next flush sends it again.
+            let mut attempt = attempt_row(&job, self.clock.now_unix_nanos(), 0);
+            attempt.outcome = "dropped".into();
+            attempt.error = format!("the queue of {} is full", job.integration);
+            self.ledger.record(attempt);
+        }
+    }
+
+    /// Drops the group's resolved alerts whose resolve every integration has sent (or did not
+    /// need to), and the group once it is empty.
+    fn forget_resolved(&mut self, key: &str, receiver: Option<usize>) {
+        let now = self.clock.now_unix_nanos();
+        let names: Vec<String> = receiver
+            .map(|r| self.queues[r].iter().map(|q| q.name.clone()).collect())
+            .unwrap_or_default();
+        let log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        group.alerts.retain(|fingerprint, alert| {
+            alert.firing(now)
+                || names.iter().any(|name| {
+                    log.get(&nflog::key(name, key))
+                        .is_some_and(|e| e.firing.contains(fingerprint))
+                })
+        });
+        if group.alerts.is_empty() {
+            self.groups.remove(key);
+        }
+    }
+}
+
+/// A ledger row for an attempt of `job`.
+fn attempt_row(job: &Job, now: u64, attempt: u32) -> Attempt {
+    let n = &job.notification;
+    let (receiver, integration) = job
+        .integration
+        .split_once('/')
+        .unwrap_or(("", &job.integration));
+    Attempt {
+        time_unix_nano: now,
+        notification: n.id.clone(),
+        receiver: receiver.to_owned(),
+        integration: integration.to_owned(),
+        group_key: n.group_key.clone(),
+        incident: n.incident().map(|i| i.id.clone()),
+        status: n.status().to_owned(),
+        alerts: n.alerts().map(Alert::describe).collect(),
+        attempt,
+        subject: job.message.subject.clone(),
+        ..Attempt::default()
+    }
+}
+
+/// Delivers one integration's notifications, one at a time, retrying each with backoff.
+struct Worker {
+    sender: Sender,
+    nflog: Arc<Mutex<NfLog>>,
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            self.deliver(job).await;
+        }
+    }
+
+    async fn deliver(&self, job: Job) {
+        let mut backoff = Duration::from_secs(1);
+        for attempt in 1.. {
+            let started = Instant::now();
+            let result = self.sender.send(&job.notification, &job.message).await;
+            let mut row = attempt_row(&job, self.clock.now_unix_nanos(), attempt);
+            row.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            if attempt == 1 {
+                row.text = job.message.text.clone();
+                row.html = job.message.html.clone();
+            }
+            let sent = match result {
+                Ok(reply) => {
+                    row.outcome = "sent".into();
+                    row.reply = reply;
+                    true
+                }
+                Err(failure) => {
+                    row.outcome = "failed".into();
+                    row.reply = failure.reply;
+                    row.error = failure.error;
+                    false
+                }
+            };
+            self.ledger.record(row);
+            if sent {
+                let mut log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+                log.record(job.nflog_key.clone(), job.entry.clone(), job.repeat_nanos);
+                return;
+            }
+            if job.superseded.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            if job.superseded.load(Ordering::Relaxed) {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
