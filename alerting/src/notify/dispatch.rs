@@ -51,6 +51,7 @@ struct Job {
     nflog_key: String,
     entry: Entry,
     repeat_nanos: u64,
+    send_resolved: bool,
     /// Set when a newer notification of the same group is queued: retries of this one stop.
     superseded: Arc<AtomicBool>,
 }
@@ -355,6 +356,7 @@ impl Dispatcher {
             nflog_key,
             entry,
             repeat_nanos: repeat.as_nanos() as u64,
+            send_resolved: queue.send_resolved,
             superseded,
         };
         if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
@@ -429,9 +431,26 @@ impl Worker {
         }
     }
 
+    /// Whether the notification log (written by an earlier job that got through late) already
+    /// says what `job` would say.
+    fn already_sent(&self, job: &Job) -> bool {
+        let log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+        let flush = Flush {
+            firing: &job.entry.firing,
+            resolved: &job.entry.resolved,
+            send_resolved: job.send_resolved,
+            repeat_nanos: job.repeat_nanos,
+            now: job.entry.sent_at,
+        };
+        log.get(&job.nflog_key).is_some() && !nflog::needs_update(log.get(&job.nflog_key), &flush)
+    }
+
     async fn deliver(&self, job: Job) {
         let mut backoff = Duration::from_secs(1);
         for attempt in 1.. {
+            if self.already_sent(&job) {
+                return;
+            }
             let started = Instant::now();
             let result = self.sender.send(&job.notification, &job.message).await;
             let mut row = attempt_row(&job, self.clock.now_unix_nanos(), attempt);
