@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the tests on a Debian machine that has Rust: first installs what they need and the
 # machine lacks (Chromium and chromedriver for the browser tests; fuse3, whose fusermount3
-# mounts the power-loss test's FUSE layer for a user who is not root), then
+# mounts the power-loss test's FUSE layer for a user who is not root; Debian's Python with
+# aiosmtpd, the SMTP server the e-mail tests send to, and openssl for their certificates), then
 # `cargo test --workspace --locked` with any arguments given.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,6 +10,8 @@ cd "$(dirname "$0")"
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v openssl >/dev/null || need+=(openssl)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 if [ "$(id -u)" -ne 0 ] && ! command -v fusermount3 >/dev/null; then
   need+=(fuse3)
 fi

@@ -286,7 +286,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Notify {
             command: NotifyCommand::Check { paths },
-        } => std::process::exit(if rules_cli::check_notify(&paths) { 0 } else { 1 }),
+        } => std::process::exit(if rules_cli::check_notify(&paths) {
+            0
+        } else {
+            1
+        }),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => std::process::exit(if rules_cli::check(&paths) { 0 } else { 1 }),

@@ -117,7 +117,11 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
 }
 
 /// Appends one JSON line per value, in one write; `sync` also fsyncs it.
-pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T], sync: bool) -> std::io::Result<()> {
+pub(crate) fn append_lines<T: Serialize>(
+    path: &Path,
+    values: &[T],
+    sync: bool,
+) -> std::io::Result<()> {
     if values.is_empty() {
         return Ok(());
     }

@@ -11,6 +11,9 @@ fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// An alert's labels as written in a table row.
+type Pairs = &'static [(&'static str, &'static str)];
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -29,6 +32,7 @@ fn receivers(config: &NotifyConfig, alert: &Labels) -> Vec<(String, Labels)> {
         .collect()
 }
 
+/// Rows are (alert labels, the receivers that get it).
 #[test]
 fn alertmanagers_example_config_loads_and_routes_as_documented() {
     let config = parse_config("simple.yml", &data("alertmanager-simple.yml")).unwrap();
@@ -46,18 +50,38 @@ fn alertmanagers_example_config_loads_and_routes_as_documented() {
         !format!("{email:?}").contains("password\""),
         "the password is not in Debug: {email:?}"
     );
-    assert!(!email.send_resolved, "e-mail sends no resolved notices by default");
+    assert!(
+        !email.send_resolved,
+        "e-mail sends no resolved notices by default"
+    );
 
-    // (alert labels, receivers that get it)
-    let table: &[(&[(&str, &str)], &[&str])] = &[
-        (&[("service", "foo1"), ("severity", "warning")], &["team-X-mails"]),
-        (&[("service", "baz"), ("severity", "critical")], &["team-X-pager"]),
+    let table: &[(Pairs, &[&str])] = &[
+        (
+            &[("service", "foo1"), ("severity", "warning")],
+            &["team-X-mails"],
+        ),
+        (
+            &[("service", "baz"), ("severity", "critical")],
+            &["team-X-pager"],
+        ),
         (&[("service", "foo12")], &["team-X-mails"]), // regexes match whole values: the root
-        (&[("service", "files"), ("severity", "critical")], &["team-Y-pager"]),
+        (
+            &[("service", "files"), ("severity", "critical")],
+            &["team-Y-pager"],
+        ),
         (&[("service", "files")], &["team-Y-mails"]),
-        (&[("service", "database"), ("owner", "team-X")], &["team-X-pager"]),
-        (&[("service", "database"), ("owner", "team-Y")], &["team-Y-pager"]),
-        (&[("service", "database"), ("owner", "team-Z")], &["team-DB-pager"]),
+        (
+            &[("service", "database"), ("owner", "team-X")],
+            &["team-X-pager"],
+        ),
+        (
+            &[("service", "database"), ("owner", "team-Y")],
+            &["team-Y-pager"],
+        ),
+        (
+            &[("service", "database"), ("owner", "team-Z")],
+            &["team-DB-pager"],
+        ),
         (&[("service", "unknown")], &["team-X-mails"]),
     ];
     for (alert, expected) in table {
@@ -79,7 +103,11 @@ fn alertmanagers_example_config_loads_and_routes_as_documented() {
     let (_, group) = &receivers(&config, &alert)[0];
     assert_eq!(
         group,
-        &labels(&[("alertname", "DbDown"), ("cluster", "eu1"), ("database", "orders")])
+        &labels(&[
+            ("alertname", "DbDown"),
+            ("cluster", "eu1"),
+            ("database", "orders")
+        ])
     );
 }
 
@@ -92,7 +120,11 @@ fn continue_sends_to_every_matching_route() {
         ("severity", "page"),
     ]);
     let got = receivers(&config, &alert);
-    assert_eq!(got.len(), 1, "the frontend route continues, but no later route matches");
+    assert_eq!(
+        got.len(),
+        1,
+        "the frontend route continues, but no later route matches"
+    );
     assert_eq!(got[0].0, "frontend-pager");
     assert_eq!(got[0].1, labels(&[("alertname", "Down")]));
 
@@ -111,15 +143,25 @@ route:
 receivers: [{name: all}, {name: pager}, {name: db}, {name: never}]
 "#;
     let config = parse_config("continue.yml", yaml).unwrap();
-    let got: Vec<String> = receivers(&config, &labels(&[("severity", "critical"), ("team", "db")]))
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
-    assert_eq!(got, ["pager", "db"], "the first match without continue ends the walk");
+    let got: Vec<String> = receivers(
+        &config,
+        &labels(&[("severity", "critical"), ("team", "db")]),
+    )
+    .into_iter()
+    .map(|(r, _)| r)
+    .collect();
+    assert_eq!(
+        got,
+        ["pager", "db"],
+        "the first match without continue ends the walk"
+    );
     let got = receivers(&config, &labels(&[("team", "web")]));
     assert_eq!(got[0].0, "never");
     let everything = receivers(&config, &labels(&[("x", "1")]));
-    assert_eq!(everything[0].0, "all", "no child matches: the root takes it");
+    assert_eq!(
+        everything[0].0, "all",
+        "no child matches: the root takes it"
+    );
     assert_eq!(config.route.group_by, GroupBy::Labels(Vec::new()));
 }
 
@@ -132,7 +174,10 @@ fn the_receivers_reference_loads_with_its_defaults() {
     let Integration::Webhook(webhook) = &hooks.integrations[1] else {
         panic!("{:?}", hooks.integrations)
     };
-    assert!(webhook.send_resolved, "webhooks send resolved notices by default");
+    assert!(
+        webhook.send_resolved,
+        "webhooks send resolved notices by default"
+    );
     assert_eq!(webhook.max_alerts, 10);
     assert_eq!(
         webhook.http.bearer_token.as_ref().map(|t| t.0.as_str()),

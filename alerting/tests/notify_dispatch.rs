@@ -155,13 +155,24 @@ fn alert(pairs: &[(&str, &str)], ends_at: u64) -> Alert {
 
 fn incident(ends_at: u64) -> Vec<Alert> {
     vec![
-        alert(&[("alertname", "ServiceErrors"), ("service", "payments")], ends_at),
         alert(
-            &[("alertname", "DependencyFailing"), ("client", "checkout"), ("server", "payments")],
+            &[("alertname", "ServiceErrors"), ("service", "payments")],
             ends_at,
         ),
         alert(
-            &[("alertname", "DependencyFailing"), ("client", "frontend"), ("server", "payments")],
+            &[
+                ("alertname", "DependencyFailing"),
+                ("client", "checkout"),
+                ("server", "payments"),
+            ],
+            ends_at,
+        ),
+        alert(
+            &[
+                ("alertname", "DependencyFailing"),
+                ("client", "frontend"),
+                ("server", "payments"),
+            ],
             ends_at,
         ),
     ]
@@ -187,7 +198,11 @@ async fn one_page_per_incident_in_each_format_then_exactly_one_resolve() {
     assert_eq!(body["externalURL"], "http://spyglass:8080");
     assert_eq!(body["truncatedAlerts"], 0);
     let alerts = body["alerts"].as_array().unwrap();
-    assert_eq!(alerts.len(), 3, "the incident's three alerts in one notification");
+    assert_eq!(
+        alerts.len(),
+        3,
+        "the incident's three alerts in one notification"
+    );
     for a in alerts {
         assert_eq!(a["status"], "firing");
         assert_eq!(a["annotations"]["spyglass_root"], "payments");
@@ -233,7 +248,11 @@ async fn one_page_per_incident_in_each_format_then_exactly_one_resolve() {
         notifier.send(incident(firing_until)).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    assert_eq!(listener.bodies("hook").len(), 1, "no repeat before repeat_interval");
+    assert_eq!(
+        listener.bodies("hook").len(),
+        1,
+        "no repeat before repeat_interval"
+    );
     assert_eq!(listener.bodies("pd").len(), 1);
 
     // Resolved: one notice per integration that sends them, once.
@@ -251,7 +270,11 @@ async fn one_page_per_incident_in_each_format_then_exactly_one_resolve() {
     );
     assert_eq!(slack[1]["attachments"][0]["color"], "good");
     assert_eq!(pd[1]["event_action"], "resolve");
-    assert_eq!(pd[1]["dedup_key"], dedup_key.as_str(), "the resolve closes the same event");
+    assert_eq!(
+        pd[1]["dedup_key"],
+        dedup_key.as_str(),
+        "the resolve closes the same event"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for kind in ["hook", "slack", "pd"] {
         assert_eq!(listener.bodies(kind).len(), 2, "{kind}: one resolve only");
@@ -306,8 +329,16 @@ async fn silences_and_inhibition_leave_alerts_out() {
     notifier
         .send(vec![
             plain(&[("alertname", "ClusterDown"), ("cluster", "eu1")]),
-            plain(&[("alertname", "DiskFull"), ("cluster", "eu1"), ("severity", "warning")]),
-            plain(&[("alertname", "DiskFull"), ("cluster", "us1"), ("severity", "warning")]),
+            plain(&[
+                ("alertname", "DiskFull"),
+                ("cluster", "eu1"),
+                ("severity", "warning"),
+            ]),
+            plain(&[
+                ("alertname", "DiskFull"),
+                ("cluster", "us1"),
+                ("severity", "warning"),
+            ]),
             plain(&[("alertname", "Errors"), ("service", "checkout")]),
         ])
         .await;
@@ -316,7 +347,13 @@ async fn silences_and_inhibition_leave_alerts_out() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| format!("{}/{}", a["labels"]["alertname"].as_str().unwrap(), a["labels"]["cluster"].as_str().unwrap_or("")))
+        .map(|a| {
+            format!(
+                "{}/{}",
+                a["labels"]["alertname"].as_str().unwrap(),
+                a["labels"]["cluster"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     got.sort();
     assert_eq!(
@@ -368,7 +405,11 @@ async fn a_receiver_that_is_down_is_retried_and_does_not_block_the_others() {
     let hook = listener.wait_for("hook", 1).await;
     assert_eq!(hook[0]["alerts"].as_array().unwrap().len(), 3);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(listener.bodies("hook").len(), 1, "delivered once, not once per retry");
+    assert_eq!(
+        listener.bodies("hook").len(),
+        1,
+        "delivered once, not once per retry"
+    );
     assert_eq!(listener.bodies("slack").len(), 1);
     task.abort();
 }

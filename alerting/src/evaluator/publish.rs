@@ -4,9 +4,9 @@
 
 use crate::notify::{Evidence, IncidentInfo};
 use crate::persist::{Saved, SavedRule};
-use crate::state::AlertState;
 use crate::reader::Reader;
 use crate::rules::Expr;
+use crate::state::AlertState;
 use crate::status::{GroupStatus, RuleStatus};
 
 use super::Evaluator;
@@ -96,11 +96,14 @@ impl<R: Reader> Evaluator<R> {
                         _ => continue,
                     };
                     let incident = alert.incident.as_ref().and_then(|id| {
-                        incidents.iter().find(|i| &i.id == id).map(|i| IncidentInfo {
-                            id: i.id.clone(),
-                            root: i.root.clone(),
-                            affected: i.affected.clone(),
-                        })
+                        incidents
+                            .iter()
+                            .find(|i| &i.id == id)
+                            .map(|i| IncidentInfo {
+                                id: i.id.clone(),
+                                root: i.root.clone(),
+                                affected: i.affected.clone(),
+                            })
                     });
                     let mut labels = alert.labels.clone();
                     if let Some(i) = &incident {

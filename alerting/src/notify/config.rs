@@ -323,7 +323,10 @@ impl Checker<'_> {
             "true" | "True" | "TRUE" => Some(true),
             "false" | "False" | "FALSE" => Some(false),
             other => {
-                self.error(node.line(), format!("{what} must be true or false, not {other:?}"));
+                self.error(
+                    node.line(),
+                    format!("{what} must be true or false, not {other:?}"),
+                );
                 None
             }
         }
@@ -331,10 +334,7 @@ impl Checker<'_> {
 
     fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
         match node {
-            Node::Seq { items, .. } => items
-                .iter()
-                .filter_map(|n| self.string(n, what))
-                .collect(),
+            Node::Seq { items, .. } => items.iter().filter_map(|n| self.string(n, what)).collect(),
             n if n.is_null() => Vec::new(),
             n => {
                 self.error(n.line(), format!("{what} must be a list, not {}", n.kind()));
@@ -404,7 +404,10 @@ impl Checker<'_> {
         if let Some(n) = fields.get("templates") {
             let files = self.strings(n, "templates");
             if !files.is_empty() {
-                tracing::warn!(?files, "template files are not read: notifications have Spyglass's own layout");
+                tracing::warn!(
+                    ?files,
+                    "template files are not read: notifications have Spyglass's own layout"
+                );
             }
         }
         let global = match fields.get("global") {
@@ -584,7 +587,10 @@ impl Checker<'_> {
             .and_then(|n| self.bool(n, "continue"))
             .unwrap_or(false);
         if root && !matchers.is_empty() {
-            self.error(node.line(), "the root route must not have matchers: it takes every alert");
+            self.error(
+                node.line(),
+                "the root route must not have matchers: it takes every alert",
+            );
         }
         if root && continue_matching {
             self.error(node.line(), "the root route cannot have `continue`");
@@ -620,7 +626,10 @@ impl Checker<'_> {
         let mut allowed = vec!["name"];
         allowed.extend_from_slice(RECEIVER_TYPES);
         let fields = self.section(node, "a receiver", &allowed)?;
-        let Some(name) = fields.get("name").and_then(|n| self.string(n, "receiver name")) else {
+        let Some(name) = fields
+            .get("name")
+            .and_then(|n| self.string(n, "receiver name"))
+        else {
             self.error(node.line(), "a receiver needs a `name`");
             return None;
         };
@@ -651,7 +660,9 @@ impl Checker<'_> {
             return TlsConfig::default();
         };
         TlsConfig {
-            ca_file: fields.get("ca_file").and_then(|n| self.string(n, "ca_file")),
+            ca_file: fields
+                .get("ca_file")
+                .and_then(|n| self.string(n, "ca_file")),
             server_name: fields
                 .get("server_name")
                 .and_then(|n| self.string(n, "server_name")),
@@ -677,23 +688,23 @@ impl Checker<'_> {
             .get("bearer_token")
             .and_then(|n| self.string(n, "bearer_token"))
             .map(Secret);
-        if let Some(auth) = fields.get("authorization") {
-            if let Some(a) = self.section(auth, "authorization", &["type", "credentials"]) {
-                let kind = a
-                    .get("type")
-                    .and_then(|n| self.string(n, "authorization type"))
-                    .unwrap_or_else(|| "Bearer".into());
-                if kind != "Bearer" {
-                    self.error(
-                        auth.line(),
-                        format!("authorization type {kind:?} is not supported: only Bearer"),
-                    );
-                }
-                bearer_token = a
-                    .get("credentials")
-                    .and_then(|n| self.string(n, "credentials"))
-                    .map(Secret);
+        if let Some(auth) = fields.get("authorization")
+            && let Some(a) = self.section(auth, "authorization", &["type", "credentials"])
+        {
+            let kind = a
+                .get("type")
+                .and_then(|n| self.string(n, "authorization type"))
+                .unwrap_or_else(|| "Bearer".into());
+            if kind != "Bearer" {
+                self.error(
+                    auth.line(),
+                    format!("authorization type {kind:?} is not supported: only Bearer"),
+                );
             }
+            bearer_token = a
+                .get("credentials")
+                .and_then(|n| self.string(n, "credentials"))
+                .map(Secret);
         }
         let tls = match fields.get("tls_config") {
             Some(n) => self.tls(n, "tls_config"),
@@ -730,7 +741,14 @@ impl Checker<'_> {
             to: text("to", ""),
             from: text("from", &g.smtp_from),
             smarthost: text("smarthost", &g.smtp_smarthost),
-            hello: text("hello", if g.smtp_hello.is_empty() { "localhost" } else { &g.smtp_hello }),
+            hello: text(
+                "hello",
+                if g.smtp_hello.is_empty() {
+                    "localhost"
+                } else {
+                    &g.smtp_hello
+                },
+            ),
             auth_username: text("auth_username", &g.smtp_auth_username),
             auth_password: Secret(text("auth_password", &g.smtp_auth_password.0)),
             auth_identity: text("auth_identity", &g.smtp_auth_identity),
@@ -789,7 +807,13 @@ impl Checker<'_> {
         let fields = self.section(
             node,
             "a webhook_config",
-            &["url", "send_resolved", "max_alerts", "http_config", "timeout"],
+            &[
+                "url",
+                "send_resolved",
+                "max_alerts",
+                "http_config",
+                "timeout",
+            ],
         )?;
         let Some(url) = fields.get("url").and_then(|n| self.url(n, "url")) else {
             if !fields.contains_key("url") {
@@ -801,7 +825,10 @@ impl Checker<'_> {
             Some(n) => {
                 let text = self.string(n, "max_alerts")?;
                 text.parse().unwrap_or_else(|_| {
-                    self.error(n.line(), format!("max_alerts {text:?} is not a whole number"));
+                    self.error(
+                        n.line(),
+                        format!("max_alerts {text:?} is not a whole number"),
+                    );
                     0
                 })
             }
@@ -827,7 +854,13 @@ impl Checker<'_> {
         let fields = self.section(
             node,
             "a slack_config",
-            &["api_url", "channel", "username", "send_resolved", "http_config"],
+            &[
+                "api_url",
+                "channel",
+                "username",
+                "send_resolved",
+                "http_config",
+            ],
         )?;
         let api_url = match fields.get("api_url") {
             Some(n) => self.url(n, "api_url")?,

@@ -101,9 +101,8 @@ impl Dispatcher {
                 let i = index.entry(integration.kind()).or_default();
                 let name = format!("{}/{}[{i}]", receiver.name, integration.kind());
                 *i += 1;
-                let sender = Sender::new(integration.clone()).map_err(|message| {
-                    crate::error::Error::Notify(format!("{name}: {message}"))
-                })?;
+                let sender = Sender::new(integration.clone())
+                    .map_err(|message| crate::error::Error::Notify(format!("{name}: {message}")))?;
                 let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
                 workers.push((sender, rx));
                 integrations.push(Queue {
@@ -181,10 +180,11 @@ impl Dispatcher {
             }
             let fingerprint = alert.fingerprint();
             // As Alertmanager: an update of an alert that still fires keeps its first start.
-            if let Some(old) = self.alerts.get(&fingerprint) {
-                if old.firing(now) && old.starts_at < alert.starts_at {
-                    alert.starts_at = old.starts_at;
-                }
+            if let Some(old) = self.alerts.get(&fingerprint)
+                && old.firing(now)
+                && old.starts_at < alert.starts_at
+            {
+                alert.starts_at = old.starts_at;
             }
             for path in route::routes(&self.config.route, &alert.labels) {
                 let route = route::at(&self.config.route, &path);

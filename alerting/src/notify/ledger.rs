@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{
-    ArrayRef, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
-    UInt64Builder,
+    ArrayRef, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
@@ -77,10 +76,10 @@ impl Ledger {
             subject = %attempt.subject,
             "notification attempt"
         );
-        if let Some(path) = &self.path {
-            if let Err(e) = append_lines(path, std::slice::from_ref(&attempt), false) {
-                tracing::error!(error = %e, "the notification ledger could not be written");
-            }
+        if let Some(path) = &self.path
+            && let Err(e) = append_lines(path, std::slice::from_ref(&attempt), false)
+        {
+            tracing::error!(error = %e, "the notification ledger could not be written");
         }
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         if rows.len() == LEDGER_IN_MEMORY {
@@ -112,13 +111,16 @@ struct Table {
     schema: SchemaRef,
 }
 
+/// A string column: its name and how a row gives its value.
+type TextColumn = (&'static str, fn(&Attempt) -> &str);
+
 fn columns(rows: &[Attempt]) -> Vec<(&'static str, ArrayRef)> {
     let mut time = UInt64Builder::new();
     let mut attempt = UInt32Builder::new();
     let mut duration = Float64Builder::new();
     let mut alerts = ListBuilder::new(StringBuilder::new());
     let mut incident = StringBuilder::new();
-    let text_columns: [(&str, fn(&Attempt) -> &str); 11] = [
+    let text_columns: [TextColumn; 11] = [
         ("notification", |a| &a.notification),
         ("receiver", |a| &a.receiver),
         ("integration", |a| &a.integration),

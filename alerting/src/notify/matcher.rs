@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn the_forms_alertmanager_documents_parse() {
         for (text, expected) in [
-            ("alertname = Watchdog", vec![("alertname", Op::Equal, "Watchdog")]),
+            (
+                "alertname = Watchdog",
+                vec![("alertname", Op::Equal, "Watchdog")],
+            ),
             (
                 r#"severity =~ "warning|critical""#,
                 vec![("severity", Op::Regex, "warning|critical")],

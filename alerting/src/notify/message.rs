@@ -141,7 +141,11 @@ fn list(items: &[String], most: usize) -> String {
         0 => String::new(),
         1 => items[0].clone(),
         n if n <= most => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
-        n => format!("{} and {} more", items[..most - 1].join(", "), n - (most - 1)),
+        n => format!(
+            "{} and {} more",
+            items[..most - 1].join(", "),
+            n - (most - 1)
+        ),
     }
 }
 
@@ -205,20 +209,24 @@ fn html(n: &Notification) -> String {
     let mut out = String::from(
         "<!doctype html><html><body style=\"font-family:sans-serif;font-size:14px;color:#222\">",
     );
-    let colour = if n.firing.is_empty() { "#2e7d32" } else { "#c62828" };
+    let colour = if n.firing.is_empty() {
+        "#2e7d32"
+    } else {
+        "#c62828"
+    };
     let _ = write!(
         out,
         "<h2 style=\"color:{colour};margin:0 0 8px\">{}</h2>",
         escape(&subject(n))
     );
     if let Some(i) = n.incident() {
-        let _ = write!(
-            out,
-            "<p><b>Root cause:</b> {}",
-            escape(&i.root)
-        );
+        let _ = write!(out, "<p><b>Root cause:</b> {}", escape(&i.root));
         if !i.affected.is_empty() {
-            let _ = write!(out, "<br><b>Affected:</b> {}", escape(&i.affected.join(", ")));
+            let _ = write!(
+                out,
+                "<br><b>Affected:</b> {}",
+                escape(&i.affected.join(", "))
+            );
         }
         out.push_str("</p>");
     }
@@ -228,7 +236,9 @@ fn html(n: &Notification) -> String {
         }
         let _ = write!(out, "<h3>{title} ({})</h3>", alerts.len());
         for a in alerts {
-            out.push_str("<div style=\"border-left:4px solid #999;padding:4px 10px;margin:8px 0\">");
+            out.push_str(
+                "<div style=\"border-left:4px solid #999;padding:4px 10px;margin:8px 0\">",
+            );
             let _ = write!(out, "<b>{}</b>", escape(&a.describe()));
             if let Some(summary) = a.annotations.get("summary") {
                 let _ = write!(out, "<br>{}", escape(summary));

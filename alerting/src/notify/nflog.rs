@@ -126,11 +126,26 @@ mod tests {
             )
         };
         assert!(case(None, &[1], &[], false, 0), "first firing alert");
-        assert!(!case(None, &[], &[1], true, 0), "nothing was sent, only resolved");
-        assert!(case(Some(&entry), &[1, 2, 3], &[], false, 1_100), "a new firing alert");
-        assert!(!case(Some(&entry), &[1, 2], &[], false, 1_100), "nothing new");
-        assert!(case(Some(&entry), &[1, 2], &[], false, 1_500), "repeat interval");
-        assert!(case(Some(&entry), &[], &[1, 2], false, 1_100), "all resolved");
+        assert!(
+            !case(None, &[], &[1], true, 0),
+            "nothing was sent, only resolved"
+        );
+        assert!(
+            case(Some(&entry), &[1, 2, 3], &[], false, 1_100),
+            "a new firing alert"
+        );
+        assert!(
+            !case(Some(&entry), &[1, 2], &[], false, 1_100),
+            "nothing new"
+        );
+        assert!(
+            case(Some(&entry), &[1, 2], &[], false, 1_500),
+            "repeat interval"
+        );
+        assert!(
+            case(Some(&entry), &[], &[1, 2], false, 1_100),
+            "all resolved"
+        );
         assert!(
             !case(Some(&entry), &[1], &[2], false, 1_100),
             "one resolved, resolved not sent"

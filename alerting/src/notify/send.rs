@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::config::{
-    EmailConfig, HttpConfig, Integration, PagerDutyConfig, SlackConfig, TlsConfig,
-    split_host_port,
+    EmailConfig, HttpConfig, Integration, PagerDutyConfig, SlackConfig, TlsConfig, split_host_port,
 };
 use super::message::{Message, Notification, rfc3339};
 use super::{Alert, Evidence};
@@ -129,7 +128,10 @@ async fn post(
         return Ok(reply);
     }
     let body = response.text().await.unwrap_or_default();
-    let cut = body.char_indices().nth(ERROR_BODY_BYTES).map_or(body.len(), |(i, _)| i);
+    let cut = body
+        .char_indices()
+        .nth(ERROR_BODY_BYTES)
+        .map_or(body.len(), |(i, _)| i);
     Err(Failure {
         reply,
         error: format!("the receiver answered {status}: {}", &body[..cut]),
@@ -190,14 +192,10 @@ async fn email(c: &EmailConfig, m: &Message) -> Result<String, Failure> {
             .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     let mail = mail(c, m)?;
-    let response = transport
-        .build()
-        .send(mail)
-        .await
-        .map_err(|e| Failure {
-            reply: e.status().map(|s| s.to_string()).unwrap_or_default(),
-            error: chain(&e),
-        })?;
+    let response = transport.build().send(mail).await.map_err(|e| Failure {
+        reply: e.status().map(|s| s.to_string()).unwrap_or_default(),
+        error: chain(&e),
+    })?;
     Ok(format!(
         "{} {}",
         response.code(),
@@ -223,7 +221,10 @@ fn mail(c: &EmailConfig, m: &Message) -> Result<lettre::Message, Failure> {
             subject = value.clone();
             continue;
         }
-        if ["from", "to", "cc", "bcc"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        if ["from", "to", "cc", "bcc"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
             continue;
         }
         let header = HeaderName::new_from_ascii(name.clone())

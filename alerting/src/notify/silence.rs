@@ -164,7 +164,10 @@ impl Silences {
         }
         match self.silences.iter_mut().find(|s| s.id == silence.id) {
             Some(existing) if existing.state(now) == SilenceState::Expired => {
-                return Err(format!("silence {} has expired and cannot be changed", silence.id));
+                return Err(format!(
+                    "silence {} has expired and cannot be changed",
+                    silence.id
+                ));
             }
             Some(existing) => *existing = silence.clone(),
             None => self.silences.push(silence.clone()),
