@@ -158,6 +158,20 @@ impl Attributes {
     }
 }
 
+/// Days since 1970-01-01 as a proleptic Gregorian (year, month, day), after Howard Hinnant's
+/// public-domain civil-from-days algorithm.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// Bytes one row's copy of its resource and scope takes in a table: every row carries them.
 pub fn owner_bytes(resource: &Resource, scope: &Scope) -> u64 {
     resource.attributes.stored_bytes()

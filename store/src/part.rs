@@ -450,17 +450,7 @@ pub(crate) fn part_batches_of(
 
 /// `YYYY-MM-DDTHH` of an hour since the epoch, the folder name of a partition.
 pub(crate) fn hour_folder(hour: u64) -> String {
-    let days = (hour / 24) as i64;
-    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's public-domain algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::model::civil_from_days((hour / 24) as i64);
     format!("{year:04}-{month:02}-{day:02}T{:02}", hour % 24)
 }
 

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use spyglass_query::model::civil_from_days;
+
 use super::{Alert, IncidentInfo};
 use crate::state::Labels;
 
@@ -306,19 +308,6 @@ pub fn rfc3339(nanos: u64) -> String {
         rem % 60,
         nanos % 1_000_000_000 / 1_000_000
     )
-}
-
-/// Days since 1970-01-01 as a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 pub fn escape(text: &str) -> String {
