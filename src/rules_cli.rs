@@ -8,64 +8,62 @@ use serde_json::{Value, json};
 
 /// `spyglass rules check`: true when every file is valid.
 pub fn check(paths: &[PathBuf]) -> bool {
-    let mut valid = true;
-    for path in paths {
-        println!("Checking {}", path.display());
-        let file = path.display().to_string();
-        let result = std::fs::read_to_string(path)
-            .map_err(|e| {
-                vec![spyglass_alerting::RuleError {
-                    file: file.clone(),
-                    line: 0,
-                    message: format!("cannot read the file: {e}"),
-                }]
-            })
-            .and_then(|text| spyglass_alerting::rules::parse(&file, &text));
-        match result {
-            Ok(groups) => {
-                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
-                println!("  SUCCESS: {rules} rules found");
-                // Valid, but `serve` refuses what it cannot evaluate yet: say so now.
-                if let Err(refused) = spyglass_alerting::evaluable(&groups) {
-                    println!("  WARNING: spyglass serve cannot evaluate these rules yet:");
-                    for error in refused {
-                        println!("{error}");
-                    }
-                }
-            }
-            Err(errors) => {
-                valid = false;
-                println!("  FAILED:");
-                for error in errors {
+    check_each(
+        paths,
+        |file| {
+            std::fs::read_to_string(file)
+                .map_err(|e| {
+                    vec![spyglass_alerting::RuleError {
+                        file: file.to_owned(),
+                        line: 0,
+                        message: format!("cannot read the file: {e}"),
+                    }]
+                })
+                .and_then(|text| spyglass_alerting::rules::parse(file, &text))
+        },
+        |groups| {
+            let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+            println!("  SUCCESS: {rules} rules found");
+            // Valid, but `serve` refuses what it cannot evaluate yet: say so now.
+            if let Err(refused) = spyglass_alerting::evaluable(&groups) {
+                println!("  WARNING: spyglass serve cannot evaluate these rules yet:");
+                for error in refused {
                     println!("{error}");
                 }
             }
-        }
-        println!();
-    }
-    valid
+        },
+    )
 }
 
 /// `spyglass notify check`: true when every file is valid. Prints what each holds, as
 /// `amtool check-config` does.
 pub fn check_notify(paths: &[PathBuf]) -> bool {
+    check_each(paths, spyglass_alerting::notify::load_config, |config| {
+        let integrations: usize = config.receivers.iter().map(|r| r.integrations.len()).sum();
+        println!("  SUCCESS");
+        println!("Found:");
+        println!(" - global config");
+        println!(" - route");
+        println!(" - {} inhibit rules", config.inhibit_rules.len());
+        println!(
+            " - {} receivers ({integrations} integrations)",
+            config.receivers.len()
+        );
+    })
+}
+
+/// Loads each file, printing what `found` says of a valid one and every mistake of the others;
+/// true when all are valid.
+fn check_each<T>(
+    paths: &[PathBuf],
+    load: impl Fn(&str) -> Result<T, Vec<spyglass_alerting::RuleError>>,
+    found: impl Fn(T),
+) -> bool {
     let mut valid = true;
     for path in paths {
-        println!("Checking '{}'", path.display());
-        match spyglass_alerting::notify::load_config(&path.display().to_string()) {
-            Ok(config) => {
-                let integrations: usize =
-                    config.receivers.iter().map(|r| r.integrations.len()).sum();
-                println!("  SUCCESS");
-                println!("Found:");
-                println!(" - global config");
-                println!(" - route");
-                println!(" - {} inhibit rules", config.inhibit_rules.len());
-                println!(
-                    " - {} receivers ({integrations} integrations)",
-                    config.receivers.len()
-                );
-            }
+        println!("Checking {}", path.display());
+        match load(&path.display().to_string()) {
+            Ok(loaded) => found(loaded),
             Err(errors) => {
                 valid = false;
                 println!("  FAILED:");

@@ -44,27 +44,12 @@ impl Notification {
 
     /// Labels that every alert shares.
     pub fn common_labels(&self) -> Labels {
-        let mut alerts = self.alerts();
-        let Some(first) = alerts.next() else {
-            return Labels::new();
-        };
-        let mut common = first.labels.clone();
-        for a in alerts {
-            common.retain(|k, v| a.labels.get(k) == Some(v));
-        }
-        common
+        common(self.alerts().map(|a| &a.labels))
     }
 
+    /// Annotations that every alert shares.
     pub fn common_annotations(&self) -> Labels {
-        let mut alerts = self.alerts();
-        let Some(first) = alerts.next() else {
-            return Labels::new();
-        };
-        let mut common = first.annotations.clone();
-        for a in alerts {
-            common.retain(|k, v| a.annotations.get(k) == Some(v));
-        }
-        common
+        common(self.alerts().map(|a| &a.annotations))
     }
 
     /// The link to a trace in the UI.
@@ -93,6 +78,15 @@ impl Notification {
     fn base(&self) -> &str {
         self.external_url.trim_end_matches('/')
     }
+}
+
+/// The pairs that every map of `maps` holds.
+fn common<'a>(mut maps: impl Iterator<Item = &'a Labels>) -> Labels {
+    let mut out = maps.next().cloned().unwrap_or_default();
+    for m in maps {
+        out.retain(|k, v| m.get(k) == Some(v));
+    }
+    out
 }
 
 /// A rendered notification.

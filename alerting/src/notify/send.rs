@@ -47,16 +47,12 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(integration: Integration) -> Result<Self, String> {
-        let http = match &integration {
-            Integration::Webhook(c) => Some((&c.http, c.timeout)),
-            Integration::Slack(c) => Some((&c.http, Duration::from_secs(10))),
-            Integration::PagerDuty(c) => Some((&c.http, Duration::from_secs(10))),
+        let timeout = match &integration {
+            Integration::Webhook(c) => Some(c.timeout),
+            Integration::Slack(_) | Integration::PagerDuty(_) => Some(Duration::from_secs(10)),
             Integration::Log | Integration::Email(_) => None,
         };
-        let client = match http {
-            Some((http, timeout)) => Some(client(http, timeout)?),
-            None => None,
-        };
+        let client = timeout.map(client).transpose()?;
         Ok(Self {
             integration,
             client,
@@ -86,10 +82,9 @@ impl Sender {
     }
 }
 
-/// An HTTP client for an integration. HTTPS is not built in yet (see `post`), so `tls_config`
-/// has nothing to configure.
-fn client(http: &HttpConfig, timeout: Duration) -> Result<reqwest::Client, String> {
-    let _ = &http.tls;
+/// An HTTP client for an integration. HTTPS is not built in yet (see `post`), so
+/// `http_config.tls_config` has nothing to configure.
+fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("Spyglass/", env!("CARGO_PKG_VERSION")))
