@@ -297,6 +297,7 @@ fn alerting(
     )
     .context("failed to start notifications")?;
     engine.supply_table("notifications", notifier.ledger().table());
+    let alerting = alerting.with_notifier(notifier.clone());
     let evaluator = evaluator
         .with_refusals(refused_counter(ingest))
         .with_recorder(recorder(store))

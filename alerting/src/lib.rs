@@ -54,3 +54,4 @@ pub use record::{RECORDED_SERVICE, Recorder};
 pub use rules::{evaluable, load_rules};
 pub use state::{Alert, AlertState, Labels, Sample};
 pub use status::{Alerting, GroupStatus, RuleStatus, Status, Transition};
+pub use yaml::is_label_name;

@@ -96,6 +96,7 @@ pub struct Alerting {
     status: Arc<RwLock<Status>>,
     reload: mpsc::Sender<ReloadReply>,
     config: Arc<crate::config::AlertingConfig>,
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Alerting {
@@ -107,7 +108,18 @@ impl Alerting {
             status: Arc::default(),
             reload,
             config: Arc::new(config),
+            notifier: None,
         }
+    }
+
+    /// The handle also reaches the notifier (silences, the dispatcher's alerts, the ledger).
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    pub fn notifier(&self) -> Option<&crate::notify::Notifier> {
+        self.notifier.as_ref()
     }
 
     /// The configuration the evaluator runs with (backtests use its built-in thresholds).

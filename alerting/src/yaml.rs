@@ -202,7 +202,7 @@ impl<'a> Checker<'a> {
 }
 
 /// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_label_name(name: &str) -> bool {
+pub fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

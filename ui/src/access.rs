@@ -6,8 +6,8 @@
 //!   127.0.0.1 still sends its own name. `/healthz` and `/readyz` are exempt (probes use IPs).
 //! - **Origin.** A request that changes something (`POST`, `PUT`, `DELETE`) from a page of
 //!   another origin gets 403; browsers send `Origin` with every such request.
-//! - **Tokens.** With `[ui] tokens` set, the data (`/api/…`, `/prometheus/…`, `/-/reload`) needs
-//!   `Authorization: Bearer <token>` or the `spyglass_token` cookie, which
+//! - **Tokens.** With `[ui] tokens` set, the data (`/api/…`, `/prometheus/…`, `/alertmanager/…`,
+//!   `/-/reload`) needs `Authorization: Bearer <token>` or the `spyglass_token` cookie, which
 //!   `POST /api/v1/session` sets from a token (`HttpOnly`, `SameSite=Strict`); otherwise 401.
 //!   `/metrics` needs one of `[ui] metrics_tokens` (or of `tokens` when that is empty). The
 //!   pages and their assets hold no data and are served to anyone, so that the UI can ask for
@@ -147,7 +147,7 @@ enum Area {
     /// `/healthz`, `/readyz`: no checks beyond the headers.
     Probe,
     Metrics,
-    /// Data: the API, Jaeger's, Prometheus's, reload.
+    /// Data: the API, Jaeger's, Prometheus's, Alertmanager's, reload.
     Data,
     /// `POST /api/v1/session`: where a token is offered, so none is needed.
     Session,
@@ -162,6 +162,7 @@ fn area(path: &str) -> Area {
         "/api/v1/session" => Area::Session,
         _ if path.starts_with("/api/")
             || path.starts_with("/prometheus/")
+            || path.starts_with("/alertmanager/")
             || path == "/-/reload" =>
         {
             Area::Data

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod health;
+mod notifications;
 mod render;
 mod signals;
 
@@ -45,6 +46,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/incidents", get(alerts::incidents))
         .route("/api/v1/rules", get(alerts::rules))
         .route("/api/v1/rules/backtest", post(alerts::backtest))
+        .route("/api/v1/notifications", get(notifications::list))
+        .route("/api/v1/notifications/{id}", get(notifications::one))
+        .route("/api/v1/notifications/{id}/html", get(notifications::html))
 }
 
 pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {

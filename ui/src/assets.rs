@@ -49,11 +49,13 @@ const ASSETS: &[Asset] = &[
     asset!("js/sql.js", JS),
     asset!("js/alerts.js", JS),
     asset!("js/rules.js", JS),
+    asset!("js/silences.js", JS),
+    asset!("js/notifications.js", JS),
 ];
 
 /// What every UI response says about where the page may load from and send to.
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 pub(crate) fn routes() -> Router<AppState> {

@@ -13,6 +13,8 @@ pub(crate) enum ApiError {
     Query(spyglass_query::Error),
     /// A body in another format than the endpoint takes: 415.
     UnsupportedMediaType(String),
+    /// What was asked for does not exist: 404.
+    NotFound(String),
     /// The store is still replaying its WAL.
     NotReady,
     /// A failure that is not the caller's, logged where it happened.
@@ -35,6 +37,7 @@ impl ApiError {
     pub(crate) fn status_and_message(&self) -> (StatusCode, String) {
         match self {
             ApiError::BadParameter(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

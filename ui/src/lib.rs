@@ -10,6 +10,7 @@
 //!                                  ├─ /api/v1/…  native JSON (api.rs)
 //!                                  ├─ /api/…     Jaeger query API (jaeger.rs)
 //!                                  ├─ /prometheus/api/v1/{rules,alerts}, /-/reload (prometheus.rs)
+//!                                  ├─ /alertmanager/api/v2/…  Alertmanager's API (alertmanager.rs)
 //!                                  │     └─▶ Alerting (spyglass-alerting)
 //!                                  │     └─▶ QueryEngine (spyglass-query)
 //!                                  └─ /assets/…, every other page: the web UI (assets.rs,
@@ -17,6 +18,7 @@
 //! ```
 
 mod access;
+mod alertmanager;
 mod api;
 mod assets;
 mod config;

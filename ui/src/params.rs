@@ -102,13 +102,30 @@ pub(crate) fn time(name: &str, text: &str) -> ApiResult<u64> {
     if let Some(ago) = text.strip_prefix("now-") {
         return Ok(now_nanos().saturating_sub(duration(name, ago)?.as_nanos() as u64));
     }
-    let at = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| ApiError::bad(name, format!("{text:?} is not {allowed}")))?;
-    let nanos = at
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| ApiError::bad(name, "before 1970"))?
-        .as_nanos();
-    Ok(nanos as u64)
+    rfc3339(text).ok_or_else(|| ApiError::bad(name, format!("{text:?} is not {allowed}")))
+}
+
+/// An RFC 3339 time, `Z` or with an offset (`+01:00`, as Go clients send local times), as
+/// Unix nanoseconds; `None` when it is not one or is before 1970.
+pub(crate) fn rfc3339(text: &str) -> Option<u64> {
+    let (local, offset_secs) = match text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+        Some(local) => (local, 0i64),
+        None => {
+            let split = text.len().checked_sub(6)?;
+            let (local, offset) = (text.get(..split)?, text.get(split..)?);
+            let sign = match offset.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = offset[1..].split_once(':')?;
+            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+            (local, sign * (h * 3600 + m * 60))
+        }
+    };
+    let at = humantime::parse_rfc3339_weak(local).ok()?;
+    let nanos = at.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
+    u64::try_from(nanos - i128::from(offset_secs) * 1_000_000_000).ok()
 }
 
 /// `start` and `end` (each optional; the last hour by default), checked to be in order.
@@ -165,6 +182,16 @@ mod tests {
             let (_, message) = e.status_and_message();
             assert!(message.contains("min_duration"), "{bad}: {message}");
         }
+    }
+
+    #[test]
+    fn rfc3339_with_offsets() {
+        let utc = rfc3339("2026-12-04T10:00:00Z").unwrap();
+        assert_eq!(rfc3339("2026-12-04T11:00:00+01:00"), Some(utc));
+        assert_eq!(rfc3339("2026-12-04T05:30:00.000-04:30"), Some(utc));
+        assert_eq!(rfc3339("2026-12-04T10:00:00.250Z"), Some(utc + 250_000_000));
+        assert_eq!(rfc3339("2026-12-04T10:00:00+0100"), None);
+        assert_eq!(rfc3339("yesterday"), None);
     }
 
     #[test]

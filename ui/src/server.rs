@@ -93,6 +93,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::api::routes())
         .merge(crate::jaeger::routes())
         .merge(crate::prometheus::routes())
+        .merge(crate::alertmanager::routes())
         .merge(crate::assets::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -206,6 +207,7 @@ mod tests {
             "/api/services",
             "/api/traces/0123456789abcdef0123456789abcdef",
             "/prometheus/api/v1/rules",
+            "/alertmanager/api/v2/silences",
             "/metrics",
         ] {
             let answer = send(&state, get(path).body(Body::empty()).unwrap()).await;

@@ -31,6 +31,55 @@ pub struct NotifyConfig {
     pub route: Route,
     pub receivers: Vec<Receiver>,
     pub inhibit_rules: Vec<InhibitRule>,
+    /// The file's text with its secrets replaced by `<secret>`, as the status API shows it.
+    pub original: String,
+}
+
+/// What `log_only` is, written as a file.
+const LOG_ONLY_YAML: &str = "# no notify config: every notification goes to the log
+route:
+  receiver: log
+  group_by: [incident]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: log
+";
+
+/// Fields whose values the status API does not show.
+const SECRET_FIELDS: &[&str] = &[
+    "smtp_auth_password",
+    "auth_password",
+    "auth_secret",
+    "bearer_token",
+    "credentials",
+    "routing_key",
+    "service_key",
+    "api_url",
+    "slack_api_url",
+    "url",
+];
+
+/// `text` with the value of each secret field replaced by `<secret>`. Webhook and Slack URLs
+/// count as secrets, as Alertmanager treats them: they often carry a token.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let body = line.trim_start().trim_start_matches("- ");
+        let secret = body.split_once(':').is_some_and(|(key, value)| {
+            SECRET_FIELDS.contains(&key.trim()) && !value.trim().is_empty()
+        });
+        if secret {
+            let key_end = line.find(':').unwrap_or(line.len());
+            out.push_str(&line[..key_end]);
+            out.push_str(": <secret>");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The receiver that the config without a file sends to: each notification goes to the log.
@@ -56,6 +105,7 @@ impl NotifyConfig {
                 integrations: vec![Integration::Log],
             }],
             inhibit_rules: Vec::new(),
+            original: LOG_ONLY_YAML.to_owned(),
         }
     }
 
@@ -217,7 +267,10 @@ pub fn parse(file: &str, text: &str) -> Result<NotifyConfig, Vec<RuleError>> {
         Ok(Some(root)) => c.notify_config(&root),
     };
     match config {
-        Some(config) if c.errors.is_empty() => Ok(config),
+        Some(mut config) if c.errors.is_empty() => {
+            config.original = redact(text);
+            Ok(config)
+        }
         _ => Err(c.errors),
     }
 }

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
-use super::config::{NotifyConfig, Route};
+use super::config::{InhibitRule, NotifyConfig, Route};
 use super::ledger::{Attempt, Ledger};
 use super::matcher::all_match;
 use super::message::{Message, Notification, render};
@@ -33,6 +33,39 @@ const INBOX_CAPACITY: usize = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a resolved alert is remembered after it ends.
 const RESOLVED_RETENTION_NANOS: u64 = 15 * 60 * 1_000_000_000;
+
+/// What the dispatcher holds, as the Alertmanager API shows it.
+#[derive(Clone, Debug, Default)]
+pub struct DispatchView {
+    /// Every alert that fires, by fingerprint.
+    pub alerts: Vec<AlertView>,
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AlertView {
+    pub alert: Alert,
+    pub fingerprint: u64,
+    /// When it was last received.
+    pub updated_at: u64,
+    /// The receivers of the routes it takes.
+    pub receivers: Vec<String>,
+    /// The active silences that mute it.
+    pub silenced_by: Vec<String>,
+    /// The fingerprints of the firing alerts that inhibit it.
+    pub inhibited_by: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub labels: crate::state::Labels,
+    pub receiver: String,
+    /// Its firing alerts' fingerprints.
+    pub alerts: Vec<u64>,
+}
+
+/// A question for the dispatcher: what it holds now.
+pub(crate) type ViewRequest = oneshot::Sender<DispatchView>;
 
 /// An aggregation group: a route and the values of its `group_by` labels.
 struct Group {
@@ -69,7 +102,10 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     external_url: String,
     inbox: mpsc::Receiver<Vec<Alert>>,
+    views: mpsc::Receiver<ViewRequest>,
     alerts: HashMap<u64, Alert>,
+    /// When each alert was last received.
+    updated_at: HashMap<u64, u64>,
     groups: BTreeMap<String, Group>,
     silences: Arc<Mutex<Silences>>,
     nflog: Arc<Mutex<NfLog>>,
@@ -115,9 +151,11 @@ impl Dispatcher {
             queues.push(integrations);
         }
         let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let (views_tx, views) = mpsc::channel(INBOX_CAPACITY);
         let config = Arc::new(config);
         let notifier = Notifier {
             inbox: inbox_tx,
+            views: views_tx,
             silences: silences.clone(),
             ledger: ledger.clone(),
             config: config.clone(),
@@ -128,7 +166,9 @@ impl Dispatcher {
             clock,
             external_url: external_url.trim_end_matches('/').to_owned(),
             inbox,
+            views,
             alerts: HashMap::new(),
+            updated_at: HashMap::new(),
             groups: BTreeMap::new(),
             silences,
             nflog,
@@ -166,6 +206,9 @@ impl Dispatcher {
                     None => break,
                 },
                 _ = sleep => self.flush_due(),
+                Some(reply) = self.views.recv() => {
+                    let _ = reply.send(self.view());
+                }
             }
         }
     }
@@ -200,9 +243,55 @@ impl Dispatcher {
                 group.alerts.insert(fingerprint, alert.clone());
             }
             self.alerts.insert(fingerprint, alert);
+            self.updated_at.insert(fingerprint, now);
         }
         self.alerts
             .retain(|_, a| a.firing(now) || a.ends_at + RESOLVED_RETENTION_NANOS > now);
+        let alerts = &self.alerts;
+        self.updated_at.retain(|f, _| alerts.contains_key(f));
+    }
+
+    /// The firing alerts with their receivers and what mutes them, and the groups.
+    fn view(&self) -> DispatchView {
+        let now = self.clock.now_unix_nanos();
+        let silences = self.silences.lock().unwrap_or_else(|e| e.into_inner());
+        let mut alerts: Vec<AlertView> = self
+            .alerts
+            .iter()
+            .filter(|(_, a)| a.firing(now))
+            .map(|(&fingerprint, alert)| {
+                let mut receivers: Vec<String> = route::routes(&self.config.route, &alert.labels)
+                    .iter()
+                    .map(|path| route::at(&self.config.route, path).receiver.clone())
+                    .collect();
+                receivers.dedup();
+                AlertView {
+                    alert: alert.clone(),
+                    fingerprint,
+                    updated_at: self.updated_at.get(&fingerprint).copied().unwrap_or(now),
+                    receivers,
+                    silenced_by: silences.muting(&alert.labels, now),
+                    inhibited_by: self.inhibitors(alert, now),
+                }
+            })
+            .collect();
+        alerts.sort_by_key(|a| a.fingerprint);
+        let groups = self
+            .groups
+            .values()
+            .map(|g| GroupView {
+                labels: g.labels.clone(),
+                receiver: route::at(&self.config.route, &g.route).receiver.clone(),
+                alerts: g
+                    .alerts
+                    .iter()
+                    .filter(|(_, a)| a.firing(now))
+                    .map(|(&f, _)| f)
+                    .collect(),
+            })
+            .filter(|g| !g.alerts.is_empty())
+            .collect();
+        DispatchView { alerts, groups }
     }
 
     fn flush_due(&mut self) {
@@ -230,22 +319,31 @@ impl Dispatcher {
 
     fn inhibited(&self, target: &Alert, now: u64) -> bool {
         self.config.inhibit_rules.iter().any(|rule| {
-            if !all_match(&rule.target, &target.labels) {
-                return false;
-            }
-            let target_is_source = all_match(&rule.source, &target.labels);
-            self.alerts.values().any(|source| {
-                source.firing(now)
-                    && source.labels != target.labels
-                    && all_match(&rule.source, &source.labels)
-                    // An alert on both sides does not inhibit another on both sides.
-                    && !(target_is_source && all_match(&rule.target, &source.labels))
-                    && rule
-                        .equal
-                        .iter()
-                        .all(|l| source.labels.get(l) == target.labels.get(l))
-            })
+            all_match(&rule.target, &target.labels)
+                && self
+                    .alerts
+                    .values()
+                    .any(|source| inhibits(rule, source, target, now))
         })
+    }
+
+    /// The fingerprints of the alerts that inhibit `target`.
+    fn inhibitors(&self, target: &Alert, now: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .config
+            .inhibit_rules
+            .iter()
+            .filter(|rule| all_match(&rule.target, &target.labels))
+            .flat_map(|rule| {
+                self.alerts
+                    .iter()
+                    .filter(move |(_, source)| inhibits(rule, source, target, now))
+                    .map(|(&f, _)| f)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Sends what a group's notification log entries say must go, and schedules its next flush.
@@ -392,6 +490,19 @@ impl Dispatcher {
             self.groups.remove(key);
         }
     }
+}
+
+/// Whether `source` inhibits `target` (whose labels the rule's target matchers match) by `rule`.
+fn inhibits(rule: &InhibitRule, source: &Alert, target: &Alert, now: u64) -> bool {
+    source.firing(now)
+        && source.labels != target.labels
+        && all_match(&rule.source, &source.labels)
+        // An alert on both sides does not inhibit another on both sides.
+        && !(all_match(&rule.source, &target.labels) && all_match(&rule.target, &source.labels))
+        && rule
+            .equal
+            .iter()
+            .all(|l| source.labels.get(l) == target.labels.get(l))
 }
 
 /// A ledger row for an attempt of `job`.

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use config::{NotifyConfig, load as load_config, parse as parse_config};
-pub use dispatch::Dispatcher;
+pub use dispatch::{AlertView, DispatchView, Dispatcher, GroupView};
 pub use ledger::{Attempt, Ledger};
-pub use message::{Message, render};
+pub use message::{Message, render, rfc3339};
 pub use silence::{Silence, SilenceMatcher, SilenceState, Silences};
 
 use crate::clock::Clock;
@@ -119,6 +119,7 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
 #[derive(Clone)]
 pub struct Notifier {
     inbox: mpsc::Sender<Vec<Alert>>,
+    views: mpsc::Sender<dispatch::ViewRequest>,
     silences: Arc<Mutex<Silences>>,
     ledger: Ledger,
     config: Arc<NotifyConfig>,
@@ -134,6 +135,17 @@ impl Notifier {
         if self.inbox.send(alerts).await.is_err() {
             tracing::warn!("the notification dispatcher has stopped; alerts not routed");
         }
+    }
+
+    /// What the dispatcher holds now; `None` once it has stopped.
+    pub async fn view(&self) -> Option<DispatchView> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.views.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now_unix_nanos()
     }
 
     pub fn config(&self) -> &NotifyConfig {

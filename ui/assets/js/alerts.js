@@ -6,6 +6,8 @@ import { get } from './api.js';
 import { h, link, replace, notice } from './dom.js';
 import { lineChart } from './chart.js';
 import * as fmt from './format.js';
+import { silenceLink } from './silences.js';
+import { forIncident } from './notifications.js';
 
 /** How each built-in rule's value reads, and what of the service health API it charts. */
 const KINDS = {
@@ -82,12 +84,15 @@ export function alertCard(alert) {
       alert.threshold !== null && alert.threshold !== undefined
         ? h('span', { class: 'muted' }, ` against a threshold of ${formatValue(alert, alert.threshold)}`)
         : null),
-    evidence(alert),
+    h('p', { class: 'alert-actions' }, evidence(alert), ' ',
+      alert.state !== 'resolved' ? link(silenceLink(alert.labels), h('span', { class: 'silence-link' }, 'Silence…')) : null),
     chartBox);
 }
 
 function incidentCard(incident) {
   const root = incident.root;
+  const notified = h('div', { class: 'notified' });
+  forIncident(incident.id).then((n) => replace(notified, n)).catch(() => {});
   return h('section', { class: ['incident', incident.state], dataset: { root } },
     h('h2', null, stateBadge(incident.state), 'Root cause: ',
       link(`/services/${encodeURIComponent(root)}`, root),
@@ -95,6 +100,7 @@ function incidentCard(incident) {
     incident.affected.length
       ? h('p', { class: 'affected' }, 'Affected: ', incident.affected.map((s, i) => [i ? ', ' : '', link(`/services/${encodeURIComponent(s)}`, s)]))
       : null,
+    notified,
     h('div', { class: 'cards' }, rootFirst(incident).map(alertCard)));
 }
 
@@ -106,18 +112,33 @@ function rootFirst(incident) {
 
 export async function render(main, ctx) {
   const body = h('div', null, h('p', { class: 'muted' }, 'Loading alerts…'));
+  const only = { incident: ctx.params.get('incident'), rule: ctx.params.get('rule') };
   replace(main,
-    h('h1', null, 'Alerts', link('/alerts/rules', h('span', { class: 'muted' }, 'Rules'))),
+    h('h1', null, 'Alerts',
+      link('/alerts/rules', h('span', { class: 'muted' }, 'Rules')),
+      link('/silences', h('span', { class: 'muted' }, 'Silences')),
+      link('/notifications', h('span', { class: 'muted' }, 'Notifications'))),
+    only.incident || only.rule
+      ? h('p', { class: 'selection' }, only.incident ? `Incident ${only.incident}` : `Rule ${only.rule}`, ' · ', link('/alerts', 'all alerts'))
+      : null,
     body);
   const [incidents, alerts] = await Promise.all([
     get('incidents'),
     get('alerts', { state: ['pending', 'firing', 'resolved'] }),
   ]);
   if (!ctx.current()) return;
-  const open = incidents.incidents.filter((i) => i.state !== 'resolved');
-  const resolved = alerts.alerts.filter((a) => a.state === 'resolved');
+  if (only.incident) {
+    // A link from a notification: that incident, open or resolved.
+    const incident = incidents.incidents.find((i) => i.id === only.incident);
+    replace(body, incident ? incidentCard(incident)
+      : notice('info', `Incident ${only.incident} is no longer shown: it resolved more than 15 minutes ago. The alerts SQL table keeps its history.`));
+    return;
+  }
+  const ofRule = (a) => !only.rule || a.rule === only.rule;
+  const open = incidents.incidents.filter((i) => i.state !== 'resolved' && i.alerts.some(ofRule));
+  const resolved = alerts.alerts.filter((a) => a.state === 'resolved' && ofRule(a));
   const parts = [];
-  if (!open.length) parts.push(notice('info', 'Nothing is firing or pending.'));
+  if (!open.length) parts.push(notice('info', only.rule ? `No alert of ${only.rule} is firing or pending.` : 'Nothing is firing or pending.'));
   parts.push(open.map(incidentCard));
   if (resolved.length) {
     parts.push(h('h2', null, 'Recently resolved'), h('div', { class: 'cards' }, resolved.map(alertCard)));

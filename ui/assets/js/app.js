@@ -16,6 +16,8 @@ const PAGES = [
   [/^\/sql$/, 'sql', () => import('./sql.js')],
   [/^\/alerts$/, 'alerts', () => import('./alerts.js')],
   [/^\/alerts\/rules$/, 'alerts', () => import('./rules.js')],
+  [/^\/silences(?:\/new)?$/, 'alerts', () => import('./silences.js')],
+  [/^\/notifications(?:\/([0-9a-f]+))?$/, 'alerts', () => import('./notifications.js')],
 ];
 
 const main = document.getElementById('main');

@@ -25,6 +25,12 @@ export function msOf(nanos) {
   return text.length > 6 ? Number(text.slice(0, -6)) : 0;
 }
 
+/** Unix nanoseconds (a decimal string) from an RFC 3339 time, as the Alertmanager API has them. */
+export function nanosOfIso(iso) {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? null : `${ms}000000`;
+}
+
 /** A local date and time with milliseconds. */
 export function time(nanos) {
   const d = new Date(msOf(nanos));

@@ -243,6 +243,7 @@ impl Checker<'_> {
             route,
             receivers,
             inhibit_rules,
+            original: String::new(),
         })
     }
 
