@@ -6,6 +6,8 @@
 //! A missing browser fails this test: it never skips.
 
 mod common;
+#[path = "../alerting/tests/smtp/mod.rs"]
+mod smtp;
 
 use std::time::{Duration, Instant};
 
@@ -440,6 +442,159 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
     ui.element("svg.map .edge.alerting[data-edge='checkout->payments']")
         .await;
     ui.done("map-alerts").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap();
+}
+
+/// On-call silences an alert from its card: the form comes filled with the alert's labels, the
+/// repeated mails about it stop, the Silences page lists it, and the Notifications page shows
+/// every attempt with the message as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_from_an_alert_stops_its_mails_and_the_ledger_shows_them() {
+    use common::shop::{ALERTING_CONFIG, Request, Shop};
+    let smtp = smtp::SmtpServer::start("plain", None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.yml");
+    std::fs::write(
+        &notify,
+        format!(
+            "global:
+  smtp_smarthost: 127.0.0.1:{}
+  smtp_from: spyglass@example.com
+  smtp_require_tls: false
+route:
+  receiver: oncall
+  group_by: [incident]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 3s
+receivers:
+  - name: oncall
+    email_configs:
+      - to: oncall@example.com
+",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let config = ALERTING_CONFIG.replace(
+        "[alerting]\n",
+        &format!(
+            "[alerting]\nnotify_config = {:?}\n",
+            notify.to_str().unwrap()
+        ),
+    );
+    let server = common::start_server_with(dir, &config, &[]).await;
+    // search fails on its own, all along the test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let mut shop = Shop::new(server.grpc);
+        tokio::task::spawn_blocking(move || {
+            let failing = Request {
+                fail_at: Some(0),
+                ..Request::default()
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                shop.send(&["search"], failing);
+                shop.flush();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // The page repeats: every repeat_interval while it fires.
+    let repeated = within(Duration::from_secs(120), || async {
+        smtp.messages().len() >= 2
+    })
+    .await;
+    assert!(repeated.is_some(), "mails: {}", smtp.messages().len());
+
+    let (ui, _driver, _profile) = Ui::start(&server).await;
+    ui.open("/alerts").await;
+    ui.wait_text(
+        "section.incident[data-root='search'] .notified",
+        "firing to oncall",
+    )
+    .await;
+    ui.click(
+        "section.incident .alert[data-rule='ServiceErrors'][data-subject='search'] .silence-link",
+    )
+    .await;
+    let first = ui.element(".silence-form .matcher input").await;
+    let matchers: Vec<String> = {
+        let mut out = Vec::new();
+        for input in ui
+            .client
+            .find_all(fantoccini::Locator::Css(".silence-form .matcher input"))
+            .await
+            .unwrap()
+        {
+            out.push(input.prop("value").await.unwrap().unwrap_or_default());
+        }
+        out
+    };
+    drop(first);
+    assert!(
+        matchers.contains(&"alertname=\"ServiceErrors\"".to_string())
+            && matchers.contains(&"service=\"search\"".to_string()),
+        "{matchers:?}"
+    );
+    ui.wait_text(".affected-alerts", "It mutes 1 alert").await;
+    ui.element(".silence-form input[name='createdBy']")
+        .await
+        .send_keys("oncall")
+        .await
+        .unwrap();
+    ui.element(".silence-form textarea[name='comment']")
+        .await
+        .send_keys("search index rebuild")
+        .await
+        .unwrap();
+    ui.done("silence-form").await;
+    ui.click(".silence-form button[type='submit']").await;
+    let row = ui
+        .wait_text("table.silences tr.silence.active", "search index rebuild")
+        .await;
+    assert!(
+        row.contains("service=\"search\"") && row.contains("oncall"),
+        "{row}"
+    );
+    ui.done("silences").await;
+
+    // A mail already on its way may still land; after that, nothing for three repeat intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let settled = smtp.messages().len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        settled,
+        "mails went on after the silence"
+    );
+    let (_, silenced) = get_json(
+        server.ui,
+        "/alertmanager/api/v2/alerts?active=false&silenced=true&filter=service%3D%22search%22",
+    )
+    .await;
+    assert_eq!(silenced.as_array().map(Vec::len), Some(1), "{silenced:#}");
+
+    ui.open("/notifications").await;
+    let table = ui.wait_text("table.notifications", "search failing").await;
+    assert!(
+        table.contains("oncall · email[0]") && table.contains("sent"),
+        "{table}"
+    );
+    assert_eq!(
+        ui.count("table.notifications tr.notification").await,
+        settled
+    );
+    ui.done("notifications").await;
+    ui.click("table.notifications tr.notification a[href^='/notifications/']")
+        .await;
+    let attempts = ui.wait_text("ol.attempts", "sent").await;
+    assert!(attempts.contains("250"), "the SMTP reply: {attempts}");
+    ui.element("iframe.message-html").await;
+    ui.done("notification").await;
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     traffic.await.unwrap();
 }

@@ -136,8 +136,12 @@ fn is_page(path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
         [] | [""] => true,
-        ["services" | "search" | "compare" | "map" | "explore" | "logs" | "sql" | "alerts"] => true,
-        ["alerts", "rules"] => true,
+        [
+            "services" | "search" | "compare" | "map" | "explore" | "logs" | "sql" | "alerts"
+            | "silences" | "notifications",
+        ] => true,
+        ["alerts", "rules"] | ["silences", "new"] => true,
+        ["notifications", id] => !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()),
         ["services", name] => !name.is_empty(),
         ["trace", id] => id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         _ => false,
