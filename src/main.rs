@@ -139,6 +139,13 @@ enum Command {
         /// Write `trace_id span_id` of every acknowledged span to this file.
         #[arg(long, hide = true)]
         record_acks: Option<PathBuf>,
+        /// Send the incidents' notifications by e-mail through this SMTP server (host:port,
+        /// plain SMTP as a local test server speaks it) instead of to the log.
+        #[arg(long, value_name = "HOST:PORT", requires = "email_to")]
+        smtp: Option<String>,
+        /// Who gets the demo's e-mails.
+        #[arg(long, value_name = "ADDR", requires = "smtp")]
+        email_to: Option<String>,
     },
     /// Print the default configuration with the documentation of every field.
     Config,
@@ -267,6 +274,8 @@ fn main() -> anyhow::Result<()> {
             endpoint,
             token,
             record_acks,
+            smtp,
+            email_to,
         } => {
             // The demo's terminal is for its status line: the server logs only warnings.
             if std::env::var_os("RUST_LOG").is_none() {
@@ -281,6 +290,7 @@ fn main() -> anyhow::Result<()> {
                 endpoint,
                 token,
                 record_acks,
+                email: smtp.zip(email_to),
             };
             runtime()?.block_on(demo::run(options, cfg))
         }

@@ -284,7 +284,9 @@ fn alerting(
     engine.supply_table("alerts", alerting.table());
     let alerting_config = config.alerting();
     let notify_config = match alerting_config.notify_config.as_str() {
-        "" => notify::NotifyConfig::log_only(),
+        "" => notify::NotifyConfig::log_only_for(Duration::from_secs(
+            alerting_config.evaluation_interval_secs,
+        )),
         path => notify::load_config(path)
             .map_err(spyglass_alerting::Error::NotifyConfig)
             .context("failed to start notifications")?,

@@ -3,6 +3,8 @@
 //! the services list, the dependency graph, a service's last-seen time and trace search.
 
 mod common;
+#[path = "../alerting/tests/smtp/mod.rs"]
+mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +20,8 @@ const SPEED: &str = "10";
 
 struct Demo {
     child: Child,
+    /// Where `--smtp` sends the demo's notifications.
+    smtp: smtp::SmtpServer,
     lines: mpsc::Receiver<(Instant, SystemTime, String)>,
     _dir: tempfile::TempDir,
 }
@@ -34,10 +38,13 @@ async fn start_demo() -> (Demo, Ports) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("spyglass.toml");
     std::fs::write(&config, TEST_CONFIG).unwrap();
+    let smtp = smtp::SmtpServer::start("plain", None, None);
     let (mut child, ports) = start_ready(dir.path(), |ports| {
         Command::new(env!("CARGO_BIN_EXE_spyglass"))
             .args(["demo", "--speed", SPEED, "--rate", "30", "--config"])
             .arg(&config)
+            .args(["--smtp", &format!("127.0.0.1:{}", smtp.port)])
+            .args(["--email-to", "oncall@example.com"])
             .arg("--data-dir")
             .arg(dir.path().join("demo-data"))
             .args(ports.args())
@@ -62,6 +69,7 @@ async fn start_demo() -> (Demo, Ports) {
     });
     let demo = Demo {
         child,
+        smtp,
         lines,
         _dir: dir,
     };
@@ -446,4 +454,29 @@ async fn each_incident_shows_where_a_user_would_look() {
         healthy_firings.is_empty(),
         "alerts fired in a healthy stretch: {healthy_firings:#?}"
     );
+
+    // `--smtp`: on-call got a mail for each incident, naming where it began.
+    let subjects: Vec<String> = demo
+        .smtp
+        .messages()
+        .iter()
+        .filter(|m| m["rcpt_tos"] == serde_json::json!(["oncall@example.com"]))
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for root in ["payments", "postgresql", "shipping"] {
+        assert!(
+            subjects
+                .iter()
+                .any(|s| s.starts_with("[FIRING:") && s.contains(&format!("{root} failing"))),
+            "no mail for the incident at {root}: {subjects:#?}"
+        );
+    }
+    let (_, ledger) = get_json(ports.ui, "/api/v1/notifications?status=firing").await;
+    let sent = ledger["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["outcome"] == "sent" && n["integration"] == "email[0]")
+        .count();
+    assert!(sent >= 3, "{ledger:#}");
 }

@@ -31,6 +31,47 @@ pub struct Options {
     pub token: Option<String>,
     /// Write `trace_id span_id` of every acknowledged span here.
     pub record_acks: Option<PathBuf>,
+    /// Notifications by e-mail: the SMTP server (`host:port`) and the recipient.
+    pub email: Option<(String, String)>,
+}
+
+/// Writes the notify config that mails every incident to `to` through `smtp` into the data
+/// directory, with the intervals the default log route would have; answers its path.
+fn email_config(config: &Config, smtp: &str, to: &str) -> anyhow::Result<String> {
+    if spyglass_alerting::notify::config::split_host_port(smtp).is_none() {
+        bail!("--smtp must be host:port, not {smtp:?}");
+    }
+    if !to.contains('@') {
+        bail!("--email-to must be an e-mail address, not {to:?}");
+    }
+    let evaluation = Duration::from_secs(config.alerting.evaluation_interval_secs);
+    let (wait, interval) = spyglass_alerting::notify::config::default_intervals(evaluation);
+    let yaml = format!(
+        "# written by `spyglass demo --smtp {smtp} --email-to {to}`
+global:
+  smtp_smarthost: {smtp:?}
+  smtp_from: spyglass-demo@localhost
+  smtp_require_tls: false
+route:
+  receiver: demo-mail
+  group_by: [incident]
+  group_wait: {}s
+  group_interval: {}s
+  repeat_interval: 4h
+receivers:
+  - name: demo-mail
+    email_configs:
+      - to: {to:?}
+        send_resolved: true
+",
+        wait.as_secs(),
+        interval.as_secs()
+    );
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("demo-notify.yml");
+    std::fs::write(&path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 pub async fn run(options: Options, mut config: Config) -> anyhow::Result<()> {
@@ -41,6 +82,9 @@ pub async fn run(options: Options, mut config: Config) -> anyhow::Result<()> {
         bail!("--rate must be between 0 and 10000 requests per second");
     }
     crate::config::speed_up(&mut config, options.speed);
+    if let Some((smtp, to)) = &options.email {
+        config.alerting.notify_config = email_config(&config, smtp, to)?;
+    }
     let ui = format!("http://{}", loopback_if_unspecified(config.ui.http_addr));
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let mut server = None;
@@ -71,6 +115,10 @@ pub async fn run(options: Options, mut config: Config) -> anyhow::Result<()> {
             }
             server = Some(task);
             println!("Spyglass is running: open {ui}");
+            match &options.email {
+                Some((smtp, to)) => println!("Notifications: e-mail to {to} through {smtp}"),
+                None => println!("Notifications: to the log; see {ui}/notifications"),
+            }
             endpoint
         }
     };

@@ -35,6 +35,16 @@ pub struct NotifyConfig {
     pub original: String,
 }
 
+/// `group_wait` and `group_interval` for rules evaluated every `evaluation`: three and thirty
+/// evaluations, at most Alertmanager's defaults of 30 s and 5 m.
+pub fn default_intervals(evaluation: Duration) -> (Duration, Duration) {
+    let at_least_1s = |d: Duration| d.max(Duration::from_secs(1));
+    (
+        at_least_1s((evaluation * 3).min(Duration::from_secs(30))),
+        at_least_1s((evaluation * 30).min(Duration::from_secs(300))),
+    )
+}
+
 /// What `log_only` is, written as a file.
 const LOG_ONLY_YAML: &str = "# no notify config: every notification goes to the log
 route:
@@ -86,15 +96,24 @@ pub fn redact(text: &str) -> String {
 pub const LOG_RECEIVER: &str = "log";
 
 impl NotifyConfig {
-    /// Without a file: everything, grouped by incident, to the log.
+    /// Without a file: everything, grouped by incident, to the log, with Alertmanager's
+    /// intervals (group_wait 30 s, group_interval 5 m, repeat_interval 4 h).
     pub fn log_only() -> Self {
+        Self::log_only_for(Duration::from_secs(30))
+    }
+
+    /// [`log_only`](Self::log_only) for rules evaluated every `evaluation`: a shorter
+    /// evaluation interval (the demo's) shortens `group_wait` to three of them and
+    /// `group_interval` to thirty, so that a short incident is still told.
+    pub fn log_only_for(evaluation: Duration) -> Self {
+        let (group_wait, group_interval) = default_intervals(evaluation);
         Self {
             resolve_timeout: Duration::from_secs(300),
             route: Route {
                 receiver: LOG_RECEIVER.into(),
                 group_by: GroupBy::Labels(vec!["incident".into()]),
-                group_wait: Duration::from_secs(30),
-                group_interval: Duration::from_secs(300),
+                group_wait,
+                group_interval,
                 repeat_interval: Duration::from_secs(4 * 3600),
                 matchers: Vec::new(),
                 continue_matching: false,
@@ -105,7 +124,9 @@ impl NotifyConfig {
                 integrations: vec![Integration::Log],
             }],
             inhibit_rules: Vec::new(),
-            original: LOG_ONLY_YAML.to_owned(),
+            original: LOG_ONLY_YAML
+                .replace("30s", &format!("{}s", group_wait.as_secs()))
+                .replace("5m", &format!("{}s", group_interval.as_secs())),
         }
     }
 
