@@ -300,8 +300,31 @@ async fn amtool_queries_alerts_and_adds_queries_and_expires_silences() {
     .await;
     assert_eq!(status, 400);
     assert!(body.as_str().unwrap().contains("bad-name"), "{body}");
+    // The valid alerts of a batch are taken even when one is refused, as Alertmanager does.
+    let (status, _) = post(
+        ui,
+        "/alertmanager/api/v2/alerts",
+        &json!([{"labels": {"alertname": "QueueDeep", "queue": "mail"}}, {"labels": {}}]),
+    )
+    .await;
+    assert_eq!(status, 400);
 
+    // amtool's own alert, its unset end sent as Go's zero time.
+    amtool(
+        ui,
+        &[
+            "alert",
+            "add",
+            "ManualPage",
+            "instance=ops1",
+            "--annotation=summary=paged by hand",
+        ],
+    );
     let listed = amtool(ui, &["alert", "query"]);
+    assert!(
+        listed.contains("ManualPage") && listed.contains("paged by hand"),
+        "{listed}"
+    );
     assert!(
         listed.contains("DiskFull") && listed.contains("db1's disk is 97% full"),
         "{listed}"
@@ -353,7 +376,10 @@ async fn amtool_queries_alerts_and_adds_queries_and_expires_silences() {
     let expired = amtool(ui, &["silence", "query", "--expired"]);
     assert!(expired.contains(&id), "{expired}");
     let active = amtool(ui, &["alert", "query"]);
-    assert!(active.contains("DiskFull"), "{active}");
+    assert!(
+        active.contains("DiskFull") && active.contains("QueueDeep"),
+        "{active}"
+    );
 
     // The config, as amtool shows it; and a silence for an unknown id.
     let shown = amtool(ui, &["config", "show"]);

@@ -1,6 +1,6 @@
 """A real SMTP server for the e-mail tests (aiosmtpd): plain, with AUTH, or with STARTTLS and
-AUTH. Each message it accepts is written to OUT_DIR as JSON: envelope, decoded subject, the
-plain and HTML parts, and the login that authenticated.
+AUTH. Each message it accepts is written to OUT_DIR as JSON: when it was accepted, envelope,
+decoded subject, the plain and HTML parts, and the login that authenticated.
 
 usage: smtp_server.py OUT_DIR PORT plain|auth|starttls [CERT KEY]
 """
@@ -27,6 +27,7 @@ class Handler:
             if part.get_content_type() in ("text/plain", "text/html"):
                 parts[part.get_content_type()] = part.get_content()
         record = {
+            "accepted_ns": time.time_ns(),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "subject": str(message["subject"]),

@@ -99,17 +99,8 @@ struct AlertFilter {
 
 impl AlertFilter {
     fn parse(raw: Option<&str>) -> Result<Self, Refusal> {
+        // Other parameters are ignored, as Alertmanager ignores them (newer clients send more).
         let params = Params::parse(raw);
-        params
-            .only(&[
-                "active",
-                "silenced",
-                "inhibited",
-                "unprocessed",
-                "filter",
-                "receiver",
-            ])
-            .map_err(|e| bad(e.status_and_message().1))?;
         let flag = |name: &str| match params.get(name) {
             None | Some("true") => Ok(true),
             Some("false") => Ok(false),
@@ -142,8 +133,9 @@ impl AlertFilter {
     fn keeps(&self, a: &AlertView) -> bool {
         let silenced = !a.silenced_by.is_empty();
         let inhibited = !a.inhibited_by.is_empty();
+        // As Alertmanager: a muted alert is hidden by either flag it fails.
         let state_ok = if silenced || inhibited {
-            (silenced && self.silenced) || (inhibited && self.inhibited)
+            (!silenced || self.silenced) && (!inhibited || self.inhibited)
         } else {
             self.active
         };
@@ -238,7 +230,9 @@ struct PostableAlert {
 
 fn time_field(name: &str, text: Option<&str>) -> Result<u64, String> {
     match text {
-        None | Some("") | Some("0001-01-01T00:00:00Z") => Ok(0),
+        // Go's zero time, as amtool sends an unset one (`0001-01-01T00:00:00.000Z`).
+        None | Some("") => Ok(0),
+        Some(t) if t.starts_with("0001-01-01T") => Ok(0),
         Some(t) => {
             crate::params::rfc3339(t).ok_or_else(|| format!("{name} {t:?} is not an RFC 3339 time"))
         }
@@ -262,11 +256,13 @@ fn to_alert(
             return Err(at(format!("label {name:?} has an empty value")));
         }
     }
+    let ends_at = time_field("endsAt", posted.ends_at.as_deref()).map_err(at)?;
+    // No start: now, or its end when that is past (as Alertmanager does).
     let starts_at = match time_field("startsAt", posted.starts_at.as_deref()).map_err(at)? {
+        0 if ends_at != 0 && ends_at < now => ends_at,
         0 => now,
         t => t,
     };
-    let ends_at = time_field("endsAt", posted.ends_at.as_deref()).map_err(at)?;
     if ends_at != 0 && ends_at < starts_at {
         return Err(at("startsAt must be before endsAt".into()));
     }
@@ -280,20 +276,28 @@ fn to_alert(
     })
 }
 
-/// `POST alerts`: alerts from a Prometheus, routed as Spyglass's own are. All or none.
+/// `POST alerts`: alerts from a Prometheus, routed as Spyglass's own are. As Alertmanager, the
+/// valid ones are taken even when others are not; then the answer is 400 naming each refused
+/// one (a Prometheus does not send a batch again after a 400).
 async fn post_alerts(State(state): State<AppState>, body: Bytes) -> Answer {
     let notifier = notifier(&state)?.clone();
     let posted: Vec<PostableAlert> = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body is not a list of alerts: {e}")))?;
     let now = notifier.now();
-    let alerts = posted
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| to_alert(i, p, now))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+    let mut alerts = Vec::with_capacity(posted.len());
+    let mut refused = Vec::new();
+    for (i, p) in posted.into_iter().enumerate() {
+        match to_alert(i, p, now) {
+            Ok(alert) => alerts.push(alert),
+            Err(problem) => refused.push(problem),
+        }
+    }
     notifier.send(alerts).await;
-    Ok(StatusCode::OK.into_response())
+    if refused.is_empty() {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(bad(refused.join("; ")))
+    }
 }
 
 fn gettable_silence(s: &Silence, now: u64) -> Value {
@@ -326,9 +330,6 @@ fn silence_matches(s: &Silence, filter: &[Matcher]) -> bool {
 async fn silences(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Answer {
     let notifier = notifier(&state)?;
     let params = Params::parse(raw.as_deref());
-    params
-        .only(&["filter"])
-        .map_err(|e| bad(e.status_and_message().1))?;
     let mut filter = Vec::new();
     for text in params.all("filter") {
         filter.extend(matcher::parse(text).map_err(|e| bad(format!("filter: {e}")))?);
@@ -368,8 +369,10 @@ struct PostableSilence {
     comment: String,
 }
 
-/// `POST silences`: creates a silence, or replaces the one with the given id. A start in the
-/// past becomes now. Answers `{"silenceID": …}`.
+/// `POST silences`: creates a silence, or changes the one with the given id, by Alertmanager's
+/// rules: an expired one, or one whose matchers change, is not changed: the expired one stays,
+/// the other is expired, and a new silence (a new id) is made. A new silence's start in the
+/// past becomes now; an active one keeps its start. Answers `{"silenceID": …}`.
 async fn post_silence(State(state): State<AppState>, body: Bytes) -> Answer {
     let notifier = notifier(&state)?;
     let posted: PostableSilence = serde_json::from_slice(&body)
@@ -381,22 +384,39 @@ async fn post_silence(State(state): State<AppState>, body: Bytes) -> Answer {
     let starts_at = time("startsAt", &posted.starts_at)?;
     let ends_at = time("endsAt", &posted.ends_at)?;
     let id = notifier.silences(|silences, now| {
-        if !posted.id.is_empty() && silences.get(&posted.id).is_none() {
-            return Err(refuse(
-                StatusCode::NOT_FOUND,
-                format!("no silence has id {}", posted.id),
-            ));
+        let mut id = posted.id;
+        let mut start = starts_at.max(now);
+        let mut replaced = None;
+        if !id.is_empty() {
+            let Some(existing) = silences.get(&id) else {
+                return Err(refuse(
+                    StatusCode::NOT_FOUND,
+                    format!("no silence has id {id}"),
+                ));
+            };
+            match existing.state(now) {
+                SilenceState::Expired => id.clear(),
+                _ if existing.matchers != posted.matchers => {
+                    replaced = Some(std::mem::take(&mut id))
+                }
+                SilenceState::Active => start = existing.starts_at,
+                SilenceState::Pending => {}
+            }
         }
         let silence = Silence {
-            id: posted.id,
+            id,
             matchers: posted.matchers,
-            starts_at: starts_at.max(now),
+            starts_at: start,
             ends_at,
             updated_at: now,
             created_by: posted.created_by,
             comment: posted.comment,
         };
-        silences.put(silence, now).map_err(bad)
+        let new_id = silences.put(silence, now).map_err(bad)?;
+        if let Some(old) = replaced {
+            silences.expire(&old, now).map_err(bad)?;
+        }
+        Ok(new_id)
     })?;
     Ok(Json(json!({ "silenceID": id })).into_response())
 }

@@ -71,25 +71,75 @@ const SECRET_FIELDS: &[&str] = &[
     "url",
 ];
 
-/// `text` with the value of each secret field replaced by `<secret>`. Webhook and Slack URLs
-/// count as secrets, as Alertmanager treats them: they often carry a token.
+/// `text` with the value of each secret field replaced by `<secret>`, wherever the key stands:
+/// at the start of a line, quoted, or inside a flow map (`{bearer_token: x}`); a block scalar
+/// (`|`, `>`) loses its lines too. Webhook and Slack URLs count as secrets, as Alertmanager
+/// treats them: they often carry a token.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    // The indentation of a secret block scalar whose lines are being hidden.
+    let mut hiding_below: Option<usize> = None;
     for line in text.lines() {
-        let body = line.trim_start().trim_start_matches("- ");
-        let secret = body.split_once(':').is_some_and(|(key, value)| {
-            SECRET_FIELDS.contains(&key.trim()) && !value.trim().is_empty()
-        });
-        if secret {
-            let key_end = line.find(':').unwrap_or(line.len());
-            out.push_str(&line[..key_end]);
-            out.push_str(": <secret>");
-        } else {
-            out.push_str(line);
+        let indent = line.len() - line.trim_start().len();
+        if let Some(level) = hiding_below {
+            if line.trim().is_empty() || indent > level {
+                continue;
+            }
+            hiding_below = None;
         }
+        let (redacted, block) = redact_line(line);
+        if block {
+            hiding_below = Some(indent);
+        }
+        out.push_str(&redacted);
         out.push('\n');
     }
     out
+}
+
+/// One line with each `secret_key: value` hidden; and whether a hidden value is a block scalar
+/// whose lines follow.
+fn redact_line(line: &str) -> (String, bool) {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut block = false;
+    while let Some(value_start) = next_secret_value(rest) {
+        let value = &rest[value_start..];
+        // A value ends at the end of the line, or of its flow-map entry.
+        let end = value.find([',', '}']).unwrap_or(value.len());
+        out.push_str(&rest[..value_start]);
+        let shown = value[..end].trim();
+        if !shown.is_empty() {
+            block |= shown.starts_with('|') || shown.starts_with('>');
+            out.push_str(" <secret>");
+        }
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    (out, block)
+}
+
+/// Where the value of the first secret key in `text` begins (just after its colon).
+fn next_secret_value(text: &str) -> Option<usize> {
+    let mut first: Option<usize> = None;
+    for key in SECRET_FIELDS {
+        for quote in ["", "\"", "'"] {
+            let pattern = format!("{quote}{key}{quote}");
+            for (at, _) in text.match_indices(&pattern) {
+                let before_ok = text[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-'));
+                let after = text[at + pattern.len()..].trim_start();
+                if before_ok && after.starts_with(':') {
+                    let value_start = text.len() - after.len() + 1;
+                    first = Some(first.map_or(value_start, |f| f.min(value_start)));
+                    break;
+                }
+            }
+        }
+    }
+    first
 }
 
 /// The receiver that the config without a file sends to: each notification goes to the log.
@@ -302,4 +352,57 @@ pub fn split_host_port(text: &str) -> Option<(String, u16)> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then_some(())?;
     Some((host.to_owned(), port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn secrets_are_hidden_wherever_the_yaml_puts_them() {
+        let text = "global:
+  smtp_auth_password: hunter2
+  smtp_smarthost: mail:25
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: http://hooks/T0K3N
+        http_config: {bearer_token: abc, follow_redirects: true}
+  - name: chat
+    slack_configs:
+      - \"api_url\": 'https://hooks.slack.com/x'
+        channel: '#ops'
+  - name: page
+    pagerduty_configs:
+      - routing_key: |
+          multi
+          line
+        url: https://events.pagerduty.com/v2/enqueue
+";
+        let shown = redact(text);
+        for secret in [
+            "hunter2",
+            "T0K3N",
+            "abc",
+            "hooks.slack.com",
+            "multi",
+            "line\n",
+            "events.",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
+        for kept in [
+            "smtp_smarthost: mail:25",
+            "follow_redirects: true",
+            "channel: '#ops'",
+            "name: page",
+        ] {
+            assert!(shown.contains(kept), "{kept} lost in:\n{shown}");
+        }
+        assert!(shown.contains("smtp_auth_password: <secret>"), "{shown}");
+        assert!(
+            shown.contains("{bearer_token: <secret>, follow_redirects: true}"),
+            "{shown}"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant as TokioInstant;
 use super::config::{InhibitRule, NotifyConfig, Route};
 use super::ledger::{Attempt, Ledger};
 use super::matcher::all_match;
-use super::message::{Message, Notification, render};
+use super::message::{Notification, render, subject};
 use super::nflog::{self, Entry, Flush, NfLog};
 use super::route::{self, RoutePath};
 use super::send::Sender;
@@ -25,8 +25,9 @@ use super::{Alert, Notifier};
 use crate::clock::Clock;
 use crate::error::Result;
 
-/// Most notifications waiting for one integration.
-pub const QUEUE_CAPACITY: usize = 256;
+/// Most notifications waiting for one integration (each is rendered when its turn comes); a
+/// notification that finds the queue full is dropped, and its group's next flush sends it.
+pub const QUEUE_CAPACITY: usize = 4096;
 /// Most batches of alerts waiting for the dispatcher.
 const INBOX_CAPACITY: usize = 64;
 /// Retries wait 1 s, 2 s, 4 s … up to this.
@@ -64,6 +65,28 @@ pub struct GroupView {
     pub alerts: Vec<u64>,
 }
 
+/// What the dispatcher did last, for operators and the benchmark.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DispatchStats {
+    /// The last batch of alerts: how many, and how long routing them into groups took.
+    pub received: usize,
+    pub receive_time: Duration,
+    /// Flush rounds so far (each flushes the groups due at one moment; every group has its own
+    /// timer, as in Alertmanager), and totals over them: groups flushed, notifications queued,
+    /// time spent flushing.
+    pub rounds: u64,
+    pub flushed_total: u64,
+    pub queued_total: u64,
+    pub flush_busy: Duration,
+    /// The last flush round: the groups flushed, the notifications queued, how long it took.
+    pub flushed_groups: usize,
+    pub queued: usize,
+    pub flush_time: Duration,
+    /// What it holds: aggregation groups and alerts (resolved ones included until forgotten).
+    pub groups: usize,
+    pub alerts: usize,
+}
+
 /// A question for the dispatcher: what it holds now.
 pub(crate) type ViewRequest = oneshot::Sender<DispatchView>;
 
@@ -79,7 +102,6 @@ struct Group {
 /// A notification waiting for its integration's worker.
 struct Job {
     notification: Notification,
-    message: Message,
     integration: String,
     nflog_key: String,
     entry: Entry,
@@ -106,6 +128,7 @@ pub struct Dispatcher {
     alerts: HashMap<u64, Alert>,
     /// When each alert was last received.
     updated_at: HashMap<u64, u64>,
+    stats: Arc<Mutex<DispatchStats>>,
     groups: BTreeMap<String, Group>,
     silences: Arc<Mutex<Silences>>,
     nflog: Arc<Mutex<NfLog>>,
@@ -152,10 +175,12 @@ impl Dispatcher {
         }
         let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
         let (views_tx, views) = mpsc::channel(INBOX_CAPACITY);
+        let stats = Arc::new(Mutex::new(DispatchStats::default()));
         let config = Arc::new(config);
         let notifier = Notifier {
             inbox: inbox_tx,
             views: views_tx,
+            stats: stats.clone(),
             silences: silences.clone(),
             ledger: ledger.clone(),
             config: config.clone(),
@@ -169,6 +194,7 @@ impl Dispatcher {
             views,
             alerts: HashMap::new(),
             updated_at: HashMap::new(),
+            stats,
             groups: BTreeMap::new(),
             silences,
             nflog,
@@ -215,6 +241,8 @@ impl Dispatcher {
 
     /// Puts alerts in the store and in their groups; a new group flushes after `group_wait`.
     fn receive(&mut self, alerts: Vec<Alert>) {
+        let started = Instant::now();
+        let received = alerts.len();
         let now = self.clock.now_unix_nanos();
         let resolve_timeout = self.config.resolve_timeout.as_nanos() as u64;
         for mut alert in alerts {
@@ -249,6 +277,11 @@ impl Dispatcher {
             .retain(|_, a| a.firing(now) || a.ends_at + RESOLVED_RETENTION_NANOS > now);
         let alerts = &self.alerts;
         self.updated_at.retain(|f, _| alerts.contains_key(f));
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.received = received;
+        stats.receive_time = started.elapsed();
+        stats.groups = self.groups.len();
+        stats.alerts = self.alerts.len();
     }
 
     /// The firing alerts with their receivers and what mutes them, and the groups.
@@ -295,6 +328,7 @@ impl Dispatcher {
     }
 
     fn flush_due(&mut self) {
+        let started = Instant::now();
         let tick = TokioInstant::now();
         let due: Vec<String> = self
             .groups
@@ -302,9 +336,22 @@ impl Dispatcher {
             .filter(|g| g.next_flush <= tick)
             .map(|g| g.key.clone())
             .collect();
+        let flushed_groups = due.len();
+        let mut queued = 0;
         for key in due {
-            self.flush(&key);
+            queued += self.flush(&key);
         }
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let took = started.elapsed();
+        stats.rounds += 1;
+        stats.flushed_groups = flushed_groups;
+        stats.queued = queued;
+        stats.flush_time = took;
+        stats.flushed_total += flushed_groups as u64;
+        stats.queued_total += queued as u64;
+        stats.flush_busy += took;
+        stats.groups = self.groups.len();
+        stats.alerts = self.alerts.len();
     }
 
     /// Whether an alert is muted now: by an active silence, or by a firing alert that an
@@ -347,11 +394,13 @@ impl Dispatcher {
     }
 
     /// Sends what a group's notification log entries say must go, and schedules its next flush.
-    fn flush(&mut self, key: &str) {
+    /// Answers how many notifications it queued.
+    fn flush(&mut self, key: &str) -> usize {
         let now = self.clock.now_unix_nanos();
         let Some(group) = self.groups.get(key) else {
-            return;
+            return 0;
         };
+        let mut queued = 0;
         let route: &Route = route::at(&self.config.route, &group.route);
         let (group_interval, repeat) = (route.group_interval, route.repeat_interval);
         let receiver_index = self
@@ -421,12 +470,14 @@ impl Dispatcher {
                     external_url: self.external_url.clone(),
                 };
                 self.enqueue(r, q, notification, nflog_key, new_entry, repeat);
+                queued += 1;
             }
         }
         self.forget_resolved(key, receiver_index);
         if let Some(group) = self.groups.get_mut(key) {
             group.next_flush = TokioInstant::now() + group_interval;
         }
+        queued
     }
 
     fn enqueue(
@@ -438,7 +489,6 @@ impl Dispatcher {
         entry: Entry,
         repeat: Duration,
     ) {
-        let message = render(&notification);
         let queue = &mut self.queues[r][q];
         let superseded = Arc::new(AtomicBool::new(false));
         if let Some(previous) = queue
@@ -450,7 +500,6 @@ impl Dispatcher {
         let job = Job {
             integration: queue.name.clone(),
             notification,
-            message,
             nflog_key,
             entry,
             repeat_nanos: repeat.as_nanos() as u64,
@@ -522,7 +571,7 @@ fn attempt_row(job: &Job, now: u64, attempt: u32) -> Attempt {
         status: n.status().to_owned(),
         alerts: n.alerts().map(Alert::describe).collect(),
         attempt,
-        subject: job.message.subject.clone(),
+        subject: subject(n),
         ..Attempt::default()
     }
 }
@@ -557,18 +606,19 @@ impl Worker {
     }
 
     async fn deliver(&self, job: Job) {
+        let message = render(&job.notification);
         let mut backoff = Duration::from_secs(1);
         for attempt in 1.. {
             if self.already_sent(&job) {
                 return;
             }
             let started = Instant::now();
-            let result = self.sender.send(&job.notification, &job.message).await;
+            let result = self.sender.send(&job.notification, &message).await;
             let mut row = attempt_row(&job, self.clock.now_unix_nanos(), attempt);
             row.duration_ms = started.elapsed().as_secs_f64() * 1e3;
             if attempt == 1 {
-                row.text = job.message.text.clone();
-                row.html = job.message.html.clone();
+                row.text = message.text.clone();
+                row.html = message.html.clone();
             }
             let sent = match result {
                 Ok(reply) => {

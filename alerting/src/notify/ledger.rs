@@ -88,6 +88,39 @@ impl Ledger {
         rows.push_back(attempt);
     }
 
+    /// The attempts in memory that `keep` chooses, oldest first; without their rendered
+    /// message (`text`, `html`) unless `with_message`, so that a list costs no copies of it.
+    pub fn select(&self, keep: impl Fn(&Attempt) -> bool, with_message: bool) -> Vec<Attempt> {
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        rows.iter()
+            .filter(|a| keep(a))
+            .map(|a| {
+                if with_message {
+                    a.clone()
+                } else {
+                    Attempt {
+                        time_unix_nano: a.time_unix_nano,
+                        notification: a.notification.clone(),
+                        receiver: a.receiver.clone(),
+                        integration: a.integration.clone(),
+                        group_key: a.group_key.clone(),
+                        incident: a.incident.clone(),
+                        status: a.status.clone(),
+                        alerts: a.alerts.clone(),
+                        attempt: a.attempt,
+                        outcome: a.outcome.clone(),
+                        reply: a.reply.clone(),
+                        error: a.error.clone(),
+                        duration_ms: a.duration_ms,
+                        subject: a.subject.clone(),
+                        text: String::new(),
+                        html: String::new(),
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Every attempt in memory, oldest first.
     pub fn rows(&self) -> Vec<Attempt> {
         let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use config::{NotifyConfig, load as load_config, parse as parse_config};
-pub use dispatch::{AlertView, DispatchView, Dispatcher, GroupView};
+pub use dispatch::{AlertView, DispatchStats, DispatchView, Dispatcher, GroupView};
 pub use ledger::{Attempt, Ledger};
 pub use message::{Message, render, rfc3339};
 pub use silence::{Silence, SilenceMatcher, SilenceState, Silences};
@@ -120,6 +120,7 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
 pub struct Notifier {
     inbox: mpsc::Sender<Vec<Alert>>,
     views: mpsc::Sender<dispatch::ViewRequest>,
+    stats: Arc<Mutex<DispatchStats>>,
     silences: Arc<Mutex<Silences>>,
     ledger: Ledger,
     config: Arc<NotifyConfig>,
@@ -142,6 +143,11 @@ impl Notifier {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.views.send(reply).await.ok()?;
         answer.await.ok()
+    }
+
+    /// What the dispatcher did last: its latest batch and flush round.
+    pub fn stats(&self) -> DispatchStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn now(&self) -> u64 {

@@ -50,7 +50,7 @@ export async function sql(statement) {
 }
 
 /** Shows the token form over the page (once), and reloads once the server took the token. */
-function askForToken() {
+export function askForToken() {
   if (document.getElementById('token-gate')) return;
   const input = h('input', { name: 'token', type: 'password', autocomplete: 'current-password', 'aria-label': 'Reading token', required: true });
   const problem = h('p', { class: 'notice error', hidden: true });

@@ -41,6 +41,8 @@ async function list(main, ctx) {
     h('h1', null, 'Notifications', link('/silences', h('span', { class: 'muted' }, 'Silences'))),
     incident ? h('p', null, `For incident ${incident} · `, link('/notifications', 'all notifications')) : null,
     body);
+  const timer = setInterval(() => { if (ctx.current()) ctx.navigate(location.pathname + location.search, { replace: true }); }, 15000);
+  ctx.onLeave(() => clearInterval(timer));
   const data = await get('notifications', { incident, limit: 200 });
   if (!ctx.current()) return;
   if (!data.notifications.length) {
@@ -59,8 +61,6 @@ async function list(main, ctx) {
     { title: 'Attempts', cell: attempts },
   ], data.notifications, { class: 'notifications', rowClass: (n) => `notification ${n.outcome}` }),
   data.truncated ? h('p', { class: 'muted' }, 'Older notifications are in the notifications SQL table.') : null);
-  const timer = setInterval(() => { if (ctx.current()) ctx.navigate(location.pathname + location.search, { replace: true }); }, 15000);
-  ctx.onLeave(() => clearInterval(timer));
 }
 
 async function one(main, ctx) {

@@ -3,6 +3,7 @@
 // form filled in, as the links on alerts and in notifications do. Both talk to the
 // Alertmanager API under /alertmanager/api/v2, as amtool does.
 
+import { askForToken } from './api.js';
 import { h, link, replace, notice, table } from './dom.js';
 import * as fmt from './format.js';
 
@@ -18,6 +19,7 @@ async function am(method, path, body) {
   const text = await response.text();
   let parsed = null;
   try { parsed = text ? JSON.parse(text) : null; } catch { parsed = null; }
+  if (response.status === 401) askForToken();
   if (!response.ok) {
     const message = typeof parsed === 'string' ? parsed : (parsed && parsed.error) || text || response.statusText;
     throw new Error(message);
@@ -107,7 +109,10 @@ async function form(main, ctx) {
   const comment = h('textarea', { name: 'comment', required: true, rows: 2, placeholder: 'why, and where to follow up', 'aria-label': 'Comment' });
   const problem = h('div');
   const affected = h('div', { class: 'affected-alerts muted' });
+  // The answer to the latest edit wins, whatever order the answers come in.
+  let asked = 0;
   const preview = async () => {
+    const ticket = ++asked;
     const matchers = [...rows.querySelectorAll('input')].map((i) => i.value.trim()).filter(Boolean);
     if (!matchers.length || matchers.some((t) => !parseMatcher(t))) {
       replace(affected, '');
@@ -116,15 +121,20 @@ async function form(main, ctx) {
     try {
       const q = new URLSearchParams(matchers.map((t) => ['filter', t]));
       const alerts = await am('GET', `alerts?${q}`);
+      if (ticket !== asked) return;
       replace(affected, alerts.length
         ? [`It mutes ${alerts.length} alert${alerts.length === 1 ? '' : 's'} firing now: `,
           alerts.map((a, i) => [i ? ', ' : '', h('code', null, a.labels.alertname || '', a.labels.service ? ` ${a.labels.service}` : '')])]
         : 'It mutes no alert firing now.');
     } catch (err) {
-      replace(affected, err.message);
+      if (ticket === asked) replace(affected, err.message);
     }
   };
-  rows.addEventListener('input', preview);
+  let typing = null;
+  rows.addEventListener('input', () => {
+    clearTimeout(typing);
+    typing = setTimeout(preview, 300);
+  });
   const submit = async (e) => {
     e.preventDefault();
     const texts = [...rows.querySelectorAll('input')].map((i) => i.value.trim()).filter(Boolean);

@@ -98,17 +98,26 @@ pub(crate) async fn list(
         return Err(ApiError::bad("outcome", "sent, failed or dropped"));
     }
     let notifier = notifier(&state)?;
-    let keeps = |attempts: &Vec<Attempt>| {
-        let (first, last) = (&attempts[0], &attempts[attempts.len() - 1]);
-        params
-            .get("incident")
-            .is_none_or(|i| first.incident.as_deref() == Some(i))
-            && params.get("receiver").is_none_or(|r| first.receiver == r)
-            && params.get("status").is_none_or(|s| first.status == s)
-            && params.get("outcome").is_none_or(|o| last.outcome == o)
-    };
-    let all = by_notification(notifier.ledger().rows());
-    let chosen: Vec<&Vec<Attempt>> = all.iter().filter(|a| keeps(a)).collect();
+    // Every attempt of a notification has its incident, receiver and status.
+    let rows = notifier.ledger().select(
+        |a| {
+            params
+                .get("incident")
+                .is_none_or(|i| a.incident.as_deref() == Some(i))
+                && params.get("receiver").is_none_or(|r| a.receiver == r)
+                && params.get("status").is_none_or(|s| a.status == s)
+        },
+        false,
+    );
+    let all = by_notification(rows);
+    let chosen: Vec<&Vec<Attempt>> = all
+        .iter()
+        .filter(|a| {
+            params
+                .get("outcome")
+                .is_none_or(|o| a[a.len() - 1].outcome == o)
+        })
+        .collect();
     let truncated = chosen.len() > limit;
     Ok(Json(json!({
         "notifications": chosen.iter().take(limit).map(|a| summary(a)).collect::<Vec<_>>(),
@@ -117,12 +126,7 @@ pub(crate) async fn list(
 }
 
 fn find(notifier: &Notifier, id: &str) -> ApiResult<Vec<Attempt>> {
-    let rows: Vec<Attempt> = notifier
-        .ledger()
-        .rows()
-        .into_iter()
-        .filter(|a| a.notification == id)
-        .collect();
+    let rows = notifier.ledger().select(|a| a.notification == id, true);
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no notification {id:?} in the ledger"
