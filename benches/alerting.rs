@@ -9,14 +9,12 @@
 //! `SPYGLASS_BENCH_SERVICES` (default 1,000) and `SPYGLASS_BENCH_RUNS` (default 10) change the
 //! size; `SPYGLASS_BENCH_DETECTIONS` (default 5) the number of detection trials.
 
+mod common;
 use std::collections::HashMap;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use common::{env_usize, ms, now_nanos};
 use spyglass_alerting::{AlertingConfig, BuiltinConfig, Evaluator, ManualClock};
 use spyglass_ingest::SpanMetrics;
 use spyglass_query::model::{
@@ -32,20 +30,6 @@ const EDGES_PER_SERVICE: usize = 5;
 const CALLS_PER_MINUTE: usize = 5;
 /// The services that fail during the last 10 minutes (their callers' calls fail with them).
 const FAILING: usize = 10;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// CPU time of this process so far (user and system), in seconds.
 fn cpu_seconds() -> f64 {
@@ -74,10 +58,6 @@ fn measure(runs: usize, mut f: impl FnMut()) -> (Duration, f64) {
     walls.sort();
     cpus.sort_by(f64::total_cmp);
     (walls[runs / 2], cpus[runs / 2])
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 fn service(i: usize) -> String {
@@ -387,36 +367,11 @@ fn main() {
 /// OpenTelemetry SDK and times from the export's acknowledgement to `ServiceErrors` firing.
 fn detection(trials: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let port = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (ui, grpc, http) = (port(()), port(()), port(()));
-    let config = dir.path().join("spyglass.toml");
-    std::fs::write(
-        &config,
+    let server = common::serve(
+        dir.path(),
         "[ingest]\nspan_metrics_interval_secs = 5\n[alerting]\nevaluation_interval_secs = 5\n[alerting.builtin]\nfor_secs = 0\n",
-    )
-    .unwrap();
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--http",
-            &format!("127.0.0.1:{ui}"),
-            "--otlp-grpc",
-            &format!("127.0.0.1:{grpc}"),
-            "--otlp-http",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spyglass serve starts");
+    );
+    let (ui, grpc) = (server.ui, server.grpc);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -435,14 +390,7 @@ fn detection(trials: usize) {
                 r.json::<serde_json::Value>().await.ok()
             }
         };
-        while get("/readyz".into()).await.is_none()
-            && reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
-                .await
-                .map(|r| r.status() != 200)
-                .unwrap_or(true)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        server.ready().await;
         let mut delays = Vec::new();
         let mut providers: HashMap<String, opentelemetry_sdk::trace::SdkTracerProvider> =
             HashMap::new();
@@ -452,31 +400,7 @@ fn detection(trials: usize) {
             let offset = Duration::from_millis((trial as u64 * 2_300 + 700) % 5_000);
             tokio::time::sleep(offset).await;
             let name = format!("detect-{trial}");
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(format!("http://127.0.0.1:{grpc}"))
-                .build()
-                .unwrap();
-            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name(name.clone())
-                        .build(),
-                )
-                .build();
-            let tracer = provider.tracer("bench");
-            for _ in 0..30 {
-                let span = tracer
-                    .span_builder("GET /fail")
-                    .with_kind(opentelemetry::trace::SpanKind::Server)
-                    .with_attributes(vec![KeyValue::new("http.route", "/fail")])
-                    .start(&tracer);
-                let cx = Context::current_with_span(span);
-                cx.span().set_status(Status::error("failed"));
-                cx.span().end();
-            }
-            provider.force_flush().unwrap();
+            let provider = common::fail_service(grpc, &name);
             let acknowledged = Instant::now();
             loop {
                 let firing = get("/api/v1/alerts?state=firing".into())
@@ -505,8 +429,7 @@ fn detection(trials: usize) {
         }
         delays
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let mut sorted = delays.clone();
     sorted.sort();
     println!(

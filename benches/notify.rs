@@ -13,17 +13,15 @@
 //! `SPYGLASS_BENCH_INCIDENTS` (default 1,000), `SPYGLASS_BENCH_RUNS` (default 5 steady rounds)
 //! and `SPYGLASS_BENCH_TRIALS` (default 5 end-to-end trials) change the size.
 
+mod common;
 #[path = "../alerting/tests/smtp/mod.rs"]
 mod smtp;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use common::{env_usize, ms, now_nanos};
 use spyglass_alerting::notify::{Alert, Dispatcher, Evidence, IncidentInfo, NotifyConfig};
 use spyglass_alerting::{Labels, SystemClock};
 
@@ -36,20 +34,6 @@ const RULES: [&str; 5] = [
     "HighQueueDepth",
 ];
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 /// Resident memory of this process, in bytes.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -60,10 +44,6 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf reads a constant.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 /// Ten alerts for each incident, as the built-in rules make them: a rule, a service or an
@@ -267,14 +247,6 @@ fn dispatch(incidents: usize, runs: usize) {
 fn end_to_end(trials: usize) {
     let smtp = smtp::SmtpServer::start("plain", None, None);
     let dir = tempfile::tempdir().unwrap();
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (ui, grpc, http) = (port(), port(), port());
     let notify = dir.path().join("notify.yml");
     std::fs::write(
         &notify,
@@ -284,75 +256,28 @@ fn end_to_end(trials: usize) {
         ),
     )
     .unwrap();
-    let config = dir.path().join("spyglass.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let server = common::serve(
+        dir.path(),
+        &format!(
             "[ingest]\nspan_metrics_interval_secs = 5\n[alerting]\nevaluation_interval_secs = 5\nnotify_config = {:?}\n[alerting.builtin]\nfor_secs = 0\n",
             notify.to_str().unwrap()
         ),
-    )
-    .unwrap();
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--http",
-            &format!("127.0.0.1:{ui}"),
-            "--otlp-grpc",
-            &format!("127.0.0.1:{grpc}"),
-            "--otlp-http",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spyglass serve starts");
+    );
+    let grpc = server.grpc;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let delays = runtime.block_on(async {
-        while reqwest::get(format!("http://127.0.0.1:{ui}/readyz"))
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        server.ready().await;
         let mut delays = Vec::new();
         let mut providers = Vec::new();
         for trial in 0..trials {
             let offset = Duration::from_millis((trial as u64 * 2_300 + 700) % 5_000);
             tokio::time::sleep(offset).await;
             let name = format!("mailed-{trial}");
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(format!("http://127.0.0.1:{grpc}"))
-                .build()
-                .unwrap();
-            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name(name.clone())
-                        .build(),
-                )
-                .build();
-            let tracer = provider.tracer("bench");
-            for _ in 0..30 {
-                let span = tracer
-                    .span_builder("GET /fail")
-                    .with_kind(opentelemetry::trace::SpanKind::Server)
-                    .with_attributes(vec![KeyValue::new("http.route", "/fail")])
-                    .start(&tracer);
-                let cx = Context::current_with_span(span);
-                cx.span().set_status(Status::error("failed"));
-                cx.span().end();
-            }
-            provider.force_flush().unwrap();
+            let provider = common::fail_service(grpc, &name);
             let acknowledged = now_nanos();
             let started = Instant::now();
             let accepted = loop {
@@ -377,8 +302,7 @@ fn end_to_end(trials: usize) {
         }
         delays
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let mut sorted = delays.clone();
     sorted.sort();
     println!(

@@ -137,16 +137,12 @@ async fn errors_fire_with_evidence_and_group_into_one_incident_per_cause() {
     assert_eq!(states, ["pending", "firing", "resolved"]);
 
     // The same changes in the `alerts` SQL table.
-    let answer: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.ui))
-        .json(&serde_json::json!({"query": "SELECT state, incident FROM alerts \
-            WHERE rule = 'ServiceErrors' AND labels['service'] = 'payments' ORDER BY time_unix_nano"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = common::sql(
+        server.ui,
+        "SELECT state, incident FROM alerts \
+            WHERE rule = 'ServiceErrors' AND labels['service'] = 'payments' ORDER BY time_unix_nano",
+    )
+    .await;
     let rows = answer["rows"]
         .as_array()
         .unwrap_or_else(|| panic!("{answer:#}"));

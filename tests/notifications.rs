@@ -16,43 +16,22 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::alerts::LIMIT;
-use common::shop::{ALERTING_CONFIG, Request, Shop};
-use common::{Ports, get_json, spawn_serve_with, start_ready, wait_ready};
+use common::shop::{ALERTING_CONFIG, Request, Shop, mailing_config};
+use common::{Ports, get_json, spawn_serve_with, sql, start_ready, wait_ready};
 use smtp::SmtpServer;
 
-/// Spyglass's configuration with notifications by e-mail to `smtp`: grouped by incident, a
-/// group waits `group_wait` before its first mail.
+/// Spyglass mailing `smtp`, grouped by incident; a group waits `group_wait` before its first
+/// mail, then 5 s between mails, and tells each resolve.
 fn config(dir: &std::path::Path, smtp: &SmtpServer, group_wait: &str) -> String {
-    let notify = dir.join("notify.yml");
-    std::fs::write(
-        &notify,
-        format!(
-            "global:
-  smtp_smarthost: 127.0.0.1:{}
-  smtp_from: spyglass@example.com
-  smtp_require_tls: false
-route:
-  receiver: oncall
-  group_by: [incident]
-  group_wait: {group_wait}
-  group_interval: 5s
-  repeat_interval: 1h
-receivers:
-  - name: oncall
-    email_configs:
-      - to: oncall@example.com
-        send_resolved: true
-",
-            smtp.port
-        ),
-    )
-    .unwrap();
-    ALERTING_CONFIG.replace(
-        "[alerting]\n",
-        &format!(
-            "[alerting]\nnotify_config = {:?}\n",
-            notify.to_str().unwrap()
-        ),
+    mailing_config(
+        dir,
+        smtp.port,
+        &[
+            &format!("group_wait: {group_wait}"),
+            "group_interval: 5s",
+            "repeat_interval: 1h",
+        ],
+        &["send_resolved: true"],
     )
 }
 
@@ -175,18 +154,11 @@ async fn one_mail_per_incident_names_the_root_then_one_resolve() {
     assert!(resolved.contains("payments"), "{resolved}");
 
     // The ledger holds both, sent at the first attempt.
-    let answer: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/api/v1/sql", ports.ui))
-        .json(
-            &json!({"query": "SELECT status, outcome, receiver, integration FROM notifications \
-            ORDER BY time_unix_nano"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = sql(
+        ports.ui,
+        "SELECT status, outcome, receiver, integration FROM notifications ORDER BY time_unix_nano",
+    )
+    .await;
     assert_eq!(
         answer["rows"],
         json!([

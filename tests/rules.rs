@@ -160,18 +160,12 @@ async fn prometheus_rules_and_alerts_api_have_prometheus_shapes_and_reload_keeps
     );
     assert_eq!(recording["type"], "recording");
     // The recording rule's rows are gauge points in the metrics table.
-    let answer: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.ui))
-        .json(
-            &serde_json::json!({"query": "SELECT service_name, metric_type, value FROM metrics \
-            WHERE metric_name = 'shop:failed_charges:count' ORDER BY time_unix_nano DESC LIMIT 1"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = common::sql(
+        server.ui,
+        "SELECT service_name, metric_type, value FROM metrics \
+            WHERE metric_name = 'shop:failed_charges:count' ORDER BY time_unix_nano DESC LIMIT 1",
+    )
+    .await;
     let row = &answer["rows"][0];
     assert_eq!(row["service_name"], "payments", "{answer:#}");
     assert_eq!(row["metric_type"], "gauge");

@@ -451,38 +451,18 @@ async fn the_alerts_page_shows_the_incident_and_leads_to_the_failing_span() {
 /// every attempt with the message as it was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_made_from_an_alert_stops_its_mails_and_the_ledger_shows_them() {
-    use common::shop::{ALERTING_CONFIG, Request, Shop};
+    use common::shop::{Request, Shop, mailing_config};
     let smtp = smtp::SmtpServer::start("plain", None, None);
     let dir = tempfile::tempdir().unwrap();
-    let notify = dir.path().join("notify.yml");
-    std::fs::write(
-        &notify,
-        format!(
-            "global:
-  smtp_smarthost: 127.0.0.1:{}
-  smtp_from: spyglass@example.com
-  smtp_require_tls: false
-route:
-  receiver: oncall
-  group_by: [incident]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 3s
-receivers:
-  - name: oncall
-    email_configs:
-      - to: oncall@example.com
-",
-            smtp.port
-        ),
-    )
-    .unwrap();
-    let config = ALERTING_CONFIG.replace(
-        "[alerting]\n",
-        &format!(
-            "[alerting]\nnotify_config = {:?}\n",
-            notify.to_str().unwrap()
-        ),
+    let config = mailing_config(
+        dir.path(),
+        smtp.port,
+        &[
+            "group_wait: 1s",
+            "group_interval: 2s",
+            "repeat_interval: 3s",
+        ],
+        &[],
     );
     let server = common::start_server_with(dir, &config, &[]).await;
     // search fails on its own, all along the test.

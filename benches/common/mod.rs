@@ -125,3 +125,115 @@ pub fn to_otlp(spans: &[Span]) -> ExportTraceServiceRequest {
         .collect();
     ExportTraceServiceRequest { resource_spans }
 }
+
+/// A new service `name` whose 30 server spans all fail, sent over OTLP/gRPC to `grpc` with the
+/// OpenTelemetry SDK; answers once the export was acknowledged, with the provider (keep it:
+/// dropping it shuts the exporter down).
+pub fn fail_service(grpc: u16, name: &str) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(name.to_owned())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("bench");
+    for _ in 0..30 {
+        let span = tracer
+            .span_builder("GET /fail")
+            .with_kind(opentelemetry::trace::SpanKind::Server)
+            .with_attributes(vec![opentelemetry::KeyValue::new("http.route", "/fail")])
+            .start(&tracer);
+        let cx = opentelemetry::Context::current_with_span(span);
+        cx.span().set_status(Status::error("failed"));
+        cx.span().end();
+    }
+    provider.force_flush().unwrap();
+    provider
+}
+
+/// `spyglass serve` on free loopback ports, configured by `config` (TOML), its data in `dir`;
+/// killed when dropped.
+pub struct Serve {
+    child: std::process::Child,
+    pub ui: u16,
+    pub grpc: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(dir: &std::path::Path, config: &str) -> Serve {
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (ui, grpc, http) = (port(), port(), port());
+    let path = dir.join("spyglass.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args([
+            "--http",
+            &format!("127.0.0.1:{ui}"),
+            "--otlp-grpc",
+            &format!("127.0.0.1:{grpc}"),
+            "--otlp-http",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spyglass serve starts");
+    Serve { child, ui, grpc }
+}
+
+impl Serve {
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self) {
+        while reqwest::get(format!("http://127.0.0.1:{}/readyz", self.ui))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A size from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// `12.3 ms`.
+pub fn ms(d: std::time::Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}

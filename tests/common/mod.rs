@@ -270,6 +270,19 @@ pub fn checkout(frontend: &SdkTracer, payments: &SdkTracer, declined: bool) -> S
     id
 }
 
+/// Runs `query` through `POST /api/v1/sql`; answers the JSON answer.
+pub async fn sql(ui: u16, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{ui}/api/v1/sql"))
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub async fn get_json(ui: u16, path: &str) -> (u16, Value) {
     let response = reqwest::get(format!("http://127.0.0.1:{ui}{path}"))
         .await

@@ -26,6 +26,48 @@ latency_baseline_secs = 60
 silent_after_secs = 4
 ";
 
+/// [`ALERTING_CONFIG`] with notifications by e-mail to oncall@example.com through the SMTP
+/// server on `smtp_port`, grouped by incident; the notify config is written into `dir`.
+/// `route` holds the intervals (`group_wait: 2s` …), `email` more of the e-mail config.
+pub fn mailing_config(
+    dir: &std::path::Path,
+    smtp_port: u16,
+    route: &[&str],
+    email: &[&str],
+) -> String {
+    let line = |indent: &str, fields: &[&str]| -> String {
+        fields.iter().map(|f| format!("{indent}{f}\n")).collect()
+    };
+    let notify = dir.join("notify.yml");
+    std::fs::write(
+        &notify,
+        format!(
+            "global:
+  smtp_smarthost: 127.0.0.1:{smtp_port}
+  smtp_from: spyglass@example.com
+  smtp_require_tls: false
+route:
+  receiver: oncall
+  group_by: [incident]
+{}receivers:
+  - name: oncall
+    email_configs:
+      - to: oncall@example.com
+{}",
+            line("  ", route),
+            line("        ", email)
+        ),
+    )
+    .unwrap();
+    ALERTING_CONFIG.replace(
+        "[alerting]\n",
+        &format!(
+            "[alerting]\nnotify_config = {:?}\n",
+            notify.to_str().unwrap()
+        ),
+    )
+}
+
 /// One SDK tracer provider per service, all exporting to the server over OTLP/gRPC.
 pub struct Shop {
     grpc: u16,
