@@ -7,8 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use common::alerts::{drive, evidence_opens, find, open_incidents, server, state_is};
 use common::get_json;
 use common::shop::{Request, Shop};
