@@ -29,32 +29,41 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
+    /// Starts the server on `port`, or on a free one. A free port can be taken by another
+    /// test before the server binds it: then it starts again on another.
     pub fn start(mode: &str, tls: Option<&(PathBuf, PathBuf)>, port: Option<u16>) -> Self {
-        let port = port.unwrap_or_else(free_port);
-        let out = tempfile::tempdir().unwrap();
         // This module serves the alerting crate's tests and the workspace's.
         let script = ["tests/smtp_server.py", "alerting/tests/smtp_server.py"]
             .map(|p| Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
             .into_iter()
             .find(|p| p.exists())
             .expect("alerting/tests/smtp_server.py");
-        let mut command = Command::new(python());
-        command
-            .arg(&script)
-            .arg(out.path())
-            .arg(port.to_string())
-            .arg(mode);
-        if let Some((cert, key)) = tls {
-            command.arg(cert).arg(key);
+        for _ in 0..5 {
+            let port = port.unwrap_or_else(free_port);
+            let out = tempfile::tempdir().unwrap();
+            let mut command = Command::new(python());
+            command
+                .arg(&script)
+                .arg(out.path())
+                .arg(port.to_string())
+                .arg(mode);
+            if let Some((cert, key)) = tls {
+                command.arg(cert).arg(key);
+            }
+            let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+            let mut line = String::new();
+            use std::io::BufRead;
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            if line.trim() == "ready" {
+                return Self { child, port, out };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP server did not start");
-        Self { child, port, out }
+        panic!("the SMTP server did not start (its port was taken five times)");
     }
 
     pub fn messages(&self) -> Vec<Value> {
