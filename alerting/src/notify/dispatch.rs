@@ -14,13 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
 use super::config::{InhibitRule, NotifyConfig, Route};
-use super::ledger::{Attempt, Ledger};
+use super::ledger::Ledger;
 use super::matcher::all_match;
-use super::message::{Notification, render, subject};
+use super::message::Notification;
 use super::nflog::{self, Entry, Flush, NfLog};
 use super::route::{self, RoutePath};
 use super::send::Sender;
 use super::silence::Silences;
+use super::worker::{Job, Worker, attempt_row};
 use super::{Alert, Notifier};
 use crate::clock::Clock;
 use crate::error::Result;
@@ -30,8 +31,6 @@ use crate::error::Result;
 pub const QUEUE_CAPACITY: usize = 4096;
 /// Most batches of alerts waiting for the dispatcher.
 const INBOX_CAPACITY: usize = 64;
-/// Retries wait 1 s, 2 s, 4 s … up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a resolved alert is remembered after it ends.
 const RESOLVED_RETENTION_NANOS: u64 = 15 * 60 * 1_000_000_000;
 
@@ -97,18 +96,6 @@ struct Group {
     labels: crate::state::Labels,
     alerts: BTreeMap<u64, Alert>,
     next_flush: TokioInstant,
-}
-
-/// A notification waiting for its integration's worker.
-struct Job {
-    notification: Notification,
-    integration: String,
-    nflog_key: String,
-    entry: Entry,
-    repeat_nanos: u64,
-    send_resolved: bool,
-    /// Set when a newer notification of the same group is queued: retries of this one stop.
-    superseded: Arc<AtomicBool>,
 }
 
 /// One integration's queue, and the latest job queued for each group.
@@ -552,101 +539,4 @@ fn inhibits(rule: &InhibitRule, source: &Alert, target: &Alert, now: u64) -> boo
             .equal
             .iter()
             .all(|l| source.labels.get(l) == target.labels.get(l))
-}
-
-/// A ledger row for an attempt of `job`.
-fn attempt_row(job: &Job, now: u64, attempt: u32) -> Attempt {
-    let n = &job.notification;
-    let (receiver, integration) = job
-        .integration
-        .split_once('/')
-        .unwrap_or(("", &job.integration));
-    Attempt {
-        time_unix_nano: now,
-        notification: n.id.clone(),
-        receiver: receiver.to_owned(),
-        integration: integration.to_owned(),
-        group_key: n.group_key.clone(),
-        incident: n.incident().map(|i| i.id.clone()),
-        status: n.status().to_owned(),
-        alerts: n.alerts().map(Alert::describe).collect(),
-        attempt,
-        subject: subject(n),
-        ..Attempt::default()
-    }
-}
-
-/// Delivers one integration's notifications, one at a time, retrying each with backoff.
-struct Worker {
-    sender: Sender,
-    nflog: Arc<Mutex<NfLog>>,
-    ledger: Ledger,
-    clock: Arc<dyn Clock>,
-}
-
-impl Worker {
-    async fn run(self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            self.deliver(job).await;
-        }
-    }
-
-    /// Whether the notification log (written by an earlier job that got through late) already
-    /// says what `job` would say.
-    fn already_sent(&self, job: &Job) -> bool {
-        let log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
-        let flush = Flush {
-            firing: &job.entry.firing,
-            resolved: &job.entry.resolved,
-            send_resolved: job.send_resolved,
-            repeat_nanos: job.repeat_nanos,
-            now: job.entry.sent_at,
-        };
-        log.get(&job.nflog_key).is_some() && !nflog::needs_update(log.get(&job.nflog_key), &flush)
-    }
-
-    async fn deliver(&self, job: Job) {
-        let message = render(&job.notification);
-        let mut backoff = Duration::from_secs(1);
-        for attempt in 1.. {
-            if self.already_sent(&job) {
-                return;
-            }
-            let started = Instant::now();
-            let result = self.sender.send(&job.notification, &message).await;
-            let mut row = attempt_row(&job, self.clock.now_unix_nanos(), attempt);
-            row.duration_ms = started.elapsed().as_secs_f64() * 1e3;
-            if attempt == 1 {
-                row.text = message.text.clone();
-                row.html = message.html.clone();
-            }
-            let sent = match result {
-                Ok(reply) => {
-                    row.outcome = "sent".into();
-                    row.reply = reply;
-                    true
-                }
-                Err(failure) => {
-                    row.outcome = "failed".into();
-                    row.reply = failure.reply;
-                    row.error = failure.error;
-                    false
-                }
-            };
-            self.ledger.record(row);
-            if sent {
-                let mut log = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
-                log.record(job.nflog_key.clone(), job.entry.clone(), job.repeat_nanos);
-                return;
-            }
-            if job.superseded.load(Ordering::Relaxed) {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            if job.superseded.load(Ordering::Relaxed) {
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
 }

@@ -279,28 +279,28 @@ fn number(v: f64) -> String {
 
 /// Unix nanoseconds as `2026-12-04 19:28:58 UTC`.
 pub fn utc(nanos: u64) -> String {
-    let secs = (nanos / 1_000_000_000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{} UTC", date_time(nanos, ' '))
 }
 
 /// Unix nanoseconds as RFC 3339 (`2026-12-04T19:28:58.123Z`), as Alertmanager's JSON has them.
 pub fn rfc3339(nanos: u64) -> String {
+    format!(
+        "{}.{:03}Z",
+        date_time(nanos, 'T'),
+        nanos % 1_000_000_000 / 1_000_000
+    )
+}
+
+/// `2026-12-04{separator}19:28:58`, in UTC.
+fn date_time(nanos: u64, separator: char) -> String {
     let secs = (nanos / 1_000_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{y:04}-{m:02}-{d:02}{separator}{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        nanos % 1_000_000_000 / 1_000_000
+        rem % 60
     )
 }
 

@@ -16,6 +16,7 @@ mod nflog;
 pub mod route;
 mod send;
 pub mod silence;
+mod worker;
 
 use std::sync::{Arc, Mutex};
 
