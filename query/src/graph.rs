@@ -8,7 +8,7 @@ use crate::QueryEngine;
 use crate::error::Result;
 use spyglass_store::spanmetrics as names;
 
-use crate::health::{Family, Health, KeyColumn, Totals, health, merge};
+use crate::health::{Family, Health, KeyColumn, Stepped, Totals, health, merge, overall_and_steps};
 
 const GRAPH_FAMILY: Family = Family {
     calls: names::GRAPH_CALLS,
@@ -105,5 +105,52 @@ impl QueryEngine {
                 .collect(),
             edges,
         })
+    }
+}
+
+impl QueryEngine {
+    /// The edges into `server` (its callers' calls, one edge per caller and connection type),
+    /// over `[start, end]` and, with `step`, per step: how a peer that sends nothing itself is
+    /// seen.
+    pub async fn calls_into(
+        &self,
+        server: &str,
+        start: u64,
+        end: u64,
+        step: Option<u64>,
+    ) -> Result<Vec<Stepped<Edge>>> {
+        let _timer = self.stats.time(crate::QueryKind::Graph);
+        let totals = self
+            .family_totals_stepped(&GRAPH_FAMILY, None, start, end, step)
+            .await?;
+        // Series of one edge from several writers (restarts) are one edge.
+        let mut edges: BTreeMap<(String, String), Vec<Totals>> = BTreeMap::new();
+        for ((client, to, connection_type), steps) in totals {
+            if to != server {
+                continue;
+            }
+            let into = edges.entry((client, connection_type)).or_default();
+            if into.len() < steps.len() {
+                into.resize_with(steps.len(), Totals::default);
+            }
+            for (into, from) in into.iter_mut().zip(&steps) {
+                merge(into, from);
+            }
+        }
+        Ok(edges
+            .into_iter()
+            .map(|((client, connection_type), steps)| {
+                let (health, steps) = overall_and_steps(&steps, start, end, step);
+                Stepped {
+                    item: Edge {
+                        client,
+                        server: server.to_string(),
+                        connection_type,
+                        health,
+                    },
+                    steps,
+                }
+            })
+            .collect())
     }
 }

@@ -363,7 +363,7 @@ pub(crate) fn merge(into: &mut Totals, from: &Totals) {
 }
 
 /// The health over the whole window (the steps merged) and, with `step`, per step.
-fn overall_and_steps(
+pub(crate) fn overall_and_steps(
     steps: &[Totals],
     start: u64,
     end: u64,

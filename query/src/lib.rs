@@ -39,7 +39,7 @@ pub use config::QueryConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Dependencies, Edge, Node};
 pub use health::{Health, OperationHealth, ServiceHealth, Stepped};
-pub use logs::LogSearch;
+pub use logs::{LogCursor, LogPage, LogSearch};
 pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
 pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
 pub use sql::{SqlOutput, check_read_only_sql};

@@ -183,10 +183,15 @@ impl Ui {
         self.client.execute(js, vec![]).await.unwrap()
     }
 
-    /// Saves the page as `{name}.png` and fails on any console error it logged.
-    pub async fn done(&self, name: &str) {
+    /// Saves the page as `{name}.png`.
+    pub async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Saves the page as `{name}.png` and fails on any console error it logged.
+    pub async fn done(&self, name: &str) {
+        self.shot(name).await;
         let log = self.client.issue_cmd(BrowserLog).await.unwrap();
         let errors: Vec<&Value> = log
             .as_array()

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use spyglass_query::model::TraceId;
 use spyglass_query::{Cursor, TraceSearch};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problems};
 use crate::params::{self, Params};
 use crate::state::AppState;
 
@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/services/{service}/operations",
             get(health::operations),
         )
+        .route("/api/v1/services/{service}/callers", get(health::callers))
         .route("/api/v1/dependencies", get(health::dependencies))
         .route("/api/v1/logs", get(signals::logs))
         .route("/api/v1/metrics", get(signals::metrics))
@@ -63,13 +64,15 @@ pub(crate) fn parse_trace_id(text: &str) -> ApiResult<TraceId> {
     }
 }
 
+/// `GET /api/v1/traces/{id}`: the trace, whole (`view=full`) or as a waterfall draws it
+/// (`view=tree`); `download=1` answers it as a file, `trace-{id}.json`.
 async fn get_trace(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let params = Params::parse(raw.as_deref());
-    params.only(&["start", "end", "view"])?;
+    params.only(&["start", "end", "view", "download"])?;
     let tree_only = match params.get("view") {
         None | Some("full") => false,
         Some("tree") => true,
@@ -80,6 +83,11 @@ async fn get_trace(
             ));
         }
     };
+    let download = match params.get("download") {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(ApiError::bad("download", format!("{other:?}; use 1 or 0"))),
+    };
     // The lookup does not depend on a time range; a given one is only checked for sense.
     for name in ["start", "end"] {
         if let Some(v) = params.get(name) {
@@ -88,11 +96,21 @@ async fn get_trace(
     }
     let engine = state.engine()?;
     let id = parse_trace_id(&trace_id)?;
-    Ok(Json(if tree_only {
+    let body = if tree_only {
         render::trace_tree(&engine.trace_tree(id).await?)
     } else {
         render::trace(&engine.trace(id).await?)
-    }))
+    };
+    let mut response = Json(body).into_response();
+    if download {
+        let disposition = format!("attachment; filename=\"trace-{}.json\"", id.to_hex());
+        if let Ok(value) = HeaderValue::from_str(&disposition) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 const SEARCH_PARAMS: &[&str] = &[
@@ -110,59 +128,69 @@ const SEARCH_PARAMS: &[&str] = &[
 ];
 
 pub(crate) fn search_from(params: &Params) -> ApiResult<TraceSearch> {
-    params.only(SEARCH_PARAMS)?;
+    // Every parameter is checked, so that one answer names each bad one.
+    let mut problems = Problems::default();
+    problems.take(params.only(SEARCH_PARAMS));
     let mut attributes = Vec::new();
     for pair in params.all("attr") {
         match pair.split_once('=') {
             Some((k, v)) if !k.is_empty() => attributes.push((k.to_string(), v.to_string())),
-            _ => return Err(ApiError::bad("attr", format!("{pair:?} is not key=value"))),
+            _ => problems.add("attr", format!("{pair:?} is not key=value")),
         }
     }
     let errors_only = match params.get("status") {
         None => false,
         Some("error") => true,
         Some(other) => {
-            return Err(ApiError::bad(
-                "status",
-                format!("{other:?}; the only value is error"),
-            ));
+            problems.add("status", format!("{other:?}; the only value is error"));
+            false
         }
     };
-    let nanos = |name: &str| -> ApiResult<Option<u64>> {
-        params
-            .get(name)
-            .map(|v| params::duration(name, v).map(|d| d.as_nanos() as u64))
-            .transpose()
+    let mut nanos = |name: &str| -> Option<u64> {
+        let value = params.get(name)?;
+        problems.take(params::duration(name, value).map(|d| d.as_nanos() as u64))
     };
-    let time = |name: &str| params.get(name).map(|v| params::time(name, v)).transpose();
-    let search = TraceSearch {
+    let min_duration_nano = nanos("min_duration");
+    let max_duration_nano = nanos("max_duration");
+    let mut time = |name: &str| {
+        problems
+            .take(params.get(name).map(|v| params::time(name, v)).transpose())
+            .flatten()
+    };
+    let start_unix_nano = time("start");
+    let end_unix_nano = time("end");
+    let limit = match params.get("limit") {
+        Some(v) => problems
+            .take(params::number("limit", v, "a positive integer"))
+            .unwrap_or(20),
+        None => 20,
+    };
+    let cursor = params.get("cursor").and_then(|c| {
+        let cursor = Cursor::decode(c);
+        if cursor.is_none() {
+            problems.add("cursor", "not a cursor this API returned");
+        }
+        cursor
+    });
+    if let (Some(s), Some(e)) = (start_unix_nano, end_unix_nano)
+        && s > e
+    {
+        problems.add("start", "after end");
+    }
+    problems.finish()?;
+    Ok(TraceSearch {
         service: params.get("service").map(str::to_string),
         operation: params.get("operation").map(str::to_string),
         attributes,
-        min_duration_nano: nanos("min_duration")?,
-        max_duration_nano: nanos("max_duration")?,
+        min_duration_nano,
+        max_duration_nano,
         errors_only,
         text: params.get("q").map(str::to_string),
-        start_unix_nano: time("start")?,
-        end_unix_nano: time("end")?,
-        limit: match params.get("limit") {
-            Some(v) => params::number("limit", v, "a positive integer")?,
-            None => 20,
-        },
-        cursor: params
-            .get("cursor")
-            .map(|c| {
-                Cursor::decode(c)
-                    .ok_or_else(|| ApiError::bad("cursor", "not a cursor this API returned"))
-            })
-            .transpose()?,
-    };
-    if let (Some(s), Some(e)) = (search.start_unix_nano, search.end_unix_nano)
-        && s > e
-    {
-        return Err(ApiError::bad("start", "after end"));
-    }
-    Ok(search)
+        start_unix_nano,
+        end_unix_nano,
+        limit,
+        cursor,
+    })
 }
 
 async fn search_traces(

@@ -36,10 +36,13 @@ impl Params {
     /// Refuses parameters this endpoint does not know, so that a typo is not silently ignored.
     pub(crate) fn only(&self, known: &[&str]) -> ApiResult<()> {
         match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            Some((k, _)) => Err(ApiError::BadParameter(format!(
-                "unknown parameter {k:?}; this endpoint takes {}",
-                known.join(", ")
-            ))),
+            Some((k, _)) => Err(ApiError::bad(
+                k,
+                format!(
+                    "unknown parameter; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            )),
             None => Ok(()),
         }
     }

@@ -5,9 +5,11 @@
 import { h } from './dom.js';
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** `problems`: for a 400, each bad parameter as `{parameter, problem}`. */
+  constructor(status, message, problems = []) {
     super(message);
     this.status = status;
+    this.problems = problems;
   }
 }
 
@@ -24,18 +26,24 @@ function query(params) {
 async function answer(response) {
   const text = await response.text();
   let body = null;
-  try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
   if (response.status === 401) askForToken();
   if (!response.ok) {
     const message = (body && body.error) || text || response.statusText;
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, (body && body.problems) || []);
   }
   return body;
 }
 
 /** GET `/api/v1/{path}` with query parameters (arrays repeat the key). */
 export async function get(path, params) {
-  const response = await fetch(`/api/v1/${path}${query(params)}`, { headers: { Accept: 'application/json' } });
+  const response = await fetch(`/api/v1/${path}${query(params)}`, {
+    headers: { Accept: 'application/json' },
+  });
   return answer(response);
 }
 
@@ -52,13 +60,28 @@ export async function sql(statement) {
 /** Shows the token form over the page (once), and reloads once the server took the token. */
 export function askForToken() {
   if (document.getElementById('token-gate')) return;
-  const input = h('input', { name: 'token', type: 'password', autocomplete: 'current-password', 'aria-label': 'Reading token', required: true });
+  const input = h('input', {
+    name: 'token',
+    type: 'password',
+    autocomplete: 'current-password',
+    'aria-label': 'Reading token',
+    required: true,
+  });
   const problem = h('p', { class: 'notice error', hidden: true });
-  const form = h('form', { class: 'token-form' },
+  const form = h(
+    'form',
+    { class: 'token-form' },
     h('h2', null, 'A reading token is needed'),
-    h('p', { class: 'muted' }, 'This Spyglass asks for one of the tokens in its [ui] tokens setting. It is kept in a cookie for this site only.'),
-    input, problem,
-    h('button', { class: 'primary', type: 'submit' }, 'Open'));
+    h(
+      'p',
+      { class: 'muted' },
+      'This Spyglass asks for one of the tokens in its [ui] tokens setting. ' +
+        'It is kept in a cookie for this site only.',
+    ),
+    input,
+    problem,
+    h('button', { class: 'primary', type: 'submit' }, 'Open'),
+  );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const response = await fetch('/api/v1/session', {
@@ -70,10 +93,25 @@ export function askForToken() {
       location.reload();
       return;
     }
-    problem.textContent = response.status === 401 ? 'That token is not valid.' : `The server answered ${response.status}.`;
+    problem.textContent =
+      response.status === 401
+        ? 'That token is not valid.'
+        : `The server answered ${response.status}.`;
     problem.hidden = false;
     input.select();
   });
-  document.body.append(h('div', { id: 'token-gate', class: 'token-gate', role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Reading token' }, form));
+  document.body.append(
+    h(
+      'div',
+      {
+        id: 'token-gate',
+        class: 'token-gate',
+        role: 'dialog',
+        'aria-modal': 'true',
+        'aria-label': 'Reading token',
+      },
+      form,
+    ),
+  );
   input.focus();
 }

@@ -8,7 +8,7 @@ const PAGES = [
   [/^\/(services)?$/, 'services', () => import('./services.js')],
   [/^\/services\/([^/]+)$/, 'services', () => import('./service.js')],
   [/^\/search$/, 'search', () => import('./search.js')],
-  [/^\/trace\/([0-9a-fA-F]{32})$/, 'search', () => import('./trace.js')],
+  [/^\/trace\/([0-9a-fA-F]{32}|file)$/, 'search', () => import('./trace.js')],
   [/^\/compare$/, 'compare', () => import('./compare.js')],
   [/^\/map$/, 'map', () => import('./map.js')],
   [/^\/explore$/, 'metrics', () => import('./metrics.js')],
@@ -64,7 +64,9 @@ async function render() {
       navigate,
       setParams,
       current: () => ticket === rendering,
-      onLeave: (f) => { cleanup = f; },
+      onLeave: (f) => {
+        cleanup = f;
+      },
     };
     try {
       await page.render(main, ctx);
@@ -74,13 +76,21 @@ async function render() {
     return;
   }
   const trace = path.match(/^\/trace\/(.*)$/);
-  replace(main, trace
-    ? notice('error', `“${decodeURIComponent(trace[1])}” is not a trace id: a trace id is 32 hexadecimal digits.`)
-    : notice('error', `No page at ${path}.`));
+  replace(
+    main,
+    trace
+      ? notice(
+          'error',
+          `“${decodeURIComponent(trace[1])}” is not a trace id: ` +
+            'a trace id is 32 hexadecimal digits.',
+        )
+      : notice('error', `No page at ${path}.`),
+  );
 }
 
 document.addEventListener('click', (e) => {
-  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey)
+    return;
   const a = e.target.closest('a[data-link]');
   if (!a || a.origin !== location.origin) return;
   e.preventDefault();
@@ -101,7 +111,9 @@ document.getElementById('goto').addEventListener('submit', (e) => {
     input.reportValidity();
   }
 });
-document.getElementById('goto').elements.trace.addEventListener('input', (e) => e.target.setCustomValidity(''));
+document
+  .getElementById('goto')
+  .elements.trace.addEventListener('input', (e) => e.target.setCustomValidity(''));
 
 // Dark mode: the system's choice unless the toggle stored one.
 const stored = localStorage.getItem('spyglass.theme');

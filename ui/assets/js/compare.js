@@ -1,7 +1,7 @@
 // Two traces side by side: the spans only one of them has, and the operations whose
 // durations differ most.
 
-import { h, link, replace, notice, table } from './dom.js';
+import { h, link, replace, notice, table, markProblem } from './dom.js';
 import * as fmt from './format.js';
 import { loadTrace } from './trace.js';
 
@@ -34,26 +34,78 @@ function onlyIn(trace, mine, theirs) {
 }
 
 function column(trace, only, title) {
-  return h('div', { class: 'card' },
-    h('h3', null, title, ' ', link(`/trace/${trace.trace_id}`, trace.trace_id.slice(0, 16) + '…')),
-    h('p', { class: 'muted' }, `${trace.summary.root_service}: ${trace.summary.root_name} — ${fmt.duration(trace.summary.duration_nano)}, ${trace.total_spans} spans`),
-    h('table', { class: 'grid compare-spans' }, h('tbody', null, trace.spans.map((span) => h('tr', { class: only.has(span.span_id) ? 'only' : undefined, dataset: { only: only.has(span.span_id) ? '1' : '' } },
-      h('td', { style: { paddingLeft: `${8 + span.depth * 12}px` } }, h('span', { class: 'swatch', style: { background: fmt.color(span.service_name) } }), ' ', span.service_name, ': ', span.name,
-        only.has(span.span_id) ? h('span', { class: 'pill' }, 'only here') : null),
-      h('td', { class: 'num' }, fmt.duration(span.duration_nano)))))));
+  const id = trace.trace_id;
+  return h(
+    'div',
+    { class: 'card' },
+    h('h3', null, title, ' ', link(`/trace/${id}`, `${id.slice(0, 16)}…`)),
+    h(
+      'p',
+      { class: 'muted' },
+      `${trace.summary.root_service}: ${trace.summary.root_name} — ` +
+        `${fmt.duration(trace.summary.duration_nano)}, ${trace.total_spans} spans`,
+    ),
+    h(
+      'table',
+      { class: 'grid compare-spans' },
+      h(
+        'tbody',
+        null,
+        trace.spans.map((span) =>
+          h(
+            'tr',
+            {
+              class: only.has(span.span_id) ? 'only' : undefined,
+              dataset: { only: only.has(span.span_id) ? '1' : '' },
+            },
+            h(
+              'td',
+              { style: { paddingLeft: `${8 + span.depth * 12}px` } },
+              h('span', { class: 'swatch', style: { background: fmt.color(span.service_name) } }),
+              ' ',
+              span.service_name,
+              ': ',
+              span.name,
+              only.has(span.span_id) ? h('span', { class: 'pill' }, 'only here') : null,
+            ),
+            h('td', { class: 'num' }, fmt.duration(span.duration_nano)),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 export async function render(main, ctx) {
   const { params } = ctx;
   const a = (params.get('a') || '').trim().toLowerCase();
   const b = (params.get('b') || '').trim().toLowerCase();
-  const form = h('form', { class: 'toolbar' },
-    h('input', { name: 'a', placeholder: 'first trace id', value: a, style: { width: '300px' }, spellcheck: 'false' }),
-    h('input', { name: 'b', placeholder: 'second trace id', value: b, style: { width: '300px' }, spellcheck: 'false' }),
-    h('button', { class: 'primary', type: 'submit' }, 'Compare'));
+  const first = h('input', {
+    name: 'a',
+    placeholder: 'first trace id',
+    'aria-label': 'first trace id',
+    value: a,
+    style: { width: '300px' },
+    spellcheck: 'false',
+  });
+  const second = h('input', {
+    name: 'b',
+    placeholder: 'second trace id',
+    'aria-label': 'second trace id',
+    value: b,
+    style: { width: '300px' },
+    spellcheck: 'false',
+  });
+  const form = h(
+    'form',
+    { class: 'toolbar' },
+    first,
+    second,
+    h('button', { class: 'primary', type: 'submit' }, 'Compare'),
+  );
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    ctx.setParams({ a: form.elements.a.value.trim() || null, b: form.elements.b.value.trim() || null });
+    ctx.setParams({ a: first.value.trim() || null, b: second.value.trim() || null });
   });
   const out = h('div');
   replace(main, h('h1', null, 'Compare traces'), form, out);
@@ -62,28 +114,84 @@ export async function render(main, ctx) {
     return;
   }
   replace(out, h('p', { class: 'muted' }, 'Loading both traces…'));
-  const [ta, tb] = await Promise.all([loadTrace(a), loadTrace(b)]);
+  // Each side is loaded and judged on its own, and a problem is named at the side it is on,
+  // with the id as it was typed.
+  const load = async (id) => {
+    if (!/^[0-9a-f]{1,32}$/.test(id)) {
+      throw new Error(`“${id}” is not a trace id: a trace id is up to 32 hexadecimal digits`);
+    }
+    try {
+      return await loadTrace(id);
+    } catch (err) {
+      throw err.status === 404 ? new Error(`no span of trace ${id} is stored`) : err;
+    }
+  };
+  const [ra, rb] = await Promise.allSettled([load(a), load(b)]);
   if (!ctx.current()) return;
+  const problems = [
+    ['First trace', first, ra],
+    ['Second trace', second, rb],
+  ].filter(([, , r]) => r.status === 'rejected');
+  if (problems.length) {
+    for (const [, field, r] of problems) markProblem(field, r.reason.message);
+    replace(
+      out,
+      notice('error', problems.map(([side, , r]) => `${side}: ${r.reason.message}.`).join('\n')),
+    );
+    return;
+  }
+  const [ta, tb] = [ra.value, rb.value];
   const ca = counts(ta);
   const cb = counts(tb);
   const keys = new Set([...ca.keys(), ...cb.keys()]);
-  const diffs = [...keys].map((k) => ({
-    key: k,
-    a: ca.get(k) || { count: 0, total: 0 },
-    b: cb.get(k) || { count: 0, total: 0 },
-  })).map((d) => ({ ...d, diff: d.b.total - d.a.total }))
+  const diffs = [...keys]
+    .map((k) => ({
+      key: k,
+      a: ca.get(k) || { count: 0, total: 0 },
+      b: cb.get(k) || { count: 0, total: 0 },
+    }))
+    .map((d) => ({ ...d, diff: d.b.total - d.a.total }))
     .sort((x, y) => Math.abs(y.diff) - Math.abs(x.diff));
   const onlyA = onlyIn(ta, ca, cb);
   const onlyB = onlyIn(tb, cb, ca);
-  replace(out,
-    h('p', null, `${onlyA.size} span${onlyA.size === 1 ? '' : 's'} only in the first, ${onlyB.size} only in the second; total ${fmt.duration(ta.summary.duration_nano)} vs ${fmt.duration(tb.summary.duration_nano)}.`),
+  replace(
+    out,
+    h(
+      'p',
+      null,
+      `${onlyA.size} span${onlyA.size === 1 ? '' : 's'} only in the first, ` +
+        `${onlyB.size} only in the second; total ${fmt.duration(ta.summary.duration_nano)} ` +
+        `vs ${fmt.duration(tb.summary.duration_nano)}.`,
+    ),
     h('h2', null, 'Operations whose durations differ most'),
-    table([
-      { title: 'Operation', cell: (d) => label(d.key) },
-      { title: 'First (spans, total)', class: 'num', cell: (d) => `${d.a.count} · ${fmt.duration(d.a.total)}` },
-      { title: 'Second (spans, total)', class: 'num', cell: (d) => `${d.b.count} · ${fmt.duration(d.b.total)}` },
-      { title: 'Difference', class: 'num', cell: (d) => h('span', { class: d.diff > 0 ? 'bad' : undefined }, `${d.diff > 0 ? '+' : d.diff < 0 ? '−' : ''}${fmt.duration(Math.abs(d.diff))}`) },
-    ], diffs.slice(0, 15), { class: 'diffs' }),
+    table(
+      [
+        { title: 'Operation', cell: (d) => label(d.key) },
+        {
+          title: 'First (spans, total)',
+          class: 'num',
+          cell: (d) => `${d.a.count} · ${fmt.duration(d.a.total)}`,
+        },
+        {
+          title: 'Second (spans, total)',
+          class: 'num',
+          cell: (d) => `${d.b.count} · ${fmt.duration(d.b.total)}`,
+        },
+        {
+          title: 'Difference',
+          class: 'num',
+          cell: (d) =>
+            h(
+              'span',
+              { class: d.diff > 0 ? 'bad' : undefined },
+              `${d.diff > 0 ? '+' : d.diff < 0 ? '−' : ''}${fmt.duration(Math.abs(d.diff))}`,
+            ),
+        },
+      ],
+      diffs.slice(0, 15),
+      { class: 'diffs' },
+    ),
     h('h2', null, 'Side by side'),
-    h('div', { class: 'compare' }, column(ta, onlyA, 'First'), column(tb, onlyB, 'Second')));
+    h('div', { class: 'compare' }, column(ta, onlyA, 'First'), column(tb, onlyB, 'Second')),
+  );
 }

@@ -35,7 +35,9 @@ export function nanosOfIso(iso) {
 export function time(nanos) {
   const d = new Date(msOf(nanos));
   const pad = (v, n = 2) => String(v).padStart(n, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  const date = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return `${date} ${clock}.${pad(d.getMilliseconds(), 3)}`;
 }
 
 /** How long before `nowMs` a Unix-nanosecond time was: `4s ago`, `12m ago`, `3h ago`. */

@@ -40,16 +40,26 @@ export async function render(main, ctx) {
   const r = range.fromParams(params);
   const body = h('div', null, h('p', { class: 'muted' }, 'Loading the dependency graph…'));
   const detail = h('div');
-  replace(main,
+  replace(
+    main,
     h('h1', null, 'Service map', h('span', { class: 'muted' }, r.label)),
-    h('div', { class: 'toolbar' }, range.picker(params, (p) => ctx.setParams(p)),
-      h('span', { class: 'legend' },
+    h(
+      'div',
+      { class: 'toolbar' },
+      range.picker(params, (p) => ctx.setParams(p)),
+      h(
+        'span',
+        { class: 'legend' },
         h('span', null, h('i', { style: { background: '#10b981' } }), 'errors < 1%'),
         h('span', null, h('i', { style: { background: '#f59e0b' } }), '1–5%'),
         h('span', null, h('i', { style: { background: '#ef4444' } }), '≥ 5%'),
         h('span', null, 'dashed: not instrumented (database, cache, external)'),
-        h('span', null, h('i', { class: 'alerting-key' }), 'red outline: a firing alert'))),
-    body, detail);
+        h('span', null, h('i', { class: 'alerting-key' }), 'red outline: a firing alert'),
+      ),
+    ),
+    body,
+    detail,
+  );
   const [graph, firing] = await Promise.all([
     get('dependencies', { start: r.start, end: r.end }),
     get('alerts', { state: 'firing' }).catch(() => ({ alerts: [] })),
@@ -57,7 +67,11 @@ export async function render(main, ctx) {
   if (!ctx.current()) return;
   // Nodes and edges with firing alerts: a service's own alerts, and an edge's.
   const alertedNodes = new Set(firing.alerts.map((a) => a.labels.service).filter(Boolean));
-  const alertedEdges = new Set(firing.alerts.filter((a) => a.labels.client && a.labels.server).map((a) => `${a.labels.client}->${a.labels.server}`));
+  const alertedEdges = new Set(
+    firing.alerts
+      .filter((a) => a.labels.client && a.labels.server)
+      .map((a) => `${a.labels.client}->${a.labels.server}`),
+  );
   if (!graph.nodes.length) {
     replace(body, notice('info', 'No calls between services in this range.'));
     return;
@@ -73,23 +87,65 @@ export async function render(main, ctx) {
   const height = Math.max(tallest * (NODE_H + ROW_GAP) + ROW_GAP, 160);
   columns.forEach((col, i) => {
     const colHeight = col.length * (NODE_H + ROW_GAP) - ROW_GAP;
-    col.forEach((n, j) => pos.set(n.name, { x: 20 + i * (NODE_W + COL_GAP), y: (height - colHeight) / 2 + j * (NODE_H + ROW_GAP) }));
+    col.forEach((n, j) =>
+      pos.set(n.name, {
+        x: 20 + i * (NODE_W + COL_GAP),
+        y: (height - colHeight) / 2 + j * (NODE_H + ROW_GAP),
+      }),
+    );
   });
   const width = 40 + columns.length * (NODE_W + COL_GAP) - COL_GAP;
-  const svg = s('svg', { class: 'map', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'service map' },
-    s('defs', null, ['#10b981', '#f59e0b', '#ef4444'].map((c) => s('marker', { id: `arrow${c.slice(1)}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
-      s('path', { d: 'M0,0 L10,5 L0,10 z', fill: c })))));
+  const svg = s(
+    'svg',
+    {
+      class: 'map',
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
+      role: 'img',
+      'aria-label': 'service map',
+    },
+    s(
+      'defs',
+      null,
+      ['#10b981', '#f59e0b', '#ef4444'].map((c) =>
+        s(
+          'marker',
+          {
+            id: `arrow${c.slice(1)}`,
+            viewBox: '0 0 10 10',
+            refX: 9,
+            refY: 5,
+            markerWidth: 7,
+            markerHeight: 7,
+            orient: 'auto-start-reverse',
+          },
+          s('path', { d: 'M0,0 L10,5 L0,10 z', fill: c }),
+        ),
+      ),
+    ),
+  );
   // Edge labels sit on their curve, half-way if that spot is free, else nearer one end or
   // just off the curve: crossing edges would otherwise print their figures on top of each other.
   const placed = [];
   const labelSpot = (text, p0, p1, p2, p3) => {
     const w = text.length * 6.2;
-    const at = (t) => [0, 1].map((k) => (1 - t) ** 3 * p0[k] + 3 * (1 - t) ** 2 * t * p1[k] + 3 * (1 - t) * t ** 2 * p2[k] + t ** 3 * p3[k]);
-    const free = ([x, y]) => placed.every((r) => Math.abs(r.x - x) * 2 >= r.w + w || Math.abs(r.y - y) >= 13);
-    const spots = [0, -13, 13].flatMap((dy) => [0.5, 0.35, 0.65, 0.25, 0.75].map((t) => {
-      const [x, y] = at(t);
-      return [x, y + dy];
-    }));
+    const at = (t) =>
+      [0, 1].map(
+        (k) =>
+          (1 - t) ** 3 * p0[k] +
+          3 * (1 - t) ** 2 * t * p1[k] +
+          3 * (1 - t) * t ** 2 * p2[k] +
+          t ** 3 * p3[k],
+      );
+    const free = ([x, y]) =>
+      placed.every((r) => Math.abs(r.x - x) * 2 >= r.w + w || Math.abs(r.y - y) >= 13);
+    const spots = [0, -13, 13].flatMap((dy) =>
+      [0.5, 0.35, 0.65, 0.25, 0.75].map((t) => {
+        const [x, y] = at(t);
+        return [x, y + dy];
+      }),
+    );
     const spot = spots.find(free) ?? spots[0];
     placed.push({ x: spot[0], y: spot[1], w });
     return [spot[0], spot[1] - 6];
@@ -104,48 +160,119 @@ export async function render(main, ctx) {
     const x2 = b.x;
     const y2 = b.y + NODE_H / 2;
     const back = x2 <= x1;
+    const [ax, bx] = [a.x + NODE_W / 2, b.x + NODE_W / 2];
     const d = back
-      ? `M${a.x + NODE_W / 2},${a.y + NODE_H} C${a.x + NODE_W / 2},${a.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H}`
+      ? `M${ax},${a.y + NODE_H} C${ax},${a.y + NODE_H + 60} ` +
+        `${bx},${b.y + NODE_H + 60} ${bx},${b.y + NODE_H}`
       : `M${x1},${y1} C${x1 + COL_GAP / 2},${y1} ${x2 - COL_GAP / 2},${y2} ${x2},${y2}`;
-    const label = `${fmt.rate(e.rate_per_sec)} · p99 ${fmt.seconds(e.p99_seconds)}${e.error_ratio ? ` · ${fmt.percent(e.error_ratio)} err` : ''}`;
+    const errors = e.error_ratio ? ` · ${fmt.percent(e.error_ratio)} err` : '';
+    const label = `${fmt.rate(e.rate_per_sec)} · p99 ${fmt.seconds(e.p99_seconds)}${errors}`;
     const [mx, my] = back
       ? [(a.x + b.x + NODE_W) / 2, Math.max(a.y, b.y) + NODE_H + 50]
       : labelSpot(label, [x1, y1], [x1 + COL_GAP / 2, y1], [x2 - COL_GAP / 2, y2], [x2, y2]);
     const alerted = alertedEdges.has(`${e.client}->${e.server}`);
-    const g = s('g', { class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null, alerted ? 'alerting' : null], tabindex: 0, 'data-edge': `${e.client}->${e.server}` },
+    const g = s(
+      'g',
+      {
+        class: ['edge', e.error_ratio >= 0.05 ? 'failing' : null, alerted ? 'alerting' : null],
+        tabindex: 0,
+        'data-edge': `${e.client}->${e.server}`,
+      },
       s('path', { d, stroke: color, 'marker-end': `url(#arrow${color.slice(1)})` }),
       s('text', { x: mx, y: my, 'text-anchor': 'middle' }, label),
-      s('title', null, `${e.client} → ${e.server}`));
+      s('title', null, `${e.client} → ${e.server}`),
+    );
     g.addEventListener('click', () => showEdge(e));
     svg.append(g);
   }
   for (const n of graph.nodes) {
     const p = pos.get(n.name);
     const virtual = n.kind !== 'service';
-    const g = s('g', { class: ['node', virtual ? 'virtual' : null, alertedNodes.has(n.name) ? 'alerting' : null], transform: `translate(${p.x},${p.y})`, tabindex: 0, 'data-node': n.name },
+    const g = s(
+      'g',
+      {
+        class: ['node', virtual ? 'virtual' : null, alertedNodes.has(n.name) ? 'alerting' : null],
+        transform: `translate(${p.x},${p.y})`,
+        tabindex: 0,
+        'data-node': n.name,
+      },
       s('rect', { width: NODE_W, height: NODE_H, rx: 8 }),
       s('circle', { cx: 14, cy: NODE_H / 2, r: 5, fill: fmt.color(n.name) }),
-      s('text', { x: 26, y: NODE_H / 2 + 4 }, n.name.length > 17 ? `${n.name.slice(0, 16)}…` : n.name),
-      s('title', null, `${n.name} (${n.kind})`));
-    const open = () => (virtual ? showNode(n) : ctx.navigate(`/services/${encodeURIComponent(n.name)}`));
+      s(
+        'text',
+        { x: 26, y: NODE_H / 2 + 4 },
+        n.name.length > 17 ? `${n.name.slice(0, 16)}…` : n.name,
+      ),
+      s('title', null, `${n.name} (${n.kind})`),
+    );
+    const page = range.withRange(`/services/${encodeURIComponent(n.name)}`, params);
+    const open = () => (virtual ? showNode(n, page) : ctx.navigate(page));
     g.addEventListener('click', open);
-    g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') open(); });
+    g.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') open();
+    });
     svg.append(g);
   }
   replace(body, svg);
 
   function showEdge(e) {
-    replace(detail, h('div', { class: 'card' },
-      h('h3', null, `${e.client} → ${e.server}`, h('span', { class: 'muted' }, ` (${e.connection_type || 'direct'})`)),
-      h('dl', { class: 'kv' },
-        h('dt', null, 'Calls'), h('dd', null, fmt.number(Math.round(e.calls))),
-        h('dt', null, 'Rate'), h('dd', null, fmt.rate(e.rate_per_sec)),
-        h('dt', null, 'Errors'), h('dd', { class: e.error_ratio >= 0.05 ? 'bad' : undefined }, `${fmt.number(Math.round(e.errors))} (${fmt.percent(e.error_ratio)})`),
-        h('dt', null, 'p50 / p95 / p99'), h('dd', null, `${fmt.seconds(e.p50_seconds)} / ${fmt.seconds(e.p95_seconds)} / ${fmt.seconds(e.p99_seconds)}`)),
-      link(`/search?service=${encodeURIComponent(e.client)}${e.error_ratio ? '&status=error' : ''}`, `Traces of ${e.client}${e.error_ratio ? ' with errors' : ''}`)));
+    replace(
+      detail,
+      h(
+        'div',
+        { class: 'card' },
+        h(
+          'h3',
+          null,
+          `${e.client} → ${e.server}`,
+          h('span', { class: 'muted' }, ` (${e.connection_type || 'direct'})`),
+        ),
+        h(
+          'dl',
+          { class: 'kv' },
+          h('dt', null, 'Calls'),
+          h('dd', null, fmt.number(Math.round(e.calls))),
+          h('dt', null, 'Rate'),
+          h('dd', null, fmt.rate(e.rate_per_sec)),
+          h('dt', null, 'Errors'),
+          h(
+            'dd',
+            { class: e.error_ratio >= 0.05 ? 'bad' : undefined },
+            `${fmt.number(Math.round(e.errors))} (${fmt.percent(e.error_ratio)})`,
+          ),
+          h('dt', null, 'p50 / p95 / p99'),
+          h('dd', null, [e.p50_seconds, e.p95_seconds, e.p99_seconds].map(fmt.seconds).join(' / ')),
+        ),
+        link(
+          range.withRange('/search', params, {
+            service: e.client,
+            status: e.error_ratio ? 'error' : null,
+          }),
+          `Traces of ${e.client}${e.error_ratio ? ' with errors' : ''}`,
+        ),
+      ),
+    );
   }
-  function showNode(n) {
-    replace(detail, h('div', { class: 'card' }, h('h3', null, n.name, h('span', { class: 'muted' }, ` (${n.kind}, not instrumented)`)),
-      h('p', null, 'Seen from its callers: ', graph.edges.filter((e) => e.server === n.name).map((e) => link(`/services/${encodeURIComponent(e.client)}`, e.client)))));
+  function showNode(n, page) {
+    replace(
+      detail,
+      h(
+        'div',
+        { class: 'card' },
+        h('h3', null, n.name, h('span', { class: 'muted' }, ` (${n.kind}, not instrumented)`)),
+        h(
+          'p',
+          null,
+          'Seen from its callers: ',
+          graph.edges
+            .filter((e) => e.server === n.name)
+            .map((e, i) => [
+              i ? ', ' : '',
+              link(range.withRange(`/services/${encodeURIComponent(e.client)}`, params), e.client),
+            ]),
+        ),
+        link(page, `What its callers see of ${n.name}`),
+      ),
+    );
   }
 }

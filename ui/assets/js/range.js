@@ -15,11 +15,36 @@ export function fromParams(params, fallback = '1h') {
   const start = params.get('start');
   const end = params.get('end');
   if (start) {
-    return { start, end: end || 'now', custom: true, seconds: null, label: `${start} → ${end || 'now'}` };
+    return {
+      start,
+      end: end || 'now',
+      custom: true,
+      seconds: null,
+      label: `${start} → ${end || 'now'}`,
+    };
   }
   const key = params.get('range') || fallback;
   const preset = PRESETS.find((p) => p[0] === key) || PRESETS.find((p) => p[0] === fallback);
-  return { start: `now-${preset[0]}`, end: 'now', custom: false, key: preset[0], seconds: preset[2], label: preset[1] };
+  return {
+    start: `now-${preset[0]}`,
+    end: 'now',
+    custom: false,
+    key: preset[0],
+    seconds: preset[2],
+    label: preset[1],
+  };
+}
+
+/**
+ * A link to `path` with `extra` parameters and the time range of `params`, so that following
+ * it keeps the range in view.
+ */
+export function withRange(path, params, extra = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(extra)) if (v) q.set(k, v);
+  for (const k of ['range', 'start', 'end']) if (params.get(k)) q.set(k, params.get(k));
+  const text = q.toString();
+  return text ? `${path}?${text}` : path;
 }
 
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -49,13 +74,41 @@ export function step(range, points = 30) {
 /** A picker of presets plus a custom start and end; calls `change(params)` with the new ones. */
 export function picker(params, change) {
   const current = fromParams(params);
-  const select = h('select', { 'aria-label': 'Time range', name: 'range' },
-    PRESETS.map(([key, label]) => h('option', { value: key, selected: !current.custom && current.key === key }, label)),
-    h('option', { value: 'custom', selected: current.custom }, 'Custom…'));
-  const start = h('input', { name: 'start', placeholder: 'start (now-2h, RFC 3339)', value: params.get('start') || '', class: 'custom-time' });
-  const end = h('input', { name: 'end', placeholder: 'end (now)', value: params.get('end') || '', class: 'custom-time' });
-  const custom = h('span', { class: 'custom', hidden: !current.custom }, start, end,
-    h('button', { type: 'button', onclick: () => change({ range: null, start: start.value.trim() || null, end: end.value.trim() || null }) }, 'Apply'));
+  const select = h(
+    'select',
+    { 'aria-label': 'Time range', name: 'range' },
+    PRESETS.map(([key, label]) =>
+      h('option', { value: key, selected: !current.custom && current.key === key }, label),
+    ),
+    h('option', { value: 'custom', selected: current.custom }, 'Custom…'),
+  );
+  const start = h('input', {
+    name: 'start',
+    placeholder: 'start (now-2h, RFC 3339)',
+    value: params.get('start') || '',
+    class: 'custom-time',
+  });
+  const end = h('input', {
+    name: 'end',
+    placeholder: 'end (now)',
+    value: params.get('end') || '',
+    class: 'custom-time',
+  });
+  const custom = h(
+    'span',
+    { class: 'custom', hidden: !current.custom },
+    start,
+    end,
+    h(
+      'button',
+      {
+        type: 'button',
+        onclick: () =>
+          change({ range: null, start: start.value.trim() || null, end: end.value.trim() || null }),
+      },
+      'Apply',
+    ),
+  );
   select.addEventListener('change', () => {
     if (select.value === 'custom') {
       custom.hidden = false;

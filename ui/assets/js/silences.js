@@ -18,10 +18,15 @@ async function am(method, path, body) {
   });
   const text = await response.text();
   let parsed = null;
-  try { parsed = text ? JSON.parse(text) : null; } catch { parsed = null; }
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
   if (response.status === 401) askForToken();
   if (!response.ok) {
-    const message = typeof parsed === 'string' ? parsed : (parsed && parsed.error) || text || response.statusText;
+    const message =
+      typeof parsed === 'string' ? parsed : (parsed && parsed.error) || text || response.statusText;
     throw new Error(message);
   }
   return parsed;
@@ -29,7 +34,7 @@ async function am(method, path, body) {
 
 /** `name="value"` as the matcher syntax writes it. */
 export function matcherText(m) {
-  const op = m.isRegex ? (m.isEqual ? '=~' : '!~') : (m.isEqual ? '=' : '!=');
+  const op = m.isRegex ? (m.isEqual ? '=~' : '!~') : m.isEqual ? '=' : '!=';
   return `${m.name}${op}${JSON.stringify(m.value)}`;
 }
 
@@ -39,7 +44,11 @@ export function parseMatcher(text) {
   if (!m) return null;
   let value = m[3].trim();
   if (value.startsWith('"')) {
-    try { value = JSON.parse(value); } catch { return null; }
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return null;
+    }
   }
   return { name: m[1], value, isRegex: m[2].includes('~'), isEqual: !m[2].startsWith('!') };
 }
@@ -52,18 +61,44 @@ export function silenceLink(labels) {
 }
 
 function stateOf(s) {
-  return h('span', { class: ['state', s.status.state === 'active' ? 'firing' : s.status.state === 'pending' ? 'pending' : 'resolved'] }, s.status.state);
+  return h(
+    'span',
+    {
+      class: [
+        'state',
+        s.status.state === 'active'
+          ? 'firing'
+          : s.status.state === 'pending'
+            ? 'pending'
+            : 'resolved',
+      ],
+    },
+    s.status.state,
+  );
 }
 
 async function list(main, ctx) {
   const body = h('div', null, h('p', { class: 'muted' }, 'Loading silences…'));
-  replace(main,
-    h('h1', null, 'Silences', link('/silences/new', h('span', { class: 'button primary' }, 'New silence'))),
-    body);
+  replace(
+    main,
+    h(
+      'h1',
+      null,
+      'Silences',
+      link('/silences/new', h('span', { class: 'button primary' }, 'New silence')),
+    ),
+    body,
+  );
   const silences = await am('GET', 'silences');
   if (!ctx.current()) return;
   if (!silences.length) {
-    replace(body, notice('info', 'No silences. A silence mutes the notifications of the alerts its matchers match.'));
+    replace(
+      body,
+      notice(
+        'info',
+        'No silences. A silence mutes the notifications of the alerts its matchers match.',
+      ),
+    );
     return;
   }
   const expire = async (s, button) => {
@@ -76,37 +111,100 @@ async function list(main, ctx) {
       button.after(notice('error', err.message));
     }
   };
-  replace(body, table([
-    { title: 'State', cell: stateOf },
-    { title: 'Matchers', cell: (s) => s.matchers.map((m) => h('code', { class: 'pill' }, matcherText(m))) },
-    { title: 'Starts', cell: (s) => h('span', { title: s.startsAt }, fmt.time(fmt.nanosOfIso(s.startsAt))) },
-    { title: 'Ends', cell: (s) => h('span', { title: s.endsAt }, fmt.time(fmt.nanosOfIso(s.endsAt))) },
-    { title: 'Created by', cell: (s) => s.createdBy },
-    { title: 'Comment', cell: (s) => s.comment },
-    {
-      title: '',
-      cell: (s) => (s.status.state === 'expired' ? null
-        : h('button', { type: 'button', class: 'expire', onclick: (e) => expire(s, e.currentTarget) }, 'Expire')),
-    },
-  ], silences, { class: 'silences', rowClass: (s) => `silence ${s.status.state}` }));
+  replace(
+    body,
+    table(
+      [
+        { title: 'State', cell: stateOf },
+        {
+          title: 'Matchers',
+          cell: (s) => s.matchers.map((m) => h('code', { class: 'pill' }, matcherText(m))),
+        },
+        {
+          title: 'Starts',
+          cell: (s) => h('span', { title: s.startsAt }, fmt.time(fmt.nanosOfIso(s.startsAt))),
+        },
+        {
+          title: 'Ends',
+          cell: (s) => h('span', { title: s.endsAt }, fmt.time(fmt.nanosOfIso(s.endsAt))),
+        },
+        { title: 'Created by', cell: (s) => s.createdBy },
+        { title: 'Comment', cell: (s) => s.comment },
+        {
+          title: '',
+          cell: (s) =>
+            s.status.state === 'expired'
+              ? null
+              : h(
+                  'button',
+                  { type: 'button', class: 'expire', onclick: (e) => expire(s, e.currentTarget) },
+                  'Expire',
+                ),
+        },
+      ],
+      silences,
+      { class: 'silences', rowClass: (s) => `silence ${s.status.state}` },
+    ),
+  );
 }
 
-const DURATIONS = [['1h', 3600], ['2h', 7200], ['4h', 14400], ['12h', 43200], ['1d', 86400], ['7d', 604800]];
+const DURATIONS = [
+  ['1h', 3600],
+  ['2h', 7200],
+  ['4h', 14400],
+  ['12h', 43200],
+  ['1d', 86400],
+  ['7d', 604800],
+];
 
 async function form(main, ctx) {
   const given = ctx.params.getAll('matcher').map(parseMatcher).filter(Boolean);
   const rows = h('div', { class: 'matchers' });
   const addRow = (m) => {
-    const input = h('input', { name: 'matcher', value: m ? matcherText(m) : '', placeholder: 'service="payments"', spellcheck: 'false', 'aria-label': 'Matcher' });
-    const row = h('div', { class: 'matcher' }, input,
-      h('button', { type: 'button', class: 'remove', title: 'Remove this matcher', onclick: () => row.remove() }, '×'));
+    const input = h('input', {
+      name: 'matcher',
+      value: m ? matcherText(m) : '',
+      placeholder: 'service="payments"',
+      spellcheck: 'false',
+      'aria-label': 'Matcher',
+    });
+    const row = h(
+      'div',
+      { class: 'matcher' },
+      input,
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'remove',
+          title: 'Remove this matcher',
+          onclick: () => row.remove(),
+        },
+        '×',
+      ),
+    );
     rows.append(row);
   };
   (given.length ? given : [null]).forEach(addRow);
-  const duration = h('select', { name: 'duration', 'aria-label': 'Duration' },
-    DURATIONS.map(([label, secs]) => h('option', { value: secs, selected: secs === 7200 }, label)));
-  const author = h('input', { name: 'createdBy', required: true, value: localStorage.getItem('spyglass.author') || '', placeholder: 'your name', 'aria-label': 'Created by' });
-  const comment = h('textarea', { name: 'comment', required: true, rows: 2, placeholder: 'why, and where to follow up', 'aria-label': 'Comment' });
+  const duration = h(
+    'select',
+    { name: 'duration', 'aria-label': 'Duration' },
+    DURATIONS.map(([label, secs]) => h('option', { value: secs, selected: secs === 7200 }, label)),
+  );
+  const author = h('input', {
+    name: 'createdBy',
+    required: true,
+    value: localStorage.getItem('spyglass.author') || '',
+    placeholder: 'your name',
+    'aria-label': 'Created by',
+  });
+  const comment = h('textarea', {
+    name: 'comment',
+    required: true,
+    rows: 2,
+    placeholder: 'why, and where to follow up',
+    'aria-label': 'Comment',
+  });
   const problem = h('div');
   const affected = h('div', { class: 'affected-alerts muted' });
   // The answer to the latest edit wins, whatever order the answers come in.
@@ -122,10 +220,23 @@ async function form(main, ctx) {
       const q = new URLSearchParams(matchers.map((t) => ['filter', t]));
       const alerts = await am('GET', `alerts?${q}`);
       if (ticket !== asked) return;
-      replace(affected, alerts.length
-        ? [`It mutes ${alerts.length} alert${alerts.length === 1 ? '' : 's'} firing now: `,
-          alerts.map((a, i) => [i ? ', ' : '', h('code', null, a.labels.alertname || '', a.labels.service ? ` ${a.labels.service}` : '')])]
-        : 'It mutes no alert firing now.');
+      replace(
+        affected,
+        alerts.length
+          ? [
+              `It mutes ${alerts.length} alert${alerts.length === 1 ? '' : 's'} firing now: `,
+              alerts.map((a, i) => [
+                i ? ', ' : '',
+                h(
+                  'code',
+                  null,
+                  a.labels.alertname || '',
+                  a.labels.service ? ` ${a.labels.service}` : '',
+                ),
+              ]),
+            ]
+          : 'It mutes no alert firing now.',
+      );
     } catch (err) {
       if (ticket === asked) replace(affected, err.message);
     }
@@ -141,7 +252,10 @@ async function form(main, ctx) {
     const matchers = texts.map(parseMatcher);
     const bad = texts.filter((t, i) => !matchers[i]);
     if (bad.length) {
-      replace(problem, notice('error', `Not a matcher: ${bad.join(', ')}. Write name="value" (or !=, =~, !~).`));
+      replace(
+        problem,
+        notice('error', `Not a matcher: ${bad.join(', ')}. Write name="value" (or !=, =~, !~).`),
+      );
       return;
     }
     if (!matchers.length) {
@@ -163,17 +277,23 @@ async function form(main, ctx) {
       replace(problem, notice('error', err.message));
     }
   };
-  replace(main,
+  replace(
+    main,
     h('h1', null, 'New silence', link('/silences', h('span', { class: 'muted' }, 'All silences'))),
-    h('form', { class: 'silence-form card', onsubmit: submit },
-      h('label', null, 'Matchers (all must match)'), rows,
+    h(
+      'form',
+      { class: 'silence-form card', onsubmit: submit },
+      h('label', null, 'Matchers (all must match)'),
+      rows,
       h('button', { type: 'button', class: 'add', onclick: () => addRow(null) }, 'Add a matcher'),
       affected,
       h('label', null, 'For ', duration),
       h('label', null, 'Created by ', author),
       h('label', null, 'Comment ', comment),
       problem,
-      h('button', { type: 'submit', class: 'primary' }, 'Create silence')));
+      h('button', { type: 'submit', class: 'primary' }, 'Create silence'),
+    ),
+  );
   preview();
 }
 

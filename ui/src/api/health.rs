@@ -120,6 +120,36 @@ pub(crate) async fn operations(
     })))
 }
 
+/// `GET /api/v1/services/{service}/callers`: the edges into a service or peer, per caller,
+/// with `points` per `step`: how a database or other peer that sends nothing itself is seen.
+pub(crate) async fn callers(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let w = window(&Params::parse(raw.as_deref()))?;
+    let edges = state
+        .engine()?
+        .calls_into(&service, w.start, w.end, w.step)
+        .await?;
+    let out: Vec<Value> = edges
+        .iter()
+        .map(|e| {
+            let mut v = health_json(&e.item.health);
+            v["client"] = json!(e.item.client);
+            v["connection_type"] = json!(e.item.connection_type);
+            v["points"] = points(&w, &e.steps);
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "service": service,
+        "start": w.start.to_string(),
+        "end": w.end.to_string(),
+        "callers": out,
+    })))
+}
+
 pub(crate) async fn dependencies(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
-use spyglass_query::model::LogRecord;
-use spyglass_query::{Aggregation, LogSearch, SeriesQuery};
+use spyglass_query::model::{LogRecord, SpanId};
+use spyglass_query::{Aggregation, LogCursor, LogSearch, SeriesQuery};
 
 use super::parse_trace_id;
 use super::render::{attributes, typed};
@@ -39,9 +39,16 @@ pub(crate) async fn logs(
 ) -> ApiResult<Json<Value>> {
     let params = Params::parse(raw.as_deref());
     params.only(&[
-        "service", "severity", "q", "trace_id", "start", "end", "limit",
+        "service", "severity", "q", "trace_id", "span_id", "start", "end", "limit", "cursor",
     ])?;
     let trace_id = params.get("trace_id").map(parse_trace_id).transpose()?;
+    let span_id = params
+        .get("span_id")
+        .map(|text| {
+            SpanId::from_hex(text)
+                .ok_or_else(|| ApiError::bad("span_id", format!("{text:?} is not 16 hex digits")))
+        })
+        .transpose()?;
     // A trace's logs are wanted whatever the time range, like the trace itself.
     let (start, end) = match trace_id {
         Some(_) if params.get("start").is_none() => (None, None),
@@ -55,17 +62,26 @@ pub(crate) async fn logs(
         min_severity: params.get("severity").map(severity).transpose()?,
         text: params.get("q").map(str::to_string),
         trace_id,
+        span_id,
         start_unix_nano: start,
         end_unix_nano: end,
         limit: match params.get("limit") {
             Some(v) => params::number("limit", v, "a positive integer")?,
             None => 100,
         },
+        cursor: params
+            .get("cursor")
+            .map(|c| {
+                LogCursor::decode(c)
+                    .ok_or_else(|| ApiError::bad("cursor", "not a cursor this API returned"))
+            })
+            .transpose()?,
     };
-    let logs = state.engine()?.logs(search).await?;
-    Ok(Json(
-        json!({ "logs": logs.iter().map(log_json).collect::<Vec<_>>() }),
-    ))
+    let page = state.engine()?.logs_page(search).await?;
+    Ok(Json(json!({
+        "logs": page.records.iter().map(log_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.encode()),
+    })))
 }
 
 fn log_json(l: &LogRecord) -> Value {
