@@ -10,16 +10,15 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::browser::Ui;
-use common::{checkout, get_json, provider, sql, start_server, start_server_with, within};
+use common::{
+    checkout, get_json, logger_provider, provider, sql, start_server, start_server_with, within,
+};
 use fantoccini::Locator;
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::key::Key;
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{Span as _, SpanId, SpanKind, TraceId, Tracer, TracerProvider};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
 use serde_json::json;
 
 /// The `name`s of the fields marked wrong, sorted.
@@ -297,22 +296,6 @@ async fn search_sorts_lists_operations_and_takes_quoted_attributes() {
         "10/s: silent after 10 s, not 5 s; 1/min: not after 5 min, after 25 min"
     );
     shop.shutdown().unwrap();
-}
-
-fn logger_provider(service: &str, grpc: u16) -> SdkLoggerProvider {
-    let exporter = opentelemetry_otlp::LogExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
-        .build()
-        .unwrap();
-    SdkLoggerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_string())
-                .build(),
-        )
-        .build()
 }
 
 /// Presses `keys` on the span rows (found again when the page was drawn anew meanwhile).

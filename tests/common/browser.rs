@@ -11,19 +11,26 @@ use serde_json::{Value, json};
 
 use super::{Server, free_port};
 
+/// chromedriver in a process group of its own, with the Chromium it starts: dropping it ends
+/// them all, also when a test panics before its session could close the browser.
 pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill(2) on the group this child leads; no memory is touched.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
         let _ = self.0.wait();
     }
 }
 
 /// Starts chromedriver on `port`; panics (never skips) when it is not installed.
 pub fn chromedriver(port: u16) -> Driver {
+    use std::os::unix::process::CommandExt;
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -15,6 +15,7 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer}
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde_json::Value;
 
@@ -201,6 +202,12 @@ pub async fn start_server_with(dir: tempfile::TempDir, config: &str, args: &[Str
     }
 }
 
+fn resource(service: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service.to_string())
+        .build()
+}
+
 /// A tracer provider of `service` exporting over OTLP/gRPC with the Rust SDK's exporter.
 pub fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -210,11 +217,20 @@ pub fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
         .unwrap();
     SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_string())
-                .build(),
-        )
+        .with_resource(resource(service))
+        .build()
+}
+
+/// A logger provider of `service` exporting over OTLP/gRPC with the Rust SDK's exporter.
+pub fn logger_provider(service: &str, grpc: u16) -> SdkLoggerProvider {
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
+        .build()
+        .unwrap();
+    SdkLoggerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource(service))
         .build()
 }
 

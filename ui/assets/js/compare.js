@@ -80,22 +80,17 @@ export async function render(main, ctx) {
   const { params } = ctx;
   const a = (params.get('a') || '').trim().toLowerCase();
   const b = (params.get('b') || '').trim().toLowerCase();
-  const first = h('input', {
-    name: 'a',
-    placeholder: 'first trace id',
-    'aria-label': 'first trace id',
-    value: a,
-    style: { width: '300px' },
-    spellcheck: 'false',
-  });
-  const second = h('input', {
-    name: 'b',
-    placeholder: 'second trace id',
-    'aria-label': 'second trace id',
-    value: b,
-    style: { width: '300px' },
-    spellcheck: 'false',
-  });
+  const idInput = (name, label, value) =>
+    h('input', {
+      name,
+      placeholder: label,
+      'aria-label': label,
+      value,
+      style: { width: '300px' },
+      spellcheck: 'false',
+    });
+  const first = idInput('a', 'first trace id', a);
+  const second = idInput('b', 'second trace id', b);
   const form = h(
     'form',
     { class: 'toolbar' },

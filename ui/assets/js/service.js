@@ -167,42 +167,28 @@ export async function render(main, ctx) {
   );
   const up = graph.edges.filter((e) => e.server === name);
   const down = graph.edges.filter((e) => e.client === name);
+  const edgeCard = (title, edges, other) =>
+    h(
+      'div',
+      { class: 'card' },
+      h('h3', null, title),
+      edges.length
+        ? h(
+            'table',
+            { class: 'grid' },
+            head.cloneNode(true),
+            h(
+              'tbody',
+              null,
+              edges.map((e) => edge(e, other(e))),
+            ),
+          )
+        : h('p', { class: 'muted' }, 'None seen.'),
+    );
   replace(
     deps,
-    h(
-      'div',
-      { class: 'card' },
-      h('h3', null, 'Upstream (calls it)'),
-      up.length
-        ? h(
-            'table',
-            { class: 'grid' },
-            head.cloneNode(true),
-            h(
-              'tbody',
-              null,
-              up.map((e) => edge(e, e.client)),
-            ),
-          )
-        : h('p', { class: 'muted' }, 'None seen.'),
-    ),
-    h(
-      'div',
-      { class: 'card' },
-      h('h3', null, 'Downstream (it calls)'),
-      down.length
-        ? h(
-            'table',
-            { class: 'grid' },
-            head.cloneNode(true),
-            h(
-              'tbody',
-              null,
-              down.map((e) => edge(e, e.server)),
-            ),
-          )
-        : h('p', { class: 'muted' }, 'None seen.'),
-    ),
+    edgeCard('Upstream (calls it)', up, (e) => e.client),
+    edgeCard('Downstream (it calls)', down, (e) => e.server),
   );
 
   if (peer) {
