@@ -3,83 +3,18 @@
 //! and with STARTTLS against a CA given as `tls_config.ca_file`; then a server that is down
 //! until it comes back.
 
+mod certs;
 mod smtp;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use certs::certificates;
 use serde_json::Value;
 use smtp::{SmtpServer, free_port};
 use spyglass_alerting::notify::{Alert, Dispatcher, Evidence, IncidentInfo, parse_config};
 use spyglass_alerting::{Clock, Labels, SystemClock};
-
-/// A CA and a certificate for 127.0.0.1 signed by it, made with the `openssl` command.
-fn certificates(dir: &Path) -> (PathBuf, (PathBuf, PathBuf)) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "openssl {args:?}");
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Spyglass test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        (dir.join("server.pem"), dir.join("server.key")),
-    )
-}
 
 fn incident_alerts() -> Vec<Alert> {
     let now = SystemClock.now_unix_nanos();

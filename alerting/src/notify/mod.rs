@@ -9,6 +9,7 @@
 
 pub mod config;
 mod dispatch;
+mod http;
 mod ledger;
 pub mod matcher;
 mod message;

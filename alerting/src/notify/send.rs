@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::{
     EmailConfig, HttpConfig, Integration, PagerDutyConfig, SlackConfig, TlsConfig, split_host_port,
 };
+use super::http::{Poster, chain};
 use super::message::{Message, Notification, rfc3339};
 use super::{Alert, Evidence};
 
@@ -39,29 +40,29 @@ impl Failure {
     }
 }
 
-/// An integration ready to send: HTTP ones hold their client.
+/// An integration ready to send: HTTP ones hold their poster.
 pub struct Sender {
     integration: Integration,
-    client: Option<reqwest::Client>,
+    poster: Option<Poster>,
 }
 
 impl Sender {
     pub fn new(integration: Integration) -> Result<Self, String> {
-        let timeout = match &integration {
-            Integration::Webhook(c) => Some(c.timeout),
-            Integration::Slack(_) | Integration::PagerDuty(_) => Some(Duration::from_secs(10)),
+        let poster = match &integration {
+            Integration::Webhook(c) => Some(Poster::new(&c.http.tls, c.timeout)?),
+            Integration::Slack(c) => Some(Poster::new(&c.http.tls, Duration::from_secs(10))?),
+            Integration::PagerDuty(c) => Some(Poster::new(&c.http.tls, Duration::from_secs(10))?),
             Integration::Log | Integration::Email(_) => None,
         };
-        let client = timeout.map(client).transpose()?;
         Ok(Self {
             integration,
-            client,
+            poster,
         })
     }
 
     /// Sends once; `Ok` holds the server's reply.
     pub async fn send(&self, n: &Notification, m: &Message) -> Result<String, Failure> {
-        match (&self.integration, &self.client) {
+        match (&self.integration, &self.poster) {
             (Integration::Log, _) => {
                 tracing::warn!(receiver = %n.receiver, subject = %m.subject, body = %m.text, "notification");
                 Ok("written to the log".into())
@@ -77,64 +78,37 @@ impl Sender {
             (Integration::PagerDuty(c), Some(client)) => {
                 post(client, &c.url, &c.http, &pagerduty_body(c, n, m)).await
             }
-            (_, None) => Err(Failure::new("the integration has no HTTP client")),
+            (_, None) => Err(Failure::new("the integration has no HTTP poster")),
         }
     }
 }
 
-/// An HTTP client for an integration. HTTPS is not built in yet (see `post`), so
-/// `http_config.tls_config` has nothing to configure.
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("Spyglass/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 async fn post(
-    client: &reqwest::Client,
+    poster: &Poster,
     url: &str,
     http: &HttpConfig,
     body: &Value,
 ) -> Result<String, Failure> {
-    if url.starts_with("https://") {
-        return Err(Failure::new(
-            "HTTPS receivers are not supported yet: this build posts over plain HTTP only",
-        ));
-    }
-    let mut request = client.post(url).json(body);
-    if let Some(token) = &http.bearer_token {
-        request = request.bearer_auth(&token.0);
-    }
-    let response = request.send().await.map_err(|e| Failure::new(chain(&e)))?;
-    let status = response.status();
-    let reply = format!("HTTP {status}");
-    if status.is_success() {
+    let bearer = http.bearer_token.as_ref().map(|t| t.0.as_str());
+    let body = serde_json::to_vec(body).map_err(|e| Failure::new(format!("the JSON body: {e}")))?;
+    let answer = poster.post(url, bearer, body).await.map_err(Failure::new)?;
+    let reply = format!("HTTP {}", answer.status);
+    if answer.status.is_success() {
         return Ok(reply);
     }
-    let body = response.text().await.unwrap_or_default();
-    let cut = body
+    let cut = answer
+        .body
         .char_indices()
         .nth(ERROR_BODY_BYTES)
-        .map_or(body.len(), |(i, _)| i);
+        .map_or(answer.body.len(), |(i, _)| i);
     Err(Failure {
         reply,
-        error: format!("the receiver answered {status}: {}", &body[..cut]),
+        error: format!(
+            "the receiver answered {}: {}",
+            answer.status,
+            &answer.body[..cut]
+        ),
     })
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn tls_parameters(host: &str, tls: &TlsConfig) -> Result<TlsParameters, Failure> {
