@@ -20,6 +20,7 @@ mod graph;
 mod health;
 mod logs;
 mod metrics;
+pub mod promql;
 mod rollup;
 mod search;
 mod sql;

@@ -1,0 +1,557 @@
+//! The evaluator: selectors read once per query, then the expression evaluated at each step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::{
+    Labels, METRIC_NAME, PromError, Sample, Series, SeriesSource, Value, aggregate, binary,
+    functions, is_stale, millis,
+};
+
+/// The most steps a range query may have per series, as Prometheus allows.
+const MAX_STEPS: i64 = 11_000;
+
+/// One selector's read: any of `matchers` (each set all of its matchers), in `[from, to]` (ms).
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub matchers: Vec<Vec<Matcher>>,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// What one query may use.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Series read from the source, over all selectors.
+    pub max_series: usize,
+    /// Points read from the source plus points held in results, at any time.
+    pub max_samples: usize,
+    pub timeout: Duration,
+    /// How far back an instant selector looks for a series' newest sample.
+    pub lookback: Duration,
+    /// A subquery's step when it names none.
+    pub subquery_step: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_series: 100_000,
+            max_samples: 5_000_000,
+            timeout: Duration::from_secs(120),
+            lookback: Duration::from_secs(300),
+            subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Evaluates one query (instant or range) over a source.
+pub struct Evaluator<'a> {
+    source: &'a dyn SeriesSource,
+    limits: Limits,
+    /// The query's start and end, for `@ start()` and `@ end()`.
+    start: i64,
+    end: i64,
+    started: Instant,
+    /// Each selector's series, by the selector's address in the expression.
+    data: HashMap<usize, Vec<Series>>,
+    samples_read: usize,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(source: &'a dyn SeriesSource, limits: Limits) -> Self {
+        Self {
+            source,
+            limits,
+            start: 0,
+            end: 0,
+            started: Instant::now(),
+            data: HashMap::new(),
+            samples_read: 0,
+        }
+    }
+
+    /// The value of `expr` at `t` (ms).
+    pub fn instant(&mut self, expr: &Expr, t: i64) -> Result<Value, PromError> {
+        self.prepare(expr, t, t)?;
+        let value = self.eval(expr, t)?;
+        if let Value::Vector(v) = &value {
+            check_unique(v)?;
+        }
+        Ok(value)
+    }
+
+    /// The value of `expr` at every step from `start` to `end` (ms), as series.
+    pub fn range(
+        &mut self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        if step <= 0 {
+            return Err(PromError::bad_data(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if end < start {
+            return Err(PromError::bad_data(
+                "end timestamp must not be before start time",
+            ));
+        }
+        if (end - start) / step >= MAX_STEPS {
+            return Err(PromError::bad_data(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
+        }
+        match expr.value_type() {
+            promql_parser::parser::value::ValueType::Vector
+            | promql_parser::parser::value::ValueType::Scalar => {}
+            other => {
+                return Err(PromError::bad_data(format!(
+                    "invalid expression type \"{other}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        self.prepare(expr, start, end)?;
+        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            match self.eval(expr, t)? {
+                Value::Scalar(f) => out.entry(Labels::new()).or_default().push((t, f)),
+                Value::Vector(v) => {
+                    check_unique(&v)?;
+                    for s in v {
+                        out.entry(s.labels).or_default().push((t, s.f));
+                    }
+                }
+                other => {
+                    return Err(PromError::execution(format!(
+                        "a range query cannot return a {}",
+                        other.type_name()
+                    )));
+                }
+            }
+            self.check_samples(out.values().map(Vec::len).sum())?;
+            t += step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// What evaluating `expr` from `start` to `end` reads: per selector, its matcher sets and
+    /// the span its steps need. A caller that must gather series first (asynchronously) gathers
+    /// these into a [`super::MemorySource`].
+    pub fn needs(&mut self, expr: &Expr, start: i64, end: i64) -> Vec<Selection> {
+        self.start = start;
+        self.end = end;
+        let mut windows: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
+        self.windows(expr, start, end, &mut windows);
+        windows
+            .into_values()
+            .map(|(vs, from, to)| Selection {
+                matchers: selector_matchers(vs),
+                from,
+                to,
+            })
+            .collect()
+    }
+
+    /// Reads every selector's series once, over the span all steps need of it.
+    fn prepare(&mut self, expr: &Expr, start: i64, end: i64) -> Result<(), PromError> {
+        self.start = start;
+        self.end = end;
+        self.started = Instant::now();
+        let mut windows: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
+        self.windows(expr, start, end, &mut windows);
+        let mut series_read = 0usize;
+        for (key, (vs, from, to)) in windows {
+            let mut series = Vec::new();
+            for matchers in selector_matchers(vs) {
+                for s in self.source.select(&matchers, from, to)? {
+                    if !series.iter().any(|x: &Series| x.labels == s.labels) {
+                        series.push(s);
+                    }
+                }
+            }
+            series_read += series.len();
+            if series_read > self.limits.max_series {
+                return Err(PromError::execution(format!(
+                    "query reads more than max_series = {} series; narrow its selectors",
+                    self.limits.max_series
+                )));
+            }
+            self.samples_read += series.iter().map(|s| s.points.len()).sum::<usize>();
+            self.check_samples(0)?;
+            self.data.insert(key, series);
+        }
+        Ok(())
+    }
+
+    fn windows<'e>(
+        &self,
+        expr: &'e Expr,
+        start: i64,
+        end: i64,
+        out: &mut HashMap<usize, (&'e VectorSelector, i64, i64)>,
+    ) {
+        let mut add = |vs: &'e VectorSelector, from: i64, to: i64| {
+            let key = vs as *const VectorSelector as usize;
+            let entry = out.entry(key).or_insert((vs, from, to));
+            entry.1 = entry.1.min(from);
+            entry.2 = entry.2.max(to);
+        };
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (s, e) = self.shifted(&vs.offset, &vs.at, start, end);
+                add(vs, s - millis(&self.limits.lookback), e);
+            }
+            Expr::MatrixSelector(ms) => {
+                let (s, e) = self.shifted(&ms.vs.offset, &ms.vs.at, start, end);
+                add(&ms.vs, s - millis(&ms.range), e);
+            }
+            Expr::Subquery(sq) => {
+                let (s, e) = self.shifted(&sq.offset, &sq.at, start, end);
+                self.windows(&sq.expr, s - millis(&sq.range), e, out);
+            }
+            Expr::Aggregate(a) => {
+                self.windows(&a.expr, start, end, out);
+                if let Some(p) = &a.param {
+                    self.windows(p, start, end, out);
+                }
+            }
+            Expr::Unary(u) => self.windows(&u.expr, start, end, out),
+            Expr::Paren(p) => self.windows(&p.expr, start, end, out),
+            Expr::Binary(b) => {
+                self.windows(&b.lhs, start, end, out);
+                self.windows(&b.rhs, start, end, out);
+            }
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.windows(a, start, end, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    /// The span `[start, end]` moved by an offset, or pinned by `@`.
+    fn shifted(
+        &self,
+        offset: &Option<Offset>,
+        at: &Option<AtModifier>,
+        start: i64,
+        end: i64,
+    ) -> (i64, i64) {
+        let off = offset_ms(offset);
+        match at {
+            Some(at) => {
+                let t = self.at_time(at);
+                (t - off, t - off)
+            }
+            None => (start - off, end - off),
+        }
+    }
+
+    fn at_time(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(time) => system_time_ms(*time),
+        }
+    }
+
+    /// The time a selector or subquery reads at, evaluated at `t`.
+    fn read_time(&self, offset: &Option<Offset>, at: &Option<AtModifier>, t: i64) -> i64 {
+        let base = at.as_ref().map_or(t, |at| self.at_time(at));
+        base - offset_ms(offset)
+    }
+
+    pub(super) fn check_time(&self) -> Result<(), PromError> {
+        if self.started.elapsed() > self.limits.timeout {
+            return Err(PromError::timeout(self.limits.timeout));
+        }
+        Ok(())
+    }
+
+    fn check_samples(&self, held: usize) -> Result<(), PromError> {
+        if self.samples_read + held > self.limits.max_samples {
+            return Err(PromError::execution(format!(
+                "query processing would load too many samples into memory (more than max_samples = {})",
+                self.limits.max_samples
+            )));
+        }
+        Ok(())
+    }
+
+    /// The value of `expr` at `t`.
+    pub(super) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Value, PromError> {
+        self.check_time()?;
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(f) => Ok(Value::Scalar(-f)),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|mut s| {
+                            s.f = -s.f;
+                            s.labels.remove(METRIC_NAME);
+                            s.t = t;
+                            s
+                        })
+                        .collect(),
+                )),
+                other => Err(PromError::execution(format!(
+                    "unary minus on a {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selection(vs, t))),
+            Expr::MatrixSelector(ms) => {
+                let at = self.read_time(&ms.vs.offset, &ms.vs.at, t);
+                Ok(Value::Matrix(self.range_selection(
+                    &ms.vs,
+                    at,
+                    millis(&ms.range),
+                )))
+            }
+            Expr::Subquery(sq) => {
+                let end = self.read_time(&sq.offset, &sq.at, t);
+                let step = sq
+                    .step
+                    .as_ref()
+                    .map_or(millis(&self.limits.subquery_step), millis);
+                Ok(Value::Matrix(self.subquery(
+                    &sq.expr,
+                    end,
+                    millis(&sq.range),
+                    step,
+                )?))
+            }
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Call(c) => functions::eval(self, c, t),
+            Expr::Extension(_) => Err(PromError::execution(
+                "extension expressions are not evaluated",
+            )),
+        }
+    }
+
+    /// Each series' newest sample in `(t - lookback, t]`, unless it is a staleness marker.
+    fn instant_selection(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let at = self.read_time(&vs.offset, &vs.at, t);
+        let from = at - millis(&self.limits.lookback);
+        let key = vs as *const VectorSelector as usize;
+        let Some(series) = self.data.get(&key) else {
+            return Vec::new();
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let end = s.points.partition_point(|(pt, _)| *pt <= at);
+                let (pt, f) = *s.points.get(end.checked_sub(1)?)?;
+                (pt > from && !is_stale(f)).then(|| Sample {
+                    labels: s.labels.clone(),
+                    t: pt,
+                    f,
+                })
+            })
+            .collect()
+    }
+
+    /// Each series' samples in `(at - range, at]`, staleness markers left out.
+    fn range_selection(&self, vs: &VectorSelector, at: i64, range: i64) -> Vec<Series> {
+        let key = vs as *const VectorSelector as usize;
+        let Some(series) = self.data.get(&key) else {
+            return Vec::new();
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let lo = s.points.partition_point(|(pt, _)| *pt <= at - range);
+                let hi = s.points.partition_point(|(pt, _)| *pt <= at);
+                let points: Vec<(i64, f64)> = s.points[lo..hi]
+                    .iter()
+                    .filter(|(_, f)| !is_stale(*f))
+                    .copied()
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    labels: s.labels.clone(),
+                    points,
+                })
+            })
+            .collect()
+    }
+
+    /// `expr` at each multiple of `step` in `(end - range, end]`, as series.
+    fn subquery(
+        &mut self,
+        expr: &Expr,
+        end: i64,
+        range: i64,
+        step: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        if step <= 0 {
+            return Err(PromError::bad_data("a subquery's step must be positive"));
+        }
+        let start = end - range;
+        // The first multiple of the step after the start (the start itself is outside).
+        let mut t = start.div_euclid(step) * step + step;
+        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        while t <= end {
+            match self.eval(expr, t)? {
+                Value::Scalar(f) => out.entry(Labels::new()).or_default().push((t, f)),
+                Value::Vector(v) => {
+                    for s in v {
+                        out.entry(s.labels).or_default().push((t, s.f));
+                    }
+                }
+                other => {
+                    return Err(PromError::execution(format!(
+                        "a subquery over a {}",
+                        other.type_name()
+                    )));
+                }
+            }
+            t += step;
+        }
+        self.check_samples(out.values().map(Vec::len).sum())?;
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// The query's timestamps for `timestamp()` of a selector: each sample's own time.
+    pub(super) fn selector_of(expr: &Expr) -> Option<&VectorSelector> {
+        match expr {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::Paren(p) => Self::selector_of(&p.expr),
+            _ => None,
+        }
+    }
+
+    /// An expression that must give a vector.
+    pub(super) fn vector(&mut self, expr: &Expr, t: i64) -> Result<Vec<Sample>, PromError> {
+        match self.eval(expr, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(PromError::execution(format!(
+                "expected an instant vector, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// An expression that must give a range vector.
+    pub(super) fn matrix(&mut self, expr: &Expr, t: i64) -> Result<Vec<Series>, PromError> {
+        match self.eval(expr, t)? {
+            Value::Matrix(m) => Ok(m),
+            other => Err(PromError::execution(format!(
+                "expected a range vector, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// An expression that must give a scalar.
+    pub(super) fn scalar(&mut self, expr: &Expr, t: i64) -> Result<f64, PromError> {
+        match self.eval(expr, t)? {
+            Value::Scalar(f) => Ok(f),
+            other => Err(PromError::execution(format!(
+                "expected a scalar, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// An expression that must give a string.
+    pub(super) fn string(&mut self, expr: &Expr, t: i64) -> Result<String, PromError> {
+        match self.eval(expr, t)? {
+            Value::String(s) => Ok(s),
+            other => Err(PromError::execution(format!(
+                "expected a string, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// The range of a matrix argument (selector or subquery), in ms.
+    pub(super) fn range_of(expr: &Expr) -> Option<i64> {
+        match expr {
+            Expr::MatrixSelector(ms) => Some(millis(&ms.range)),
+            Expr::Subquery(sq) => Some(millis(&sq.range)),
+            Expr::Paren(p) => Self::range_of(&p.expr),
+            _ => None,
+        }
+    }
+
+    /// The end of the window a matrix argument reads at `t` (offset and `@` applied).
+    pub(super) fn range_end(&self, expr: &Expr, t: i64) -> i64 {
+        match expr {
+            Expr::MatrixSelector(ms) => self.read_time(&ms.vs.offset, &ms.vs.at, t),
+            Expr::Subquery(sq) => self.read_time(&sq.offset, &sq.at, t),
+            Expr::Paren(p) => self.range_end(&p.expr, t),
+            _ => t,
+        }
+    }
+}
+
+/// A selector's matcher sets: one, or one per `or` alternative; the name as `__name__`.
+fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    let name = vs
+        .name
+        .as_ref()
+        .map(|n| Matcher::new(MatchOp::Equal, METRIC_NAME, n));
+    let mut sets = Vec::new();
+    if vs.matchers.or_matchers.is_empty() {
+        sets.push(vs.matchers.matchers.clone());
+    } else {
+        sets.extend(vs.matchers.or_matchers.iter().cloned());
+    }
+    for set in &mut sets {
+        if let Some(n) = &name {
+            set.push(n.clone());
+        }
+    }
+    sets
+}
+
+/// An operator's text (`+`, `sum`, `and`).
+pub(super) fn op_name(op: promql_parser::parser::token::TokenType) -> String {
+    op.to_string()
+}
+
+fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        Some(Offset::Pos(d)) => millis(d),
+        Some(Offset::Neg(d)) => -millis(d),
+        None => 0,
+    }
+}
+
+fn system_time_ms(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => millis(&d),
+        Err(e) => -millis(&e.duration()),
+    }
+}
+
+/// Prometheus refuses a vector with two elements of one label set.
+fn check_unique(v: &[Sample]) -> Result<(), PromError> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(PromError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
