@@ -3,7 +3,8 @@
 # machine lacks (Chromium and chromedriver for the browser tests; fuse3, whose fusermount3
 # mounts the power-loss test's FUSE layer for a user who is not root; Debian's Python with
 # aiosmtpd, the SMTP server the e-mail tests send to, and openssl for their certificates;
-# Alertmanager's amtool, a client of the Alertmanager API), then
+# Alertmanager's amtool, a client of the Alertmanager API; Prometheus's promtool, a client of
+# the Prometheus query API), then
 # `cargo test --workspace --locked` with any arguments given.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +15,7 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v openssl >/dev/null || need+=(openssl)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ "$(id -u)" -ne 0 ] && ! command -v fusermount3 >/dev/null; then
   need+=(fuse3)
 fi

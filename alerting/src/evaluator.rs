@@ -308,8 +308,27 @@ impl<R: Reader> Evaluator<R> {
                 let rule = &run.rule;
                 let external_url = self.handle.external_url();
                 let annotate = |s: &Sample| expand(&rule.annotation_templates, s, external_url);
+                let mut ended = Vec::new();
                 for change in run.instances.update(now, samples, timing, annotate) {
+                    if change.from.is_active() && change.from != change.to {
+                        ended.push((change.labels.clone(), change.from.as_str()));
+                    }
                     changes.push((g, r, change));
+                }
+                // Prometheus's ALERTS and ALERTS_FOR_STATE series (a backtest writes none).
+                if let Some(recorder) = &self.recorder {
+                    let active: Vec<_> = run
+                        .instances
+                        .alerts()
+                        .filter(|a| a.state.is_active())
+                        .map(|a| (a.labels.clone(), a.state.as_str(), a.active_at))
+                        .collect();
+                    if !active.is_empty() || !ended.is_empty() {
+                        let points = crate::record::alert_points(&active, &ended, at);
+                        if let Err(e) = recorder(points).await {
+                            run.last_error = Some(format!("ALERTS series not written: {e}"));
+                        }
+                    }
                 }
                 run.last_evaluation = Some(now);
                 run.evaluation_seconds = rule_started.elapsed().as_secs_f64();
@@ -358,11 +377,14 @@ impl<R: Reader> Evaluator<R> {
                     None => Vec::new(),
                 }
             }
-            Expr::PromQl(_) => {
-                return Err(Error::BadResult {
-                    rule: rule.name.clone(),
-                    message: "PromQL cannot be evaluated yet".into(),
-                });
+            Expr::PromQl(query) => {
+                self.reader
+                    .promql(query, at)
+                    .await
+                    .map_err(|source| Error::Query {
+                        rule: rule.name.clone(),
+                        source,
+                    })?
             }
         };
         let external_url = self.handle.external_url().to_owned();

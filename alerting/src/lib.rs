@@ -51,7 +51,7 @@ pub use evaluator::{Counter, Evaluator};
 pub use incident::{AlertRef, Incident};
 pub use reader::{ReadResult, Reader};
 pub use record::{RECORDED_SERVICE, Recorder};
-pub use rules::{evaluable, load_rules};
+pub use rules::load_rules;
 pub use state::{Alert, AlertState, Labels, Sample};
 pub use status::{Alerting, GroupStatus, RuleStatus, Status, Transition};
 pub use yaml::is_label_name;

@@ -21,6 +21,18 @@ pub trait Reader: Send + Sync + 'static {
     /// only numeric column; 1 without one) the value, `trace_id` evidence.
     fn sql(&self, query: &str) -> impl Future<Output = ReadResult<Vec<Sample>>> + Send;
 
+    /// A PromQL expression's value at `at` (Unix ns) as samples: a vector's elements with
+    /// their labels (`__name__` left out, as Prometheus leaves it out of alerts), or a scalar
+    /// as one sample without labels.
+    fn promql(&self, query: &str, at: u64) -> impl Future<Output = ReadResult<Vec<Sample>>> + Send {
+        let _ = (query, at);
+        async {
+            Err(spyglass_query::Error::InvalidInput(
+                "this reader evaluates no PromQL".into(),
+            ))
+        }
+    }
+
     /// Each service's health over `[start, end]` from its span metrics; with `kinds`, only
     /// spans of those kinds count.
     fn services(
@@ -57,6 +69,43 @@ impl Reader for QueryEngine {
             samples.extend(rows(batch));
         }
         Ok(samples)
+    }
+
+    async fn promql(&self, query: &str, at: u64) -> ReadResult<Vec<Sample>> {
+        use spyglass_query::promql::{ErrorType, METRIC_NAME, Value};
+        let at_ms = (at / 1_000_000) as i64;
+        let value = self
+            .promql_instant(query, at_ms)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorType::Timeout => spyglass_query::Error::Timeout(self.config().query_timeout()),
+                ErrorType::BadData | ErrorType::Execution => {
+                    spyglass_query::Error::InvalidInput(e.message)
+                }
+            })?;
+        let sample = |labels: Labels, value: f64| Sample {
+            labels,
+            value,
+            threshold: None,
+            trace_ids: Vec::new(),
+        };
+        Ok(match value {
+            Value::Scalar(f) => vec![sample(Labels::new(), f)],
+            Value::Vector(v) => v
+                .into_iter()
+                .map(|s| {
+                    let mut labels: Labels = s.labels.into_iter().collect();
+                    labels.remove(METRIC_NAME);
+                    sample(labels, s.f)
+                })
+                .collect(),
+            other => {
+                return Err(spyglass_query::Error::InvalidInput(format!(
+                    "the expression gives a {}, not an instant vector or a scalar",
+                    other.type_name()
+                )));
+            }
+        })
     }
 
     async fn services(

@@ -47,7 +47,7 @@ pub enum RuleKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    /// PromQL, checked but not evaluated yet.
+    /// PromQL, evaluated by the query engine at the evaluation time.
     PromQl(String),
     /// Read-only SQL over the Spyglass tables; each row is one instance.
     Sql(String),
@@ -418,39 +418,9 @@ fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Loads `config.rule_files` for evaluation: any mistake, and any rule this build cannot
-/// evaluate yet (PromQL), is an error with its file and line.
+/// Loads `config.rule_files` for evaluation: any mistake is an error with its file and line.
 pub fn load_rules(config: &crate::config::AlertingConfig) -> Result<Vec<Group>, Vec<RuleError>> {
-    let groups = load(&config.rule_files)?;
-    evaluable(&groups)?;
-    Ok(groups)
-}
-
-/// Refuses the rules this build checks but cannot evaluate yet, each with its file and line.
-pub fn evaluable(groups: &[Group]) -> Result<(), Vec<RuleError>> {
-    let mut errors = Vec::new();
-    for group in groups {
-        for rule in &group.rules {
-            let refuse = match &rule.expr {
-                Expr::PromQl(_) => Some(
-                    "PromQL (`expr:`) is checked but cannot be evaluated yet: write this rule with `sql:`",
-                ),
-                _ => None,
-            };
-            if let Some(message) = refuse {
-                errors.push(RuleError {
-                    file: group.file.clone(),
-                    line: rule.line,
-                    message: format!("rule {:?}: {message}", rule.name),
-                });
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    load(&config.rule_files)
 }
 
 #[cfg(test)]

@@ -36,6 +36,16 @@ pub struct QueryConfig {
     /// (service health, the dependency graph), in bytes; the least recently used parts are
     /// dropped first. 0 keeps none.
     pub span_metrics_cache_bytes: usize,
+    /// Most series one PromQL query may read; past it the query fails (`execution`).
+    pub promql_max_series: usize,
+    /// Most points one PromQL query may hold, read and computed; past it the query fails.
+    pub promql_max_samples: usize,
+    /// How far back a PromQL instant selector looks for a series' newest sample, in seconds.
+    pub promql_lookback_delta_secs: u64,
+    /// Resource attributes that become labels of every metric series (as Prometheus's
+    /// `promote_resource_attributes`); `service.name`, `service.namespace` and
+    /// `service.instance.id` always become `job` and `instance`.
+    pub promote_resource_attributes: Vec<String>,
 }
 
 impl Default for QueryConfig {
@@ -51,6 +61,10 @@ impl Default for QueryConfig {
             trace_max_spans: 50_000,
             search_max_limit: 1_000,
             span_metrics_cache_bytes: 64 << 20,
+            promql_max_series: 50_000,
+            promql_max_samples: 5_000_000,
+            promql_lookback_delta_secs: 300,
+            promote_resource_attributes: Vec::new(),
         }
     }
 }
@@ -58,5 +72,16 @@ impl Default for QueryConfig {
 impl QueryConfig {
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs(self.query_timeout_secs)
+    }
+
+    /// What one PromQL query may use.
+    pub fn promql_limits(&self) -> crate::promql::Limits {
+        crate::promql::Limits {
+            max_series: self.promql_max_series,
+            max_samples: self.promql_max_samples,
+            timeout: self.query_timeout(),
+            lookback: Duration::from_secs(self.promql_lookback_delta_secs),
+            ..crate::promql::Limits::default()
+        }
     }
 }

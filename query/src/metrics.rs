@@ -263,7 +263,7 @@ fn combine(aggregation: Aggregation, values: &[f64]) -> Option<f64> {
 
 /// A string column as `Utf8`, whatever string type the engine gave it (`Utf8View` for
 /// columns read from Parquet and for map values, `LargeUtf8`, dictionaries).
-fn utf8(column: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
+pub(crate) fn utf8(column: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
     let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
         .map_err(|e| Error::Internal(format!("a text column is not text: {e}")))?;
     Ok(cast.as_string::<i32>().clone())

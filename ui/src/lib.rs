@@ -10,6 +10,7 @@
 //!                                  ├─ /api/v1/…  native JSON (api.rs)
 //!                                  ├─ /api/…     Jaeger query API (jaeger.rs)
 //!                                  ├─ /prometheus/api/v1/{rules,alerts}, /-/reload (prometheus.rs)
+//!                                  ├─ /prometheus/api/v1/{query,query_range,series,labels,…} (promql.rs)
 //!                                  ├─ /alertmanager/api/v2/…  Alertmanager's API (alertmanager.rs)
 //!                                  │     └─▶ Alerting (spyglass-alerting)
 //!                                  │     └─▶ QueryEngine (spyglass-query)
@@ -26,6 +27,7 @@ mod error;
 mod jaeger;
 mod params;
 mod prometheus;
+mod promql;
 mod server;
 mod state;
 

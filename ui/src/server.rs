@@ -93,6 +93,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::api::routes())
         .merge(crate::jaeger::routes())
         .merge(crate::prometheus::routes())
+        .merge(crate::promql::routes())
         .merge(crate::alertmanager::routes())
         .merge(crate::assets::routes())
         .layer(axum::middleware::from_fn_with_state(

@@ -17,12 +17,14 @@ mod binary;
 mod eval;
 mod functions;
 mod source;
+mod store;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use eval::{Evaluator, Limits, Selection};
 pub use source::{MemorySource, SeriesSource};
+pub use store::label_name;
 
 /// A series' labels, `__name__` among them, in name order.
 pub type Labels = BTreeMap<String, String>;

@@ -279,9 +279,6 @@ pub(crate) async fn backtest(
             Err(e) => errors.extend(e),
         }
     }
-    if let Err(e) = spyglass_alerting::evaluable(&groups) {
-        errors.extend(e);
-    }
     if !errors.is_empty() {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(ApiError::BadParameter(text.join("\n")));

@@ -1,0 +1,469 @@
+//! PromQL over the `metrics` table: OTLP points become the series Prometheus's own OTLP receiver
+//! makes of them.
+//!
+//! - `__name__` is the `prometheus_name` column (unit suffixes, `_total`); a histogram is
+//!   `_bucket{le}` (cumulative), `_sum` and `_count`; a summary is `{quantile}`, `_sum` and
+//!   `_count`; an exponential histogram `_sum` and `_count` (its buckets are not series yet).
+//! - Point attributes are labels, their names with characters outside `[a-zA-Z0-9_]` as `_`
+//!   (and `key_` before a leading digit); `service.namespace/service.name` is `job`,
+//!   `service.instance.id` is `instance` (unless the point has its own); `[query]
+//!   promote_resource_attributes` are labels too.
+//! - A point flagged "no recorded value" is a staleness marker.
+//! - Delta sums and histograms are added up in time order from the series' first point, as
+//!   the OpenTelemetry Collector's `deltatocumulative` processor does, so `rate` and `increase`
+//!   read them as counters.
+
+use std::collections::{BTreeMap, HashSet};
+
+use promql_parser::label::{MatchOp, Matcher};
+use spyglass_store::model::{MetricPoint, MetricType, NumberValue, PointValue, Temporality};
+
+use super::source::matches;
+use super::{
+    Evaluator, Labels, METRIC_NAME, MemorySource, PromError, Series, Value, format_value,
+    stale_marker,
+};
+use crate::QueryEngine;
+use crate::health::sql_string;
+
+/// OTLP `DataPointFlags`: the point holds no value (the series ended).
+const NO_RECORDED_VALUE: u32 = 1;
+
+/// What a family's points become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// A gauge or sum: the value.
+    Value,
+    Bucket,
+    Sum,
+    Count,
+    /// A summary's quantiles.
+    Quantile,
+}
+
+/// The series names a metric of this type and name exposes.
+fn exposed(name: &str, metric_type: MetricType) -> Vec<(String, Part)> {
+    let with = |suffix: &str, part| (format!("{name}{suffix}"), part);
+    match metric_type {
+        MetricType::Gauge | MetricType::Sum => vec![(name.to_string(), Part::Value)],
+        MetricType::Histogram => vec![
+            with("_bucket", Part::Bucket),
+            with("_sum", Part::Sum),
+            with("_count", Part::Count),
+        ],
+        MetricType::ExponentialHistogram => {
+            vec![with("_sum", Part::Sum), with("_count", Part::Count)]
+        }
+        MetricType::Summary => vec![
+            (name.to_string(), Part::Quantile),
+            with("_sum", Part::Sum),
+            with("_count", Part::Count),
+        ],
+    }
+}
+
+/// A label name as Prometheus's OTLP translation writes it.
+pub fn label_name(key: &str) -> String {
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    }
+    out
+}
+
+impl QueryEngine {
+    /// `query` at `t` (ms since the epoch).
+    pub async fn promql_instant(&self, query: &str, t: i64) -> Result<Value, PromError> {
+        let expr = super::parse(query)?;
+        let limits = self.config.promql_limits();
+        let needs = Evaluator::new(&EMPTY, limits.clone()).needs(&expr, t, t);
+        let source = self.gather(needs).await?;
+        tokio::task::spawn_blocking(move || Evaluator::new(&source, limits).instant(&expr, t))
+            .await
+            .map_err(|e| PromError::execution(format!("evaluation failed: {e}")))?
+    }
+
+    /// `query` at each `step` from `start` to `end` (ms).
+    pub async fn promql_range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        let expr = super::parse(query)?;
+        let limits = self.config.promql_limits();
+        let needs = if step > 0 && end >= start {
+            Evaluator::new(&EMPTY, limits.clone()).needs(&expr, start, end)
+        } else {
+            Vec::new()
+        };
+        let source = self.gather(needs).await?;
+        tokio::task::spawn_blocking(move || {
+            Evaluator::new(&source, limits).range(&expr, start, end, step)
+        })
+        .await
+        .map_err(|e| PromError::execution(format!("evaluation failed: {e}")))?
+    }
+
+    /// The labels of every series matching any of `selectors` with a point in `[start, end]`
+    /// (read from each series' newest point there, not from all of them).
+    pub async fn promql_series(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, PromError> {
+        let limit = self.config.promql_max_series;
+        let mut out = std::collections::BTreeSet::new();
+        for matchers in selectors {
+            let families = self.families(matchers, start, end).await?;
+            if families.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT DISTINCT ON (series_id) * FROM metrics \
+                 WHERE prometheus_name IN ({}) AND {} ORDER BY series_id, time_unix_nano DESC",
+                in_list(&families),
+                time_condition(start, end)
+            );
+            let points = self.points(&sql).await?;
+            let promoted = &self.config.promote_resource_attributes;
+            for labels in translate(&points, promoted, start).into_keys() {
+                if matches(&labels, matchers) {
+                    out.insert(labels);
+                }
+            }
+            if out.len() > limit {
+                return Err(PromError::execution(format!(
+                    "more than max_series = {limit} series match; narrow the selectors"
+                )));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Every metric family in `[start, end]`: its Prometheus name, type, unit and description.
+    pub async fn promql_metadata(
+        &self,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(String, MetricType, String, String)>, PromError> {
+        let sql = format!(
+            "SELECT prometheus_name, min(metric_type), min(unit), min(description) FROM metrics \
+             WHERE {} GROUP BY prometheus_name ORDER BY prometheus_name",
+            time_condition(start, end)
+        );
+        let batches = self.internal_sql(&sql).await.map_err(internal)?;
+        let mut out = Vec::new();
+        for batch in batches {
+            let columns: Vec<_> = (0..4)
+                .map(|i| crate::metrics::utf8(batch.column(i)))
+                .collect::<crate::Result<_>>()
+                .map_err(internal)?;
+            for row in 0..batch.num_rows() {
+                let text = |c: usize| columns[c].value(row).to_string();
+                let Some(metric_type) = MetricType::parse(&text(1)) else {
+                    continue;
+                };
+                out.push((text(0), metric_type, text(2), text(3)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads what an evaluation needs into memory.
+    async fn gather(&self, needs: Vec<super::Selection>) -> Result<MemorySource, PromError> {
+        let limits = self.config.promql_limits();
+        let mut source = MemorySource::default();
+        let mut samples = 0usize;
+        for need in needs {
+            for matchers in &need.matchers {
+                for series in self.read_series(matchers, need.from, need.to).await? {
+                    samples += series.points.len();
+                    if samples > limits.max_samples {
+                        return Err(PromError::execution(format!(
+                            "query processing would load too many samples into memory (more than max_samples = {})",
+                            limits.max_samples
+                        )));
+                    }
+                    if !source.series.iter().any(|s| s.labels == series.labels) {
+                        source.series.push(series);
+                    }
+                }
+                if source.series.len() > limits.max_series {
+                    return Err(PromError::execution(format!(
+                        "query reads more than max_series = {} series; narrow its selectors",
+                        limits.max_series
+                    )));
+                }
+            }
+        }
+        Ok(source)
+    }
+
+    /// The series matching `matchers` with their points in `[from, to]` (ms).
+    async fn read_series(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        let families = self.families(matchers, from, to).await?;
+        if families.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM metrics WHERE prometheus_name IN ({}) AND {} \
+             ORDER BY time_unix_nano",
+            in_list(&families),
+            time_condition(from, to)
+        );
+        let mut points = self.points(&sql).await?;
+        // Delta series are added up from their first point: read what came before `from`.
+        let delta: HashSet<u64> = points
+            .iter()
+            .filter(|p| accumulates(p))
+            .map(|p| spyglass_store::schema::series_id(&p.metric_name, &p.attributes, &p.resource))
+            .collect();
+        if !delta.is_empty() && from > 0 {
+            let ids: Vec<String> = delta.iter().map(u64::to_string).collect();
+            let sql = format!(
+                "SELECT * FROM metrics WHERE series_id IN ({}) AND time_unix_nano < {} \
+                 ORDER BY time_unix_nano",
+                ids.join(", "),
+                ms_to_ns(from)
+            );
+            let mut earlier = self.points(&sql).await?;
+            earlier.append(&mut points);
+            points = earlier;
+        }
+        let promoted = &self.config.promote_resource_attributes;
+        Ok(translate(&points, promoted, from)
+            .into_iter()
+            .filter(|(labels, _)| matches(labels, matchers))
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// The `prometheus_name`s whose exposed series names can satisfy the `__name__` matchers.
+    async fn families(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<String>, PromError> {
+        let name_matchers: Vec<&Matcher> =
+            matchers.iter().filter(|m| m.name == METRIC_NAME).collect();
+        let fits = |name: &str| name_matchers.iter().all(|m| m.is_match(name));
+        // One exact name needs no listing: it is the family or one of its suffixed series.
+        if let Some(exact) = name_matchers.iter().find(|m| m.op == MatchOp::Equal) {
+            let name = exact.value.clone();
+            let mut out = vec![name.clone()];
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix) {
+                    out.push(base.to_string());
+                }
+            }
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT DISTINCT prometheus_name, metric_type FROM metrics WHERE {}",
+            time_condition(from, to)
+        );
+        let batches = self.internal_sql(&sql).await.map_err(internal)?;
+        let mut out = Vec::new();
+        for batch in batches {
+            let names = crate::metrics::utf8(batch.column(0)).map_err(internal)?;
+            let types = crate::metrics::utf8(batch.column(1)).map_err(internal)?;
+            for row in 0..batch.num_rows() {
+                let name = names.value(row);
+                let Some(metric_type) = MetricType::parse(types.value(row)) else {
+                    continue;
+                };
+                if exposed(name, metric_type).iter().any(|(n, _)| fits(n)) {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn points(&self, sql: &str) -> Result<Vec<MetricPoint>, PromError> {
+        let mut out = Vec::new();
+        for batch in self.internal_sql(sql).await.map_err(internal)? {
+            out.extend(spyglass_store::schema::metrics_from_batch(&batch).map_err(internal)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Points (in time order) as Prometheus series, each with its samples at or after `from` in
+/// time order; delta points added up from the first one given.
+fn translate(
+    points: &[MetricPoint],
+    promoted: &[String],
+    from: i64,
+) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut totals: BTreeMap<Labels, f64> = BTreeMap::new();
+    for point in points {
+        let base = base_labels(point, promoted);
+        let t = (point.time_unix_nano / 1_000_000) as i64;
+        let stale = point.flags & NO_RECORDED_VALUE != 0;
+        let add = accumulates(point);
+        for (name, part) in exposed(&point.prometheus_name(), point.metric_type) {
+            for (extra, value) in part_values(point, part) {
+                let mut labels = base.clone();
+                labels.insert(METRIC_NAME.into(), name.clone());
+                if let Some((k, v)) = extra {
+                    labels.insert(k.into(), v);
+                }
+                let value = if stale {
+                    stale_marker()
+                } else if add {
+                    let total = totals.entry(labels.clone()).or_default();
+                    *total += value;
+                    *total
+                } else {
+                    value
+                };
+                if t >= from {
+                    series.entry(labels).or_default().push((t, value));
+                }
+            }
+        }
+    }
+    for points in series.values_mut() {
+        points.sort_by_key(|p| p.0);
+        // A point sent twice at one time counts once, the later one.
+        points.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                earlier.1 = later.1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+    series
+}
+
+fn in_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| sql_string(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A source with nothing in it, for working out what a query needs.
+static EMPTY: MemorySource = MemorySource { series: Vec::new() };
+
+fn internal(e: impl std::fmt::Display) -> PromError {
+    PromError::execution(format!("reading the metrics table: {e}"))
+}
+
+fn ms_to_ns(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
+}
+
+fn time_condition(from: i64, to: i64) -> String {
+    // Whole milliseconds: a point at 12.5 ms is the sample at 12 ms.
+    let end = ms_to_ns(to).saturating_add(999_999);
+    format!(
+        "time_unix_nano >= {} AND time_unix_nano <= {end}",
+        ms_to_ns(from)
+    )
+}
+
+/// Delta sums and histograms are added up into counters.
+fn accumulates(p: &MetricPoint) -> bool {
+    p.temporality == Temporality::Delta
+        && matches!(
+            p.metric_type,
+            MetricType::Sum | MetricType::Histogram | MetricType::ExponentialHistogram
+        )
+}
+
+fn base_labels(point: &MetricPoint, promoted: &[String]) -> Labels {
+    let mut labels = Labels::new();
+    let resource = &point.resource.attributes;
+    for key in promoted {
+        if let Some(v) = resource.get(key) {
+            labels.insert(label_name(key), v.display().into_owned());
+        }
+    }
+    for kv in point.attributes.iter() {
+        labels.insert(label_name(&kv.key), kv.value.display().into_owned());
+    }
+    // Prometheus has no empty labels: an empty value is no label.
+    labels.retain(|_, v| !v.is_empty());
+    let text = |key: &str| resource.get(key).map(|v| v.display().into_owned());
+    // A point's own `job` or `instance` (a recording rule's, say) stays.
+    if let Some(service) = text("service.name") {
+        let job = match text("service.namespace") {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{service}"),
+            _ => service,
+        };
+        labels.entry("job".into()).or_insert(job);
+    }
+    if let Some(instance) = text("service.instance.id") {
+        labels.entry("instance".into()).or_insert(instance);
+    }
+    labels
+}
+
+/// The samples one point gives for one part: an extra label (`le`, `quantile`) and a value.
+fn part_values(point: &MetricPoint, part: Part) -> Vec<(Option<(&'static str, String)>, f64)> {
+    match (&point.value, part) {
+        (PointValue::Number(n), Part::Value) => vec![(None, number(n))],
+        (
+            PointValue::Histogram {
+                count,
+                bucket_counts,
+                explicit_bounds,
+                ..
+            },
+            Part::Bucket,
+        ) => {
+            let mut out = Vec::with_capacity(explicit_bounds.len() + 1);
+            let mut cumulative = 0u64;
+            for (bound, c) in explicit_bounds.iter().zip(bucket_counts) {
+                cumulative += c;
+                out.push((Some(("le", format_value(*bound))), cumulative as f64));
+            }
+            out.push((Some(("le", "+Inf".to_string())), *count as f64));
+            out
+        }
+        (PointValue::Histogram { sum, .. }, Part::Sum)
+        | (PointValue::ExponentialHistogram { sum, .. }, Part::Sum) => {
+            sum.map(|s| vec![(None, s)]).unwrap_or_default()
+        }
+        (PointValue::Histogram { count, .. }, Part::Count)
+        | (PointValue::ExponentialHistogram { count, .. }, Part::Count)
+        | (PointValue::Summary { count, .. }, Part::Count) => vec![(None, *count as f64)],
+        (PointValue::Summary { sum, .. }, Part::Sum) => vec![(None, *sum)],
+        (PointValue::Summary { quantiles, .. }, Part::Quantile) => quantiles
+            .iter()
+            .map(|q| (Some(("quantile", format_value(q.quantile))), q.value))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn number(n: &NumberValue) -> f64 {
+    match n {
+        NumberValue::Int(i) => *i as f64,
+        NumberValue::Double(d) => *d,
+    }
+}
