@@ -1,7 +1,9 @@
 //! The Prometheus query API over OTLP metrics: the Rust SDK's OTLP exporter sends a counter, an
 //! up-down counter, a gauge, a histogram and an exponential histogram under cumulative and
 //! under delta temporality; PromQL reads them by their Prometheus names with the values the SDK
-//! exported, through the HTTP API and through Debian's `promtool`.
+//! exported, through the HTTP API and through Debian's `promtool`; `expr:` rules fire and
+//! resolve, recording rules record, and the `ALERTS` series follows; the README's span-metrics
+//! queries answer.
 
 mod common;
 
@@ -329,7 +331,6 @@ async fn promql_rules_alert_record_and_write_the_alerts_series() {
     let ui = server.ui;
     let provider = meters("shop-cumulative", server.grpc, Temporality::Cumulative);
     record(&provider);
-    provider.shutdown().unwrap();
 
     // The alerting rule fires (no `for`) with the series' labels, `__name__` left out.
     let firing = common::within(common::alerts::LIMIT, || async {
@@ -386,6 +387,33 @@ async fn promql_rules_alert_record_and_write_the_alerts_series() {
     for rule in group["rules"].as_array().unwrap() {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
+
+    // The queue drains to 1: the alert resolves, and its ALERTS series ends at once (a
+    // staleness marker, not five minutes of lookback).
+    let queue = provider.meter("shop").i64_up_down_counter("shop.queue.depth").build();
+    queue.add(-3, &[]);
+    provider.force_flush().unwrap();
+    let resolved = common::within(common::alerts::LIMIT, || async {
+        let (_, body) = common::get_json(ui, "/prometheus/api/v1/alerts").await;
+        body["data"]["alerts"].as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+    assert!(resolved.is_some(), "QueueBacklog never resolved");
+    assert_eq!(one(ui, "shop_queue_depth").await, 1.0);
+    let ended = common::within(common::alerts::LIMIT, || async {
+        instant(ui, "ALERTS").await.is_empty()
+    })
+    .await;
+    assert!(ended.is_some(), "{:?}", instant(ui, "ALERTS").await);
+    assert!(instant(ui, "ALERTS_FOR_STATE").await.is_empty());
+    let (_, history) = common::get_json(ui, "/api/v1/alerts?state=resolved").await;
+    assert!(
+        history["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["rule"] == "QueueBacklog")),
+        "{history}"
+    );
+    provider.shutdown().unwrap();
 }
 
 /// The README's span-metrics queries: error ratio per service, p99 per service, failing edges.
