@@ -390,12 +390,17 @@ async fn promql_rules_alert_record_and_write_the_alerts_series() {
 
     // The queue drains to 1: the alert resolves, and its ALERTS series ends at once (a
     // staleness marker, not five minutes of lookback).
-    let queue = provider.meter("shop").i64_up_down_counter("shop.queue.depth").build();
+    let queue = provider
+        .meter("shop")
+        .i64_up_down_counter("shop.queue.depth")
+        .build();
     queue.add(-3, &[]);
     provider.force_flush().unwrap();
     let resolved = common::within(common::alerts::LIMIT, || async {
         let (_, body) = common::get_json(ui, "/prometheus/api/v1/alerts").await;
-        body["data"]["alerts"].as_array().is_some_and(|a| a.is_empty())
+        body["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
     })
     .await;
     assert!(resolved.is_some(), "QueueBacklog never resolved");
@@ -463,6 +468,43 @@ async fn span_metrics_answer_the_readme_queries() {
         p99.iter().any(|(m, f)| m["job"] == "frontend" && *f > 0.0),
         "{p99:?}"
     );
+    // The duration series name example traces, failed ones first, and they open.
+    let (status, found) = api(
+        ui,
+        "query_exemplars",
+        &[(
+            "query",
+            "spyglass_span_duration_seconds_bucket{job=\"payments\"}",
+        )],
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let series = found["data"].as_array().unwrap();
+    assert!(!series.is_empty(), "{found}");
+    let mut trace_ids = Vec::new();
+    for s in series {
+        assert_eq!(
+            s["seriesLabels"]["__name__"],
+            "spyglass_span_duration_seconds_bucket"
+        );
+        assert_eq!(s["seriesLabels"]["job"], "payments");
+        for e in s["exemplars"].as_array().unwrap() {
+            let value: f64 = e["value"].as_str().unwrap().parse().unwrap();
+            let le = s["seriesLabels"]["le"].as_str().unwrap();
+            assert!(le == "+Inf" || value <= le.parse::<f64>().unwrap(), "{s}");
+            trace_ids.push(e["labels"]["trace_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        series
+            .iter()
+            .any(|s| s["seriesLabels"]["status_code"] == "error"),
+        "{found}"
+    );
+    for id in &trace_ids {
+        let (status, trace) = common::get_json(ui, &format!("/api/v1/traces/{id}")).await;
+        assert_eq!(status, 200, "exemplar trace {id}: {trace}");
+    }
     let edges = instant(ui, FAILING_EDGES).await;
     assert!(
         edges

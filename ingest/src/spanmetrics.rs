@@ -13,6 +13,10 @@
 //! | `spyglass.service_graph.failures` | monotonic sum | `client`, `server`, `connection_type` |
 //! | `spyglass.service_graph.duration` | histogram, seconds | `client`, `server`, `connection_type` |
 //!
+//! Each duration point names up to [`EXEMPLARS_PER_SERIES`] spans counted since the previous
+//! point as exemplars (trace and span id, end time, seconds): failed ones first, then the
+//! slowest, so a chart's outliers lead to their traces.
+//!
 //! An edge is a CLIENT or PRODUCER span and its SERVER or CONSUMER child in another service,
 //! paired within `edge_wait`; its duration is the client's, and it failed when either side has an
 //! error status. A client span left unanswered past the wait becomes an edge to a virtual node
@@ -35,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
 use spyglass_store::model::{
-    AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
-    Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+    AttrValue, Attributes, Exemplar, KeyValue, MetricPoint, MetricType, NumberValue, PointValue,
+    Resource, Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
 };
 use spyglass_store::spanmetrics as names;
 
@@ -49,15 +53,40 @@ pub const DURATION_BOUNDS: [f64; 12] = [
     0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Exemplars a duration series keeps from one write to the next: its slowest spans, failed
+/// ones first.
+pub const EXEMPLARS_PER_SERIES: usize = 2;
+
 #[derive(Clone, Debug, Default)]
 struct Histogram {
     count: u64,
     sum: f64,
     buckets: [u64; DURATION_BOUNDS.len() + 1],
+    /// Spans recorded since the last write that the next point names as exemplars.
+    examples: Vec<Example>,
+}
+
+/// A span a duration series may name as an exemplar.
+#[derive(Clone, Copy, Debug)]
+struct Example {
+    trace: TraceId,
+    span: SpanId,
+    /// When the span ended, Unix nanoseconds.
+    time: u64,
+    seconds: f64,
+    error: bool,
+}
+
+impl Example {
+    /// Failed before succeeded, then slower before faster.
+    fn rank(&self) -> (bool, f64) {
+        (self.error, self.seconds)
+    }
 }
 
 impl Histogram {
-    fn record(&mut self, seconds: f64) {
+    fn record(&mut self, example: Example) {
+        let seconds = example.seconds;
         self.count += 1;
         self.sum += seconds;
         let i = DURATION_BOUNDS
@@ -65,6 +94,37 @@ impl Histogram {
             .position(|b| seconds <= *b)
             .unwrap_or(DURATION_BOUNDS.len());
         self.buckets[i] += 1;
+        if self.examples.len() < EXEMPLARS_PER_SERIES {
+            self.examples.push(example);
+            return;
+        }
+        let (worst, kept) = self
+            .examples
+            .iter()
+            .enumerate()
+            .min_by(|a, b| {
+                a.1.rank()
+                    .partial_cmp(&b.1.rank())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .expect("full");
+        if example.rank() > kept.rank() {
+            self.examples[worst] = example;
+        }
+    }
+
+    /// The kept spans as exemplars, and none kept for the next point.
+    fn take_exemplars(&mut self) -> Vec<Exemplar> {
+        self.examples
+            .drain(..)
+            .map(|e| Exemplar {
+                time_unix_nano: e.time,
+                value: NumberValue::Double(e.seconds),
+                trace_id: Some(e.trace),
+                span_id: Some(e.span),
+                filtered_attributes: Attributes::default(),
+            })
+            .collect()
     }
 }
 
@@ -97,6 +157,9 @@ struct Observation {
     service: String,
     error: bool,
     seconds: f64,
+    trace: TraceId,
+    span: SpanId,
+    time: u64,
     /// Where an unanswered client call went, and what kind of node that is.
     peer: Option<(String, &'static str)>,
 }
@@ -108,6 +171,9 @@ impl Observation {
             service: end.service.to_owned(),
             error: end.error,
             seconds: end.seconds,
+            trace: end.trace,
+            span: end.span,
+            time: end.time,
             peer: matches!(kind, SpanKind::Client | SpanKind::Producer)
                 .then(|| spans.peer(row))
                 .flatten(),
@@ -119,6 +185,9 @@ impl Observation {
             service: &self.service,
             error: self.error,
             seconds: self.seconds,
+            trace: self.trace,
+            span: self.span,
+            time: self.time,
         }
     }
 }
@@ -129,6 +198,22 @@ struct EdgeEnd<'a> {
     service: &'a str,
     error: bool,
     seconds: f64,
+    trace: TraceId,
+    span: SpanId,
+    /// When the span ended, Unix nanoseconds.
+    time: u64,
+}
+
+impl EdgeEnd<'_> {
+    fn example(&self) -> Example {
+        Example {
+            trace: self.trace,
+            span: self.span,
+            time: self.time,
+            seconds: self.seconds,
+            error: self.error,
+        }
+    }
 }
 
 /// The columns of an appended `spans` batch that the generator reads.
@@ -140,6 +225,7 @@ struct SpanColumns<'a> {
     name: &'a StringArray,
     kind: &'a StringArray,
     status: &'a StringArray,
+    start: &'a UInt64Array,
     duration: &'a UInt64Array,
     /// Promoted columns naming an unanswered client's peer, in order of preference, with the
     /// kind of node each names.
@@ -165,6 +251,7 @@ impl<'a> SpanColumns<'a> {
             name: get(batch, "name")?,
             kind: get(batch, "kind")?,
             status: get(batch, "status_code")?,
+            start: get(batch, "start_time_unix_nano")?,
             duration: get(batch, "duration_nano")?,
             peers: (peers.iter())
                 .map(|(column, node)| Some((get(batch, column)?, *node)))
@@ -173,10 +260,14 @@ impl<'a> SpanColumns<'a> {
     }
 
     fn end(&self, row: usize) -> EdgeEnd<'a> {
+        let duration = self.duration.value(row);
         EdgeEnd {
             service: self.service.value(row),
             error: self.status.value(row) == StatusCode::Error.as_str(),
-            seconds: self.duration.value(row) as f64 / 1e9,
+            seconds: duration as f64 / 1e9,
+            trace: self.trace_id(row),
+            span: self.span_id(row),
+            time: self.start.value(row).saturating_add(duration),
         }
     }
 
@@ -376,7 +467,7 @@ impl SpanMetrics {
             let totals = by_op.entry((kind.as_str(), status)).or_default();
             totals.calls += 1;
             totals.errors += u64::from(end.error);
-            totals.duration.record(end.seconds);
+            totals.duration.record(end.example());
             match kind {
                 SpanKind::Client | SpanKind::Producer => {
                     let id = (spans.trace_id(row), spans.span_id(row));
@@ -468,7 +559,17 @@ impl SpanMetrics {
         let totals = self.edge(state, key);
         totals.calls += 1;
         totals.errors += u64::from(client.error || server.error);
-        totals.duration.record(client.seconds);
+        // The edge's example is its failing end when one failed, else the client's span.
+        let example = if server.error && !client.error {
+            Example {
+                error: true,
+                seconds: client.seconds,
+                ..server.example()
+            }
+        } else {
+            client.example()
+        };
+        totals.duration.record(example);
     }
 
     /// Settles waiting spans older than the wait (and the oldest beyond the bound).
@@ -499,7 +600,8 @@ impl SpanMetrics {
             }
             if !old {
                 self.dropped_pending.fetch_add(1, Ordering::Relaxed);
-            } else if let Some((peer, connection_type)) = obs.peer.filter(|_| is_client) {
+            } else if let Some((peer, connection_type)) = obs.peer.clone().filter(|_| is_client) {
+                let example = obs.end().example();
                 let key = EdgeKey {
                     client: obs.service,
                     server: peer,
@@ -508,7 +610,7 @@ impl SpanMetrics {
                 let totals = self.edge(state, key);
                 totals.calls += 1;
                 totals.errors += u64::from(obs.error);
-                totals.duration.record(obs.seconds);
+                totals.duration.record(example);
             }
         }
     }
@@ -562,9 +664,10 @@ impl SpanMetrics {
             resource,
             scope: scope.clone(),
         };
-        let red = state.red.iter().flat_map(|(service, ops)| {
-            ops.iter().flat_map(move |(operation, slots)| {
-                slots.iter().map(move |(&(kind, status), totals)| {
+        let State { red, edges, .. } = &mut *state;
+        let red = red.iter_mut().flat_map(|(service, ops)| {
+            ops.iter_mut().flat_map(move |(operation, slots)| {
+                slots.iter_mut().map(move |(&(kind, status), totals)| {
                     (service, operation, kind, status, totals)
                 })
             })
@@ -592,14 +695,16 @@ impl SpanMetrics {
                     counter(totals.errors),
                 ));
             }
-            out.push(point(
+            let mut duration = point(
                 names::SPAN_DURATION,
                 labels(true),
                 r,
                 histogram(&totals.duration),
-            ));
+            );
+            duration.exemplars = totals.duration.take_exemplars();
+            out.push(duration);
         }
-        for (key, totals) in &state.edges {
+        for (key, totals) in edges.iter_mut() {
             let labels = Attributes::new(vec![
                 kv(names::CLIENT, &key.client),
                 kv(names::SERVER, &key.server),
@@ -618,12 +723,14 @@ impl SpanMetrics {
                 r.clone(),
                 counter(totals.errors),
             ));
-            out.push(point(
+            let mut duration = point(
                 names::GRAPH_DURATION,
                 labels,
                 r,
                 histogram(&totals.duration),
-            ));
+            );
+            duration.exemplars = totals.duration.take_exemplars();
+            out.push(duration);
         }
         out
     }

@@ -1,7 +1,7 @@
 //! Prometheus's query API over the `metrics` table, so that Grafana's Prometheus data source and
 //! `promtool` take `http://HOST:8080/prometheus` as a Prometheus: `query`, `query_range`,
 //! `series`, `labels`, `label/{name}/values` (GET, or POST with a form as Prometheus's Go client
-//! sends), `metadata` and `status/buildinfo`. Answers and errors are in Prometheus's envelope;
+//! sends), `query_exemplars`, `metadata` and `status/buildinfo`. Answers and errors are in Prometheus's envelope;
 //! `errorType` is `bad_data` (400), `execution` (422), `timeout` (503) or `unavailable` (503).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +32,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/prometheus/api/v1/labels", get(labels).post(labels))
         .route("/prometheus/api/v1/label/{name}/values", get(label_values))
         .route("/prometheus/api/v1/metadata", get(metadata))
+        .route(
+            "/prometheus/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .route("/prometheus/api/v1/status/buildinfo", get(buildinfo))
 }
 
@@ -417,6 +421,40 @@ async fn metadata(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
             out.insert(name, json!([{ "type": kind, "help": help, "unit": unit }]));
         }
         Ok::<_, Failure>(success(json!(out)))
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `query`, `start`, `end`: the exemplars of the series the query's selectors read.
+async fn query_exemplars(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = params(raw, &headers, &body);
+    let run = async {
+        let engine = engine(&state)?;
+        let text = query_text(&params)?;
+        let (start, end) = window(&params)?;
+        let found = engine
+            .promql_exemplars(&text, start, end)
+            .await
+            .map_err(Failure::from)?;
+        let data: Vec<Value> = found
+            .iter()
+            .map(|(series, exemplars)| {
+                json!({
+                    "seriesLabels": labels_json(series),
+                    "exemplars": exemplars.iter().map(|(labels, value, t)| json!({
+                        "labels": labels_json(labels),
+                        "value": promql::format_value(*value),
+                        "timestamp": seconds(*t),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok::<_, Failure>(success(json!(data)))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }

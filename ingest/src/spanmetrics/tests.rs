@@ -431,3 +431,90 @@ fn operations_and_edges_past_the_limit_go_to_the_overflow_series() {
     assert_eq!(generator.overflowed(), 8);
     assert_eq!(generator.series(), 5);
 }
+
+#[test]
+fn duration_points_name_the_failed_then_slowest_spans_once() {
+    let generator = SpanMetrics::new(Duration::from_secs(10), 1000, 0);
+    let start = Instant::now();
+    // Four calls of one operation (status ok), 10, 400, 30 and 250 ms; the slowest two are
+    // its exemplars. A fast failed call on the edge beats slow successful ones there.
+    let mut spans = Vec::new();
+    for (t, ms) in [(1u8, 10), (2, 400), (3, 30), (4, 250)] {
+        spans.push(span(
+            (t, 1, None),
+            "a",
+            "GET /a",
+            SpanKind::Server,
+            ms,
+            false,
+            vec![],
+        ));
+    }
+    for (t, ms, failing) in [(5u8, 300, false), (6, 5, true), (7, 200, false)] {
+        spans.push(span(
+            (t, 2, None),
+            "a",
+            "call b",
+            SpanKind::Client,
+            ms,
+            false,
+            vec![],
+        ));
+        spans.push(span(
+            (t, 3, Some(2)),
+            "b",
+            "handle",
+            SpanKind::Server,
+            ms,
+            failing,
+            vec![],
+        ));
+    }
+    generator.record(&spans, start);
+    let points = generator.points(start, 42);
+    let exemplar_traces = |p: &MetricPoint| {
+        let mut ids: Vec<(u8, f64)> = p
+            .exemplars
+            .iter()
+            .map(|e| {
+                let seconds = match e.value {
+                    NumberValue::Double(s) => s,
+                    NumberValue::Int(i) => i as f64,
+                };
+                (e.trace_id.unwrap().0[0], seconds)
+            })
+            .collect();
+        ids.sort_by_key(|(t, _)| *t);
+        ids
+    };
+    let op = find(
+        &points,
+        "spyglass.span.duration",
+        "a",
+        &[("span.name", "GET /a"), ("status.code", "ok")],
+    );
+    assert_eq!(exemplar_traces(op), [(2, 0.4), (4, 0.25)]);
+    let trace_two = &op
+        .exemplars
+        .iter()
+        .find(|e| e.trace_id.unwrap().0[0] == 2)
+        .unwrap();
+    assert_eq!(trace_two.span_id, Some(SpanId([1; 8])));
+    assert_eq!(trace_two.time_unix_nano, 1_000 * MS + 400 * MS);
+    let edge = find(
+        &points,
+        "spyglass.service_graph.duration",
+        "a",
+        &[("server", "b")],
+    );
+    assert_eq!(exemplar_traces(edge), [(5, 0.3), (6, 0.005)]);
+    // The next point names only spans counted after this one.
+    let later = generator.points(start, 43);
+    let op = find(
+        &later,
+        "spyglass.span.duration",
+        "a",
+        &[("span.name", "GET /a"), ("status.code", "ok")],
+    );
+    assert!(op.exemplars.is_empty());
+}

@@ -503,6 +503,29 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The matcher sets of every selector in `expr`.
+pub(super) fn selectors(expr: &Expr, out: &mut Vec<Vec<Matcher>>) {
+    match expr {
+        Expr::VectorSelector(vs) => out.extend(selector_matchers(vs)),
+        Expr::MatrixSelector(ms) => out.extend(selector_matchers(&ms.vs)),
+        Expr::Subquery(sq) => selectors(&sq.expr, out),
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
 /// A selector's matcher sets: one, or one per `or` alternative; the name as `__name__`.
 fn selector_matchers(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     let name = vs

@@ -152,6 +152,75 @@ impl QueryEngine {
         Ok(out.into_iter().collect())
     }
 
+    /// The exemplars of the series `query`'s selectors read, in `[start, end]` (ms): per
+    /// series, its labels and each exemplar's labels (`trace_id`, `span_id`, the filtered
+    /// attributes), value and time (ms). A histogram's exemplar belongs to the `_bucket` series
+    /// its value falls in, as Prometheus's OTLP translation files it.
+    pub async fn promql_exemplars(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<(Labels, f64, i64)>)>, PromError> {
+        let expr = super::parse(query)?;
+        let mut selectors = Vec::new();
+        super::eval::selectors(&expr, &mut selectors);
+        let promoted = &self.config.promote_resource_attributes;
+        let mut out: BTreeMap<Labels, Vec<(Labels, f64, i64)>> = BTreeMap::new();
+        for matchers in selectors {
+            let families = self.families(&matchers, start, end).await?;
+            if families.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT * FROM metrics WHERE prometheus_name IN ({}) AND {} \
+                 AND cardinality(exemplars) > 0 ORDER BY time_unix_nano",
+                in_list(&families),
+                time_condition(start, end)
+            );
+            for point in self.points(&sql).await? {
+                let base = base_labels(&point, promoted);
+                let name = point.prometheus_name();
+                for exemplar in &point.exemplars {
+                    let value = number(&exemplar.value);
+                    let mut labels = base.clone();
+                    match &point.value {
+                        PointValue::Histogram {
+                            explicit_bounds, ..
+                        } => {
+                            let le = explicit_bounds
+                                .iter()
+                                .find(|b| value <= **b)
+                                .map_or("+Inf".to_string(), |b| format_value(*b));
+                            labels.insert(METRIC_NAME.into(), format!("{name}_bucket"));
+                            labels.insert("le".into(), le);
+                        }
+                        PointValue::Number(_) => {
+                            labels.insert(METRIC_NAME.into(), name.clone());
+                        }
+                        _ => continue,
+                    }
+                    if !matches(&labels, &matchers) {
+                        continue;
+                    }
+                    let mut own = Labels::new();
+                    if let Some(t) = exemplar.trace_id {
+                        own.insert("trace_id".into(), t.to_hex());
+                    }
+                    if let Some(s) = exemplar.span_id {
+                        own.insert("span_id".into(), s.to_hex());
+                    }
+                    for kv in exemplar.filtered_attributes.iter() {
+                        own.insert(label_name(&kv.key), kv.value.display().into_owned());
+                    }
+                    let t = (exemplar.time_unix_nano / 1_000_000) as i64;
+                    out.entry(labels).or_default().push((own, value, t));
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// Every metric family in `[start, end]`: its Prometheus name, type, unit and description.
     pub async fn promql_metadata(
         &self,
