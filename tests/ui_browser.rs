@@ -11,7 +11,7 @@ mod smtp;
 
 use std::time::{Duration, Instant};
 
-use common::browser::Ui;
+use common::browser::{BrowserLog, Ui};
 use common::{Server, checkout, get_json, provider, start_server, within};
 use fantoccini::key::Key;
 use opentelemetry::KeyValue;
@@ -235,6 +235,90 @@ async fn every_page_shows_its_content_in_a_real_browser() {
         "a line is drawn"
     );
     ui.done("metrics").await;
+
+    // The explorer's PromQL mode: examples first, then a range chart with its legend and the
+    // exemplars that open traces, the instant values as a table, and a bad query marked.
+    ui.open("/explore").await;
+    ui.wait_text(".examples", "p99 latency per service").await;
+    assert_eq!(ui.count(".examples li a").await, 3);
+    ui.open(&format!(
+        "/explore?query={}",
+        encode("sum by (job) (rate(spyglass_span_calls_total[1m]))")
+    ))
+    .await;
+    ui.wait_text("figure.chart-box figcaption", "series").await;
+    ui.wait_text(".legend", "{job=\"frontend\"}").await;
+    // A line per job, or a dot where a job has one value so far.
+    let drawn = ui
+        .script(
+            "return document.querySelectorAll('figure.chart-box svg path[d*=L], \
+             figure.chart-box svg circle.point').length",
+        )
+        .await;
+    assert!(drawn.as_u64().unwrap() >= 2, "{drawn}");
+    ui.done("metrics-promql-rate").await;
+    ui.open(&format!(
+        "/explore?query={}",
+        encode("histogram_quantile(0.99, sum by (le) (rate(spyglass_span_duration_seconds_bucket[1m])))")
+    ))
+    .await;
+    ui.wait_text("figure.chart-box figcaption", "exemplars")
+        .await;
+    let marks = ui
+        .script(
+            "return [...document.querySelectorAll('svg.chart a.mark')].map(a => a.getAttribute('href'))",
+        )
+        .await;
+    let marks: Vec<String> = marks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!marks.is_empty());
+    assert!(
+        marks
+            .iter()
+            .all(|href| [&traces.failed, &traces.ok, &traces.hostile]
+                .iter()
+                .any(|id| href == &format!("/trace/{id}"))),
+        "exemplars lead to the loaded traces: {marks:?}"
+    );
+    ui.done("metrics-promql-exemplars").await;
+    ui.click("svg.chart a.mark").await;
+    ui.element(".trace-head").await;
+    assert!(
+        ui.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/trace/"),
+        "an exemplar opens its trace"
+    );
+    ui.open(&format!(
+        "/explore?type=instant&query={}",
+        encode("sum by (job) (spyglass_span_calls_total)")
+    ))
+    .await;
+    ui.wait_text("table.instant", "job=\"payments\"").await;
+    assert!(ui.count("table.instant tbody tr").await >= 2);
+    ui.done("metrics-promql-instant").await;
+    ui.open(&format!(
+        "/explore?query={}",
+        encode("sum(rate(spyglass_span_calls_total[1m])")
+    ))
+    .await;
+    ui.wait_text(
+        ".notice.error",
+        "1:4: parse error: unclosed left parenthesis",
+    )
+    .await;
+    let caret = ui.wait_text("pre.query-caret", "^").await;
+    assert!(caret.ends_with("\n   ^"), "{caret:?}");
+    ui.shot("metrics-promql-error").await;
+    // The refused query logged its 400: drop it from the console log.
+    ui.client.issue_cmd(BrowserLog).await.unwrap();
 
     // Logs, linked to their trace.
     ui.open("/logs").await;
@@ -577,4 +661,17 @@ async fn a_silence_made_from_an_alert_stops_its_mails_and_the_ledger_shows_them(
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     traffic.await.unwrap();
+}
+
+/// `text` percent-encoded for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -47,6 +47,18 @@ export async function get(path, params) {
   return answer(response);
 }
 
+/**
+ * GET Prometheus's API (`/prometheus/api/v1/{path}`): the answer's `data`; an error throws
+ * with Prometheus's message (`bad_data` ones name the line and column).
+ */
+export async function prometheus(path, params) {
+  const response = await fetch(`/prometheus/api/v1/${path}${query(params)}`, {
+    headers: { Accept: 'application/json' },
+  });
+  const body = await answer(response);
+  return body.data;
+}
+
 /** POST a SQL statement; returns `{columns, rows, truncated}`. */
 export async function sql(statement) {
   const response = await fetch('/api/v1/sql', {

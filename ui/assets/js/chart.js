@@ -22,7 +22,7 @@ function extent(values) {
   let lo = Infinity;
   let hi = -Infinity;
   for (const v of values) {
-    if (v === null || v === undefined || Number.isNaN(v)) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) continue;
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
@@ -107,16 +107,19 @@ export function sparkline(values, opts = {}) {
 
 /**
  * Lines over time: `series` = [{name, points: [[ms, value]], color}]; `format(v)` labels the y
- * axis. Hovering shows the values at the nearest time.
+ * axis; `marks` = [{x: ms, y, title, href}] are points that link somewhere (exemplars);
+ * `domain` = [ms, ms] is the time span shown (the data's by default).
+ * Hovering shows the values at the nearest time.
  */
 export function lineChart(series, opts = {}) {
   const width = opts.width || 640;
   const height = opts.height || 200;
   const pad = { l: 64, r: 12, t: 10, b: 24 };
   const format = opts.format || String;
+  const marks = opts.marks || [];
   const xs = series.flatMap((sr) => sr.points.map((p) => p[0]));
-  const ys = series.flatMap((sr) => sr.points.map((p) => p[1]));
-  const [x0, x1] = extent(xs);
+  const ys = series.flatMap((sr) => sr.points.map((p) => p[1])).concat(marks.map((m) => m.y));
+  const [x0, x1] = opts.domain || extent(xs.concat(marks.map((m) => m.x)));
   let [y0, y1] = extent(ys);
   y0 = Math.min(0, y0);
   if (y1 <= y0) y1 = y0 + 1;
@@ -141,9 +144,31 @@ export function lineChart(series, opts = {}) {
   }
   series.forEach((sr, i) => {
     const color = sr.color || paletteColor(i);
-    const d = sr.points
-      .map((p, k) => `${k ? 'L' : 'M'}${X(p[0]).toFixed(1)},${Y(p[1] || 0).toFixed(1)}`)
-      .join('');
+    // No value (null), NaN or an infinity is a gap in the line; a value alone between gaps
+    // is a dot.
+    let d = '';
+    const segments = [[]];
+    for (const p of sr.points) {
+      if (typeof p[1] !== 'number' || !Number.isFinite(p[1])) {
+        if (segments[segments.length - 1].length) segments.push([]);
+        continue;
+      }
+      segments[segments.length - 1].push(p);
+    }
+    for (const seg of segments) {
+      if (seg.length === 1) {
+        svg.append(
+          s(
+            'circle',
+            { class: 'point', cx: X(seg[0][0]), cy: Y(seg[0][1]), r: 2.5, fill: color },
+            s('title', null, sr.name),
+          ),
+        );
+      }
+      seg.forEach((p, k) => {
+        d += `${k ? 'L' : 'M'}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`;
+      });
+    }
     if (d)
       svg.append(
         s(
@@ -153,6 +178,20 @@ export function lineChart(series, opts = {}) {
         ),
       );
   });
+  // Marks (exemplars): a point each, a link to what it names.
+  for (const m of marks) {
+    svg.append(
+      s(
+        'a',
+        { href: m.href, 'data-link': '', class: 'mark' },
+        s(
+          'circle',
+          { class: 'exemplar', cx: X(m.x).toFixed(1), cy: Y(m.y).toFixed(1), r: 4 },
+          s('title', null, m.title),
+        ),
+      ),
+    );
+  }
   const cursor = s('line', {
     class: 'cursor',
     y1: pad.t,

@@ -60,6 +60,14 @@ function msOf(text, now) {
   return Number.isNaN(parsed) ? null : parsed;
 }
 
+/** The range's start and end in milliseconds since the epoch. */
+export function millis(range) {
+  const now = Date.now();
+  const start = msOf(range.start, now);
+  const end = msOf(range.end, now);
+  return [start ?? now - 3600 * 1000, end ?? now];
+}
+
 /** A step giving about `points` points over the range, as the API takes it. */
 export function step(range, points = 30) {
   let sec = range.seconds;
