@@ -13,7 +13,10 @@
 //!   the OpenTelemetry Collector's `deltatocumulative` processor does, so `rate` and `increase`
 //!   read them as counters.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 
 use promql_parser::label::{MatchOp, Matcher};
 use spyglass_store::model::{MetricPoint, MetricType, NumberValue, PointValue, Temporality};
@@ -281,6 +284,10 @@ impl QueryEngine {
     }
 
     /// The series matching `matchers` with their points in `[from, to]` (ms).
+    ///
+    /// Labels are read once per stored series (from its rows at the first time it has in the
+    /// span), then only the value columns of every row: the maps a row carries are the costly
+    /// part to read, and they are the same on every row of a series.
     async fn read_series(
         &self,
         matchers: &[Matcher],
@@ -291,31 +298,188 @@ impl QueryEngine {
         if families.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT * FROM metrics WHERE prometheus_name IN ({}) AND {} \
-             ORDER BY time_unix_nano",
-            in_list(&families),
-            time_condition(from, to)
-        );
-        let mut points = self.points(&sql).await?;
-        // Delta series are added up from their first point: read what came before `from`.
-        let delta: HashSet<u64> = points
-            .iter()
-            .filter(|p| accumulates(p))
-            .map(|p| spyglass_store::schema::series_id(&p.metric_name, &p.attributes, &p.resource))
-            .collect();
-        if !delta.is_empty() && from > 0 {
-            let ids: Vec<String> = delta.iter().map(u64::to_string).collect();
-            let sql = format!(
-                "SELECT * FROM metrics WHERE series_id IN ({}) AND time_unix_nano < {} \
-                 ORDER BY time_unix_nano",
-                ids.join(", "),
-                ms_to_ns(from)
-            );
-            let mut earlier = self.points(&sql).await?;
-            earlier.append(&mut points);
-            points = earlier;
+        let names = in_list(&families);
+        let window = time_condition(from, to);
+        // 1. Each stored series' first time in the span; its rows at those times hold its
+        //    labels (scraped series share their times, so the times are few).
+        let firsts = self
+            .internal_sql(&format!(
+                "SELECT DISTINCT min(time_unix_nano) FROM metrics \
+                 WHERE prometheus_name IN ({names}) AND {window} GROUP BY series_id"
+            ))
+            .await
+            .map_err(internal)?;
+        let mut times = Vec::new();
+        for batch in &firsts {
+            let column = batch.column(0).as_primitive::<UInt64Type>();
+            times.extend(column.iter().flatten().map(|t| t.to_string()));
         }
+        if times.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads = self
+            .internal_sql(&format!(
+                "SELECT * FROM metrics WHERE prometheus_name IN ({names}) AND {window} \
+                 AND time_unix_nano IN ({})",
+                times.join(", ")
+            ))
+            .await
+            .map_err(internal)?;
+        let promoted = &self.config.promote_resource_attributes;
+        // Stored series id → its exposed series: (index in `out`, part, `le`/`quantile` index).
+        let mut wanted: HashMap<u64, Vec<(usize, Part, usize)>> = HashMap::new();
+        let mut out: Vec<Series> = Vec::new();
+        let mut slow: Vec<u64> = Vec::new();
+        for batch in &heads {
+            let ids = batch
+                .column_by_name("series_id")
+                .ok_or_else(|| internal("no series_id column"))?
+                .as_primitive::<UInt64Type>()
+                .clone();
+            let points = spyglass_store::schema::metrics_from_batch(batch).map_err(internal)?;
+            for (row, point) in points.iter().enumerate() {
+                let id = ids.value(row);
+                if wanted.contains_key(&id) || slow.contains(&id) {
+                    continue;
+                }
+                // Deltas are added up from the first point, summaries have no fixed columns,
+                // exponential histograms are rare: those take the row-by-row path.
+                if accumulates(point) || point.metric_type == MetricType::Summary {
+                    slow.push(id);
+                    continue;
+                }
+                let base = base_labels(point, promoted);
+                let mut exposed_here = Vec::new();
+                for (name, part) in exposed(&point.prometheus_name(), point.metric_type) {
+                    for (k, (extra, _)) in part_values(point, part).into_iter().enumerate() {
+                        let mut labels = base.clone();
+                        labels.insert(METRIC_NAME.into(), name.clone());
+                        if let Some((key, value)) = extra {
+                            labels.insert(key.into(), value);
+                        }
+                        if matches(&labels, matchers) {
+                            exposed_here.push((out.len(), part, k));
+                            out.push(Series {
+                                labels,
+                                points: Vec::new(),
+                            });
+                        }
+                    }
+                }
+                wanted.insert(id, exposed_here);
+            }
+        }
+        wanted.retain(|_, exposed| !exposed.is_empty());
+        // 2. The values of the wanted series, every row in the span.
+        if !wanted.is_empty() {
+            let rows = self
+                .internal_sql(&format!(
+                    "SELECT series_id, time_unix_nano, flags, value, count, sum, bucket_counts \
+                     FROM metrics WHERE prometheus_name IN ({names}) AND {window}"
+                ))
+                .await
+                .map_err(internal)?;
+            let mut read = 0usize;
+            let limit = self.config.promql_max_samples;
+            for batch in &rows {
+                let ids = batch.column(0).as_primitive::<UInt64Type>();
+                let time = batch.column(1).as_primitive::<UInt64Type>();
+                let flags = batch.column(2).as_primitive::<UInt32Type>();
+                let value = batch.column(3).as_primitive::<Float64Type>();
+                let count = batch.column(4).as_primitive::<UInt64Type>();
+                let sum = batch.column(5).as_primitive::<Float64Type>();
+                let buckets = batch.column(6).as_list::<i32>();
+                for row in 0..batch.num_rows() {
+                    let Some(exposed_here) = wanted.get(&ids.value(row)) else {
+                        continue;
+                    };
+                    let t = (time.value(row) / 1_000_000) as i64;
+                    let stale = flags.value(row) & NO_RECORDED_VALUE != 0;
+                    let mut cumulative: Option<Vec<u64>> = None;
+                    for &(index, part, k) in exposed_here {
+                        let f = if stale {
+                            Some(stale_marker())
+                        } else {
+                            match part {
+                                Part::Value => (!value.is_null(row)).then(|| value.value(row)),
+                                Part::Count => {
+                                    (!count.is_null(row)).then(|| count.value(row) as f64)
+                                }
+                                Part::Sum => (!sum.is_null(row)).then(|| sum.value(row)),
+                                Part::Bucket => {
+                                    let c = cumulative.get_or_insert_with(|| {
+                                        let counts = buckets.value(row);
+                                        let counts = counts.as_primitive::<UInt64Type>();
+                                        let mut total = 0;
+                                        counts
+                                            .values()
+                                            .iter()
+                                            .map(|n| {
+                                                total += n;
+                                                total
+                                            })
+                                            .collect()
+                                    });
+                                    // The last bucket's cumulative count is the `+Inf` one.
+                                    c.get(k).map(|n| *n as f64)
+                                }
+                                Part::Quantile => None,
+                            }
+                        };
+                        if let Some(f) = f {
+                            out[index].points.push((t, f));
+                            read += 1;
+                        }
+                    }
+                }
+                if read > limit {
+                    return Err(PromError::execution(format!(
+                        "query processing would load too many samples into memory (more than max_samples = {limit})"
+                    )));
+                }
+            }
+        }
+        for series in &mut out {
+            series.points.sort_by_key(|p| p.0);
+            // A point sent twice at one time counts once, the later one.
+            series.points.dedup_by(|later, earlier| {
+                if later.0 == earlier.0 {
+                    earlier.1 = later.1;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        out.retain(|s| !s.points.is_empty());
+        if !slow.is_empty() {
+            out.extend(self.read_series_rows(matchers, &slow, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    /// Row by row, every column: delta series (added up from their first point, so their rows
+    /// before `from` are read too) and summaries.
+    async fn read_series_rows(
+        &self,
+        matchers: &[Matcher],
+        ids: &[u64],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let sql = format!(
+            "SELECT * FROM metrics WHERE series_id IN ({}) AND time_unix_nano <= {} \
+             ORDER BY time_unix_nano",
+            ids.join(", "),
+            ms_to_ns(to).saturating_add(999_999)
+        );
+        let points: Vec<MetricPoint> = self
+            .points(&sql)
+            .await?
+            .into_iter()
+            .filter(|p| accumulates(p) || p.time_unix_nano >= ms_to_ns(from))
+            .collect();
         let promoted = &self.config.promote_resource_attributes;
         Ok(translate(&points, promoted, from)
             .into_iter()
