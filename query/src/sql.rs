@@ -254,6 +254,18 @@ fn internal(e: impl std::fmt::Display) -> Error {
 }
 
 impl QueryEngine {
+    /// Runs a read-only query to its end, without the row limit, and counts its rows: the
+    /// baseline benchmarks measure a query against.
+    pub async fn scan_rows(&self, sql: &str) -> Result<usize> {
+        check_read_only_sql(sql)?;
+        Ok(self
+            .internal_sql(sql)
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum())
+    }
+
     /// Runs SQL the engine wrote itself, without the user-facing row limit.
     pub(crate) async fn internal_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let snapshot = self.snapshot();

@@ -64,9 +64,11 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
     } else {
         None
     };
+    let node = a as *const AggregateExpr as usize;
     let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
     for s in input {
-        groups.entry(grouping(&s.labels)).or_default().push(s.f);
+        let group = ev.memo(node, &s.labels, &grouping);
+        groups.entry(group).or_default().push(s.f);
     }
     let mut out = Vec::with_capacity(groups.len());
     for (labels, values) in groups {

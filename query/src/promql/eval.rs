@@ -59,6 +59,10 @@ pub struct Evaluator<'a> {
     /// Each selector's series, by the selector's address in the expression.
     data: HashMap<usize, Vec<Series>>,
     samples_read: usize,
+    /// Labels worked out once per operation and label set (a range function's result labels,
+    /// an aggregation's group), by the operation's and the input labels' addresses; the input
+    /// is kept so its address stays its own.
+    memo: HashMap<(usize, usize), (Labels, Labels)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -71,6 +75,7 @@ impl<'a> Evaluator<'a> {
             started: Instant::now(),
             data: HashMap::new(),
             samples_read: 0,
+            memo: HashMap::new(),
         }
     }
 
@@ -270,6 +275,22 @@ impl<'a> Evaluator<'a> {
     fn read_time(&self, offset: &Option<Offset>, at: &Option<AtModifier>, t: i64) -> i64 {
         let base = at.as_ref().map_or(t, |at| self.at_time(at));
         base - offset_ms(offset)
+    }
+
+    /// `f(labels)` for operation `op` (its node's address), worked out once per label set.
+    pub(super) fn memo(
+        &mut self,
+        op: usize,
+        labels: &Labels,
+        f: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        let key = (op, labels.address());
+        if let Some((_, out)) = self.memo.get(&key) {
+            return out.clone();
+        }
+        let out = f(labels);
+        self.memo.insert(key, (labels.clone(), out.clone()));
+        out
     }
 
     pub(super) fn check_time(&self) -> Result<(), PromError> {

@@ -224,6 +224,7 @@ fn over_range(
     if name == "absent_over_time" {
         return Ok(Value::Vector(absent(matrix.is_empty(), matrix_arg, t)));
     }
+    let op = call_address(args);
     let mut out = Vec::with_capacity(matrix.len());
     for Series { mut labels, points } in matrix {
         let value = match name {
@@ -276,12 +277,21 @@ fn over_range(
         };
         if let Some(f) = value {
             if drop_name {
-                labels.remove(METRIC_NAME);
+                labels = ev.memo(op, &labels, |l| {
+                    let mut l = l.clone();
+                    l.remove(METRIC_NAME);
+                    l
+                });
             }
             out.push(Sample { labels, t, f });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// An address standing for the call whose arguments these are.
+fn call_address(args: &[&Expr]) -> usize {
+    args.first().map_or(0, |a| *a as *const Expr as usize)
 }
 
 /// `rate`, `increase` and `delta`: the change over the samples in `(start, end]`, extrapolated
