@@ -15,12 +15,16 @@
 //! query runs a quarter as often). The loaded store is kept under
 //! `$HOME/.cache/spyglass-bench/promql` and reused.
 
+mod common;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use common::{env_usize, ms, now_nanos, percentiles};
 
 use spyglass_query::model::{
     AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
@@ -35,20 +39,6 @@ const ROUTES: usize = 20;
 const STEP_NANO: u64 = 15_000_000_000;
 const DAY_POINTS: u64 = 24 * 3600 / 15;
 const BOUNDS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -184,26 +174,6 @@ fn load(dir: &Path, runtime: &tokio::runtime::Runtime) -> (Store, u64) {
         started.elapsed().as_secs_f64()
     );
     (store, end / 1_000_000)
-}
-
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Figures {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Figures {
-        p50: at(0.50),
-        p99: at(0.99),
-        max: at(1.0),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
 fn main() {

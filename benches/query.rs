@@ -10,11 +10,15 @@
 //! `EXPLAIN ANALYZE`. The loaded store is kept under
 //! `$HOME/.cache/spyglass-bench/` and reused while its span count matches.
 
+mod common;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use common::{Figures, env_usize, ms, now_nanos, percentiles};
 
 use spyglass_ingest::SpanMetrics;
 use spyglass_query::model::TraceId;
@@ -27,13 +31,6 @@ const HOUR: u64 = 3_600_000_000_000;
 const TRACE_INTERVAL_NANO: u64 = 81_000_000;
 /// Span metrics are written every minute of span time.
 const METRICS_INTERVAL_NANO: u64 = 60_000_000_000;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn store_config() -> StoreConfig {
     StoreConfig {
@@ -110,33 +107,6 @@ fn load(dir: &PathBuf, spans: usize, runtime: &tokio::runtime::Runtime) -> (Stor
         started.elapsed().as_secs_f64()
     );
     (store, ids)
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Figures {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Figures {
-        p50: at(0.50),
-        p99: at(0.99),
-        max: at(1.0),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 fn main() {

@@ -237,3 +237,20 @@ pub fn now_nanos() -> u64 {
 pub fn ms(d: std::time::Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
+
+/// Median, 99th percentile and maximum of measured runs.
+pub struct Figures {
+    pub p50: std::time::Duration,
+    pub p99: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+pub fn percentiles(mut samples: Vec<std::time::Duration>) -> Figures {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Figures {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}

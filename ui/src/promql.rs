@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -39,20 +39,30 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/prometheus/api/v1/status/buildinfo", get(buildinfo))
 }
 
-/// The URL's parameters and, for a form POST, the body's.
-fn params(raw: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
-    let form = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let mut text = raw.unwrap_or_default();
-    if form && !body.is_empty() {
-        if !text.is_empty() {
-            text.push('&');
+/// The URL's parameters and, for a form POST (as Prometheus's Go client sends), the body's.
+struct Form(Params);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
+    type Rejection = Failure;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
+        let mut text = request.uri().query().unwrap_or_default().to_owned();
+        let form = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| bad_data(format!("cannot read the request body: {e}")))?;
+        if form && !body.is_empty() {
+            if !text.is_empty() {
+                text.push('&');
+            }
+            text.push_str(&String::from_utf8_lossy(&body));
         }
-        text.push_str(&String::from_utf8_lossy(body));
+        Ok(Form(Params::parse(Some(&text))))
     }
-    Params::parse(Some(&text))
 }
 
 fn success(data: Value) -> Response {
@@ -205,66 +215,51 @@ fn query_text(params: &Params) -> Result<String, Failure> {
 }
 
 /// `query`, `time` (default now).
-async fn query(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = params(raw, &headers, &body);
-    let run = async {
-        let engine = engine(&state)?;
-        let text = query_text(&params)?;
-        let t = time_param(&params, "time", now_ms())?;
-        let value = engine
-            .promql_instant(&text, t)
-            .await
-            .map_err(Failure::from)?;
-        Ok::<_, Failure>(success(value_json(&value, t)))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn query(State(state): State<AppState>, Form(params): Form) -> Result<Response, Failure> {
+    let engine = engine(&state)?;
+    let text = query_text(&params)?;
+    let t = time_param(&params, "time", now_ms())?;
+    let value = engine
+        .promql_instant(&text, t)
+        .await
+        .map_err(Failure::from)?;
+    Ok(success(value_json(&value, t)))
 }
 
 /// `query`, `start`, `end`, `step`.
 async fn query_range(
     State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = params(raw, &headers, &body);
-    let run = async {
-        let engine = engine(&state)?;
-        let text = query_text(&params)?;
-        let (Some(_), Some(_)) = (params.get("start"), params.get("end")) else {
-            return Err(bad_data(
-                "invalid parameter \"start\" or \"end\": both are needed".into(),
-            ));
-        };
-        let start = time_param(&params, "start", 0)?;
-        let end = time_param(&params, "end", 0)?;
-        if end < start {
-            return Err(bad_data(
-                "invalid parameter \"end\": end timestamp must not be before start time".into(),
-            ));
-        }
-        let Some(step) = duration_param(&params, "step")? else {
-            return Err(bad_data("invalid parameter \"step\": no step given".into()));
-        };
-        if step <= 0 {
-            return Err(bad_data(
+    Form(params): Form,
+) -> Result<Response, Failure> {
+    let engine = engine(&state)?;
+    let text = query_text(&params)?;
+    let (Some(_), Some(_)) = (params.get("start"), params.get("end")) else {
+        return Err(bad_data(
+            "invalid parameter \"start\" or \"end\": both are needed".into(),
+        ));
+    };
+    let start = time_param(&params, "start", 0)?;
+    let end = time_param(&params, "end", 0)?;
+    if end < start {
+        return Err(bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    let Some(step) = duration_param(&params, "step")? else {
+        return Err(bad_data("invalid parameter \"step\": no step given".into()));
+    };
+    if step <= 0 {
+        return Err(bad_data(
                 "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
-        }
-        let matrix = engine
-            .promql_range(&text, start, end, step)
-            .await
-            .map_err(Failure::from)?;
-        Ok(success(
-            json!({ "resultType": "matrix", "result": matrix_json(&matrix) }),
-        ))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    }
+    let matrix = engine
+        .promql_range(&text, start, end, step)
+        .await
+        .map_err(Failure::from)?;
+    Ok(success(
+        json!({ "resultType": "matrix", "result": matrix_json(&matrix) }),
+    ))
 }
 
 /// `match[]` selectors as matcher sets (a selector's `or` alternatives are sets of their own).
@@ -339,124 +334,91 @@ async fn matching(
 }
 
 /// `match[]` (at least one), `start`, `end`.
-async fn series(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = params(raw, &headers, &body);
-    match matching(&state, &params, true).await {
-        Ok(found) => success(json!(found)),
-        Err(e) => e.into_response(),
-    }
+async fn series(State(state): State<AppState>, Form(params): Form) -> Result<Response, Failure> {
+    let found = matching(&state, &params, true).await?;
+    Ok(success(json!(found)))
 }
 
 /// `match[]` (optional), `start`, `end`.
-async fn labels(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = params(raw, &headers, &body);
-    match matching(&state, &params, false).await {
-        Ok(found) => {
-            let names: BTreeSet<&String> = found.iter().flat_map(|l| l.keys()).collect();
-            success(json!(names))
-        }
-        Err(e) => e.into_response(),
-    }
+async fn labels(State(state): State<AppState>, Form(params): Form) -> Result<Response, Failure> {
+    let found = matching(&state, &params, false).await?;
+    let names: BTreeSet<&String> = found.iter().flat_map(|l| l.keys()).collect();
+    Ok(success(json!(names)))
 }
 
 /// The values of one label: `match[]` (optional), `start`, `end`.
 async fn label_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let params = Params::parse(raw.as_deref());
-    match matching(&state, &params, false).await {
-        Ok(found) => {
-            let values: BTreeSet<&String> = found.iter().filter_map(|l| l.get(&name)).collect();
-            success(json!(values))
-        }
-        Err(e) => e.into_response(),
-    }
+    Form(params): Form,
+) -> Result<Response, Failure> {
+    let found = matching(&state, &params, false).await?;
+    let values: BTreeSet<&String> = found.iter().filter_map(|l| l.get(&name)).collect();
+    Ok(success(json!(values)))
 }
 
 /// `metric` (optional), `limit` (optional): each metric's type, help and unit.
-async fn metadata(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let params = Params::parse(raw.as_deref());
-    let run = async {
-        let engine = engine(&state)?;
-        let (start, end) = window(&params)?;
-        let limit = match params.get("limit") {
-            Some(l) => l.parse::<i64>().map_err(|_| {
-                bad_data(format!(
-                    "invalid parameter \"limit\": {l:?} is not a number"
-                ))
-            })?,
-            None => -1,
-        };
-        let families = engine
-            .promql_metadata(start, end)
-            .await
-            .map_err(Failure::from)?;
-        let mut out: BTreeMap<String, Value> = BTreeMap::new();
-        for (name, metric_type, unit, help) in families {
-            if params.get("metric").is_some_and(|m| m != name) {
-                continue;
-            }
-            if limit >= 0 && out.len() as i64 >= limit {
-                break;
-            }
-            let kind = match metric_type {
-                MetricType::Gauge => "gauge",
-                MetricType::Sum if name.ends_with("_total") => "counter",
-                MetricType::Sum => "gauge",
-                MetricType::Histogram | MetricType::ExponentialHistogram => "histogram",
-                MetricType::Summary => "summary",
-            };
-            out.insert(name, json!([{ "type": kind, "help": help, "unit": unit }]));
-        }
-        Ok::<_, Failure>(success(json!(out)))
+async fn metadata(State(state): State<AppState>, Form(params): Form) -> Result<Response, Failure> {
+    let engine = engine(&state)?;
+    let (start, end) = window(&params)?;
+    let limit = match params.get("limit") {
+        Some(l) => l.parse::<i64>().map_err(|_| {
+            bad_data(format!(
+                "invalid parameter \"limit\": {l:?} is not a number"
+            ))
+        })?,
+        None => -1,
     };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    let families = engine
+        .promql_metadata(start, end)
+        .await
+        .map_err(Failure::from)?;
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    for (name, metric_type, unit, help) in families {
+        if params.get("metric").is_some_and(|m| m != name) {
+            continue;
+        }
+        if limit >= 0 && out.len() as i64 >= limit {
+            break;
+        }
+        let kind = match metric_type {
+            MetricType::Gauge => "gauge",
+            MetricType::Sum if name.ends_with("_total") => "counter",
+            MetricType::Sum => "gauge",
+            MetricType::Histogram | MetricType::ExponentialHistogram => "histogram",
+            MetricType::Summary => "summary",
+        };
+        out.insert(name, json!([{ "type": kind, "help": help, "unit": unit }]));
+    }
+    Ok(success(json!(out)))
 }
 
 /// `query`, `start`, `end`: the exemplars of the series the query's selectors read.
 async fn query_exemplars(
     State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = params(raw, &headers, &body);
-    let run = async {
-        let engine = engine(&state)?;
-        let text = query_text(&params)?;
-        let (start, end) = window(&params)?;
-        let found = engine
-            .promql_exemplars(&text, start, end)
-            .await
-            .map_err(Failure::from)?;
-        let data: Vec<Value> = found
-            .iter()
-            .map(|(series, exemplars)| {
-                json!({
-                    "seriesLabels": labels_json(series),
-                    "exemplars": exemplars.iter().map(|(labels, value, t)| json!({
-                        "labels": labels_json(labels),
-                        "value": promql::format_value(*value),
-                        "timestamp": seconds(*t),
-                    })).collect::<Vec<_>>(),
-                })
+    Form(params): Form,
+) -> Result<Response, Failure> {
+    let engine = engine(&state)?;
+    let text = query_text(&params)?;
+    let (start, end) = window(&params)?;
+    let found = engine
+        .promql_exemplars(&text, start, end)
+        .await
+        .map_err(Failure::from)?;
+    let data: Vec<Value> = found
+        .iter()
+        .map(|(series, exemplars)| {
+            json!({
+                "seriesLabels": labels_json(series),
+                "exemplars": exemplars.iter().map(|(labels, value, t)| json!({
+                    "labels": labels_json(labels),
+                    "value": promql::format_value(*value),
+                    "timestamp": seconds(*t),
+                })).collect::<Vec<_>>(),
             })
-            .collect();
-        Ok::<_, Failure>(success(json!(data)))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        })
+        .collect();
+    Ok(success(json!(data)))
 }
 
 async fn buildinfo() -> Response {

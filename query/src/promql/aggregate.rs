@@ -67,7 +67,7 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
     let node = a as *const AggregateExpr as usize;
     let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
     for s in input {
-        let group = ev.memo(node, &s.labels, &grouping);
+        let group = ev.memo(node, &s.labels, grouping);
         groups.entry(group).or_default().push(s.f);
     }
     let mut out = Vec::with_capacity(groups.len());

@@ -459,14 +459,11 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// An expression that must give a vector.
+    /// An expression that must give an instant vector.
     pub(super) fn vector(&mut self, expr: &Expr, t: i64) -> Result<Vec<Sample>, PromError> {
         match self.eval(expr, t)? {
             Value::Vector(v) => Ok(v),
-            other => Err(PromError::execution(format!(
-                "expected an instant vector, got a {}",
-                other.type_name()
-            ))),
+            other => Err(expected("an instant vector", &other)),
         }
     }
 
@@ -474,10 +471,7 @@ impl<'a> Evaluator<'a> {
     pub(super) fn matrix(&mut self, expr: &Expr, t: i64) -> Result<Vec<Series>, PromError> {
         match self.eval(expr, t)? {
             Value::Matrix(m) => Ok(m),
-            other => Err(PromError::execution(format!(
-                "expected a range vector, got a {}",
-                other.type_name()
-            ))),
+            other => Err(expected("a range vector", &other)),
         }
     }
 
@@ -485,10 +479,7 @@ impl<'a> Evaluator<'a> {
     pub(super) fn scalar(&mut self, expr: &Expr, t: i64) -> Result<f64, PromError> {
         match self.eval(expr, t)? {
             Value::Scalar(f) => Ok(f),
-            other => Err(PromError::execution(format!(
-                "expected a scalar, got a {}",
-                other.type_name()
-            ))),
+            other => Err(expected("a scalar", &other)),
         }
     }
 
@@ -496,10 +487,7 @@ impl<'a> Evaluator<'a> {
     pub(super) fn string(&mut self, expr: &Expr, t: i64) -> Result<String, PromError> {
         match self.eval(expr, t)? {
             Value::String(s) => Ok(s),
-            other => Err(PromError::execution(format!(
-                "expected a string, got a {}",
-                other.type_name()
-            ))),
+            other => Err(expected("a string", &other)),
         }
     }
 
@@ -585,6 +573,10 @@ fn system_time_ms(time: SystemTime) -> i64 {
         Ok(d) => millis(&d),
         Err(e) => -millis(&e.duration()),
     }
+}
+
+fn expected(what: &str, got: &Value) -> PromError {
+    PromError::execution(format!("expected {what}, got a {}", got.type_name()))
 }
 
 /// Prometheus refuses a vector with two elements of one label set.

@@ -714,7 +714,8 @@ fn date(seconds: f64, part: DatePart) -> f64 {
     let secs = seconds.floor() as i64;
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = spyglass_store::model::civil_from_days(days);
+    let (m, d) = (i64::from(m), i64::from(d));
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     const BEFORE: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
     (match part {
@@ -733,18 +734,4 @@ fn date(seconds: f64, part: DatePart) -> f64 {
         DatePart::Hour => of_day / 3600,
         DatePart::Minute => of_day % 3600 / 60,
     }) as f64
-}
-
-/// Year, month and day of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
