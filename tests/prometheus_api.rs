@@ -513,3 +513,83 @@ async fn span_metrics_answer_the_readme_queries() {
         "{edges:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_days_old_are_queryable_at_their_time_with_their_target_info() {
+    let server = common::start_server().await;
+    let ui = server.ui;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A batch job reporting three days late, over OTLP/HTTP JSON.
+    let first = now - 3 * 86_400;
+    let second = first + 60;
+    let body = serde_json::json!({"resourceMetrics": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "batch-job"}},
+            {"key": "deployment.environment", "value": {"stringValue": "prod"}},
+            {"key": "host.name", "value": {"stringValue": "h1"}}
+        ]},
+        "scopeMetrics": [{"scope": {"name": "backfill"}, "metrics": [{
+            "name": "backfill.jobs",
+            "unit": "{job}",
+            "sum": {"aggregationTemporality": 2, "isMonotonic": true, "dataPoints": [
+                {"asInt": "5", "startTimeUnixNano": format!("{}", (first - 60) * 1_000_000_000),
+                 "timeUnixNano": format!("{}", first * 1_000_000_000)},
+                {"asInt": "12", "startTimeUnixNano": format!("{}", (first - 60) * 1_000_000_000),
+                 "timeUnixNano": format!("{}", second * 1_000_000_000)}
+            ]}
+        }]}]
+    }]});
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/metrics", server.http))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let at = (second + 10).to_string();
+    let (status, body) = api(
+        ui,
+        "query",
+        &[("query", "backfill_jobs_total"), ("time", &at)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["data"]["result"];
+    assert_eq!(result.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(result[0]["value"][1], "12");
+    assert_eq!(result[0]["metric"]["job"], "batch-job");
+    let (_, body) = api(
+        ui,
+        "query",
+        &[("query", "target_info{job=\"batch-job\"}"), ("time", &at)],
+    )
+    .await;
+    let info = &body["data"]["result"][0]["metric"];
+    assert_eq!(info["deployment_environment"], "prod", "{body}");
+    assert_eq!(info["host_name"], "h1", "{body}");
+    // Joined onto the series, as queries written for Prometheus's OTLP receiver do.
+    let (_, body) = api(
+        ui,
+        "query",
+        &[
+            (
+                "query",
+                "backfill_jobs_total * on (job) group_left (host_name) target_info",
+            ),
+            ("time", &at),
+        ],
+    )
+    .await;
+    assert_eq!(
+        body["data"]["result"][0]["metric"]["host_name"], "h1",
+        "{body}"
+    );
+    assert_eq!(body["data"]["result"][0]["value"][1], "12");
+    // Three days later, beyond the lookback, it is gone.
+    assert!(instant(ui, "backfill_jobs_total").await.is_empty());
+}

@@ -177,9 +177,10 @@ impl<'a> Evaluator<'a> {
         let mut series_read = 0usize;
         for (key, (vs, from, to)) in windows {
             let mut series = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for matchers in selector_matchers(vs) {
                 for s in self.source.select(&matchers, from, to)? {
-                    if !series.iter().any(|x: &Series| x.labels == s.labels) {
+                    if seen.insert(s.labels.clone()) {
                         series.push(s);
                     }
                 }

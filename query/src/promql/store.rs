@@ -8,6 +8,8 @@
 //!   (and `key_` before a leading digit); `service.namespace/service.name` is `job`,
 //!   `service.instance.id` is `instance` (unless the point has its own); `[query]
 //!   promote_resource_attributes` are labels too.
+//! - `target_info{job, instance, …}` is 1 for each resource with other attributes, labelled
+//!   with them, at each time it sent points.
 //! - A point flagged "no recorded value" is a staleness marker.
 //! - Delta sums and histograms are added up in time order from the series' first point, as
 //!   the OpenTelemetry Collector's `deltatocumulative` processor does, so `rate` and `increase`
@@ -28,6 +30,9 @@ use super::{
 };
 use crate::QueryEngine;
 use crate::health::sql_string;
+
+/// The series of each resource's other attributes.
+const TARGET_INFO: &str = "target_info";
 
 /// OTLP `DataPointFlags`: the point holds no value (the series ended).
 const NO_RECORDED_VALUE: u32 = 1;
@@ -146,6 +151,15 @@ impl QueryEngine {
                     out.insert(labels);
                 }
             }
+            let names_target_info = matchers
+                .iter()
+                .filter(|m| m.name == METRIC_NAME)
+                .all(|m| m.is_match(TARGET_INFO));
+            if names_target_info {
+                for series in self.target_info(matchers, start, end).await? {
+                    out.insert(series.labels);
+                }
+            }
             if out.len() > limit {
                 return Err(PromError::execution(format!(
                     "more than max_series = {limit} series match; narrow the selectors"
@@ -257,6 +271,7 @@ impl QueryEngine {
     async fn gather(&self, needs: Vec<super::Selection>) -> Result<MemorySource, PromError> {
         let limits = self.config.promql_limits();
         let mut source = MemorySource::default();
+        let mut seen: HashMap<Labels, usize> = HashMap::new();
         let mut samples = 0usize;
         for need in needs {
             for matchers in &need.matchers {
@@ -268,8 +283,19 @@ impl QueryEngine {
                             limits.max_samples
                         )));
                     }
-                    if !source.series.iter().any(|s| s.labels == series.labels) {
-                        source.series.push(series);
+                    // A series two selections read (with other windows) is kept once, with
+                    // the points of both.
+                    match seen.get(&series.labels) {
+                        Some(&i) => {
+                            let points: &mut Vec<(i64, f64)> = &mut source.series[i].points;
+                            points.extend(series.points);
+                            points.sort_by_key(|p| p.0);
+                            points.dedup_by_key(|p| p.0);
+                        }
+                        None => {
+                            seen.insert(series.labels.clone(), source.series.len());
+                            source.series.push(series);
+                        }
                     }
                 }
                 if source.series.len() > limits.max_series {
@@ -289,6 +315,70 @@ impl QueryEngine {
     /// span), then only the value columns of every row: the maps a row carries are the costly
     /// part to read, and they are the same on every row of a series.
     async fn read_series(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        let mut out = self.stored_series(matchers, from, to).await?;
+        let names_target_info = matchers
+            .iter()
+            .filter(|m| m.name == METRIC_NAME)
+            .all(|m| m.is_match(TARGET_INFO));
+        if names_target_info {
+            out.extend(self.target_info(matchers, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    /// `target_info`, as Prometheus's OTLP receiver writes it: 1 for each resource with
+    /// attributes beyond `job` and `instance`, at each time it sent points, labelled with
+    /// them all.
+    async fn target_info(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Series>, PromError> {
+        let sql = format!(
+            "SELECT DISTINCT ON (service_name, time_unix_nano) * FROM metrics WHERE {}",
+            time_condition(from, to)
+        );
+        let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        for point in self.points(&sql).await? {
+            let mut labels = base_labels(&point, &[]);
+            labels.retain(|k, _| k == "job" || k == "instance");
+            let before = labels.len();
+            for kv in point.resource.attributes.iter() {
+                if !matches!(
+                    kv.key.as_str(),
+                    "service.name" | "service.namespace" | "service.instance.id"
+                ) {
+                    labels.insert(label_name(&kv.key), kv.value.display().into_owned());
+                }
+            }
+            labels.retain(|_, v| !v.is_empty());
+            if labels.len() == before {
+                continue;
+            }
+            labels.insert(METRIC_NAME.into(), TARGET_INFO.into());
+            if matches(&labels, matchers) {
+                let t = (point.time_unix_nano / 1_000_000) as i64;
+                series.entry(labels).or_default().push((t, 1.0));
+            }
+        }
+        Ok(series
+            .into_iter()
+            .map(|(labels, mut points)| {
+                points.sort_by_key(|p| p.0);
+                points.dedup_by_key(|p| p.0);
+                Series { labels, points }
+            })
+            .collect())
+    }
+
+    /// The series the `metrics` table stores under the names `matchers` can match.
+    async fn stored_series(
         &self,
         matchers: &[Matcher],
         from: i64,
