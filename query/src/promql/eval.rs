@@ -122,25 +122,43 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.prepare(expr, start, end)?;
+        self.at_steps(expr, start, end, step, "a range query")
+    }
+
+    /// `expr` at `first`, `first + step`, … up to `end`, as series (a scalar as the series
+    /// without labels); `what` names the caller in errors.
+    fn at_steps(
+        &mut self,
+        expr: &Expr,
+        first: i64,
+        end: i64,
+        step: i64,
+        what: &str,
+    ) -> Result<Vec<Series>, PromError> {
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        let mut t = start;
+        let mut held = 0usize;
+        let mut t = first;
         while t <= end {
             match self.eval(expr, t)? {
-                Value::Scalar(f) => out.entry(Labels::new()).or_default().push((t, f)),
+                Value::Scalar(f) => {
+                    out.entry(Labels::new()).or_default().push((t, f));
+                    held += 1;
+                }
                 Value::Vector(v) => {
                     check_unique(&v)?;
+                    held += v.len();
                     for s in v {
                         out.entry(s.labels).or_default().push((t, s.f));
                     }
                 }
                 other => {
                     return Err(PromError::execution(format!(
-                        "a range query cannot return a {}",
+                        "{what} cannot give a {}",
                         other.type_name()
                     )));
                 }
             }
-            self.check_samples(out.values().map(Vec::len).sum())?;
+            self.check_samples(held)?;
             t += step;
         }
         Ok(out
@@ -425,30 +443,8 @@ impl<'a> Evaluator<'a> {
         }
         let start = end - range;
         // The first multiple of the step after the start (the start itself is outside).
-        let mut t = start.div_euclid(step) * step + step;
-        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        while t <= end {
-            match self.eval(expr, t)? {
-                Value::Scalar(f) => out.entry(Labels::new()).or_default().push((t, f)),
-                Value::Vector(v) => {
-                    for s in v {
-                        out.entry(s.labels).or_default().push((t, s.f));
-                    }
-                }
-                other => {
-                    return Err(PromError::execution(format!(
-                        "a subquery over a {}",
-                        other.type_name()
-                    )));
-                }
-            }
-            t += step;
-        }
-        self.check_samples(out.values().map(Vec::len).sum())?;
-        Ok(out
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect())
+        let first = start.div_euclid(step) * step + step;
+        self.at_steps(expr, first, end, step, "a subquery's expression")
     }
 
     /// The query's timestamps for `timestamp()` of a selector: each sample's own time.
