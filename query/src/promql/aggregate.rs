@@ -13,21 +13,7 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
     let op = op_name(a.op);
     let op = op.as_str();
     let input = ev.vector(&a.expr, t)?;
-    let grouping = |labels: &Labels| -> Labels {
-        match &a.modifier {
-            Some(LabelModifier::Include(keep)) => labels
-                .iter()
-                .filter(|(k, _)| keep.labels.iter().any(|l| l == *k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            Some(LabelModifier::Exclude(drop)) => labels
-                .iter()
-                .filter(|(k, _)| *k != METRIC_NAME && !drop.labels.iter().any(|l| l == *k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            None => Labels::new(),
-        }
-    };
+    let grouping = |labels: &Labels| group_labels(&a.modifier, labels);
     match op {
         "topk" | "bottomk" => {
             let k = param_number(ev, a, t)?;
@@ -91,6 +77,24 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         out.push(Sample { labels, t, f });
     }
     Ok(Value::Vector(out))
+}
+
+/// The labels an aggregation groups `labels` under: those `by` names, or all but those
+/// `without` names (and `__name__`), or none.
+pub(super) fn group_labels(modifier: &Option<LabelModifier>, labels: &Labels) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(keep)) => labels
+            .iter()
+            .filter(|(k, _)| keep.labels.iter().any(|l| l == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Some(LabelModifier::Exclude(drop)) => labels
+            .iter()
+            .filter(|(k, _)| *k != METRIC_NAME && !drop.labels.iter().any(|l| l == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None => Labels::new(),
+    }
 }
 
 fn param_number(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<f64, PromError> {

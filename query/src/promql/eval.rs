@@ -57,7 +57,7 @@ pub struct Evaluator<'a> {
     end: i64,
     started: Instant,
     /// Each selector's series, by the selector's address in the expression.
-    data: HashMap<usize, Vec<Series>>,
+    pub(super) data: HashMap<usize, Vec<Series>>,
     samples_read: usize,
     /// Labels worked out once per operation and label set (a range function's result labels,
     /// an aggregation's group), by the operation's and the input labels' addresses; the input
@@ -122,12 +122,15 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.prepare(expr, start, end)?;
+        if let Some(series) = super::fast::range(self, expr, start, end, step) {
+            return series;
+        }
         self.at_steps(expr, start, end, step, "a range query")
     }
 
     /// `expr` at `first`, `first + step`, … up to `end`, as series (a scalar as the series
     /// without labels); `what` names the caller in errors.
-    fn at_steps(
+    pub(super) fn at_steps(
         &mut self,
         expr: &Expr,
         first: i64,
@@ -186,7 +189,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Reads every selector's series once, over the span all steps need of it.
-    fn prepare(&mut self, expr: &Expr, start: i64, end: i64) -> Result<(), PromError> {
+    pub(super) fn prepare(&mut self, expr: &Expr, start: i64, end: i64) -> Result<(), PromError> {
         self.start = start;
         self.end = end;
         self.started = Instant::now();
@@ -319,7 +322,7 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn check_samples(&self, held: usize) -> Result<(), PromError> {
+    pub(super) fn check_samples(&self, held: usize) -> Result<(), PromError> {
         if self.samples_read + held > self.limits.max_samples {
             return Err(PromError::execution(format!(
                 "query processing would load too many samples into memory (more than max_samples = {})",
@@ -557,7 +560,7 @@ pub(super) fn op_name(op: promql_parser::parser::token::TokenType) -> String {
     op.to_string()
 }
 
-fn offset_ms(offset: &Option<Offset>) -> i64 {
+pub(super) fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         Some(Offset::Pos(d)) => millis(d),
         Some(Offset::Neg(d)) => -millis(d),

@@ -298,7 +298,7 @@ fn call_address(args: &[&Expr]) -> usize {
 /// towards the window's edges as Prometheus does (to half a sample interval at most, and for a
 /// counter not below zero), counter resets added back; per second when `rate_over` is the
 /// window.
-fn extrapolated(
+pub(super) fn extrapolated(
     points: &[(i64, f64)],
     start: i64,
     end: i64,

@@ -15,6 +15,7 @@
 mod aggregate;
 mod binary;
 mod eval;
+mod fast;
 mod functions;
 mod source;
 mod store;
