@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
+use super::aggregate::group_labels;
 use super::eval::{Evaluator, op_name};
 use super::{Labels, METRIC_NAME, PromError, Sample, Value};
 
@@ -119,24 +120,16 @@ fn vector_scalar(
     Ok(out)
 }
 
-/// The labels two sides are matched by.
+/// The labels two sides are matched by: those `on` names, or all but the `ignoring` names (and
+/// `__name__`, as without any).
 fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
     match matching {
-        Some(LabelModifier::Include(on)) => labels
-            .iter()
-            .filter(|(k, _)| on.labels.iter().any(|l| l == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        Some(LabelModifier::Exclude(ignoring)) => labels
-            .iter()
-            .filter(|(k, _)| *k != METRIC_NAME && !ignoring.labels.iter().any(|l| l == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
         None => labels
             .iter()
             .filter(|(k, _)| *k != METRIC_NAME)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        Some(_) => group_labels(matching, labels),
     }
 }
 

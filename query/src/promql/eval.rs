@@ -57,7 +57,7 @@ pub struct Evaluator<'a> {
     end: i64,
     started: Instant,
     /// Each selector's series, by the selector's address in the expression.
-    pub(super) data: HashMap<usize, Vec<Series>>,
+    data: HashMap<usize, Vec<Series>>,
     samples_read: usize,
     /// Labels worked out once per operation and label set (a range function's result labels,
     /// an aggregation's group), by the operation's and the input labels' addresses; the input
@@ -387,15 +387,17 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The series read for selector `vs`.
+    pub(super) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+        let key = vs as *const VectorSelector as usize;
+        self.data.get(&key).map_or(&[], Vec::as_slice)
+    }
+
     /// Each series' newest sample in `(t - lookback, t]`, unless it is a staleness marker.
     fn instant_selection(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
         let at = self.read_time(&vs.offset, &vs.at, t);
         let from = at - millis(&self.limits.lookback);
-        let key = vs as *const VectorSelector as usize;
-        let Some(series) = self.data.get(&key) else {
-            return Vec::new();
-        };
-        series
+        self.series_of(vs)
             .iter()
             .filter_map(|s| {
                 let end = s.points.partition_point(|(pt, _)| *pt <= at);
@@ -411,11 +413,7 @@ impl<'a> Evaluator<'a> {
 
     /// Each series' samples in `(at - range, at]`, staleness markers left out.
     fn range_selection(&self, vs: &VectorSelector, at: i64, range: i64) -> Vec<Series> {
-        let key = vs as *const VectorSelector as usize;
-        let Some(series) = self.data.get(&key) else {
-            return Vec::new();
-        };
-        series
+        self.series_of(vs)
             .iter()
             .filter_map(|s| {
                 let lo = s.points.partition_point(|(pt, _)| *pt <= at - range);

@@ -69,7 +69,7 @@ struct Acc {
 }
 
 fn evaluate(
-    ev: &mut Evaluator,
+    ev: &Evaluator,
     a: &AggregateExpr,
     vs: &VectorSelector,
     range: i64,
@@ -79,12 +79,11 @@ fn evaluate(
     let op = op_name(a.op);
     let steps = ((end - start) / step + 1) as usize;
     let offset = offset_ms(&vs.offset);
-    let key = vs as *const VectorSelector as usize;
-    let series = ev.data.get(&key).cloned().unwrap_or_default();
+    let series = ev.series_of(vs);
     let mut groups: BTreeMap<Labels, usize> = BTreeMap::new();
     let mut accs: Vec<Acc> = Vec::new();
     let mut points = Vec::new();
-    for s in &series {
+    for s in series {
         ev.check_time()?;
         // The function drops the name; the aggregation then groups.
         let mut labels = s.labels.clone();

@@ -17,6 +17,7 @@ mod binary;
 mod eval;
 mod fast;
 mod functions;
+mod otlp;
 mod source;
 mod store;
 
@@ -25,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use eval::{Evaluator, Limits, Selection};
+pub use otlp::label_name;
 pub use source::{MemorySource, SeriesSource};
-pub use store::label_name;
 
 /// A series' labels, `__name__` among them, in name order. Cheap to clone (shared until
 /// changed): a query hands the same labels on at every step.

@@ -178,7 +178,7 @@ async function promql(main, ctx) {
       if (!ctx.current()) return;
       replace(result, instantResult(data));
     } else {
-      const step = Math.max(1, Math.ceil((endMs - startMs) / 1000 / 240));
+      const step = range.step(r, 240);
       const [data, exemplars] = await Promise.all([
         prometheus('query_range', {
           query: text,
