@@ -13,7 +13,7 @@
 //! | `spyglass.service_graph.failures` | monotonic sum | `client`, `server`, `connection_type` |
 //! | `spyglass.service_graph.duration` | histogram, seconds | `client`, `server`, `connection_type` |
 //!
-//! Each duration point names up to [`EXEMPLARS_PER_SERIES`] spans counted since the previous
+//! Each duration point names up to `histogram::EXEMPLARS_PER_SERIES` (2) spans counted since the previous
 //! point as exemplars (trace and span id, end time, seconds): failed ones first, then the
 //! slowest, so a chart's outliers lead to their traces.
 //!
@@ -39,94 +39,14 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
 use spyglass_store::model::{
-    AttrValue, Attributes, Exemplar, KeyValue, MetricPoint, MetricType, NumberValue, PointValue,
-    Resource, Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+    AttrValue, Attributes, KeyValue, MetricPoint, MetricType, NumberValue, PointValue, Resource,
+    Scope, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
 };
 use spyglass_store::spanmetrics as names;
 
 /// The generator's maps, looked up several times per span: foldhash (seeded per process)
 /// instead of SipHash, which cost more than the lookups themselves.
 type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
-
-/// Upper bounds of the duration histograms, in seconds.
-pub const DURATION_BOUNDS: [f64; 12] = [
-    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Exemplars a duration series keeps from one write to the next: its slowest spans, failed
-/// ones first.
-pub const EXEMPLARS_PER_SERIES: usize = 2;
-
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    count: u64,
-    sum: f64,
-    buckets: [u64; DURATION_BOUNDS.len() + 1],
-    /// Spans recorded since the last write that the next point names as exemplars.
-    examples: Vec<Example>,
-}
-
-/// A span a duration series may name as an exemplar.
-#[derive(Clone, Copy, Debug)]
-struct Example {
-    trace: TraceId,
-    span: SpanId,
-    /// When the span ended, Unix nanoseconds.
-    time: u64,
-    seconds: f64,
-    error: bool,
-}
-
-impl Example {
-    /// Failed before succeeded, then slower before faster.
-    fn rank(&self) -> (bool, f64) {
-        (self.error, self.seconds)
-    }
-}
-
-impl Histogram {
-    fn record(&mut self, example: Example) {
-        let seconds = example.seconds;
-        self.count += 1;
-        self.sum += seconds;
-        let i = DURATION_BOUNDS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(DURATION_BOUNDS.len());
-        self.buckets[i] += 1;
-        if self.examples.len() < EXEMPLARS_PER_SERIES {
-            self.examples.push(example);
-            return;
-        }
-        let (worst, kept) = self
-            .examples
-            .iter()
-            .enumerate()
-            .min_by(|a, b| {
-                a.1.rank()
-                    .partial_cmp(&b.1.rank())
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
-            .expect("full");
-        if example.rank() > kept.rank() {
-            self.examples[worst] = example;
-        }
-    }
-
-    /// The kept spans as exemplars, and none kept for the next point.
-    fn take_exemplars(&mut self) -> Vec<Exemplar> {
-        self.examples
-            .drain(..)
-            .map(|e| Exemplar {
-                time_unix_nano: e.time,
-                value: NumberValue::Double(e.seconds),
-                trace_id: Some(e.trace),
-                span_id: Some(e.span),
-                filtered_attributes: Attributes::default(),
-            })
-            .collect()
-    }
-}
 
 /// The name an operation or edge is counted under past the series limit.
 pub const OVERFLOW: &str = "__overflow__";
@@ -747,19 +667,11 @@ fn counter(n: u64) -> PointValue {
     PointValue::Number(NumberValue::Int(n as i64))
 }
 
-fn histogram(h: &Histogram) -> PointValue {
-    PointValue::Histogram {
-        count: h.count,
-        sum: Some(h.sum),
-        min: None,
-        max: None,
-        bucket_counts: h.buckets.to_vec(),
-        explicit_bounds: DURATION_BOUNDS.to_vec(),
-    }
-}
-
+mod histogram;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use histogram::DURATION_BOUNDS;
+use histogram::{Example, Histogram, histogram};
 pub use writer::SpanMetricsWriter;
