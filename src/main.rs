@@ -124,7 +124,9 @@ enum Command {
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
-        /// Divide the 10-minute incident timeline by this.
+        /// Divide the 10-minute incident timeline by this. Each alert window then holds this
+        /// many times fewer requests: raise --rate with it, or one healthy failure among a
+        /// dozen calls crosses the 5% error-ratio threshold.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         /// Shop requests per second.

@@ -17,6 +17,10 @@ use serde_json::Value;
 /// The 10-minute timeline in 60 s: payments errors 12–18 s, database spike 27–33 s, shipping
 /// silent 42–51 s.
 const SPEED: &str = "10";
+/// Requests per second. Sped up, each alert window holds ten times fewer requests; at 100/s a
+/// window still holds about 60 checkouts, so the shop's rare healthy failures (0.5% of
+/// payments) cannot cross a 5% threshold as one failure among 20 calls would.
+const RATE: &str = "100";
 
 struct Demo {
     child: Child,
@@ -41,7 +45,7 @@ async fn start_demo() -> (Demo, Ports) {
     let smtp = smtp::SmtpServer::start("plain", None, None);
     let (mut child, ports) = start_ready(dir.path(), |ports| {
         Command::new(env!("CARGO_BIN_EXE_spyglass"))
-            .args(["demo", "--speed", SPEED, "--rate", "30", "--config"])
+            .args(["demo", "--speed", SPEED, "--rate", RATE, "--config"])
             .arg(&config)
             .args(["--smtp", &format!("127.0.0.1:{}", smtp.port)])
             .args(["--email-to", "oncall@example.com"])
