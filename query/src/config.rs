@@ -40,6 +40,10 @@ pub struct QueryConfig {
     pub promql_max_series: usize,
     /// Most points one PromQL query may hold, read and computed; past it the query fails.
     pub promql_max_samples: usize,
+    /// What each stored metric series exposes to PromQL (its labels), kept between queries so
+    /// that a query reads only the value columns of series seen before; in bytes, 0 keeps
+    /// none. Emptied when full.
+    pub promql_series_cache_bytes: usize,
     /// How far back a PromQL instant selector looks for a series' newest sample, in seconds.
     pub promql_lookback_delta_secs: u64,
     /// Resource attributes that become labels of every metric series (as Prometheus's
@@ -63,6 +67,7 @@ impl Default for QueryConfig {
             span_metrics_cache_bytes: 64 << 20,
             promql_max_series: 50_000,
             promql_max_samples: 5_000_000,
+            promql_series_cache_bytes: 64 << 20,
             promql_lookback_delta_secs: 300,
             promote_resource_attributes: Vec::new(),
         }

@@ -62,6 +62,8 @@ pub struct QueryEngine {
     stats: Arc<QueryStats>,
     /// The key columns of each span-metric and service-graph series seen, by series id.
     series_keys: Arc<health::SeriesKeys>,
+    /// What each stored metric series exposes to PromQL, by series id.
+    exposed: Arc<promql::ExposedCache>,
     /// The span-metric and service-graph points of parts already read, by part.
     points: Arc<health::PointCache>,
     /// Tables other crates supply (`alerts`), by name.
@@ -84,6 +86,7 @@ impl QueryEngine {
             runtime,
             stats: Arc::default(),
             series_keys: Arc::default(),
+            exposed: Arc::default(),
             supplied: Arc::default(),
             admission,
         }

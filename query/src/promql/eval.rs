@@ -17,6 +17,9 @@ const MAX_STEPS: i64 = 11_000;
 /// One selector's read: any of `matchers` (each set all of its matchers), in `[from, to]` (ms).
 #[derive(Clone, Debug)]
 pub struct Selection {
+    /// The selector's address in the expression: its series go back to an evaluator of the
+    /// same expression (not moved since) by [`Evaluator::given`].
+    pub key: usize,
     pub matchers: Vec<Vec<Matcher>>,
     pub from: i64,
     pub to: i64,
@@ -63,6 +66,11 @@ pub struct Evaluator<'a> {
     /// an aggregation's group), by the operation's and the input labels' addresses; the input
     /// is kept so its address stays its own.
     memo: HashMap<(usize, usize), (Labels, Labels)>,
+    /// Aggregations a range query worked out series by series for all its steps (see
+    /// [`super::fast`]), by the aggregation's address, with the steps' start and width.
+    stepped: HashMap<usize, (i64, i64, Vec<Series>)>,
+    /// Series a caller read already (see [`Evaluator::needs`]), by selector address.
+    given: HashMap<usize, Vec<Series>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -76,7 +84,16 @@ impl<'a> Evaluator<'a> {
             data: HashMap::new(),
             samples_read: 0,
             memo: HashMap::new(),
+            stepped: HashMap::new(),
+            given: HashMap::new(),
         }
+    }
+
+    /// Hands over the series of each [`Selection`] that [`Evaluator::needs`] named, by its
+    /// key: the evaluation reads them instead of asking the source (and copies nothing).
+    pub fn given(mut self, series: HashMap<usize, Vec<Series>>) -> Self {
+        self.given = series;
+        self
     }
 
     /// The value of `expr` at `t` (ms).
@@ -125,7 +142,70 @@ impl<'a> Evaluator<'a> {
         if let Some(series) = super::fast::range(self, expr, start, end, step) {
             return series;
         }
+        self.step_aggregations(expr, start, end, step)?;
         self.at_steps(expr, start, end, step, "a range query")
+    }
+
+    /// Works out, for every step of the range query at once, the aggregations inside `expr`
+    /// that [`super::fast`] evaluates series by series (`sum by (le) (rate(…))` under
+    /// `histogram_quantile`, the two sides of an error ratio), so that each step only looks
+    /// their values up. Subqueries step on their own grid and are left alone.
+    fn step_aggregations(
+        &mut self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<(), PromError> {
+        match expr {
+            Expr::Aggregate(a) => match super::fast::range(self, expr, start, end, step) {
+                Some(series) => {
+                    let key = expr as *const Expr as usize;
+                    self.stepped.insert(key, (start, step, series?));
+                }
+                None => {
+                    self.step_aggregations(&a.expr, start, end, step)?;
+                    if let Some(p) = &a.param {
+                        self.step_aggregations(p, start, end, step)?;
+                    }
+                }
+            },
+            Expr::Paren(p) => self.step_aggregations(&p.expr, start, end, step)?,
+            Expr::Unary(u) => self.step_aggregations(&u.expr, start, end, step)?,
+            Expr::Binary(b) => {
+                self.step_aggregations(&b.lhs, start, end, step)?;
+                self.step_aggregations(&b.rhs, start, end, step)?;
+            }
+            Expr::Call(c) => {
+                for arg in &c.args.args {
+                    self.step_aggregations(arg, start, end, step)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The value at `t` of an aggregation [`Evaluator::step_aggregations`] worked out, when
+    /// `t` is one of its steps.
+    fn stepped_at(&self, expr: &Expr, t: i64) -> Option<Value> {
+        let (start, step, series) = self.stepped.get(&(expr as *const Expr as usize))?;
+        if t < *start || (t - start) % step != 0 {
+            return None;
+        }
+        Some(Value::Vector(
+            series
+                .iter()
+                .filter_map(|s| {
+                    let i = s.points.binary_search_by_key(&t, |p| p.0).ok()?;
+                    Some(Sample {
+                        labels: s.labels.clone(),
+                        t,
+                        f: s.points[i].1,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// `expr` at `first`, `first + step`, … up to `end`, as series (a scalar as the series
@@ -179,8 +259,9 @@ impl<'a> Evaluator<'a> {
         let mut windows: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
         self.windows(expr, start, end, &mut windows);
         windows
-            .into_values()
-            .map(|(vs, from, to)| Selection {
+            .into_iter()
+            .map(|(key, (vs, from, to))| Selection {
+                key,
                 matchers: selector_matchers(vs),
                 from,
                 to,
@@ -197,15 +278,10 @@ impl<'a> Evaluator<'a> {
         self.windows(expr, start, end, &mut windows);
         let mut series_read = 0usize;
         for (key, (vs, from, to)) in windows {
-            let mut series = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for matchers in selector_matchers(vs) {
-                for s in self.source.select(&matchers, from, to)? {
-                    if seen.insert(s.labels.clone()) {
-                        series.push(s);
-                    }
-                }
-            }
+            let series = match self.given.remove(&key) {
+                Some(series) => series,
+                None => self.select(vs, from, to)?,
+            };
             series_read += series.len();
             if series_read > self.limits.max_series {
                 return Err(PromError::execution(format!(
@@ -218,6 +294,20 @@ impl<'a> Evaluator<'a> {
             self.data.insert(key, series);
         }
         Ok(())
+    }
+
+    /// The series of `vs` in `[from, to]`, each once.
+    fn select(&self, vs: &VectorSelector, from: i64, to: i64) -> Result<Vec<Series>, PromError> {
+        let mut series = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for matchers in selector_matchers(vs) {
+            for s in self.source.select(&matchers, from, to)? {
+                if seen.insert(s.labels.clone()) {
+                    series.push(s);
+                }
+            }
+        }
+        Ok(series)
     }
 
     fn windows<'e>(
@@ -315,6 +405,11 @@ impl<'a> Evaluator<'a> {
         out
     }
 
+    /// When the evaluation runs out of time, for work done away from the evaluator.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.started.checked_add(self.limits.timeout)
+    }
+
     pub(super) fn check_time(&self) -> Result<(), PromError> {
         if self.started.elapsed() > self.limits.timeout {
             return Err(PromError::timeout(self.limits.timeout));
@@ -378,7 +473,10 @@ impl<'a> Evaluator<'a> {
                     step,
                 )?))
             }
-            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Aggregate(a) => match self.stepped_at(expr, t) {
+                Some(value) => Ok(value),
+                None => aggregate::eval(self, a, t),
+            },
             Expr::Binary(b) => binary::eval(self, b, t),
             Expr::Call(c) => functions::eval(self, c, t),
             Expr::Extension(_) => Err(PromError::execution(

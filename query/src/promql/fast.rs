@@ -5,12 +5,13 @@
 //! evaluation adds it (series order), so the answers are the same to the bit.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
 use super::aggregate::group_labels;
 use super::eval::{Evaluator, offset_ms, op_name};
-use super::functions::{KahanSum, extrapolated};
+use super::functions::{KahanSum, extrapolated_with};
 use super::{Labels, METRIC_NAME, PromError, Series, is_stale, millis};
 
 /// `Some` when `expr` has the shape this evaluates; `None` leaves it to the general path.
@@ -60,6 +61,15 @@ fn unparen(expr: &Expr) -> &Expr {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
 /// One group's value at one step, as the aggregation builds it.
 #[derive(Default)]
 struct Acc {
@@ -76,55 +86,77 @@ fn evaluate(
     (counter, per_second): (bool, bool),
     (start, end, step): (i64, i64, i64),
 ) -> Result<Vec<Series>, PromError> {
-    let op = op_name(a.op);
+    let op = match op_name(a.op).as_str() {
+        "sum" => Op::Sum,
+        "avg" => Op::Avg,
+        "min" => Op::Min,
+        "max" => Op::Max,
+        _ => Op::Count,
+    };
     let steps = ((end - start) / step + 1) as usize;
-    let offset = offset_ms(&vs.offset);
     let series = ev.series_of(vs);
+    // Each series' group: the function drops the name; the aggregation then groups.
     let mut groups: BTreeMap<Labels, usize> = BTreeMap::new();
-    let mut accs: Vec<Acc> = Vec::new();
-    let mut points = Vec::new();
+    let mut group_of = Vec::with_capacity(series.len());
     for s in series {
-        ev.check_time()?;
-        // The function drops the name; the aggregation then groups.
         let mut labels = s.labels.clone();
         labels.remove(METRIC_NAME);
-        let group = group_labels(&a.modifier, &labels);
         let next = groups.len();
-        let g = *groups.entry(group).or_insert(next);
-        if g == next {
-            accs.resize_with(accs.len() + steps, Acc::default);
-        }
-        points.clear();
-        points.extend(s.points.iter().filter(|(_, f)| !is_stale(*f)).copied());
-        let (mut lo, mut hi) = (0, 0);
-        for i in 0..steps {
-            let at = start + i as i64 * step - offset;
-            let from = at - range;
-            while lo < points.len() && points[lo].0 <= from {
-                lo += 1;
-            }
-            hi = hi.max(lo);
-            while hi < points.len() && points[hi].0 <= at {
-                hi += 1;
-            }
-            let Some(f) = extrapolated(
-                &points[lo..hi],
-                from,
-                at,
-                counter,
-                per_second.then_some(range),
-            ) else {
-                continue;
-            };
-            let acc = &mut accs[g * steps + i];
-            match op.as_str() {
-                "sum" | "avg" => acc.sum.add(f),
-                "min" if acc.n == 0 || f < acc.best || acc.best.is_nan() => acc.best = f,
-                "max" if acc.n == 0 || f > acc.best || acc.best.is_nan() => acc.best = f,
-                _ => {}
-            }
-            acc.n += 1;
-        }
+        group_of.push(
+            *groups
+                .entry(group_labels(&a.modifier, &labels))
+                .or_insert(next),
+        );
+    }
+    // Groups are independent: each thread adds up its own groups, every one of them in series
+    // order, so the sums are the same to the bit however many threads there are.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(groups.len())
+        .max(1);
+    let mut accs: Vec<Acc> = Vec::new();
+    accs.resize_with(groups.len() * steps, Acc::default);
+    let mut shares: Vec<Vec<&mut [Acc]>> = (0..threads).map(|_| Vec::new()).collect();
+    for (g, chunk) in accs.chunks_mut(steps).enumerate() {
+        shares[g % threads].push(chunk);
+    }
+    let window = Window {
+        offset: offset_ms(&vs.offset),
+        range,
+        counter,
+        per_second,
+        op,
+        start,
+        step,
+        steps,
+    };
+    let deadline = ev.deadline();
+    let timed_out = std::thread::scope(|scope| {
+        let workers: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut share)| {
+                let group_of = &group_of;
+                let window = &window;
+                scope.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    for (s, &g) in series.iter().zip(group_of) {
+                        if g % threads != t {
+                            continue;
+                        }
+                        if deadline.is_some_and(|d| Instant::now() > d) {
+                            return true;
+                        }
+                        window.slide(&s.points, share[g / threads], &mut scratch);
+                    }
+                    false
+                })
+            })
+            .collect();
+        workers.into_iter().any(|w| w.join().unwrap_or(true))
+    });
+    if timed_out {
+        ev.check_time()?;
     }
     let mut out = Vec::with_capacity(groups.len());
     let mut held = 0;
@@ -132,12 +164,12 @@ fn evaluate(
         let points: Vec<(i64, f64)> = (0..steps)
             .filter_map(|i| {
                 let acc = &accs[g * steps + i];
-                let value = match op.as_str() {
+                let value = match op {
                     _ if acc.n == 0 => return None,
-                    "sum" => acc.sum.value(),
-                    "avg" => acc.sum.value() / acc.n as f64,
-                    "count" => acc.n as f64,
-                    _ => acc.best,
+                    Op::Sum => acc.sum.value(),
+                    Op::Avg => acc.sum.value() / acc.n as f64,
+                    Op::Count => acc.n as f64,
+                    Op::Min | Op::Max => acc.best,
                 };
                 Some((start + i as i64 * step, value))
             })
@@ -149,6 +181,81 @@ fn evaluate(
     }
     ev.check_samples(held)?;
     Ok(out)
+}
+
+/// The function and aggregation at every step.
+struct Window {
+    offset: i64,
+    range: i64,
+    counter: bool,
+    per_second: bool,
+    op: Op,
+    start: i64,
+    step: i64,
+    steps: usize,
+}
+
+/// Buffers one thread reuses from series to series.
+#[derive(Default)]
+struct Scratch {
+    /// The series' points without staleness markers, when it has any.
+    live: Vec<(i64, f64)>,
+    /// How many drops (counter resets) each point and those before it follow.
+    drops: Vec<u32>,
+}
+
+impl Window {
+    /// Adds one series' value at each step to its group's `accs`.
+    fn slide(&self, points: &[(i64, f64)], accs: &mut [Acc], scratch: &mut Scratch) {
+        let points = if points.iter().any(|(_, f)| is_stale(*f)) {
+            scratch.live.clear();
+            let live = points.iter().filter(|(_, f)| !is_stale(*f));
+            scratch.live.extend(live.copied());
+            &scratch.live
+        } else {
+            points
+        };
+        let drops = &mut scratch.drops;
+        if self.counter {
+            drops.clear();
+            let mut n = 0;
+            drops.push(0);
+            for pair in points.windows(2) {
+                n += u32::from(pair[1].1 < pair[0].1);
+                drops.push(n);
+            }
+        }
+        let (mut lo, mut hi) = (0, 0);
+        for (i, acc) in accs.iter_mut().enumerate().take(self.steps) {
+            let at = self.start + i as i64 * self.step - self.offset;
+            let from = at - self.range;
+            while lo < points.len() && points[lo].0 <= from {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < points.len() && points[hi].0 <= at {
+                hi += 1;
+            }
+            let resets = self.counter && hi > lo && drops[hi - 1] > drops[lo];
+            let Some(f) = extrapolated_with(
+                &points[lo..hi],
+                from,
+                at,
+                self.counter,
+                resets,
+                self.per_second.then_some(self.range),
+            ) else {
+                continue;
+            };
+            match self.op {
+                Op::Sum | Op::Avg => acc.sum.add(f),
+                Op::Min if acc.n == 0 || f < acc.best || acc.best.is_nan() => acc.best = f,
+                Op::Max if acc.n == 0 || f > acc.best || acc.best.is_nan() => acc.best = f,
+                _ => {}
+            }
+            acc.n += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +302,7 @@ mod tests {
 
     #[test]
     fn series_by_series_equals_step_by_step() {
+        // `range` takes the series-by-series path; `prepare` then `at_steps` never does.
         let source = source();
         for query in [
             "sum by (job) (rate(requests_total[5m]))",
@@ -202,6 +310,10 @@ mod tests {
             "max by (job) (delta(requests_total[90s] offset 1m))",
             "min (rate(requests_total[3m]))",
             "count by (job) (rate(requests_total{job!=\"job1\"}[1m]))",
+            // Aggregations inside other expressions, looked up at each step.
+            "sum by (job) (rate(requests_total[5m])) / on() group_left sum(rate(requests_total[5m]))",
+            "topk(2, sum by (job) (increase(requests_total[2m])))",
+            "sum(max by (job) (rate(requests_total[1m]))) + 1",
         ] {
             let expr = parse(query).unwrap();
             let (start, end, step) = (600_000, 3_600_000, 15_000);

@@ -305,13 +305,26 @@ pub(super) fn extrapolated(
     counter: bool,
     rate_over: Option<i64>,
 ) -> Option<f64> {
+    extrapolated_with(points, start, end, counter, counter, rate_over)
+}
+
+/// [`extrapolated`], told whether `points` may hold a counter reset: a caller that knows they
+/// hold none (`resets` false) saves the scan for them.
+pub(super) fn extrapolated_with(
+    points: &[(i64, f64)],
+    start: i64,
+    end: i64,
+    counter: bool,
+    resets: bool,
+    rate_over: Option<i64>,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
     let (first_t, first) = points[0];
     let (last_t, last) = points[points.len() - 1];
     let mut result = last - first;
-    if counter {
+    if counter && resets {
         let mut previous = first;
         for &(_, f) in &points[1..] {
             if f < previous {

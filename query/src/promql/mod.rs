@@ -14,12 +14,16 @@
 
 mod aggregate;
 mod binary;
+mod cache;
 mod eval;
 mod fast;
 mod functions;
 mod otlp;
+mod scan;
 mod source;
 mod store;
+
+pub(crate) use cache::ExposedCache;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -68,14 +68,13 @@ impl SeriesSource for MemorySource {
             .series
             .iter()
             .filter(|s| matches(&s.labels, matchers))
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                points: s
-                    .points
-                    .iter()
-                    .filter(|(t, _)| (start..=end).contains(t))
-                    .copied()
-                    .collect(),
+            .map(|s| {
+                let from = s.points.partition_point(|(t, _)| *t < start);
+                let to = s.points.partition_point(|(t, _)| *t <= end);
+                Series {
+                    labels: s.labels.clone(),
+                    points: s.points[from..to].to_vec(),
+                }
             })
             .filter(|s| !s.points.is_empty())
             .collect())

@@ -2,13 +2,15 @@
 //! series, then the value columns), turned into series by [`super::otlp`], and evaluated.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 
 use promql_parser::label::{MatchOp, Matcher};
 use spyglass_store::model::{MetricPoint, MetricType, PointValue};
 
+use super::cache::Exposed;
 use super::otlp::{
     NO_RECORDED_VALUE, Part, TARGET_INFO, accumulates, base_labels, exposed, label_name, number,
     part_values, translate,
@@ -24,13 +26,18 @@ use crate::health::sql_string;
 impl QueryEngine {
     /// `query` at `t` (ms since the epoch).
     pub async fn promql_instant(&self, query: &str, t: i64) -> Result<Value, PromError> {
-        let expr = super::parse(query)?;
+        // Boxed: the selections' keys are addresses in it, kept when it moves to the evaluation.
+        let expr = Box::new(super::parse(query)?);
         let limits = self.config.promql_limits();
         let needs = Evaluator::new(&EMPTY, limits.clone()).needs(&expr, t, t);
-        let source = self.gather(needs).await?;
-        tokio::task::spawn_blocking(move || Evaluator::new(&source, limits).instant(&expr, t))
-            .await
-            .map_err(|e| PromError::execution(format!("evaluation failed: {e}")))?
+        let given = self.gather(needs).await?;
+        tokio::task::spawn_blocking(move || {
+            Evaluator::new(&EMPTY, limits)
+                .given(given)
+                .instant(&expr, t)
+        })
+        .await
+        .map_err(|e| PromError::execution(format!("evaluation failed: {e}")))?
     }
 
     /// `query` at each `step` from `start` to `end` (ms).
@@ -41,16 +48,18 @@ impl QueryEngine {
         end: i64,
         step: i64,
     ) -> Result<Vec<Series>, PromError> {
-        let expr = super::parse(query)?;
+        let expr = Box::new(super::parse(query)?);
         let limits = self.config.promql_limits();
         let needs = if step > 0 && end >= start {
             Evaluator::new(&EMPTY, limits.clone()).needs(&expr, start, end)
         } else {
             Vec::new()
         };
-        let source = self.gather(needs).await?;
+        let given = self.gather(needs).await?;
         tokio::task::spawn_blocking(move || {
-            Evaluator::new(&source, limits).range(&expr, start, end, step)
+            Evaluator::new(&EMPTY, limits)
+                .given(given)
+                .range(&expr, start, end, step)
         })
         .await
         .map_err(|e| PromError::execution(format!("evaluation failed: {e}")))?
@@ -200,46 +209,39 @@ impl QueryEngine {
         Ok(out)
     }
 
-    /// Reads what an evaluation needs into memory.
-    async fn gather(&self, needs: Vec<super::Selection>) -> Result<MemorySource, PromError> {
+    /// Reads the series of each selection, by its key.
+    async fn gather(
+        &self,
+        needs: Vec<super::Selection>,
+    ) -> Result<HashMap<usize, Vec<Series>>, PromError> {
         let limits = self.config.promql_limits();
-        let mut source = MemorySource::default();
-        let mut seen: HashMap<Labels, usize> = HashMap::new();
-        let mut samples = 0usize;
+        let mut out = HashMap::new();
+        let (mut series_read, mut samples) = (0usize, 0usize);
         for need in needs {
+            let mut seen: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+            let mut selected = Vec::new();
             for matchers in &need.matchers {
                 for series in self.read_series(matchers, need.from, need.to).await? {
                     samples += series.points.len();
                     if samples > limits.max_samples {
-                        return Err(PromError::execution(format!(
-                            "query processing would load too many samples into memory (more than max_samples = {})",
-                            limits.max_samples
-                        )));
+                        return Err(too_many_samples(limits.max_samples));
                     }
-                    // A series two selections read (with other windows) is kept once, with
-                    // the points of both.
-                    match seen.get(&series.labels) {
-                        Some(&i) => {
-                            let points: &mut Vec<(i64, f64)> = &mut source.series[i].points;
-                            points.extend(series.points);
-                            points.sort_by_key(|p| p.0);
-                            points.dedup_by_key(|p| p.0);
-                        }
-                        None => {
-                            seen.insert(series.labels.clone(), source.series.len());
-                            source.series.push(series);
-                        }
+                    // A series two of the selector's `or` alternatives match is read once.
+                    if need.matchers.len() == 1 || seen.insert(series.labels.clone()) {
+                        selected.push(series);
                     }
-                }
-                if source.series.len() > limits.max_series {
-                    return Err(PromError::execution(format!(
-                        "query reads more than max_series = {} series; narrow its selectors",
-                        limits.max_series
-                    )));
                 }
             }
+            series_read += selected.len();
+            if series_read > limits.max_series {
+                return Err(PromError::execution(format!(
+                    "query reads more than max_series = {} series; narrow its selectors",
+                    limits.max_series
+                )));
+            }
+            out.insert(need.key, selected);
         }
-        Ok(source)
+        Ok(out)
     }
 
     /// The series matching `matchers` with their points in `[from, to]` (ms).
@@ -311,6 +313,11 @@ impl QueryEngine {
     }
 
     /// The series the `metrics` table stores under the names `matchers` can match.
+    ///
+    /// One scan of the value columns; what each stored series exposes (its labels) comes from
+    /// the engine's [`ExposedCache`], and for series not in it from their rows at the first
+    /// time the scan saw them: the maps a row carries are the costly part to read, and they
+    /// are the same on every row of a series.
     async fn stored_series(
         &self,
         matchers: &[Matcher],
@@ -323,147 +330,104 @@ impl QueryEngine {
         }
         let names = in_list(&families);
         let window = time_condition(from, to);
-        // 1. Each stored series' first time in the span; its rows at those times hold its
-        //    labels (scraped series share their times, so the times are few).
-        let firsts = self
-            .internal_sql(&format!(
-                "SELECT DISTINCT min(time_unix_nano) FROM metrics \
-                 WHERE prometheus_name IN ({names}) AND {window} GROUP BY series_id"
-            ))
-            .await
-            .map_err(internal)?;
-        let mut times = Vec::new();
-        for batch in &firsts {
-            let column = batch.column(0).as_primitive::<UInt64Type>();
-            times.extend(column.iter().flatten().map(|t| t.to_string()));
+        // A single family named exactly as the selector asks is a gauge or a sum (a histogram
+        // or a summary of that name exposes other names): its value column is all it needs.
+        let only_values = families.len() == 1
+            && matchers
+                .iter()
+                .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal && m.value == families[0]);
+        let mut columns = vec!["series_id", "time_unix_nano", "flags", "value"];
+        if !only_values {
+            columns.extend(["count", "sum", "bucket_counts"]);
         }
-        if times.is_empty() {
-            return Ok(Vec::new());
-        }
-        let heads = self
-            .internal_sql(&format!(
-                "SELECT * FROM metrics WHERE prometheus_name IN ({names}) AND {window} \
-                 AND time_unix_nano IN ({})",
-                times.join(", ")
-            ))
-            .await
-            .map_err(internal)?;
-        let promoted = &self.config.promote_resource_attributes;
-        // Stored series id → its exposed series: (index in `out`, part, `le`/`quantile` index).
-        let mut wanted: HashMap<u64, Vec<(usize, Part, usize)>> = HashMap::new();
+        // Each stored series' exposed series that `matchers` select, as indexes into `out`,
+        // worked out as the scan first meets the series; batches holding series not in the
+        // cache wait until their labels are read.
         let mut out: Vec<Series> = Vec::new();
+        let mut runs: Vec<Runs> = Vec::new();
+        let mut targets: HashMap<u64, Targets> = HashMap::new();
         let mut slow: Vec<u64> = Vec::new();
-        for batch in &heads {
-            let ids = batch
-                .column_by_name("series_id")
-                .ok_or_else(|| internal("no series_id column"))?
-                .as_primitive::<UInt64Type>()
-                .clone();
-            let points = spyglass_store::schema::metrics_from_batch(batch).map_err(internal)?;
-            for (row, point) in points.iter().enumerate() {
-                let id = ids.value(row);
-                if wanted.contains_key(&id) || slow.contains(&id) {
+        let mut missing: HashMap<u64, u64> = HashMap::new();
+        let mut waiting: Vec<RecordBatch> = Vec::new();
+        let mut read = 0usize;
+        let limit = self.config.promql_max_samples;
+        let mut failed = None;
+        let scan = super::scan::ValueScan {
+            names: families.clone(),
+            from: ms_to_ns(from),
+            to: ms_to_ns(to).saturating_add(999_999),
+            columns,
+        };
+        let snapshot = self.snapshot();
+        let timeout = self.config.query_timeout();
+        let scanned = scan.run(&snapshot, |batch| {
+            let ids = batch.column(0).as_primitive::<UInt64Type>();
+            let times = batch.column(1).as_primitive::<UInt64Type>();
+            let mut last = None;
+            let mut waits = false;
+            for (row, &id) in ids.values().iter().enumerate() {
+                if last == Some(id) || targets.contains_key(&id) {
+                    last = Some(id);
                     continue;
                 }
-                // Deltas are added up from the first point, summaries have no fixed columns,
-                // exponential histograms are rare: those take the row-by-row path.
-                if accumulates(point) || point.metric_type == MetricType::Summary {
+                last = Some(id);
+                if let Some(first) = missing.get_mut(&id) {
+                    *first = (*first).min(times.value(row));
+                    waits = true;
+                    continue;
+                }
+                match self.exposed.get(id) {
+                    Some(exposed) => {
+                        let here = select(&exposed, matchers, &mut out);
+                        if here.is_none() {
+                            slow.push(id);
+                        }
+                        targets.insert(id, here.unwrap_or_default());
+                    }
+                    None => {
+                        missing.insert(id, times.value(row));
+                        waits = true;
+                    }
+                }
+            }
+            runs.resize_with(out.len(), Vec::new);
+            read += read_values(&batch, &targets, &mut runs);
+            if waits {
+                waiting.push(batch);
+            }
+            if read > limit {
+                failed = Some(too_many_samples(limit));
+            }
+            failed.is_none()
+        });
+        tokio::time::timeout(timeout, scanned)
+            .await
+            .map_err(|_| PromError::timeout(timeout))?
+            .map_err(internal)?;
+        drop(snapshot);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !missing.is_empty() {
+            let mut late = HashMap::new();
+            for (id, exposed) in self.exposed_of(&names, &window, &missing).await? {
+                let here = select(&exposed, matchers, &mut out);
+                if here.is_none() {
                     slow.push(id);
-                    continue;
                 }
-                let base = base_labels(point, promoted);
-                let mut exposed_here = Vec::new();
-                for (name, part) in exposed(&point.prometheus_name(), point.metric_type) {
-                    for (k, (extra, _)) in part_values(point, part).into_iter().enumerate() {
-                        let mut labels = base.clone();
-                        labels.insert(METRIC_NAME.into(), name.clone());
-                        if let Some((key, value)) = extra {
-                            labels.insert(key.into(), value);
-                        }
-                        if matches(&labels, matchers) {
-                            exposed_here.push((out.len(), part, k));
-                            out.push(Series {
-                                labels,
-                                points: Vec::new(),
-                            });
-                        }
-                    }
-                }
-                wanted.insert(id, exposed_here);
+                late.insert(id, here.unwrap_or_default());
             }
-        }
-        wanted.retain(|_, exposed| !exposed.is_empty());
-        // 2. The values of the wanted series, every row in the span.
-        if !wanted.is_empty() {
-            let rows = self
-                .internal_sql(&format!(
-                    "SELECT series_id, time_unix_nano, flags, value, count, sum, bucket_counts \
-                     FROM metrics WHERE prometheus_name IN ({names}) AND {window}"
-                ))
-                .await
-                .map_err(internal)?;
-            let mut read = 0usize;
-            let limit = self.config.promql_max_samples;
-            for batch in &rows {
-                let ids = batch.column(0).as_primitive::<UInt64Type>();
-                let time = batch.column(1).as_primitive::<UInt64Type>();
-                let flags = batch.column(2).as_primitive::<UInt32Type>();
-                let value = batch.column(3).as_primitive::<Float64Type>();
-                let count = batch.column(4).as_primitive::<UInt64Type>();
-                let sum = batch.column(5).as_primitive::<Float64Type>();
-                let buckets = batch.column(6).as_list::<i32>();
-                for row in 0..batch.num_rows() {
-                    let Some(exposed_here) = wanted.get(&ids.value(row)) else {
-                        continue;
-                    };
-                    let t = (time.value(row) / 1_000_000) as i64;
-                    let stale = flags.value(row) & NO_RECORDED_VALUE != 0;
-                    let mut cumulative: Option<Vec<u64>> = None;
-                    for &(index, part, k) in exposed_here {
-                        let f = if stale {
-                            Some(stale_marker())
-                        } else {
-                            match part {
-                                Part::Value => (!value.is_null(row)).then(|| value.value(row)),
-                                Part::Count => {
-                                    (!count.is_null(row)).then(|| count.value(row) as f64)
-                                }
-                                Part::Sum => (!sum.is_null(row)).then(|| sum.value(row)),
-                                Part::Bucket => {
-                                    let c = cumulative.get_or_insert_with(|| {
-                                        let counts = buckets.value(row);
-                                        let counts = counts.as_primitive::<UInt64Type>();
-                                        let mut total = 0;
-                                        counts
-                                            .values()
-                                            .iter()
-                                            .map(|n| {
-                                                total += n;
-                                                total
-                                            })
-                                            .collect()
-                                    });
-                                    // The last bucket's cumulative count is the `+Inf` one.
-                                    c.get(k).map(|n| *n as f64)
-                                }
-                                Part::Quantile => None,
-                            }
-                        };
-                        if let Some(f) = f {
-                            out[index].points.push((t, f));
-                            read += 1;
-                        }
-                    }
-                }
+            for batch in &waiting {
+                runs.resize_with(out.len(), Vec::new);
+                read += read_values(batch, &late, &mut runs);
                 if read > limit {
-                    return Err(PromError::execution(format!(
-                        "query processing would load too many samples into memory (more than max_samples = {limit})"
-                    )));
+                    return Err(too_many_samples(limit));
                 }
             }
         }
-        for series in &mut out {
-            series.points.sort_by_key(|p| p.0);
+        runs.resize_with(out.len(), Vec::new);
+        for (series, runs) in out.iter_mut().zip(runs) {
+            series.points = in_time_order(runs);
             // A point sent twice at one time counts once, the later one.
             series.points.dedup_by(|later, earlier| {
                 if later.0 == earlier.0 {
@@ -477,6 +441,51 @@ impl QueryEngine {
         out.retain(|s| !s.points.is_empty());
         if !slow.is_empty() {
             out.extend(self.read_series_rows(matchers, &slow, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    /// What the stored series `first` names expose, from their rows at the given times (the
+    /// first each has in the span; scraped series share their times, so the times are few),
+    /// kept in the engine's cache.
+    async fn exposed_of(
+        &self,
+        names: &str,
+        window: &str,
+        first: &HashMap<u64, u64>,
+    ) -> Result<HashMap<u64, Arc<Exposed>>, PromError> {
+        let times: std::collections::BTreeSet<u64> = first.values().copied().collect();
+        let list = |values: &mut dyn Iterator<Item = u64>| {
+            values.map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        let heads = self
+            .internal_sql(&format!(
+                "SELECT * FROM metrics WHERE prometheus_name IN ({names}) AND {window} \
+                 AND time_unix_nano IN ({}) AND series_id IN ({})",
+                list(&mut times.into_iter()),
+                list(&mut first.keys().copied())
+            ))
+            .await
+            .map_err(internal)?;
+        let promoted = &self.config.promote_resource_attributes;
+        let budget = self.config.promql_series_cache_bytes;
+        let mut out = HashMap::new();
+        for batch in &heads {
+            let ids = batch
+                .column_by_name("series_id")
+                .ok_or_else(|| internal("no series_id column"))?
+                .as_primitive::<UInt64Type>()
+                .clone();
+            let points = spyglass_store::schema::metrics_from_batch(batch).map_err(internal)?;
+            for (row, point) in points.iter().enumerate() {
+                let id = ids.value(row);
+                if out.contains_key(&id) {
+                    continue;
+                }
+                let exposed = Arc::new(exposed_by(point, promoted));
+                self.exposed.insert(id, exposed.clone(), budget);
+                out.insert(id, exposed);
+            }
         }
         Ok(out)
     }
@@ -589,4 +598,172 @@ fn time_condition(from: i64, to: i64) -> String {
         "time_unix_nano >= {} AND time_unix_nano <= {end}",
         ms_to_ns(from)
     )
+}
+
+/// What the stored series of `point` exposes. Deltas are added up from the first point and
+/// summaries have no fixed columns: those are read row by row.
+fn exposed_by(point: &MetricPoint, promoted: &[String]) -> Exposed {
+    if accumulates(point) || point.metric_type == MetricType::Summary {
+        return Exposed::Rows;
+    }
+    let base = base_labels(point, promoted);
+    let mut series = Vec::new();
+    for (name, part) in exposed(&point.prometheus_name(), point.metric_type) {
+        for (k, (extra, _)) in part_values(point, part).into_iter().enumerate() {
+            let mut labels = base.clone();
+            labels.insert(METRIC_NAME.into(), name.clone());
+            if let Some((key, value)) = extra {
+                labels.insert(key.into(), value);
+            }
+            series.push((labels, part, k));
+        }
+    }
+    Exposed::Columns(series)
+}
+
+/// Where a stored series' samples go: the exposed series (its index among those being read),
+/// the part of the row it is, and its `le` index.
+type Targets = Vec<(usize, Part, usize)>;
+
+/// The points of each series being read, one run per batch it is in (each run in time order;
+/// a batch holds rows of one part, where a series' rows sit together in time order).
+type Runs = Vec<Vec<(i64, f64)>>;
+
+/// Adds the samples of `batch` (`series_id, time_unix_nano, flags, value` and perhaps
+/// `count, sum, bucket_counts`) to the series that `targets` names for each stored series,
+/// as a new run of each; returns how many it added.
+fn read_values(batch: &RecordBatch, targets: &HashMap<u64, Targets>, runs: &mut [Runs]) -> usize {
+    let ids = batch.column(0).as_primitive::<UInt64Type>();
+    let time = batch.column(1).as_primitive::<UInt64Type>();
+    let flags = batch.column(2).as_primitive::<UInt32Type>();
+    let value = batch.column(3).as_primitive::<Float64Type>();
+    let histogram = (batch.num_columns() == 7).then(|| {
+        (
+            batch.column(4).as_primitive::<UInt64Type>(),
+            batch.column(5).as_primitive::<Float64Type>(),
+            batch.column(6).as_list::<i32>(),
+        )
+    });
+    let mut read = 0;
+    let mut current: (Option<u64>, Option<&Targets>) = (None, None);
+    for row in 0..batch.num_rows() {
+        let id = ids.value(row);
+        if current.0 != Some(id) {
+            current = (Some(id), targets.get(&id));
+            if let Some(exposed_here) = current.1 {
+                let length = ids.values()[row..].iter().take_while(|i| **i == id).count();
+                for &(index, _, _) in exposed_here {
+                    runs[index].push(Vec::with_capacity(length));
+                }
+            }
+        }
+        let Some(exposed_here) = current.1 else {
+            continue;
+        };
+        let t = (time.value(row) / 1_000_000) as i64;
+        let stale = flags.value(row) & NO_RECORDED_VALUE != 0;
+        let mut cumulative: Option<Vec<u64>> = None;
+        for &(index, part, k) in exposed_here {
+            let f = if stale {
+                Some(stale_marker())
+            } else {
+                match (part, histogram) {
+                    (Part::Value, _) => (!value.is_null(row)).then(|| value.value(row)),
+                    (Part::Count, Some((count, _, _))) => {
+                        (!count.is_null(row)).then(|| count.value(row) as f64)
+                    }
+                    (Part::Sum, Some((_, sum, _))) => (!sum.is_null(row)).then(|| sum.value(row)),
+                    (Part::Bucket, Some((_, _, buckets))) => {
+                        let c = cumulative.get_or_insert_with(|| {
+                            let counts = buckets.value(row);
+                            let counts = counts.as_primitive::<UInt64Type>();
+                            let mut total = 0;
+                            counts
+                                .values()
+                                .iter()
+                                .map(|n| {
+                                    total += n;
+                                    total
+                                })
+                                .collect()
+                        });
+                        // The last bucket's cumulative count is the `+Inf` one.
+                        c.get(k).map(|n| *n as f64)
+                    }
+                    _ => None,
+                }
+            };
+            if let (Some(f), Some(run)) = (f, runs[index].last_mut()) {
+                run.push((t, f));
+                read += 1;
+            }
+        }
+    }
+    read
+}
+
+/// The exposed series of a stored series that `matchers` select, each added to `out`, as
+/// `(index in out, part, le index)`; `None` for a series read row by row.
+fn select(exposed: &Exposed, matchers: &[Matcher], out: &mut Vec<Series>) -> Option<Targets> {
+    let Exposed::Columns(series) = exposed else {
+        return None;
+    };
+    let mut here = Vec::new();
+    for (labels, part, k) in series {
+        if matches(labels, matchers) {
+            here.push((out.len(), *part, *k));
+            out.push(Series {
+                labels: labels.clone(),
+                points: Vec::new(),
+            });
+        }
+    }
+    Some(here)
+}
+
+fn too_many_samples(limit: usize) -> PromError {
+    PromError::execution(format!(
+        "query processing would load too many samples into memory (more than max_samples = {limit})"
+    ))
+}
+
+/// A series' points in time order, from its runs. Parts are read in no set order, so the runs
+/// may come in any order: runs that do not overlap are put end to end (one copy, where a sort
+/// would merge them pass by pass; none for a single run).
+fn in_time_order(mut runs: Runs) -> Vec<(i64, f64)> {
+    runs.retain(|r| !r.is_empty());
+    if runs.len() <= 1 {
+        return runs.pop().unwrap_or_default();
+    }
+    runs.sort_by_key(|r| r[0].0);
+    let apart = runs.windows(2).all(|w| w[0][w[0].len() - 1].0 < w[1][0].0);
+    let mut points = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for run in &runs {
+        points.extend_from_slice(run);
+    }
+    if !apart {
+        points.sort_by_key(|p| p.0);
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_time_order;
+
+    #[test]
+    fn runs_of_parts_come_out_in_time_order() {
+        let run = |from: i64, to: i64| (from..to).map(|t| (t * 10, t as f64)).collect::<Vec<_>>();
+        // Three parts' runs read out of order, then runs that overlap, one run, none.
+        for runs in [
+            vec![run(20, 30), run(0, 10), Vec::new(), run(10, 20)],
+            vec![run(5, 15), run(0, 10)],
+            vec![run(0, 30)],
+            vec![],
+        ] {
+            let mut expected = runs.concat();
+            expected.sort_by_key(|p| p.0);
+            assert_eq!(in_time_order(runs), expected);
+        }
+    }
 }
