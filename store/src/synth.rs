@@ -4,7 +4,8 @@
 //! inventory, shipping) with database, cache and gRPC client calls. Every span carries the
 //! resource's 10 attributes and about 10 attributes of the HTTP, database or RPC semantic
 //! conventions; about one span in ten records an exception event with a stack trace.
-//! Deterministic for a seed.
+//! Deterministic for a seed. [`SpanGenerator::with_common_values`] makes the values searches
+//! meet common, as in production, instead of spread evenly.
 
 use std::sync::Arc;
 
@@ -68,6 +69,7 @@ pub struct SpanGenerator {
     scope: Arc<Scope>,
     now_unix_nano: u64,
     trace_interval_nano: u64,
+    common: bool,
 }
 
 fn kv(key: &str, value: AttrValue) -> KeyValue {
@@ -122,7 +124,17 @@ impl SpanGenerator {
             scope,
             now_unix_nano: start_unix_nano,
             trace_interval_nano: 1_000_000,
+            common: false,
         }
+    }
+
+    /// Values as common as production's: most spans in a few services (a call goes to
+    /// checkout four times in ten and to cart three times), `http.route` one of five values,
+    /// a `shop.tenant` of five on every span of a trace (each value on a fifth of all spans),
+    /// and traces of 3–12 spans lasting 1–30 ms.
+    pub fn with_common_values(mut self) -> Self {
+        self.common = true;
+        self
     }
 
     /// Spaces trace starts `nanos` apart instead of 1 ms (to spread a data set over hours).
@@ -152,14 +164,20 @@ impl SpanGenerator {
         out
     }
 
-    /// One trace of 5–40 spans.
+    /// One trace of 5–40 spans (3–12 with common values).
     pub fn trace(&mut self) -> Vec<Span> {
         let trace_id = TraceId(self.id());
-        let count = self.rng.random_range(5..=40);
+        let count = match self.common {
+            true => self.rng.random_range(3..=12),
+            false => self.rng.random_range(5..=40),
+        };
         self.now_unix_nano += self.trace_interval_nano;
         let start = self.now_unix_nano;
         let mut spans: Vec<Span> = Vec::with_capacity(count);
-        let root_duration = self.rng.random_range(5_000_000..400_000_000u64);
+        let root_duration = match self.common {
+            true => self.rng.random_range(1_000_000..=30_000_000u64),
+            false => self.rng.random_range(5_000_000..400_000_000u64),
+        };
         spans.push(self.http_server_span(trace_id, None, 0, start, root_duration));
         while spans.len() < count {
             let parent = &spans[self.rng.random_range(0..spans.len())];
@@ -181,11 +199,22 @@ impl SpanGenerator {
                     self.rpc_client_span(trace_id, parent_id, parent_service, span_start, duration)
                 }
                 _ => {
-                    let callee = self.rng.random_range(1..SERVICES.len());
+                    let callee = match self.common {
+                        true => [1, 1, 1, 1, 2, 2, 2, 3, 4, 5][self.rng.random_range(0..10)],
+                        false => self.rng.random_range(1..SERVICES.len()),
+                    };
                     self.http_server_span(trace_id, Some(parent_id), callee, span_start, duration)
                 }
             };
             spans.push(span);
+        }
+        if self.common {
+            let tenant = s(format!("tenant-{}", self.rng.random_range(0..5)));
+            for span in &mut spans {
+                let mut kvs: Vec<KeyValue> = span.attributes.iter().cloned().collect();
+                kvs.push(kv("shop.tenant", tenant.clone()));
+                span.attributes = Attributes::new(kvs);
+            }
         }
         spans
     }
@@ -237,7 +266,8 @@ impl SpanGenerator {
         duration: u64,
     ) -> Span {
         let mut span = self.base(trace_id, parent, service, start, duration);
-        let route = ROUTES[self.rng.random_range(0..ROUTES.len())];
+        let routes = if self.common { 5 } else { ROUTES.len() };
+        let route = ROUTES[self.rng.random_range(0..routes)];
         let method = METHODS[self.rng.random_range(0..METHODS.len())];
         let status = if span.status_code == StatusCode::Error {
             500
