@@ -286,7 +286,8 @@ async fn sdk_metrics_answer_promql_by_their_prometheus_names() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (start, end) = ((now - 30).to_string(), now.to_string());
+    // Whole seconds: the last step lies after the last export, which may share `now`'s second.
+    let (start, end) = ((now - 28).to_string(), (now + 2).to_string());
     let out = promtool(&[
         "query",
         "range",

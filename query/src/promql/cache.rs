@@ -1,6 +1,8 @@
 //! The series each stored series exposes, worked out once from one of its rows and kept for
-//! later queries. A stored series' id is a hash of its name, type, attributes and resource, so
-//! what it exposes does not change; only the value columns of its rows need reading again.
+//! later queries, by series id and the families the query read. A stored series' id hashes its
+//! name, attributes and resource; with the family name (which holds the unit) that fixes what
+//! it exposes, short of a change of temporality or bucket bounds under one name, which shows
+//! once the cache is emptied. Only the value columns of its rows need reading again.
 //!
 //! Bounded by `[query] promql_series_cache_bytes` (an estimate of the labels' heap size): when
 //! an insertion would pass it, the cache is emptied and fills again from the next queries.
@@ -47,7 +49,7 @@ pub(crate) struct ExposedCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<u64, Arc<Exposed>>,
+    by_id: HashMap<(u64, String), Arc<Exposed>>,
     bytes: usize,
 }
 
@@ -56,13 +58,13 @@ impl ExposedCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn get(&self, id: u64) -> Option<Arc<Exposed>> {
-        self.lock().by_id.get(&id).cloned()
+    pub(super) fn get(&self, id: u64, family: &str) -> Option<Arc<Exposed>> {
+        self.lock().by_id.get(&(id, family.to_string())).cloned()
     }
 
-    /// Keeps `exposed` for `id` within `budget` bytes; 0 keeps nothing.
-    pub(super) fn insert(&self, id: u64, exposed: Arc<Exposed>, budget: usize) {
-        let bytes = exposed.bytes();
+    /// Keeps `exposed` for `id` read as `family` within `budget` bytes; 0 keeps nothing.
+    pub(super) fn insert(&self, id: u64, family: &str, exposed: Arc<Exposed>, budget: usize) {
+        let bytes = exposed.bytes() + family.len();
         if bytes > budget {
             return;
         }
@@ -71,8 +73,8 @@ impl ExposedCache {
             inner.by_id.clear();
             inner.bytes = 0;
         }
-        if let Some(old) = inner.by_id.insert(id, exposed) {
-            inner.bytes -= old.bytes();
+        if let Some(old) = inner.by_id.insert((id, family.to_string()), exposed) {
+            inner.bytes -= old.bytes() + family.len();
         }
         inner.bytes += bytes;
     }
@@ -95,17 +97,21 @@ mod tests {
     #[test]
     fn stays_within_its_budget() {
         let cache = ExposedCache::default();
-        let one = exposed("a").bytes();
+        let one = exposed("a").bytes() + 1;
         let budget = one * 3;
         for id in 0..10 {
-            cache.insert(id, exposed("a"), budget);
+            cache.insert(id, "m", exposed("a"), budget);
             assert!(cache.bytes() <= budget, "{} > {budget}", cache.bytes());
-            assert!(cache.get(id).is_some(), "the newest entry is kept");
+            assert!(cache.get(id, "m").is_some(), "the newest entry is kept");
+            assert!(
+                cache.get(id, "m_ms").is_none(),
+                "under another family name it is not"
+            );
         }
         // Emptied when full: the oldest are gone.
-        assert!(cache.get(0).is_none());
+        assert!(cache.get(0, "m").is_none());
         let nothing = ExposedCache::default();
-        nothing.insert(1, exposed("a"), 0);
-        assert!(nothing.get(1).is_none(), "a budget of 0 keeps nothing");
+        nothing.insert(1, "m", exposed("a"), 0);
+        assert!(nothing.get(1, "m").is_none(), "a budget of 0 keeps nothing");
     }
 }

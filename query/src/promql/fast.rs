@@ -153,7 +153,14 @@ fn evaluate(
                 })
             })
             .collect();
-        workers.into_iter().any(|w| w.join().unwrap_or(true))
+        let mut timed_out = false;
+        for worker in workers {
+            match worker.join() {
+                Ok(out) => timed_out |= out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        timed_out
     });
     if timed_out {
         ev.check_time()?;

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -21,6 +22,15 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use spyglass_store::{Part, Signal, Snapshot};
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Parts read at once.
 const PARALLEL: usize = 2;
@@ -38,11 +48,13 @@ pub(super) struct ValueScan {
 
 impl ValueScan {
     /// Hands each batch of `snapshot`'s rows to `each` as it is read (parts in no set order,
-    /// then the memtable); `each` returning false stops the scan.
+    /// then the memtable), with the place of its source in ingest order: parts by id, the
+    /// memtable last (of two points of a series at one time, the one from the later source
+    /// is the one kept). `each` returning false stops the scan.
     pub(super) async fn run(
         self,
         snapshot: &Snapshot,
-        mut each: impl FnMut(RecordBatch) -> bool,
+        mut each: impl FnMut(u64, RecordBatch) -> bool,
     ) -> Result<(), String> {
         let scan = Arc::new(self);
         let parts: VecDeque<Arc<Part>> = snapshot
@@ -51,18 +63,27 @@ impl ValueScan {
             .filter(|p| p.meta().overlaps(scan.from, scan.to))
             .collect();
         let queue = Arc::new(Mutex::new(parts));
-        let (send, mut receive) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(8);
+        // Set when the reading stops early for any reason (the consumer is done, failed, or
+        // was dropped on a timeout): readers leave at their next batch.
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(stop.clone());
+        let (send, mut receive) =
+            tokio::sync::mpsc::channel::<Result<(u64, RecordBatch), String>>(8);
         let readers: Vec<_> = (0..PARALLEL)
             .map(|_| {
                 let (queue, send, scan) = (queue.clone(), send.clone(), scan.clone());
+                let stop = stop.clone();
                 tokio::task::spawn_blocking(move || {
-                    loop {
+                    while !stop.load(Ordering::Relaxed) {
                         let part = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         let Some(part) = part else {
                             return;
                         };
-                        let read = scan
-                            .read_part(&part, &mut |batch| send.blocking_send(Ok(batch)).is_ok());
+                        let id = part.meta().id;
+                        let read = scan.read_part(&part, &mut |batch| {
+                            !stop.load(Ordering::Relaxed)
+                                && send.blocking_send(Ok((id, batch))).is_ok()
+                        });
                         if let Err(e) = read {
                             let _ = send.blocking_send(Err(format!(
                                 "reading {}: {e}",
@@ -75,29 +96,35 @@ impl ValueScan {
             })
             .collect();
         drop(send);
-        let mut stopped = false;
-        while let Some(batch) = receive.recv().await {
-            if !each(batch?) {
-                stopped = true;
-                break;
+        let mut outcome = Ok(true);
+        while let Some(read) = receive.recv().await {
+            match read {
+                Ok((id, batch)) => {
+                    if !each(id, batch) {
+                        outcome = Ok(false);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
+        stop.store(true, Ordering::Relaxed);
         // Readers blocked on a full channel see it closed and stop.
         drop(receive);
-        if stopped {
-            queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
         for reader in readers {
             reader
                 .await
                 .map_err(|e| format!("a part reader failed: {e}"))?;
         }
-        if stopped {
+        if !outcome? {
             return Ok(());
         }
         for batch in snapshot.memtable_batches(Signal::Metrics) {
             if let Some(batch) = scan.wanted_rows(&batch)?
-                && !each(batch)
+                && !each(u64::MAX, batch)
             {
                 break;
             }
@@ -368,7 +395,7 @@ mod tests {
                 columns: vec!["series_id", "time_unix_nano", "flags", "value"],
             };
             let mut read = Vec::new();
-            scan.run(&store.snapshot(), |b| {
+            scan.run(&store.snapshot(), |_, b| {
                 read.push(b);
                 true
             })

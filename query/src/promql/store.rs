@@ -348,7 +348,9 @@ impl QueryEngine {
         let mut targets: HashMap<u64, Targets> = HashMap::new();
         let mut slow: Vec<u64> = Vec::new();
         let mut missing: HashMap<u64, u64> = HashMap::new();
-        let mut waiting: Vec<RecordBatch> = Vec::new();
+        let mut waiting: Vec<(u64, RecordBatch)> = Vec::new();
+        // Rows of series not in the cache, held until their labels are read.
+        let mut held = 0usize;
         let mut read = 0usize;
         let limit = self.config.promql_max_samples;
         let mut failed = None;
@@ -360,23 +362,29 @@ impl QueryEngine {
         };
         let snapshot = self.snapshot();
         let timeout = self.config.query_timeout();
-        let scanned = scan.run(&snapshot, |batch| {
+        // Labels depend on the family name too (a unit change keeps the series id).
+        let family = families.join(",");
+        let scanned = scan.run(&snapshot, |seq, batch| {
             let ids = batch.column(0).as_primitive::<UInt64Type>();
             let times = batch.column(1).as_primitive::<UInt64Type>();
             let mut last = None;
             let mut waits = false;
+            let mut holding = false;
             for (row, &id) in ids.values().iter().enumerate() {
                 if last == Some(id) || targets.contains_key(&id) {
                     last = Some(id);
+                    held += usize::from(holding);
                     continue;
                 }
                 last = Some(id);
+                holding = false;
                 if let Some(first) = missing.get_mut(&id) {
                     *first = (*first).min(times.value(row));
-                    waits = true;
+                    (waits, holding) = (true, true);
+                    held += 1;
                     continue;
                 }
-                match self.exposed.get(id) {
+                match self.exposed.get(id, &family) {
                     Some(exposed) => {
                         let here = select(&exposed, matchers, &mut out);
                         if here.is_none() {
@@ -386,16 +394,17 @@ impl QueryEngine {
                     }
                     None => {
                         missing.insert(id, times.value(row));
-                        waits = true;
+                        (waits, holding) = (true, true);
+                        held += 1;
                     }
                 }
             }
             runs.resize_with(out.len(), Vec::new);
-            read += read_values(&batch, &targets, &mut runs);
+            read += read_values(seq, &batch, &targets, &mut runs);
             if waits {
-                waiting.push(batch);
+                waiting.push((seq, batch));
             }
-            if read > limit {
+            if read + held > limit {
                 failed = Some(too_many_samples(limit));
             }
             failed.is_none()
@@ -404,22 +413,24 @@ impl QueryEngine {
             .await
             .map_err(|_| PromError::timeout(timeout))?
             .map_err(internal)?;
-        drop(snapshot);
         if let Some(e) = failed {
             return Err(e);
         }
         if !missing.is_empty() {
             let mut late = HashMap::new();
-            for (id, exposed) in self.exposed_of(&names, &window, &missing).await? {
+            let found = self
+                .exposed_of(&snapshot, &names, &window, &missing, &family)
+                .await?;
+            for (id, exposed) in found {
                 let here = select(&exposed, matchers, &mut out);
                 if here.is_none() {
                     slow.push(id);
                 }
                 late.insert(id, here.unwrap_or_default());
             }
-            for batch in &waiting {
+            for (seq, batch) in &waiting {
                 runs.resize_with(out.len(), Vec::new);
-                read += read_values(batch, &late, &mut runs);
+                read += read_values(*seq, batch, &late, &mut runs);
                 if read > limit {
                     return Err(too_many_samples(limit));
                 }
@@ -450,21 +461,30 @@ impl QueryEngine {
     /// kept in the engine's cache.
     async fn exposed_of(
         &self,
+        snapshot: &spyglass_store::Snapshot,
         names: &str,
         window: &str,
         first: &HashMap<u64, u64>,
+        family: &str,
     ) -> Result<HashMap<u64, Arc<Exposed>>, PromError> {
         let times: std::collections::BTreeSet<u64> = first.values().copied().collect();
         let list = |values: &mut dyn Iterator<Item = u64>| {
             values.map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
         };
+        // The scan's snapshot: the rows it saw are there still.
+        let table =
+            crate::tables::SnapshotTable::new(spyglass_store::Signal::Metrics, snapshot.clone());
         let heads = self
-            .internal_sql(&format!(
-                "SELECT * FROM metrics WHERE prometheus_name IN ({names}) AND {window} \
+            .internal_sql_over(
+                snapshot,
+                table,
+                &format!(
+                    "SELECT * FROM metrics WHERE prometheus_name IN ({names}) AND {window} \
                  AND time_unix_nano IN ({}) AND series_id IN ({})",
-                list(&mut times.into_iter()),
-                list(&mut first.keys().copied())
-            ))
+                    list(&mut times.into_iter()),
+                    list(&mut first.keys().copied())
+                ),
+            )
             .await
             .map_err(internal)?;
         let promoted = &self.config.promote_resource_attributes;
@@ -483,7 +503,7 @@ impl QueryEngine {
                     continue;
                 }
                 let exposed = Arc::new(exposed_by(point, promoted));
-                self.exposed.insert(id, exposed.clone(), budget);
+                self.exposed.insert(id, family, exposed.clone(), budget);
                 out.insert(id, exposed);
             }
         }
@@ -625,14 +645,20 @@ fn exposed_by(point: &MetricPoint, promoted: &[String]) -> Exposed {
 /// the part of the row it is, and its `le` index.
 type Targets = Vec<(usize, Part, usize)>;
 
-/// The points of each series being read, one run per batch it is in (each run in time order;
-/// a batch holds rows of one part, where a series' rows sit together in time order).
-type Runs = Vec<Vec<(i64, f64)>>;
+/// The points of each series being read, one run per batch it is in, with its source's place
+/// in ingest order (see [`super::scan::ValueScan::run`]). A part's runs are in time order; a
+/// memtable run is in the order the points came.
+type Runs = Vec<(u64, Vec<(i64, f64)>)>;
 
 /// Adds the samples of `batch` (`series_id, time_unix_nano, flags, value` and perhaps
 /// `count, sum, bucket_counts`) to the series that `targets` names for each stored series,
 /// as a new run of each; returns how many it added.
-fn read_values(batch: &RecordBatch, targets: &HashMap<u64, Targets>, runs: &mut [Runs]) -> usize {
+fn read_values(
+    seq: u64,
+    batch: &RecordBatch,
+    targets: &HashMap<u64, Targets>,
+    runs: &mut [Runs],
+) -> usize {
     let ids = batch.column(0).as_primitive::<UInt64Type>();
     let time = batch.column(1).as_primitive::<UInt64Type>();
     let flags = batch.column(2).as_primitive::<UInt32Type>();
@@ -653,7 +679,7 @@ fn read_values(batch: &RecordBatch, targets: &HashMap<u64, Targets>, runs: &mut 
             if let Some(exposed_here) = current.1 {
                 let length = ids.values()[row..].iter().take_while(|i| **i == id).count();
                 for &(index, _, _) in exposed_here {
-                    runs[index].push(Vec::with_capacity(length));
+                    runs[index].push((seq, Vec::with_capacity(length)));
                 }
             }
         }
@@ -693,7 +719,7 @@ fn read_values(batch: &RecordBatch, targets: &HashMap<u64, Targets>, runs: &mut 
                     _ => None,
                 }
             };
-            if let (Some(f), Some(run)) = (f, runs[index].last_mut()) {
+            if let (Some(f), Some((_, run))) = (f, runs[index].last_mut()) {
                 run.push((t, f));
                 read += 1;
             }
@@ -727,24 +753,34 @@ fn too_many_samples(limit: usize) -> PromError {
     ))
 }
 
-/// A series' points in time order, from its runs. Parts are read in no set order, so the runs
-/// may come in any order: runs that do not overlap are put end to end (one copy, where a sort
-/// would merge them pass by pass; none for a single run).
+/// A series' points in time order, from its runs; of points at one time, those of a later
+/// source come after (so that the dedup keeps them). Parts are read in no set order, so their
+/// runs may come in any order: runs in order that do not overlap are put end to end (one copy,
+/// where a sort would merge them pass by pass; none for a single run).
 fn in_time_order(mut runs: Runs) -> Vec<(i64, f64)> {
-    runs.retain(|r| !r.is_empty());
-    if runs.len() <= 1 {
-        return runs.pop().unwrap_or_default();
+    runs.retain(|(_, r)| !r.is_empty());
+    runs.sort_by_key(|(seq, r)| (r[0].0, *seq));
+    let ordered = runs.iter().all(|(_, r)| r.is_sorted_by_key(|p| p.0));
+    let apart = runs
+        .windows(2)
+        .all(|w| w[0].1[w[0].1.len() - 1].0 < w[1].1[0].0);
+    if ordered && apart {
+        if runs.len() <= 1 {
+            return runs.pop().map(|(_, r)| r).unwrap_or_default();
+        }
+        let mut points = Vec::with_capacity(runs.iter().map(|(_, r)| r.len()).sum());
+        for (_, run) in &runs {
+            points.extend_from_slice(run);
+        }
+        return points;
     }
-    runs.sort_by_key(|r| r[0].0);
-    let apart = runs.windows(2).all(|w| w[0][w[0].len() - 1].0 < w[1][0].0);
-    let mut points = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-    for run in &runs {
-        points.extend_from_slice(run);
-    }
-    if !apart {
-        points.sort_by_key(|p| p.0);
-    }
-    points
+    // A stable sort by time then source keeps the order points came in within one source.
+    let mut all: Vec<(i64, u64, f64)> = runs
+        .iter()
+        .flat_map(|(seq, r)| r.iter().map(|&(t, f)| (t, *seq, f)))
+        .collect();
+    all.sort_by_key(|&(t, seq, _)| (t, seq));
+    all.into_iter().map(|(t, _, f)| (t, f)).collect()
 }
 
 #[cfg(test)]
@@ -754,16 +790,36 @@ mod tests {
     #[test]
     fn runs_of_parts_come_out_in_time_order() {
         let run = |from: i64, to: i64| (from..to).map(|t| (t * 10, t as f64)).collect::<Vec<_>>();
-        // Three parts' runs read out of order, then runs that overlap, one run, none.
+        // Three parts' runs read out of order, then runs that overlap, one run, none, and a
+        // memtable run whose points came newest first.
         for runs in [
             vec![run(20, 30), run(0, 10), Vec::new(), run(10, 20)],
             vec![run(5, 15), run(0, 10)],
             vec![run(0, 30)],
             vec![],
+            vec![run(0, 10).into_iter().rev().collect()],
         ] {
             let mut expected = runs.concat();
             expected.sort_by_key(|p| p.0);
+            let runs = runs
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64, r))
+                .collect();
             assert_eq!(in_time_order(runs), expected);
+        }
+    }
+
+    #[test]
+    fn of_two_points_at_one_time_the_later_source_comes_last() {
+        // Part 7's point at 20 and the memtable's: the memtable's is kept by the dedup.
+        let part = (7, vec![(10, 1.0), (20, 2.0)]);
+        let memtable = (u64::MAX, vec![(20, 5.0), (30, 6.0)]);
+        for runs in [vec![part.clone(), memtable.clone()], vec![memtable, part]] {
+            assert_eq!(
+                in_time_order(runs),
+                vec![(10, 1.0), (20, 2.0), (20, 5.0), (30, 6.0)]
+            );
         }
     }
 }
