@@ -437,8 +437,16 @@ async fn the_trace_view_links_logs_marks_events_zooms_moves_by_keys_and_opens_fi
 
     // Zoom: a drag across the right half of the overview.
     for attempt in 0.. {
+        // The overview is drawn again as the page settles: a stale element is looked up anew.
         let minimap = ui.element(".minimap").await;
-        let (_, _, width, _) = minimap.rectangle().await.unwrap();
+        let width = match minimap.rectangle().await {
+            Ok((_, _, width, _)) => width,
+            Err(e) if e.is_stale_element_reference() && attempt < 20 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => panic!("measuring the overview: {e}"),
+        };
         let drag = MouseActions::new("mouse".into())
             .then(PointerAction::MoveToElement {
                 element: minimap.clone(),

@@ -158,7 +158,7 @@ impl Part {
     }
 
     /// The Parquet footer and page index, parsed on first use and kept.
-    pub(crate) fn reader_metadata(&self) -> Result<&ArrowReaderMetadata> {
+    pub fn reader_metadata(&self) -> Result<&ArrowReaderMetadata> {
         if self.reader_metadata.get().is_none() {
             let _ = self
                 .reader_metadata

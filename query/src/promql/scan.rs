@@ -16,9 +16,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, UInt64Type};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use spyglass_store::{Part, Signal, Snapshot};
@@ -139,9 +137,8 @@ impl ValueScan {
         each: &mut dyn FnMut(RecordBatch) -> bool,
     ) -> Result<(), String> {
         let file = File::open(part.path()).map_err(|e| e.to_string())?;
-        let options = ArrowReaderOptions::new();
-        let arrow_metadata =
-            ArrowReaderMetadata::load(&file, options).map_err(|e| e.to_string())?;
+        // The footer the part keeps (parsed once, when the part was opened).
+        let arrow_metadata = part.reader_metadata().map_err(|e| e.to_string())?.clone();
         let metadata = arrow_metadata.metadata().clone();
         let fields = metadata
             .file_metadata()
