@@ -275,6 +275,12 @@ impl Sources {
             "Decoded span-metric points of parts kept for health and graph queries.",
             &[(vec![], self.query.span_metrics_cache_bytes() as i64)],
         )?;
+        gauges(
+            &mut encoder,
+            "spyglass_query_promql_series_cache_bytes",
+            "Labels of metric series kept for PromQL queries (estimated).",
+            &[(vec![], self.query.promql_series_cache_bytes() as i64)],
+        )?;
         histograms(
             &mut encoder,
             "spyglass_query_seconds",

@@ -304,6 +304,21 @@ async fn sdk_metrics_answer_promql_by_their_prometheus_names() {
     assert!(out.contains("9 @["), "{out}");
     let out = promtool(&["query", "labels", &url, "job"]);
     assert!(out.contains("shop-delta"), "{out}");
+
+    // The labels of the series read are kept for the next queries, and /metrics says how much.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{ui}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kept: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("spyglass_query_promql_series_cache_bytes "))
+        .unwrap_or_else(|| panic!("no series cache gauge in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(kept > 0.0, "{kept} bytes kept after the queries");
 }
 
 const PROMQL_RULES: &str = r#"groups:

@@ -120,6 +120,11 @@ impl QueryEngine {
         self.points.bytes()
     }
 
+    /// What the PromQL series cache holds (`promql_series_cache_bytes`), estimated.
+    pub fn promql_series_cache_bytes(&self) -> usize {
+        self.exposed.bytes()
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         self.store.snapshot()
     }

@@ -79,8 +79,8 @@ impl ExposedCache {
         inner.bytes += bytes;
     }
 
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    /// The estimated size of what is kept.
+    pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
 }
