@@ -12,49 +12,8 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{
-    Aggregation, Instrument, PeriodicReader, SdkMeterProvider, Stream, Temporality,
-};
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 use serde_json::Value;
-
-/// A meter provider of `service` exporting over OTLP/gRPC with `temporality`; `shop.size` is an
-/// exponential histogram. It exports when flushed (its interval is an hour).
-fn meters(service: &str, grpc: u16, temporality: Temporality) -> SdkMeterProvider {
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
-        .with_temporality(temporality)
-        .build()
-        .unwrap();
-    SdkMeterProvider::builder()
-        .with_reader(
-            PeriodicReader::builder(exporter)
-                .with_interval(Duration::from_secs(3600))
-                .build(),
-        )
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_string())
-                .build(),
-        )
-        .with_view(|i: &Instrument| {
-            (i.name() == "shop.size")
-                .then(|| {
-                    Stream::builder()
-                        .with_aggregation(Aggregation::Base2ExponentialHistogram {
-                            max_size: 160,
-                            max_scale: 20,
-                            record_min_max: true,
-                        })
-                        .build()
-                        .ok()
-                })
-                .flatten()
-        })
-        .build()
-}
 
 /// Two rounds of measurements, each exported: 7 orders ok and 2 failed, a queue at 4, 21.5 °C,
 /// latencies 0.05 0.3 | 0.3 0.7 2.0 s, sizes 100 200 | 300 bytes.
@@ -124,6 +83,31 @@ async fn instant(ui: u16, query: &str) -> Vec<(Value, f64)> {
         .collect()
 }
 
+/// The size histogram as the API shows a native histogram: count, sum, and the buckets that
+/// hold 100, 200 and 300 bytes, one each.
+async fn native_sizes(ui: u16, query: &str, job: &str) {
+    let (status, body) = api(ui, "query", &[("query", query)]).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    let result = body["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{job}: {body}");
+    assert!(result[0].get("value").is_none(), "{job}: {body}");
+    let h = &result[0]["histogram"][1];
+    assert_eq!(h["count"], "3", "{job}: {body}");
+    assert_eq!(h["sum"], "600", "{job}: {body}");
+    let number = |v: &Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    let buckets = h["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 3, "{job}: {body}");
+    for (bucket, value) in buckets.iter().zip([100.0, 200.0, 300.0]) {
+        // Boundary rule 0: (lower, upper].
+        assert_eq!(bucket[0], 0, "{job}: {body}");
+        assert!(
+            number(&bucket[1]) < value && value <= number(&bucket[2]),
+            "{job}: {body}"
+        );
+        assert_eq!(number(&bucket[3]), 1.0, "{job}: {body}");
+    }
+}
+
 async fn one(ui: u16, query: &str) -> f64 {
     let v = instant(ui, query).await;
     assert_eq!(v.len(), 1, "{query}: {v:?}");
@@ -152,7 +136,7 @@ async fn sdk_metrics_answer_promql_by_their_prometheus_names() {
         ("shop-cumulative", Temporality::Cumulative),
         ("shop-delta", Temporality::Delta),
     ] {
-        let provider = meters(service, server.grpc, temporality);
+        let provider = common::meter_provider(service, server.grpc, temporality);
         record(&provider);
         provider.shutdown().unwrap();
     }
@@ -220,8 +204,23 @@ async fn sdk_metrics_answer_promql_by_their_prometheus_names() {
         )
         .await;
         assert!((p50 - 0.4).abs() < 1e-9, "{job}: {p50}");
-        assert_eq!(one(ui, &sel("shop_size_bytes_sum", "")).await, 600.0);
-        assert_eq!(one(ui, &sel("shop_size_bytes_count", "")).await, 3.0);
+        // The exponential histogram is one series of native histograms, as Prometheus makes it.
+        let size = sel("shop_size_bytes", "");
+        native_sizes(ui, &size, job).await;
+        assert_eq!(one(ui, &format!("histogram_sum({size})")).await, 600.0);
+        assert_eq!(one(ui, &format!("histogram_count({size})")).await, 3.0);
+        // Rank 1.5 of 100, 200, 300 from the top: half-way (on a log scale) through the bucket
+        // that holds 200, which the SDK's 160 buckets make narrower than 5%.
+        let p50 = one(ui, &format!("histogram_quantile(0.5, {size})")).await;
+        assert!((p50 - 200.0).abs() < 10.0, "{job}: {p50}");
+        let fraction = one(ui, &format!("histogram_fraction(0, 250, {size})")).await;
+        assert!((fraction - 2.0 / 3.0).abs() < 1e-9, "{job}: {fraction}");
+        assert!(
+            instant(ui, &sel("shop_size_bytes_count", ""))
+                .await
+                .is_empty(),
+            "{job}: an exponential histogram has no _count series"
+        );
         let total = one(ui, &format!("sum({})", sel("shop_orders_total", ""))).await;
         assert_eq!(total, 9.0, "{job}");
     }
@@ -345,7 +344,7 @@ async fn promql_rules_alert_record_and_write_the_alerts_series() {
     let args = vec!["--rules".to_string(), rules.display().to_string()];
     let server = common::start_server_with(dir, common::shop::ALERTING_CONFIG, &args).await;
     let ui = server.ui;
-    let provider = meters("shop-cumulative", server.grpc, Temporality::Cumulative);
+    let provider = common::meter_provider("shop-cumulative", server.grpc, Temporality::Cumulative);
     record(&provider);
 
     // The alerting rule fires (no `for`) with the series' labels, `__name__` left out.

@@ -15,6 +15,7 @@ use common::browser::{BrowserLog, Ui};
 use common::{Server, checkout, get_json, provider, start_server, within};
 use fantoccini::key::Key;
 use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{Span as _, SpanKind, Tracer, TracerProvider};
 use serde_json::json;
 
@@ -304,6 +305,41 @@ async fn every_page_shows_its_content_in_a_real_browser() {
     ui.wait_text("table.instant", "job=\"payments\"").await;
     assert!(ui.count("table.instant tbody tr").await >= 2);
     ui.done("metrics-promql-instant").await;
+    // A native histogram (an exponential histogram from the SDK): its buckets as bars, and its
+    // count over time as a line.
+    let meters = common::meter_provider(
+        "shop",
+        server.grpc,
+        opentelemetry_sdk::metrics::Temporality::Cumulative,
+    );
+    let size = meters
+        .meter("shop")
+        .u64_histogram("shop.size")
+        .with_unit("By")
+        .build();
+    for bytes in [100, 200, 300, 310] {
+        size.record(bytes, &[]);
+    }
+    meters.shutdown().unwrap();
+    ui.open(&format!(
+        "/explore?type=instant&query={}",
+        encode("shop_size_bytes")
+    ))
+    .await;
+    ui.wait_text(
+        "table.instant figure.chart-box figcaption",
+        "4 observations, sum 910",
+    )
+    .await;
+    // 100, 200 and 300 fall in buckets of their own, 310 beside 300 or with it.
+    let bars = ui.count("table.instant svg.bars rect").await;
+    assert!((3..=4).contains(&bars), "{bars} buckets drawn");
+    ui.done("metrics-promql-histogram").await;
+    ui.open(&format!("/explore?query={}", encode("shop_size_bytes")))
+        .await;
+    ui.wait_text(".legend", "shop_size_bytes{job=\"shop\"} (count)")
+        .await;
+    ui.done("metrics-promql-histogram-range").await;
     ui.open(&format!(
         "/explore?query={}",
         encode("sum(rate(spyglass_span_calls_total[1m])")

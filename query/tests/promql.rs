@@ -15,11 +15,16 @@
 //!   expected_fail_message text
 //! clear                                     # forget what was loaded
 //! ```
+//!
+//! Native histograms are written as in Prometheus's scripts, `{{schema:0 count:4 sum:5
+//! z_bucket:1 z_bucket_w:0.001 offset:0 buckets:[1 2 1] n_offset:0 n_buckets:[1]}}` (every key
+//! optional), loaded as `{{…}}+{{…}}xN` (a, a+b … N more), `{{…}}xN` or one by one.
 
 use std::path::Path;
 
+use spyglass_query::promql::histogram::Buckets;
 use spyglass_query::promql::{
-    self, Evaluator, Labels, Limits, MemorySource, Sample, Series, Value, stale_marker,
+    self, Evaluator, Histogram, Labels, Limits, MemorySource, Sample, Series, Value, stale_marker,
 };
 
 /// Values closer than this (relative) are equal, as in Prometheus's tests.
@@ -105,6 +110,22 @@ fn strip_comment(line: &str) -> &str {
 fn load(source: &mut MemorySource, line: &str, step: i64, at: &str) {
     let (labels, rest) = split_series(line).unwrap_or_else(|| panic!("{at}: series {line}"));
     let mut t = 0;
+    if rest.contains("{{") {
+        for word in words(rest) {
+            if word == "stale" {
+                source.push(&labels, t, stale_marker());
+                t += step;
+                continue;
+            }
+            for h in expand_histograms(&word).unwrap_or_else(|e| panic!("{at}: {e}")) {
+                if let Some(h) = h {
+                    source.push_histogram(&labels, t, h);
+                }
+                t += step;
+            }
+        }
+        return;
+    }
     for value in expand(rest).unwrap_or_else(|e| panic!("{at}: {e}")) {
         if let Some(f) = value {
             source.push(&labels, t, f);
@@ -207,6 +228,149 @@ fn expand(text: &str) -> Result<Vec<Option<f64>>, String> {
         out.push(Some(number(word)?));
     }
     Ok(out)
+}
+
+/// The words of a line, a `{{…}}` histogram with what follows it (`+{{…}}x3`) as one.
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut depth = 0i32;
+    for c in text.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if c.is_whitespace() && depth == 0 {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// `{{…}}` as a histogram.
+fn histogram(text: &str) -> Result<Histogram, String> {
+    let inner = text
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .ok_or_else(|| format!("not a histogram: {text}"))?;
+    let mut h = Histogram {
+        schema: 0,
+        zero_threshold: 0.0,
+        zero_count: 0.0,
+        count: 0.0,
+        sum: 0.0,
+        positive: Buckets::default(),
+        negative: Buckets::default(),
+    };
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("bad histogram field in {text}"))?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(list) = after.strip_prefix('[') {
+            let end = list.find(']').ok_or("unclosed [")?;
+            (&list[..end], &list[end + 1..])
+        } else {
+            after.split_once(' ').unwrap_or((after, ""))
+        };
+        rest = next.trim_start();
+        let counts =
+            || -> Result<Vec<f64>, String> { value.split_whitespace().map(number).collect() };
+        let int = || {
+            value
+                .parse::<i32>()
+                .map_err(|_| format!("not an integer: {value}"))
+        };
+        match key.trim() {
+            "schema" => h.schema = int()?,
+            "count" => h.count = number(value)?,
+            "sum" => h.sum = number(value)?,
+            "z_bucket" => h.zero_count = number(value)?,
+            "z_bucket_w" => h.zero_threshold = number(value)?,
+            "offset" => h.positive.offset = int()?,
+            "buckets" => h.positive.counts = counts()?,
+            "n_offset" => h.negative.offset = int()?,
+            "n_buckets" => h.negative.counts = counts()?,
+            other => return Err(format!("unknown histogram field {other}")),
+        }
+    }
+    Ok(h)
+}
+
+/// Histogram values: `{{a}}+{{b}}xN`, `{{a}}xN`, `{{a}}`, `_`.
+fn expand_histograms(text: &str) -> Result<Vec<Option<Histogram>>, String> {
+    let mut out = Vec::new();
+    for word in words(text) {
+        if word == "_" {
+            out.push(None);
+            continue;
+        }
+        let (series, times) = match word.rsplit_once("}}x") {
+            Some((head, n)) => (
+                format!("{head}}}}}"),
+                n.parse::<usize>()
+                    .map_err(|_| format!("bad count in {word}"))?,
+            ),
+            None => (word.clone(), 0),
+        };
+        let (start, by) = match series.split_once("}}+{{") {
+            Some((a, b)) => (
+                histogram(&format!("{a}}}}}"))?,
+                Some(histogram(&format!("{{{{{b}"))?),
+            ),
+            None => (histogram(&series)?, None),
+        };
+        let mut h = start;
+        for _ in 0..=times {
+            out.push(Some(h.clone()));
+            if let Some(by) = &by {
+                h = h.add_scaled(by, 1.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Two histograms alike: the same schema, and every count, bucket and the sum equal.
+fn same_histogram(a: &Histogram, b: &Histogram) -> bool {
+    let buckets_alike = |x: &Buckets, y: &Buckets| {
+        let lo = x.offset.min(y.offset);
+        let hi = (x.offset + x.counts.len() as i32).max(y.offset + y.counts.len() as i32);
+        (lo..hi).all(|i| equal(x.get(i), y.get(i)))
+    };
+    a.schema == b.schema
+        && equal(a.count, b.count)
+        && equal(a.sum, b.sum)
+        && equal(a.zero_count, b.zero_count)
+        && equal(a.zero_threshold, b.zero_threshold)
+        && buckets_alike(&a.positive, &b.positive)
+        && buckets_alike(&a.negative, &b.negative)
+}
+
+fn show_histogram(h: &Histogram) -> String {
+    let list = |c: &[f64]| c.iter().map(f64::to_string).collect::<Vec<_>>().join(" ");
+    format!(
+        "{{{{schema:{} count:{} sum:{} z_bucket:{} z_bucket_w:{} offset:{} buckets:[{}] n_offset:{} n_buckets:[{}]}}}}",
+        h.schema,
+        h.count,
+        h.sum,
+        h.zero_count,
+        h.zero_threshold,
+        h.positive.offset,
+        list(&h.positive.counts),
+        h.negative.offset,
+        list(&h.negative.counts)
+    )
 }
 
 fn number(text: &str) -> Result<f64, String> {
@@ -321,7 +485,10 @@ fn show(labels: &Labels) -> String {
 
 fn show_vector(v: &[Sample]) -> String {
     v.iter()
-        .map(|s| format!("  {} {}", show(&s.labels), s.f))
+        .map(|s| match &s.h {
+            Some(h) => format!("  {} {}", show(&s.labels), show_histogram(h)),
+            None => format!("  {} {}", show(&s.labels), s.f),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -346,14 +513,7 @@ fn compare_instant(value: &Value, body: &[&str], ordered: bool) -> Result<(), St
             };
         }
         Value::Vector(v) => v.clone(),
-        Value::Matrix(m) => m
-            .iter()
-            .map(|s| Sample {
-                labels: s.labels.clone(),
-                t: 0,
-                f: s.points.last().map_or(f64::NAN, |p| p.1),
-            })
-            .collect(),
+        Value::Matrix(_) => Vec::new(),
     };
     if let Value::Matrix(m) = value {
         // A range vector is stated as series and all their values.
@@ -362,14 +522,22 @@ fn compare_instant(value: &Value, body: &[&str], ordered: bool) -> Result<(), St
     let mut want = Vec::new();
     for line in body {
         let (labels, rest) = split_series(line).ok_or_else(|| format!("bad line {line}"))?;
-        want.push((labels, number(rest.trim())?));
+        let value = if rest.trim().starts_with("{{") {
+            Err(histogram(rest)?)
+        } else {
+            Ok(number(rest.trim())?)
+        };
+        want.push((labels, value));
     }
     let mismatch = || {
         format!(
             "got:\n{}\nwant:\n{}",
             show_vector(&v),
             want.iter()
-                .map(|(l, f)| format!("  {} {f}", show(l)))
+                .map(|(l, value)| match value {
+                    Ok(f) => format!("  {} {f}", show(l)),
+                    Err(h) => format!("  {} {}", show(l), show_histogram(h)),
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         )
@@ -377,14 +545,15 @@ fn compare_instant(value: &Value, body: &[&str], ordered: bool) -> Result<(), St
     if v.len() != want.len() {
         return Err(mismatch());
     }
-    for (i, (labels, f)) in want.iter().enumerate() {
+    for (i, (labels, value)) in want.iter().enumerate() {
         let found = if ordered {
             (v[i].labels == *labels).then_some(&v[i])
         } else {
             v.iter().find(|s| s.labels == *labels)
         };
-        match found {
-            Some(s) if equal(s.f, *f) => {}
+        match (found, value) {
+            (Some(s), Ok(f)) if s.h.is_none() && equal(s.f, *f) => {}
+            (Some(Sample { h: Some(got), .. }), Err(h)) if same_histogram(got, h) => {}
             _ => return Err(mismatch()),
         }
     }
@@ -408,6 +577,11 @@ fn compare_series(m: &[Series], body: &[&str], steps: Option<(i64, i64)>) -> Res
                 s.points
                     .iter()
                     .map(|(t, f)| format!("{f}@{}s", t / 1000))
+                    .chain(s.histograms.iter().map(|(t, h)| format!(
+                        "{}@{}s",
+                        show_histogram(h),
+                        t / 1000
+                    )))
                     .collect::<Vec<_>>()
                     .join(" ")
             )
@@ -423,11 +597,31 @@ fn compare_series(m: &[Series], body: &[&str], steps: Option<(i64, i64)>) -> Res
     }
     for line in body {
         let (labels, rest) = split_series(line).ok_or_else(|| format!("bad line {line}"))?;
-        let values = expand(rest)?;
         let series = m
             .iter()
             .find(|s| s.labels == labels)
             .ok_or_else(|| format!("no series {}:\n{got}", show(&labels)))?;
+        if rest.contains("{{") {
+            let want: Vec<(i64, Histogram)> = expand_histograms(rest)?
+                .into_iter()
+                .enumerate()
+                .filter_map(|(k, h)| {
+                    let t = steps.map_or(k as i64, |(start, step)| start + k as i64 * step);
+                    h.map(|h| (t, h))
+                })
+                .collect();
+            let same = series.points.is_empty()
+                && want.len() == series.histograms.len()
+                && want
+                    .iter()
+                    .zip(&series.histograms)
+                    .all(|(a, b)| (steps.is_none() || a.0 == b.0) && same_histogram(&a.1, &b.1));
+            if !same {
+                return Err(format!("{}: want {rest}, got:\n{got}", show(&labels)));
+            }
+            continue;
+        }
+        let values = expand(rest)?;
         let points: Vec<(i64, f64)> = match steps {
             Some((start, step)) => values
                 .iter()
@@ -446,6 +640,7 @@ fn compare_series(m: &[Series], body: &[&str], steps: Option<(i64, i64)>) -> Res
             }
         };
         let same = points.len() == series.points.len()
+            && series.histograms.is_empty()
             && points
                 .iter()
                 .zip(&series.points)

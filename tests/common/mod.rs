@@ -16,6 +16,9 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, PeriodicReader, SdkMeterProvider, Stream, Temporality,
+};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde_json::Value;
 
@@ -218,6 +221,39 @@ pub fn provider(service: &str, grpc: u16) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource(service))
+        .build()
+}
+
+/// A meter provider of `service` exporting over OTLP/gRPC with `temporality`; `shop.size` is an
+/// exponential histogram. It exports when flushed (its interval is an hour).
+pub fn meter_provider(service: &str, grpc: u16, temporality: Temporality) -> SdkMeterProvider {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc}"))
+        .with_temporality(temporality)
+        .build()
+        .unwrap();
+    SdkMeterProvider::builder()
+        .with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(Duration::from_secs(3600))
+                .build(),
+        )
+        .with_resource(resource(service))
+        .with_view(|i: &Instrument| {
+            (i.name() == "shop.size")
+                .then(|| {
+                    Stream::builder()
+                        .with_aggregation(Aggregation::Base2ExponentialHistogram {
+                            max_size: 160,
+                            max_scale: 20,
+                            record_min_max: true,
+                        })
+                        .build()
+                        .ok()
+                })
+                .flatten()
+        })
         .build()
 }
 

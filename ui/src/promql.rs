@@ -171,17 +171,44 @@ fn labels_json(labels: &promql::Labels) -> Value {
     json!(labels)
 }
 
+/// A native histogram as Prometheus's API writes one: count, sum and each bucket that holds
+/// observations as `[boundaries, lower, upper, count]`.
+fn histogram_json(h: &promql::Histogram) -> Value {
+    json!({
+        "count": promql::format_value(h.count),
+        "sum": promql::format_value(h.sum),
+        "buckets": h.buckets().iter().map(|b| json!([
+            b.boundaries,
+            promql::format_value(b.lower),
+            promql::format_value(b.upper),
+            promql::format_value(b.count),
+        ])).collect::<Vec<_>>(),
+    })
+}
+
+/// Series as `{metric, values}`, with `histograms` beside (or instead of) `values` for native
+/// histogram samples, as Prometheus writes them.
 fn matrix_json(series: &[Series]) -> Value {
     Value::Array(
         series
             .iter()
             .map(|s| {
-                json!({
-                    "metric": labels_json(&s.labels),
-                    "values": s.points.iter()
+                let mut out = json!({ "metric": labels_json(&s.labels) });
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out["values"] = s
+                        .points
+                        .iter()
                         .map(|(t, f)| json!([seconds(*t), promql::format_value(*f)]))
-                        .collect::<Vec<_>>(),
-                })
+                        .collect();
+                }
+                if !s.histograms.is_empty() {
+                    out["histograms"] = s
+                        .histograms
+                        .iter()
+                        .map(|(t, h)| json!([seconds(*t), histogram_json(h)]))
+                        .collect();
+                }
+                out
             })
             .collect(),
     )
@@ -196,10 +223,16 @@ fn value_json(value: &PromValue, t: i64) -> Value {
         PromValue::String(s) => json!({ "resultType": "string", "result": [seconds(t), s] }),
         PromValue::Vector(v) => json!({
             "resultType": "vector",
-            "result": v.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "value": [seconds(t), promql::format_value(s.f)],
-            })).collect::<Vec<_>>(),
+            "result": v.iter().map(|s| match &s.h {
+                Some(h) => json!({
+                    "metric": labels_json(&s.labels),
+                    "histogram": [seconds(t), histogram_json(h)],
+                }),
+                None => json!({
+                    "metric": labels_json(&s.labels),
+                    "value": [seconds(t), promql::format_value(s.f)],
+                }),
+            }).collect::<Vec<_>>(),
         }),
         PromValue::Matrix(m) => json!({ "resultType": "matrix", "result": matrix_json(m) }),
     }

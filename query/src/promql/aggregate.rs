@@ -2,17 +2,22 @@
 //! `quantile`, `topk`, `bottomk`, `count_values`, with `by` and `without`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::{Evaluator, op_name};
 use super::functions::{KahanSum, quantile};
-use super::{Labels, METRIC_NAME, PromError, Sample, Value, format_value};
+use super::{Histogram, Labels, METRIC_NAME, PromError, Sample, Value, format_value};
 
 pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, PromError> {
     let op = op_name(a.op);
     let op = op.as_str();
-    let input = ev.vector(&a.expr, t)?;
+    let mut input = ev.vector(&a.expr, t)?;
+    if !matches!(op, "sum" | "avg" | "count" | "group") {
+        // The others compare or spread numbers: histograms are left out.
+        input.retain(|s| s.h.is_none());
+    }
     let grouping = |labels: &Labels| group_labels(&a.modifier, labels);
     match op {
         "topk" | "bottomk" => {
@@ -39,7 +44,7 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
             return Ok(Value::Vector(
                 counts
                     .into_iter()
-                    .map(|(labels, f)| Sample { labels, t, f })
+                    .map(|(labels, f)| Sample::float(labels, t, f))
                     .collect(),
             ));
         }
@@ -51,13 +56,36 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         None
     };
     let node = a as *const AggregateExpr as usize;
-    let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, (Vec<f64>, Vec<Arc<Histogram>>)> = BTreeMap::new();
     for s in input {
         let group = ev.memo(node, &s.labels, grouping);
-        groups.entry(group).or_default().push(s.f);
+        let (floats, histograms) = groups.entry(group).or_default();
+        match s.h {
+            Some(h) => histograms.push(h),
+            None => floats.push(s.f),
+        }
     }
     let mut out = Vec::with_capacity(groups.len());
-    for (labels, values) in groups {
+    for (labels, (values, histograms)) in groups {
+        if !histograms.is_empty() {
+            let n = values.len() + histograms.len();
+            let h = match op {
+                "count" => {
+                    out.push(Sample::float(labels, t, n as f64));
+                    continue;
+                }
+                "group" => {
+                    out.push(Sample::float(labels, t, 1.0));
+                    continue;
+                }
+                // A group of numbers and histograms has no sum.
+                _ if !values.is_empty() => continue,
+                "avg" => sum_histograms(&histograms).scaled(1.0 / n as f64),
+                _ => sum_histograms(&histograms),
+            };
+            out.push(Sample::float(labels, t, 0.0).with(&Arc::new(h.compact())));
+            continue;
+        }
         let f = match op {
             "sum" => sum(&values),
             "avg" => sum(&values) / values.len() as f64,
@@ -74,9 +102,18 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
                 )));
             }
         };
-        out.push(Sample { labels, t, f });
+        out.push(Sample::float(labels, t, f));
     }
     Ok(Value::Vector(out))
+}
+
+/// The sum of histograms, in the coarsest schema among them.
+fn sum_histograms(histograms: &[Arc<Histogram>]) -> Histogram {
+    let mut total = histograms[0].as_ref().clone();
+    for h in &histograms[1..] {
+        total = total.add_scaled(h, 1.0);
+    }
+    total
 }
 
 /// The labels an aggregation groups `labels` under: those `by` names, or all but those

@@ -7,7 +7,9 @@ use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchC
 
 use super::aggregate::group_labels;
 use super::eval::{Evaluator, op_name};
-use super::{Labels, METRIC_NAME, PromError, Sample, Value};
+use std::sync::Arc;
+
+use super::{Histogram, Labels, METRIC_NAME, PromError, Sample, Value};
 
 pub(super) fn eval(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<Value, PromError> {
     let op = op_name(b.op);
@@ -93,6 +95,19 @@ fn vector_scalar(
     let comparison = is_comparison(op);
     let mut out = Vec::with_capacity(v.len());
     for mut sample in v {
+        if let Some(h) = sample.h.take() {
+            let scalar = Operand::Number(s);
+            let (l, r) = if scalar_left {
+                (scalar, Operand::Histogram(&h))
+            } else {
+                (Operand::Histogram(&h), scalar)
+            };
+            if let Some(h) = histogram_apply(op, l, r) {
+                sample.labels.remove(METRIC_NAME);
+                out.push(Sample::float(sample.labels, t, 0.0).with(&Arc::new(h)));
+            }
+            continue;
+        }
         let (l, r) = if scalar_left {
             (s, sample.f)
         } else {
@@ -177,13 +192,23 @@ fn vector_vector(
         let Some(o) = ones.get(&sig) else {
             continue;
         };
-        let (l, r) = if swapped { (o.f, m.f) } else { (m.f, o.f) };
-        let (mut f, keep) = apply(op, l, r)?;
-        if modifier.return_bool {
-            f = f64::from(u8::from(keep));
-        } else if !keep {
-            continue;
+        let (ls, rs) = if swapped { (*o, m) } else { (m, *o) };
+        let (mut f, mut h) = (0.0, None);
+        if ls.h.is_some() || rs.h.is_some() {
+            let Some(out) = histogram_apply(op, Operand::of(ls), Operand::of(rs)) else {
+                continue;
+            };
+            h = Some(Arc::new(out));
+        } else {
+            let keep;
+            (f, keep) = apply(op, ls.f, rs.f)?;
+            if modifier.return_bool {
+                f = f64::from(u8::from(keep));
+            } else if !keep {
+                continue;
+            }
         }
+        let comparison = comparison && h.is_none();
         let mut labels = m.labels.clone();
         if !comparison || modifier.return_bool {
             labels.remove(METRIC_NAME);
@@ -222,9 +247,39 @@ fn vector_vector(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
         }
-        out.push(Sample { labels, t, f });
+        out.push(Sample { labels, t, f, h });
     }
     Ok(out)
+}
+
+/// One side of an operation.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Number(f64),
+    Histogram(&'a Histogram),
+}
+
+impl<'a> Operand<'a> {
+    fn of(s: &'a Sample) -> Self {
+        match &s.h {
+            Some(h) => Operand::Histogram(h),
+            None => Operand::Number(s.f),
+        }
+    }
+}
+
+/// An operation with a histogram on one side or both, as Prometheus defines them: `h + h`,
+/// `h - h`, `h * n`, `n * h`, `h / n`; `None` for any other (the element is dropped).
+fn histogram_apply(op: &str, l: Operand, r: Operand) -> Option<Histogram> {
+    let out = match (op, l, r) {
+        ("+", Operand::Histogram(a), Operand::Histogram(b)) => a.add_scaled(b, 1.0),
+        ("-", Operand::Histogram(a), Operand::Histogram(b)) => a.add_scaled(b, -1.0),
+        ("*", Operand::Histogram(h), Operand::Number(n))
+        | ("*", Operand::Number(n), Operand::Histogram(h)) => h.scaled(n),
+        ("/", Operand::Histogram(h), Operand::Number(n)) => h.scaled(1.0 / n),
+        _ => return None,
+    };
+    Some(out.compact())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

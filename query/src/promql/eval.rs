@@ -1,6 +1,7 @@
 //! The evaluator: selectors read once per query, then the expression evaluated at each step.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -198,11 +199,7 @@ impl<'a> Evaluator<'a> {
                 .iter()
                 .filter_map(|s| {
                     let i = s.points.binary_search_by_key(&t, |p| p.0).ok()?;
-                    Some(Sample {
-                        labels: s.labels.clone(),
-                        t,
-                        f: s.points[i].1,
-                    })
+                    Some(Sample::float(s.labels.clone(), t, s.points[i].1))
                 })
                 .collect(),
         ))
@@ -218,20 +215,24 @@ impl<'a> Evaluator<'a> {
         step: i64,
         what: &str,
     ) -> Result<Vec<Series>, PromError> {
-        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
         let mut held = 0usize;
         let mut t = first;
         while t <= end {
             match self.eval(expr, t)? {
                 Value::Scalar(f) => {
-                    out.entry(Labels::new()).or_default().push((t, f));
+                    out.entry(Labels::new()).or_default().points.push((t, f));
                     held += 1;
                 }
                 Value::Vector(v) => {
                     check_unique(&v)?;
                     held += v.len();
                     for s in v {
-                        out.entry(s.labels).or_default().push((t, s.f));
+                        let series = out.entry(s.labels).or_default();
+                        match s.h {
+                            Some(h) => series.histograms.push((t, h)),
+                            None => series.points.push((t, s.f)),
+                        }
                     }
                 }
                 other => {
@@ -246,7 +247,10 @@ impl<'a> Evaluator<'a> {
         }
         Ok(out
             .into_iter()
-            .map(|(labels, points)| Series { labels, points })
+            .map(|(labels, mut series)| {
+                series.labels = labels;
+                series
+            })
             .collect())
     }
 
@@ -289,7 +293,7 @@ impl<'a> Evaluator<'a> {
                     self.limits.max_series
                 )));
             }
-            self.samples_read += series.iter().map(|s| s.points.len()).sum::<usize>();
+            self.samples_read += series.iter().map(Series::len).sum::<usize>();
             self.check_samples(0)?;
             self.data.insert(key, series);
         }
@@ -440,6 +444,7 @@ impl<'a> Evaluator<'a> {
                     v.into_iter()
                         .map(|mut s| {
                             s.f = -s.f;
+                            s.h = s.h.map(|h| Arc::new(h.scaled(-1.0)));
                             s.labels.remove(METRIC_NAME);
                             s.t = t;
                             s
@@ -499,12 +504,18 @@ impl<'a> Evaluator<'a> {
             .iter()
             .filter_map(|s| {
                 let end = s.points.partition_point(|(pt, _)| *pt <= at);
-                let (pt, f) = *s.points.get(end.checked_sub(1)?)?;
-                (pt > from && !is_stale(f)).then(|| Sample {
-                    labels: s.labels.clone(),
-                    t: pt,
-                    f,
-                })
+                let float = end.checked_sub(1).map(|i| s.points[i]);
+                let end = s.histograms.partition_point(|(ht, _)| *ht <= at);
+                let histogram = end.checked_sub(1).map(|i| &s.histograms[i]);
+                let sample = match (float, histogram) {
+                    (Some((ft, _)), Some((ht, h))) if *ht > ft => {
+                        Sample::float(s.labels.clone(), *ht, 0.0).with(h)
+                    }
+                    (None, Some((ht, h))) => Sample::float(s.labels.clone(), *ht, 0.0).with(h),
+                    (Some((ft, f)), _) if !is_stale(f) => Sample::float(s.labels.clone(), ft, f),
+                    _ => return None,
+                };
+                (sample.t > from).then_some(sample)
             })
             .collect()
     }
@@ -521,10 +532,14 @@ impl<'a> Evaluator<'a> {
                     .filter(|(_, f)| !is_stale(*f))
                     .copied()
                     .collect();
-                (!points.is_empty()).then(|| Series {
+                let h_lo = s.histograms.partition_point(|(ht, _)| *ht <= at - range);
+                let h_hi = s.histograms.partition_point(|(ht, _)| *ht <= at);
+                let series = Series {
                     labels: s.labels.clone(),
                     points,
-                })
+                    histograms: s.histograms[h_lo..h_hi].to_vec(),
+                };
+                (!series.is_empty()).then_some(series)
             })
             .collect()
     }

@@ -41,7 +41,13 @@ pub(super) fn range(
     let Expr::MatrixSelector(ms) = unparen(call.args.args.first()?) else {
         return None;
     };
-    if ms.vs.at.is_some() {
+    // Native histograms take the general path.
+    if ms.vs.at.is_some()
+        || ev
+            .series_of(&ms.vs)
+            .iter()
+            .any(|s| !s.histograms.is_empty())
+    {
         return None;
     }
     Some(evaluate(
@@ -183,7 +189,7 @@ fn evaluate(
             .collect();
         held += points.len();
         if !points.is_empty() {
-            out.push(Series { labels, points });
+            out.push(Series::floats(labels, points));
         }
     }
     ev.check_samples(held)?;

@@ -6,7 +6,9 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::Evaluator;
-use super::{Labels, METRIC_NAME, PromError, Sample, Series, Value};
+use std::sync::Arc;
+
+use super::{Histogram, Labels, METRIC_NAME, PromError, Sample, Series, Value};
 
 /// Functions whose result keeps the input's metric name.
 const KEEP_NAME: &[&str] = &[
@@ -29,11 +31,7 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
     if let Some(part) = date_part(name) {
         let v = match args.first() {
             Some(a) => ev.vector(a, t)?,
-            None => vec![Sample {
-                labels: Labels::new(),
-                t,
-                f: t as f64 / 1000.0,
-            }],
+            None => vec![Sample::float(Labels::new(), t, t as f64 / 1000.0)],
         };
         return Ok(Value::Vector(map(v, t, true, |f| date(f, part))));
     }
@@ -43,14 +41,17 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
         "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
-        "vector" => Ok(Value::Vector(vec![Sample {
-            labels: Labels::new(),
+        "vector" => Ok(Value::Vector(vec![Sample::float(
+            Labels::new(),
             t,
-            f: ev.scalar(args[0], t)?,
-        }])),
+            ev.scalar(args[0], t)?,
+        )])),
         "scalar" => {
             let v = ev.vector(args[0], t)?;
-            Ok(Value::Scalar(if v.len() == 1 { v[0].f } else { f64::NAN }))
+            Ok(Value::Scalar(match v.as_slice() {
+                [one] if one.h.is_none() => one.f,
+                _ => f64::NAN,
+            }))
         }
         "timestamp" => {
             let of_selector = Evaluator::selector_of(args[0]).is_some();
@@ -59,6 +60,7 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
                 v.into_iter()
                     .map(|mut s| {
                         s.f = if of_selector { s.t } else { t } as f64 / 1000.0;
+                        s.h = None;
                         s.labels.remove(METRIC_NAME);
                         s.t = t;
                         s
@@ -97,6 +99,8 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
         }
         "sort" | "sort_desc" => {
             let mut v = ev.vector(args[0], t)?;
+            // Histograms have no order.
+            v.retain(|s| s.h.is_none());
             let descending = name == "sort_desc";
             v.sort_by(|a, b| match (a.f.is_nan(), b.f.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
@@ -113,6 +117,25 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
             let q = ev.scalar(args[0], t)?;
             let v = ev.vector(args[1], t)?;
             Ok(Value::Vector(histogram_quantile(q, v, t)))
+        }
+        "histogram_fraction" => {
+            let lower = ev.scalar(args[0], t)?;
+            let upper = ev.scalar(args[1], t)?;
+            let v = ev.vector(args[2], t)?;
+            Ok(Value::Vector(of_histograms(v, t, |h| {
+                h.fraction(lower, upper)
+            })))
+        }
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            let v = ev.vector(args[0], t)?;
+            Ok(Value::Vector(of_histograms(v, t, |h| match name {
+                "histogram_count" => h.count,
+                "histogram_sum" => h.sum,
+                "histogram_avg" => h.sum / h.count,
+                "histogram_stddev" => h.variance().sqrt(),
+                _ => h.variance(),
+            })))
         }
         other => Err(PromError::execution(format!(
             "the function {other} is not supported"
@@ -133,8 +156,10 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "predict_linear",
 ];
 
+/// `f` of each number in `v`; histogram samples are left out.
 fn map(v: Vec<Sample>, t: i64, drop_name: bool, f: impl Fn(f64) -> f64) -> Vec<Sample> {
     v.into_iter()
+        .filter(|s| s.h.is_none())
         .map(|mut s| {
             s.f = f(s.f);
             s.t = t;
@@ -142,6 +167,17 @@ fn map(v: Vec<Sample>, t: i64, drop_name: bool, f: impl Fn(f64) -> f64) -> Vec<S
                 s.labels.remove(METRIC_NAME);
             }
             s
+        })
+        .collect()
+}
+
+/// `f` of each histogram in `v`, as a number without the metric name; numbers are left out.
+fn of_histograms(v: Vec<Sample>, t: i64, f: impl Fn(&Histogram) -> f64) -> Vec<Sample> {
+    v.into_iter()
+        .filter_map(|mut s| {
+            let h = s.h.take()?;
+            s.labels.remove(METRIC_NAME);
+            Some(Sample::float(s.labels, t, f(&h)))
         })
         .collect()
 }
@@ -226,7 +262,30 @@ fn over_range(
     }
     let op = call_address(args);
     let mut out = Vec::with_capacity(matrix.len());
-    for Series { mut labels, points } in matrix {
+    for Series {
+        mut labels,
+        points,
+        histograms,
+    } in matrix
+    {
+        if !histograms.is_empty() {
+            let Some(mut sample) =
+                over_histograms(name, &points, &histograms, (end - range, end, range))
+            else {
+                continue;
+            };
+            if drop_name {
+                labels = ev.memo(op, &labels, |l| {
+                    let mut l = l.clone();
+                    l.remove(METRIC_NAME);
+                    l
+                });
+            }
+            sample.labels = labels;
+            sample.t = t;
+            out.push(sample);
+            continue;
+        }
         let value = match name {
             "rate" => extrapolated(&points, end - range, end, true, Some(range)),
             "increase" => extrapolated(&points, end - range, end, true, None),
@@ -283,10 +342,89 @@ fn over_range(
                     l
                 });
             }
-            out.push(Sample { labels, t, f });
+            out.push(Sample::float(labels, t, f));
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// A range function over a series with histogram samples in the window (`start`, `end`,
+/// `range` in ms), as Prometheus computes it: the functions that take histograms give a
+/// histogram (or a count); a window that mixes numbers and histograms gives only what counts
+/// or picks samples; every other function gives nothing.
+fn over_histograms(
+    name: &str,
+    floats: &[(i64, f64)],
+    hs: &[(i64, Arc<Histogram>)],
+    (start, end, range): (i64, i64, i64),
+) -> Option<Sample> {
+    let number = |f: f64| Some(Sample::float(Labels::new(), 0, f));
+    let histogram = |h: Histogram| Some(Sample::float(Labels::new(), 0, 0.0).with(&Arc::new(h)));
+    let n = floats.len() + hs.len();
+    match name {
+        "count_over_time" => return number(n as f64),
+        "present_over_time" => return number(1.0),
+        "last_over_time" | "first_over_time" => {
+            let last = name == "last_over_time";
+            let pick_h = if last { hs.last() } else { hs.first() }?;
+            let pick_f = if last { floats.last() } else { floats.first() };
+            return match pick_f {
+                Some(&(ft, f)) if (ft > pick_h.0) == last => number(f),
+                _ => Some(Sample::float(Labels::new(), 0, 0.0).with(&pick_h.1)),
+            };
+        }
+        _ if !floats.is_empty() => return None,
+        _ => {}
+    }
+    match name {
+        "rate" | "increase" | "delta" => {
+            let counter = name != "delta";
+            let change = super::histogram::change(hs, counter)?;
+            let first = &hs[0].1;
+            let factor = extrapolation(
+                (hs[0].0, hs[hs.len() - 1].0, hs.len()),
+                (start, end),
+                counter.then_some((first.count, change.count)),
+                (name == "rate").then_some(range),
+            )?;
+            histogram(change.scaled(factor))
+        }
+        "irate" | "idelta" => {
+            let [.., (t0, h0), (t1, h1)] = hs else {
+                return None;
+            };
+            if name == "idelta" {
+                return histogram(h1.add_scaled(h0, -1.0).compact());
+            }
+            let change = if h1.is_reset_after(h0) {
+                h1.as_ref().clone()
+            } else {
+                h1.add_scaled(h0, -1.0)
+            };
+            let seconds = (t1 - t0) as f64 / 1000.0;
+            if seconds <= 0.0 {
+                return None;
+            }
+            histogram(change.compact().scaled(1.0 / seconds))
+        }
+        "resets" => number(
+            hs.windows(2)
+                .filter(|w| w[1].1.is_reset_after(&w[0].1))
+                .count() as f64,
+        ),
+        "changes" => number(hs.windows(2).filter(|w| w[1].1 != w[0].1).count() as f64),
+        "sum_over_time" | "avg_over_time" => {
+            let mut total = hs[0].1.as_ref().clone();
+            for (_, h) in &hs[1..] {
+                total = total.add_scaled(h, 1.0);
+            }
+            if name == "avg_over_time" {
+                total = total.scaled(1.0 / hs.len() as f64);
+            }
+            histogram(total.compact())
+        }
+        _ => None,
+    }
 }
 
 /// An address standing for the call whose arguments these are.
@@ -333,24 +471,43 @@ pub(super) fn extrapolated_with(
             previous = f;
         }
     }
+    let factor = extrapolation(
+        (first_t, last_t, points.len()),
+        (start, end),
+        counter.then_some((first, result)),
+        rate_over,
+    )?;
+    Some(result * factor)
+}
+
+/// What the change between the first and the last of `n` samples (at `first_t`, `last_t`)
+/// is multiplied by to cover the window `(start, end]`: extrapolated to the window's edges,
+/// or half an average sample interval past the samples when they stop short of an edge; for a
+/// counter (its first value and the change) no further back than where it would be zero; per
+/// second of `rate_over` when given.
+fn extrapolation(
+    (first_t, last_t, n): (i64, i64, usize),
+    (start, end): (i64, i64),
+    counter: Option<(f64, f64)>,
+    rate_over: Option<i64>,
+) -> Option<f64> {
+    if n < 2 {
+        return None;
+    }
     let mut to_start = (first_t - start) as f64 / 1000.0;
     let mut to_end = (end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let average = sampled / (points.len() - 1) as f64;
+    let average = sampled / (n - 1) as f64;
     let threshold = average * 1.1;
     if to_start >= threshold {
         to_start = average / 2.0;
     }
-    if counter {
+    if let Some((first, result)) = counter
+        && result > 0.0
+        && first >= 0.0
+    {
         // A counter starts at zero: extrapolate no further back than where it would be 0.
-        let to_zero = if result > 0.0 && first >= 0.0 {
-            sampled * (first / result)
-        } else {
-            to_start
-        };
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
+        to_start = to_start.min(sampled * (first / result));
     }
     if to_end >= threshold {
         to_end = average / 2.0;
@@ -359,7 +516,7 @@ pub(super) fn extrapolated_with(
     if let Some(range) = rate_over {
         factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    Some(factor)
 }
 
 /// `irate` (per second, a drop read as a reset) and `idelta` from the last two samples.
@@ -510,7 +667,7 @@ fn absent(has_none: bool, arg: &Expr, t: i64) -> Vec<Sample> {
     for name in twice {
         labels.remove(&name);
     }
-    vec![Sample { labels, t, f: 1.0 }]
+    vec![Sample::float(labels, t, 1.0)]
 }
 
 fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value, PromError> {
@@ -594,11 +751,14 @@ struct Bucket {
     count: f64,
 }
 
-/// `histogram_quantile` over classic `_bucket{le}` series: grouped by their labels without `le`
-/// (and the name), interpolated linearly within the bucket the rank falls in.
+/// `histogram_quantile` over native histograms (each on its own, see [`Histogram::quantile`])
+/// and classic `_bucket{le}` series: grouped by their labels without `le` (and the name),
+/// interpolated linearly within the bucket the rank falls in.
 fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
+    let (native, classic): (Vec<Sample>, Vec<Sample>) = v.into_iter().partition(|s| s.h.is_some());
+    let mut out = of_histograms(native, t, |h| h.quantile(q));
     let mut groups: BTreeMap<Labels, Vec<Bucket>> = BTreeMap::new();
-    for mut s in v {
+    for mut s in classic {
         let Some(le) = s.labels.remove("le") else {
             continue;
         };
@@ -611,14 +771,14 @@ fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
             .or_default()
             .push(Bucket { le, count: s.f });
     }
-    groups
-        .into_iter()
-        .map(|(labels, buckets)| Sample {
-            labels,
-            t,
-            f: bucket_quantile(q, buckets),
-        })
-        .collect()
+    for (labels, buckets) in groups {
+        // A native histogram and classic buckets under one label set: Prometheus keeps the
+        // native one.
+        if !out.iter().any(|s| s.labels == labels) {
+            out.push(Sample::float(labels, t, bucket_quantile(q, buckets)));
+        }
+    }
+    out
 }
 
 fn parse_bound(text: &str) -> Option<f64> {

@@ -18,6 +18,7 @@ mod cache;
 mod eval;
 mod fast;
 mod functions;
+pub mod histogram;
 mod otlp;
 mod scan;
 mod source;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use eval::{Evaluator, Limits, Selection};
+pub use histogram::Histogram;
 pub use otlp::label_name;
 pub use source::{MemorySource, SeriesSource};
 
@@ -104,19 +106,59 @@ pub fn stale_marker() -> f64 {
     f64::from_bits(STALE_NAN)
 }
 
-/// One element of an instant vector: labels, the time of the sample (ms), its value.
+/// One element of an instant vector: labels, the time of the sample (ms), its value: a
+/// number, or a native histogram (`h`, and then `f` means nothing).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub labels: Labels,
     pub t: i64,
     pub f: f64,
+    pub h: Option<Arc<Histogram>>,
 }
 
-/// A series with its points, `(ms, value)` in time order.
+impl Sample {
+    pub fn float(labels: Labels, t: i64, f: f64) -> Self {
+        Self {
+            labels,
+            t,
+            f,
+            h: None,
+        }
+    }
+
+    /// The sample holding histogram `h` instead.
+    pub fn with(mut self, h: &Arc<Histogram>) -> Self {
+        self.h = Some(h.clone());
+        self
+    }
+}
+
+/// A series with its samples in time order: numbers `(ms, value)` (staleness markers among
+/// them) and native histograms `(ms, histogram)`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, Arc<Histogram>)>,
+}
+
+impl Series {
+    pub fn floats(labels: Labels, points: Vec<(i64, f64)>) -> Self {
+        Self {
+            labels,
+            points,
+            histograms: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.histograms.is_empty()
+    }
+
+    /// How many samples it holds, numbers and histograms.
+    pub fn len(&self) -> usize {
+        self.points.len() + self.histograms.len()
+    }
 }
 
 /// What an expression evaluates to.

@@ -2,7 +2,8 @@
 //!
 //! - `__name__` is the `prometheus_name` column (unit suffixes, `_total`); a histogram is
 //!   `_bucket{le}` (cumulative), `_sum` and `_count`; a summary is `{quantile}`, `_sum` and
-//!   `_count`; an exponential histogram `_sum` and `_count` (its buckets are not series yet).
+//!   `_count`; an exponential histogram is one series of native histograms under the name
+//!   itself (see [`super::histogram`]), with no `_sum` or `_count`.
 //! - Point attributes are labels, their names with characters outside `[a-zA-Z0-9_]` as `_`
 //!   (and `key_` before a leading digit); `service.namespace/service.name` is `job`,
 //!   `service.instance.id` is `instance` (unless the point has its own); `[query]
@@ -10,15 +11,17 @@
 //! - `target_info{job, instance, …}` is 1 for each resource with other attributes, labelled
 //!   with them, at each time it sent points.
 //! - A point flagged "no recorded value" is a staleness marker.
-//! - Delta sums and histograms are added up in time order from the series' first point, as
+//! - Delta sums and histograms (exponential ones too) are added up in time order from the
+//!   series' first point, as
 //!   the OpenTelemetry Collector's `deltatocumulative` processor does, so `rate` and `increase`
 //!   read them as counters.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use spyglass_store::model::{MetricPoint, MetricType, NumberValue, PointValue, Temporality};
 
-use super::{Labels, METRIC_NAME, format_value, stale_marker};
+use super::{Histogram, Labels, METRIC_NAME, Series, format_value, stale_marker};
 
 /// The series of each resource's other attributes.
 pub(super) const TARGET_INFO: &str = "target_info";
@@ -36,6 +39,8 @@ pub(super) enum Part {
     Count,
     /// A summary's quantiles.
     Quantile,
+    /// An exponential histogram: a native histogram.
+    Native,
 }
 
 /// The series names a metric of this type and name exposes.
@@ -48,9 +53,7 @@ pub(super) fn exposed(name: &str, metric_type: MetricType) -> Vec<(String, Part)
             with("_sum", Part::Sum),
             with("_count", Part::Count),
         ],
-        MetricType::ExponentialHistogram => {
-            vec![with("_sum", Part::Sum), with("_count", Part::Count)]
-        }
+        MetricType::ExponentialHistogram => vec![(name.to_string(), Part::Native)],
         MetricType::Summary => vec![
             (name.to_string(), Part::Quantile),
             with("_sum", Part::Sum),
@@ -83,15 +86,42 @@ pub(super) fn translate(
     points: &[MetricPoint],
     promoted: &[String],
     from: i64,
-) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+) -> BTreeMap<Labels, Series> {
+    let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
     let mut totals: BTreeMap<Labels, f64> = BTreeMap::new();
+    let mut histogram_totals: BTreeMap<Labels, Histogram> = BTreeMap::new();
     for point in points {
         let base = base_labels(point, promoted);
         let t = (point.time_unix_nano / 1_000_000) as i64;
         let stale = point.flags & NO_RECORDED_VALUE != 0;
         let add = accumulates(point);
         for (name, part) in exposed(&point.prometheus_name(), point.metric_type) {
+            if part == Part::Native {
+                let mut labels = base.clone();
+                labels.insert(METRIC_NAME.into(), name);
+                if stale {
+                    if t >= from {
+                        let points = &mut series.entry(labels).or_default().points;
+                        points.push((t, stale_marker()));
+                    }
+                    continue;
+                }
+                let Some(mut h) = native(point) else {
+                    continue;
+                };
+                if add {
+                    h = match histogram_totals.remove(&labels) {
+                        Some(total) => total.add_scaled(&h, 1.0).compact(),
+                        None => h,
+                    };
+                    histogram_totals.insert(labels.clone(), h.clone());
+                }
+                if t >= from {
+                    let histograms = &mut series.entry(labels).or_default().histograms;
+                    histograms.push((t, Arc::new(h)));
+                }
+                continue;
+            }
             for (extra, value) in part_values(point, part) {
                 let mut labels = base.clone();
                 labels.insert(METRIC_NAME.into(), name.clone());
@@ -108,17 +138,27 @@ pub(super) fn translate(
                     value
                 };
                 if t >= from {
-                    series.entry(labels).or_default().push((t, value));
+                    series.entry(labels).or_default().points.push((t, value));
                 }
             }
         }
     }
-    for points in series.values_mut() {
-        points.sort_by_key(|p| p.0);
+    for (labels, s) in series.iter_mut() {
+        s.labels = labels.clone();
         // A point sent twice at one time counts once, the later one.
-        points.dedup_by(|later, earlier| {
+        s.points.sort_by_key(|p| p.0);
+        s.points.dedup_by(|later, earlier| {
             if later.0 == earlier.0 {
-                earlier.1 = later.1;
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+        s.histograms.sort_by_key(|p| p.0);
+        s.histograms.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                std::mem::swap(later, earlier);
                 true
             } else {
                 false
@@ -126,6 +166,31 @@ pub(super) fn translate(
         });
     }
     series
+}
+
+/// An exponential histogram point as a native histogram; `None` for another point, or one
+/// whose scale Prometheus refuses.
+fn native(point: &MetricPoint) -> Option<Histogram> {
+    let PointValue::ExponentialHistogram {
+        count,
+        sum,
+        scale,
+        zero_count,
+        positive,
+        negative,
+        ..
+    } = &point.value
+    else {
+        return None;
+    };
+    Histogram::from_otlp(
+        *scale,
+        *count,
+        *sum,
+        *zero_count,
+        (positive.offset, &positive.bucket_counts),
+        (negative.offset, &negative.bucket_counts),
+    )
 }
 
 /// Delta sums and histograms are added up into counters.
@@ -190,12 +255,10 @@ pub(super) fn part_values(
             out.push((Some(("le", "+Inf".to_string())), *count as f64));
             out
         }
-        (PointValue::Histogram { sum, .. }, Part::Sum)
-        | (PointValue::ExponentialHistogram { sum, .. }, Part::Sum) => {
+        (PointValue::Histogram { sum, .. }, Part::Sum) => {
             sum.map(|s| vec![(None, s)]).unwrap_or_default()
         }
         (PointValue::Histogram { count, .. }, Part::Count)
-        | (PointValue::ExponentialHistogram { count, .. }, Part::Count)
         | (PointValue::Summary { count, .. }, Part::Count) => vec![(None, *count as f64)],
         (PointValue::Summary { sum, .. }, Part::Sum) => vec![(None, *sum)],
         (PointValue::Summary { quantiles, .. }, Part::Quantile) => quantiles

@@ -222,7 +222,7 @@ impl QueryEngine {
             let mut selected = Vec::new();
             for matchers in &need.matchers {
                 for series in self.read_series(matchers, need.from, need.to).await? {
-                    samples += series.points.len();
+                    samples += series.len();
                     if samples > limits.max_samples {
                         return Err(too_many_samples(limits.max_samples));
                     }
@@ -307,7 +307,7 @@ impl QueryEngine {
             .map(|(labels, mut points)| {
                 points.sort_by_key(|p| p.0);
                 points.dedup_by_key(|p| p.0);
-                Series { labels, points }
+                Series::floats(labels, points)
             })
             .collect())
     }
@@ -331,7 +331,8 @@ impl QueryEngine {
         let names = in_list(&families);
         let window = time_condition(from, to);
         // A single family named exactly as the selector asks is a gauge or a sum (a histogram
-        // or a summary of that name exposes other names): its value column is all it needs.
+        // or a summary of that name exposes other names; an exponential histogram's series
+        // are read row by row): its value column is all it needs.
         let only_values = families.len() == 1
             && matchers
                 .iter()
@@ -449,7 +450,7 @@ impl QueryEngine {
                 }
             });
         }
-        out.retain(|s| !s.points.is_empty());
+        out.retain(|s| !s.is_empty());
         if !slow.is_empty() {
             out.extend(self.read_series_rows(matchers, &slow, from, to).await?);
         }
@@ -534,9 +535,8 @@ impl QueryEngine {
             .collect();
         let promoted = &self.config.promote_resource_attributes;
         Ok(translate(&points, promoted, from)
-            .into_iter()
-            .filter(|(labels, _)| matches(labels, matchers))
-            .map(|(labels, points)| Series { labels, points })
+            .into_values()
+            .filter(|s| matches(&s.labels, matchers))
             .collect())
     }
 
@@ -620,10 +620,15 @@ fn time_condition(from: i64, to: i64) -> String {
     )
 }
 
-/// What the stored series of `point` exposes. Deltas are added up from the first point and
-/// summaries have no fixed columns: those are read row by row.
+/// What the stored series of `point` exposes. Deltas are added up from the first point, and
+/// summaries and exponential histograms have no fixed columns: those are read row by row.
 fn exposed_by(point: &MetricPoint, promoted: &[String]) -> Exposed {
-    if accumulates(point) || point.metric_type == MetricType::Summary {
+    if accumulates(point)
+        || matches!(
+            point.metric_type,
+            MetricType::Summary | MetricType::ExponentialHistogram
+        )
+    {
         return Exposed::Rows;
     }
     let base = base_labels(point, promoted);
@@ -738,10 +743,7 @@ fn select(exposed: &Exposed, matchers: &[Matcher], out: &mut Vec<Series>) -> Opt
     for (labels, part, k) in series {
         if matches(labels, matchers) {
             here.push((out.len(), *part, *k));
-            out.push(Series {
-                labels: labels.clone(),
-                points: Vec::new(),
-            });
+            out.push(Series::floats(labels.clone(), Vec::new()));
         }
     }
     Some(here)

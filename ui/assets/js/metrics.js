@@ -6,12 +6,15 @@
 
 import { get, prometheus } from './api.js';
 import { h, replace, notice, table } from './dom.js';
-import { lineChart } from './chart.js';
+import { bars, lineChart } from './chart.js';
 import * as fmt from './format.js';
 import * as range from './range.js';
 
 /** Series drawn at most; the rest are counted in the title. */
 const MAX_SERIES = 20;
+
+/** Buckets of a native histogram drawn at most. */
+const MAX_BUCKETS = 40;
 
 const EXAMPLES = [
   [
@@ -210,6 +213,36 @@ async function promql(main, ctx) {
   }
 }
 
+/** A bound as short as it reads well. */
+function bound(text) {
+  const n = Number(text);
+  return Number.isFinite(n) ? String(Number(n.toPrecision(4))) : text;
+}
+
+/**
+ * A native histogram sample (`{count, sum, buckets}`, each bucket `[boundaries, lower, upper,
+ * count]`) as its count and sum, and a bar per bucket that holds observations.
+ */
+function histogramBars(hist) {
+  const open = (rule) => (rule === 1 || rule === 3 ? '[' : '(');
+  const close = (rule) => (rule === 0 || rule === 3 ? ']' : ')');
+  const buckets = hist.buckets || [];
+  const rows = buckets.slice(0, MAX_BUCKETS).map(([rule, lo, hi, n]) => ({
+    label: `${open(rule)}${bound(lo)}, ${bound(hi)}${close(rule)}`,
+    value: Number(n),
+  }));
+  const more = buckets.length > MAX_BUCKETS ? `, the first ${MAX_BUCKETS} buckets` : '';
+  return h(
+    'div',
+    { class: 'histogram' },
+    bars(rows, {
+      label: 'observations per bucket',
+      title: `${hist.count} observations, sum ${hist.sum}${more}`,
+      format: (v) => bound(String(v)),
+    }),
+  );
+}
+
 function instantResult(data) {
   if (data.resultType === 'scalar' || data.resultType === 'string') {
     return h('div', { class: 'card' }, h('p', { class: 'big-value' }, String(data.result[1])));
@@ -225,8 +258,14 @@ function instantResult(data) {
         {
           title: 'value',
           class: 'num',
-          cell: (row) =>
-            data.resultType === 'matrix' ? row.values.map((v) => v[1]).join(' ') : row.value[1],
+          cell: (row) => {
+            if (data.resultType === 'matrix') {
+              const values = (row.values || []).map((v) => v[1]);
+              const hists = (row.histograms || []).map(([, hist]) => `${hist.count} observations`);
+              return values.concat(hists).join(' ');
+            }
+            return row.histogram ? histogramBars(row.histogram[1]) : row.value[1];
+          },
         },
       ],
       rows,
@@ -238,9 +277,12 @@ function instantResult(data) {
 function rangeResult(text, data, exemplars, domain) {
   const rows = data.result;
   if (!rows.length) return notice('info', 'The query gives no series in this range.');
+  // A native histogram series is drawn as its count of observations.
   const series = rows.slice(0, MAX_SERIES).map((row) => ({
-    name: seriesName(row.metric) || text,
-    points: row.values.map(([t, v]) => [t * 1000, Number(v)]),
+    name: (seriesName(row.metric) || text) + (row.values ? '' : ' (count)'),
+    points: row.values
+      ? row.values.map(([t, v]) => [t * 1000, Number(v)])
+      : (row.histograms || []).map(([t, hist]) => [t * 1000, Number(hist.count)]),
   }));
   let marks = exemplars.flatMap((group) =>
     group.exemplars
