@@ -91,6 +91,13 @@ impl Reader for QueryEngine {
         };
         Ok(match value {
             Value::Scalar(f) => vec![sample(Labels::new(), f)],
+            Value::Vector(v) if v.iter().any(|s| s.h.is_some()) => {
+                return Err(spyglass_query::Error::InvalidInput(
+                    "the expression gives native histograms, which a rule cannot hold: take \
+                     histogram_quantile, histogram_count or histogram_sum of them"
+                        .into(),
+                ));
+            }
             Value::Vector(v) => v
                 .into_iter()
                 .map(|s| {

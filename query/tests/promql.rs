@@ -117,6 +117,16 @@ fn load(source: &mut MemorySource, line: &str, step: i64, at: &str) {
                 t += step;
                 continue;
             }
+            if !word.starts_with("{{") {
+                // Numbers between histograms.
+                for f in expand(&word).unwrap_or_else(|e| panic!("{at}: {e}")) {
+                    if let Some(f) = f {
+                        source.push(&labels, t, f);
+                    }
+                    t += step;
+                }
+                continue;
+            }
             for h in expand_histograms(&word).unwrap_or_else(|e| panic!("{at}: {e}")) {
                 if let Some(h) = h {
                     source.push_histogram(&labels, t, h);

@@ -174,16 +174,25 @@ fn labels_json(labels: &promql::Labels) -> Value {
 /// A native histogram as Prometheus's API writes one: count, sum and each bucket that holds
 /// observations as `[boundaries, lower, upper, count]`.
 fn histogram_json(h: &promql::Histogram) -> Value {
-    json!({
+    let mut out = json!({
         "count": promql::format_value(h.count),
         "sum": promql::format_value(h.sum),
-        "buckets": h.buckets().iter().map(|b| json!([
-            b.boundaries,
-            promql::format_value(b.lower),
-            promql::format_value(b.upper),
-            promql::format_value(b.count),
-        ])).collect::<Vec<_>>(),
-    })
+    });
+    let buckets = h.buckets();
+    if !buckets.is_empty() {
+        out["buckets"] = buckets
+            .iter()
+            .map(|b| {
+                json!([
+                    b.boundaries,
+                    promql::format_value(b.lower),
+                    promql::format_value(b.upper),
+                    promql::format_value(b.count),
+                ])
+            })
+            .collect();
+    }
+    out
 }
 
 /// Series as `{metric, values}`, with `histograms` beside (or instead of) `values` for native

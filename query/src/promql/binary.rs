@@ -194,7 +194,17 @@ fn vector_vector(
         };
         let (ls, rs) = if swapped { (*o, m) } else { (m, *o) };
         let (mut f, mut h) = (0.0, None);
-        if ls.h.is_some() || rs.h.is_some() {
+        if let (Some(a), Some(b), "==" | "!=") = (&ls.h, &rs.h, op) {
+            // Histograms compare as wholes.
+            let keep = (a == b) == (op == "==");
+            if modifier.return_bool {
+                f = f64::from(u8::from(keep));
+            } else if keep {
+                h = ls.h.clone();
+            } else {
+                continue;
+            }
+        } else if ls.h.is_some() || rs.h.is_some() {
             let Some(out) = histogram_apply(op, Operand::of(ls), Operand::of(rs)) else {
                 continue;
             };
@@ -208,7 +218,6 @@ fn vector_vector(
                 continue;
             }
         }
-        let comparison = comparison && h.is_none();
         let mut labels = m.labels.clone();
         if !comparison || modifier.return_bool {
             labels.remove(METRIC_NAME);

@@ -19,8 +19,10 @@ pub(super) enum Exposed {
     /// Series read from the value columns of each row: labels, the part of the row, and the
     /// `le` (bucket) index.
     Columns(Vec<(Labels, Part, usize)>),
-    /// Series worked out from whole rows (deltas added up from the first point, summaries).
-    Rows,
+    /// Series worked out from whole rows (deltas added up from the first point, summaries,
+    /// exponential histograms); `history`: rows before the query's span are needed too (the
+    /// deltas).
+    Rows { history: bool },
 }
 
 impl Exposed {
@@ -37,7 +39,7 @@ impl Exposed {
                             .sum::<usize>()
                 })
                 .sum::<usize>(),
-            Exposed::Rows => ENTRY,
+            Exposed::Rows { .. } => ENTRY,
         }
     }
 }

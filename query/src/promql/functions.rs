@@ -48,8 +48,10 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> Result<Value, Pro
         )])),
         "scalar" => {
             let v = ev.vector(args[0], t)?;
-            Ok(Value::Scalar(match v.as_slice() {
-                [one] if one.h.is_none() => one.f,
+            // Histograms are left out.
+            let mut numbers = v.iter().filter(|s| s.h.is_none());
+            Ok(Value::Scalar(match (numbers.next(), numbers.next()) {
+                (Some(one), None) => one.f,
                 _ => f64::NAN,
             }))
         }
@@ -268,7 +270,25 @@ fn over_range(
         histograms,
     } in matrix
     {
-        if !histograms.is_empty() {
+        // Functions of numbers read a mixed window's numbers; `irate` and `idelta` its last two
+        // samples, numbers or histograms.
+        let numbers_only = matches!(
+            name,
+            "min_over_time"
+                | "max_over_time"
+                | "stddev_over_time"
+                | "stdvar_over_time"
+                | "quantile_over_time"
+                | "deriv"
+                | "predict_linear"
+        );
+        let last_two_numbers = matches!(name, "irate" | "idelta")
+            && points.len() >= 2
+            && histograms
+                .last()
+                .is_none_or(|(ht, _)| *ht < points[points.len() - 2].0);
+        let read_numbers = (numbers_only && !points.is_empty()) || last_two_numbers;
+        if !histograms.is_empty() && !read_numbers {
             let Some(mut sample) =
                 over_histograms(name, &points, &histograms, (end - range, end, range))
             else {
@@ -373,6 +393,7 @@ fn over_histograms(
                 _ => Some(Sample::float(Labels::new(), 0, 0.0).with(&pick_h.1)),
             };
         }
+        "resets" | "changes" | "irate" | "idelta" => {}
         _ if !floats.is_empty() => return None,
         _ => {}
     }
@@ -393,6 +414,10 @@ fn over_histograms(
             let [.., (t0, h0), (t1, h1)] = hs else {
                 return None;
             };
+            // The last two samples must both be histograms.
+            if floats.last().is_some_and(|(ft, _)| ft > t0) {
+                return None;
+            }
             if name == "idelta" {
                 return histogram(h1.add_scaled(h0, -1.0).compact());
             }
@@ -407,12 +432,23 @@ fn over_histograms(
             }
             histogram(change.compact().scaled(1.0 / seconds))
         }
-        "resets" => number(
-            hs.windows(2)
-                .filter(|w| w[1].1.is_reset_after(&w[0].1))
-                .count() as f64,
-        ),
-        "changes" => number(hs.windows(2).filter(|w| w[1].1 != w[0].1).count() as f64),
+        "resets" | "changes" => {
+            // In time order; a switch between a number and a histogram counts as both.
+            let mut samples: Vec<(i64, Result<f64, &Histogram>)> = floats
+                .iter()
+                .map(|(t, f)| (*t, Ok(*f)))
+                .chain(hs.iter().map(|(t, h)| (*t, Err(h.as_ref()))))
+                .collect();
+            samples.sort_by_key(|s| s.0);
+            let counted = samples.windows(2).filter(|w| match (&w[0].1, &w[1].1) {
+                (Ok(a), Ok(b)) if name == "resets" => b < a,
+                (Ok(a), Ok(b)) => a != b && !(a.is_nan() && b.is_nan()),
+                (Err(a), Err(b)) if name == "resets" => b.is_reset_after(a),
+                (Err(a), Err(b)) => a != b,
+                _ => true,
+            });
+            number(counted.count() as f64)
+        }
         "sum_over_time" | "avg_over_time" => {
             let mut total = hs[0].1.as_ref().clone();
             for (_, h) in &hs[1..] {
@@ -772,10 +808,13 @@ fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
             .push(Bucket { le, count: s.f });
     }
     for (labels, buckets) in groups {
-        // A native histogram and classic buckets under one label set: Prometheus keeps the
-        // native one.
-        if !out.iter().any(|s| s.labels == labels) {
-            out.push(Sample::float(labels, t, bucket_quantile(q, buckets)));
+        // A native histogram and classic buckets under one label set: neither is answered, as
+        // in Prometheus.
+        match out.iter().position(|s| s.labels == labels) {
+            Some(i) => {
+                out.swap_remove(i);
+            }
+            None => out.push(Sample::float(labels, t, bucket_quantile(q, buckets))),
         }
     }
     out

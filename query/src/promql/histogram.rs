@@ -10,6 +10,9 @@
 pub const MIN_SCHEMA: i32 = -4;
 pub const MAX_SCHEMA: i32 = 8;
 
+/// The finest scale OTLP defines; a point claiming a finer one is refused.
+const MAX_OTLP_SCALE: i32 = 20;
+
 /// The zero bucket's half-width Prometheus's OTLP translation gives every histogram (OTLP's
 /// own `zero_threshold` is not used, as in Prometheus).
 pub const OTLP_ZERO_THRESHOLD: f64 = 1e-128;
@@ -149,7 +152,8 @@ pub fn bound(schema: i32, index: i32) -> f64 {
 
 impl Histogram {
     /// An OTLP exponential histogram point, as Prometheus's OTLP translation converts it; `None`
-    /// for a scale coarser than [`MIN_SCHEMA`].
+    /// for a scale coarser than [`MIN_SCHEMA`] or finer than OTLP allows, or buckets beyond the
+    /// largest number (which would make the dense bucket lists of two such points huge).
     pub fn from_otlp(
         scale: i32,
         count: u64,
@@ -158,25 +162,35 @@ impl Histogram {
         positive: (i32, &[u64]),
         negative: (i32, &[u64]),
     ) -> Option<Histogram> {
-        if scale < MIN_SCHEMA {
+        if !(MIN_SCHEMA..=MAX_OTLP_SCALE).contains(&scale) {
             return None;
         }
         let down = (scale - MAX_SCHEMA).max(0);
-        let side = |(offset, counts): (i32, &[u64])| {
+        let schema = scale - down;
+        // 2^1024 overflows an f64: no bucket lies beyond index 1024 · 2^schema.
+        let limit = 1024i64 << schema.max(0) >> (-schema).max(0);
+        let side = |(offset, counts): (i32, &[u64])| -> Option<Buckets> {
             let mut out = Buckets::default();
-            for (i, c) in (offset..).zip(counts) {
-                out.add((i >> down) + 1, *c as f64);
+            for (k, c) in counts.iter().enumerate() {
+                if *c == 0 {
+                    continue;
+                }
+                let index = ((i64::from(offset) + k as i64) >> down) + 1;
+                if index.abs() > limit {
+                    return None;
+                }
+                out.add(index as i32, *c as f64);
             }
-            out.trimmed()
+            Some(out.trimmed())
         };
         Some(Histogram {
-            schema: scale - down,
+            schema,
             zero_threshold: OTLP_ZERO_THRESHOLD,
             zero_count: zero_count as f64,
             count: count as f64,
             sum: sum.unwrap_or(0.0),
-            positive: side(positive),
-            negative: side(negative),
+            positive: side(positive)?,
+            negative: side(negative)?,
         })
     }
 
@@ -191,10 +205,22 @@ impl Histogram {
         }
     }
 
-    /// With a zero bucket at least `threshold` wide: buckets wholly inside it move into it.
+    /// With a zero bucket at least `threshold` wide: buckets wholly inside it move into it, and
+    /// a bucket it would cut widens it to the bucket's bound.
     fn with_zero_threshold(&self, threshold: f64) -> Histogram {
         if threshold <= self.zero_threshold {
             return self.clone();
+        }
+        let mut threshold = threshold;
+        for side in [&self.positive, &self.negative] {
+            for (i, c) in side.iter() {
+                if c != 0.0
+                    && bound(self.schema, i - 1) < threshold
+                    && threshold < bound(self.schema, i)
+                {
+                    threshold = bound(self.schema, i);
+                }
+            }
         }
         let mut out = self.clone();
         out.zero_threshold = threshold;
@@ -428,7 +454,12 @@ impl Histogram {
 /// back.
 pub fn change(points: &[(i64, std::sync::Arc<Histogram>)], counter: bool) -> Option<Histogram> {
     let (first, last) = (&points.first()?.1, &points.last()?.1);
-    let schema = points.iter().map(|(_, h)| h.schema).min()?;
+    // A counter's resets are added back in the coarsest schema of all; a gauge's change only
+    // needs its two ends.
+    let schema = match counter {
+        true => points.iter().map(|(_, h)| h.schema).min()?,
+        false => first.schema.min(last.schema),
+    };
     let mut out = last.with_schema(schema).add_scaled(first, -1.0);
     if counter {
         for pair in points.windows(2) {
@@ -473,6 +504,14 @@ mod tests {
         assert_eq!(fine.positive.offset, 0);
         assert_eq!(fine.positive.counts, vec![3.0, 4.0, 1.0]);
         assert!(Histogram::from_otlp(-5, 1, None, 0, (0, &[1]), (0, &[])).is_none());
+        // Scales past OTLP's finest and buckets past the largest number are refused, not
+        // allocated.
+        assert!(Histogram::from_otlp(40, 1, None, 0, (0, &[1]), (0, &[])).is_none());
+        assert!(Histogram::from_otlp(0, 1, None, 0, (i32::MAX - 1, &[1, 1]), (0, &[])).is_none());
+        assert!(Histogram::from_otlp(8, 1, None, 0, (0, &[]), (-2_000_000_000, &[1])).is_none());
+        let edge = Histogram::from_otlp(0, 1, None, 0, (1023, &[1]), (0, &[])).unwrap();
+        assert_eq!(edge.positive.offset, 1024);
+        assert_eq!(edge.buckets()[0].lower, 2f64.powi(1023));
     }
 
     #[test]

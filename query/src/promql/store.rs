@@ -347,7 +347,7 @@ impl QueryEngine {
         let mut out: Vec<Series> = Vec::new();
         let mut runs: Vec<Runs> = Vec::new();
         let mut targets: HashMap<u64, Targets> = HashMap::new();
-        let mut slow: Vec<u64> = Vec::new();
+        let mut slow: Vec<(u64, bool)> = Vec::new();
         let mut missing: HashMap<u64, u64> = HashMap::new();
         let mut waiting: Vec<(u64, RecordBatch)> = Vec::new();
         // Rows of series not in the cache, held until their labels are read.
@@ -388,8 +388,8 @@ impl QueryEngine {
                 match self.exposed.get(id, &family) {
                     Some(exposed) => {
                         let here = select(&exposed, matchers, &mut out);
-                        if here.is_none() {
-                            slow.push(id);
+                        if let Exposed::Rows { history } = *exposed {
+                            slow.push((id, history));
                         }
                         targets.insert(id, here.unwrap_or_default());
                     }
@@ -424,8 +424,8 @@ impl QueryEngine {
                 .await?;
             for (id, exposed) in found {
                 let here = select(&exposed, matchers, &mut out);
-                if here.is_none() {
-                    slow.push(id);
+                if let Exposed::Rows { history } = *exposed {
+                    slow.push((id, history));
                 }
                 late.insert(id, here.unwrap_or_default());
             }
@@ -451,8 +451,19 @@ impl QueryEngine {
             });
         }
         out.retain(|s| !s.is_empty());
-        if !slow.is_empty() {
-            out.extend(self.read_series_rows(matchers, &slow, from, to).await?);
+        for history in [true, false] {
+            let ids: Vec<u64> = slow
+                .iter()
+                .filter(|(_, h)| *h == history)
+                .map(|(id, _)| *id)
+                .collect();
+            if !ids.is_empty() {
+                let since = if history { None } else { Some(from) };
+                out.extend(
+                    self.read_series_rows(matchers, &ids, since, from, to)
+                        .await?,
+                );
+            }
         }
         Ok(out)
     }
@@ -511,20 +522,22 @@ impl QueryEngine {
         Ok(out)
     }
 
-    /// Row by row, every column: delta series (added up from their first point, so their rows
-    /// before `from` are read too) and summaries.
+    /// Row by row, every column, from `since` (`None`: from their first point, for delta
+    /// series, which are added up from it): deltas, summaries and exponential histograms.
     async fn read_series_rows(
         &self,
         matchers: &[Matcher],
         ids: &[u64],
+        since: Option<i64>,
         from: i64,
         to: i64,
     ) -> Result<Vec<Series>, PromError> {
         let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
         let sql = format!(
-            "SELECT * FROM metrics WHERE series_id IN ({}) AND time_unix_nano <= {} \
-             ORDER BY time_unix_nano",
+            "SELECT * FROM metrics WHERE series_id IN ({}) AND time_unix_nano >= {} \
+             AND time_unix_nano <= {} ORDER BY time_unix_nano",
             ids.join(", "),
+            since.map_or(0, ms_to_ns),
             ms_to_ns(to).saturating_add(999_999)
         );
         let points: Vec<MetricPoint> = self
@@ -629,7 +642,9 @@ fn exposed_by(point: &MetricPoint, promoted: &[String]) -> Exposed {
             MetricType::Summary | MetricType::ExponentialHistogram
         )
     {
-        return Exposed::Rows;
+        return Exposed::Rows {
+            history: accumulates(point),
+        };
     }
     let base = base_labels(point, promoted);
     let mut series = Vec::new();

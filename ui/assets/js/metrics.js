@@ -227,17 +227,25 @@ function histogramBars(hist) {
   const open = (rule) => (rule === 1 || rule === 3 ? '[' : '(');
   const close = (rule) => (rule === 0 || rule === 3 ? ']' : ')');
   const buckets = hist.buckets || [];
-  const rows = buckets.slice(0, MAX_BUCKETS).map(([rule, lo, hi, n]) => ({
-    label: `${open(rule)}${bound(lo)}, ${bound(hi)}${close(rule)}`,
-    value: Number(n),
-  }));
-  const more = buckets.length > MAX_BUCKETS ? `, the first ${MAX_BUCKETS} buckets` : '';
+  // Too many buckets to draw are merged, neighbours by neighbours, into at most MAX_BUCKETS.
+  const per = Math.ceil(buckets.length / MAX_BUCKETS) || 1;
+  const rows = [];
+  for (let i = 0; i < buckets.length; i += per) {
+    const group = buckets.slice(i, i + per);
+    const [rule, lo] = group[0];
+    const [last, , hi] = group[group.length - 1];
+    rows.push({
+      label: `${open(rule)}${bound(lo)}, ${bound(hi)}${close(last)}`,
+      value: group.reduce((n, b) => n + Number(b[3]), 0),
+    });
+  }
+  const merged = per > 1 ? `, ${buckets.length} buckets drawn ${per} to a bar` : '';
   return h(
     'div',
     { class: 'histogram' },
     bars(rows, {
       label: 'observations per bucket',
-      title: `${hist.count} observations, sum ${hist.sum}${more}`,
+      title: `${hist.count} observations, sum ${hist.sum}${merged}`,
       format: (v) => bound(String(v)),
     }),
   );
