@@ -186,17 +186,25 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
         }
     }
 
-    // The index answers every matching trace at once (it visits each matching document
-    // anyway), newest first. Hits it proves are summarised from the index; the others are
-    // candidates whose rows are read, a chunk at a time (each part opened once per chunk),
-    // until no later hit can enter the page. The first chunk is the page's size: when the
-    // index proves its hits, that is all there is to read.
-    let hits = snapshot.search_traces(&index_query(search), MAX_CANDIDATES)?;
-    let mut rest = &hits[..];
+    // The parts' indexes hand out their matches newest first, each part read only as far as
+    // needed. Hits the index proves are summarised from it; the others are candidates whose
+    // rows are read, a chunk at a time, until no hit still to come can enter the page. The
+    // first chunk is the page's size: when the index proves its hits, that is all there is to
+    // read.
+    let mut hits = snapshot.trace_hits(&index_query(search));
     let mut chunk_len = wanted;
-    while !rest.is_empty() {
-        let (chunk, later) = rest.split_at(chunk_len.min(rest.len()));
-        rest = later;
+    let mut taken = 0;
+    while taken < MAX_CANDIDATES {
+        let mut chunk = Vec::with_capacity(chunk_len);
+        while chunk.len() < chunk_len
+            && let Some(hit) = hits.next_hit()?
+        {
+            chunk.push(hit);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        taken += chunk.len();
         let fresh: Vec<&TraceHit> = chunk.iter().filter(|h| seen.insert(h.trace_id)).collect();
         let proven: Vec<TraceId> = fresh
             .iter()
@@ -223,15 +231,14 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
             .into_iter()
             .chain(verify(snapshot, search, &anywhere, Read::AllAttributes)?);
         found.extend(checked.filter(|t| before_cursor(t)));
-        // Hits come newest first, so once `wanted` traces start at or after the last hit read,
-        // no later hit can displace them.
-        let oldest_read = chunk
-            .last()
-            .expect("chunks are not empty")
-            .start_time_unix_nano;
+        // No hit still to come starts after the frontier: once `wanted` traces do, the page
+        // is settled.
+        let Some(frontier) = hits.frontier() else {
+            break;
+        };
         let enough = found
             .iter()
-            .filter(|t| t.start_time_unix_nano >= oldest_read)
+            .filter(|t| t.start_time_unix_nano > frontier)
             .count();
         if enough >= wanted {
             break;
@@ -258,11 +265,10 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     })
 }
 
+/// The search as the index takes it. The cursor is not a bound on it: a trace's start in one
+/// part can be after the cursor while the trace itself, with older spans in another part,
+/// starts before it; the cursor is applied to settled traces.
 fn index_query(search: &TraceSearch) -> TraceQuery {
-    let end = match (search.end_unix_nano, &search.cursor) {
-        (Some(e), Some(c)) => Some(e.min(c.start_time_unix_nano)),
-        (e, c) => e.or(c.map(|c| c.start_time_unix_nano)),
-    };
     TraceQuery {
         service: search.service.clone(),
         operation: search.operation.clone(),
@@ -272,7 +278,7 @@ fn index_query(search: &TraceSearch) -> TraceQuery {
         max_duration_nano: search.max_duration_nano,
         text: search.text.clone(),
         start_unix_nano: search.start_unix_nano,
-        end_unix_nano: end,
+        end_unix_nano: search.end_unix_nano,
     }
 }
 

@@ -23,12 +23,12 @@ mod search;
 mod tokens;
 
 pub(crate) use build::{build_from, rebuild};
-pub use search::{TraceHit, TraceQuery};
+pub use search::{PartCursor, TraceHit, TraceQuery};
 use tokens::SpanTokenizer;
 
-/// The layout of the documents, kept as the index's commit payload: an index with another (or
-/// none) is rebuilt from its part when opened.
-const LAYOUT: &str = "spyglass-trace-index/2";
+/// The layout of the documents (3: sorted by `start`, newest first), kept as the index's commit
+/// payload: an index with another (or none) is rebuilt from its part when opened.
+const LAYOUT: &str = "spyglass-trace-index/3";
 /// Separates the parts of a summary.
 const SEP: char = '\u{1f}';
 /// Separates a service from its span count in a summary.

@@ -49,6 +49,6 @@ pub use manifest::{Manifest, Part, PartMeta};
 pub use model::Signal;
 pub use rollup::{ROWS_COLUMN, Rollup, rollup_columns};
 pub use schema::Records;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, TraceHits};
 pub use store::{FlushReport, SourceDecoder, Store, StoreStats};
 pub use wal::{ReplayReport, WalStats};

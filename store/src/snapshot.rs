@@ -5,14 +5,14 @@
 //! holds stay on disk until it is dropped. Its methods read files: call them from blocking
 //! contexts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 
 use crate::error::{Error, Result};
-use crate::index::{TraceDigest, TraceHit, TraceQuery};
+use crate::index::{PartCursor, PartIndex, TraceDigest, TraceHit, TraceQuery};
 use crate::manifest::{Manifest, Part};
 use crate::memtable::Memtable;
 use crate::model::{Signal, Span, TraceId};
@@ -270,43 +270,112 @@ impl Snapshot {
         Ok(digests)
     }
 
-    /// Traces in parts matching the query, newest first, one hit per trace (bounds and counts
-    /// merged over the parts holding it). Memtable rows are not indexed: the query engine scans
-    /// them itself.
-    pub fn search_traces(&self, query: &TraceQuery, limit: usize) -> Result<Vec<TraceHit>> {
-        let mut by_trace: BTreeMap<TraceId, TraceHit> = BTreeMap::new();
-        for part in self.manifest.parts_of(Signal::Spans) {
-            let meta = part.meta();
-            let (from, to) = (
-                query.start_unix_nano.unwrap_or(0),
-                query.end_unix_nano.unwrap_or(u64::MAX),
-            );
-            if !meta.overlaps(from, to) {
+    /// The traces in parts matching `query`, newest first by their start in the part (see
+    /// [`TraceHits`]). Memtable rows are not indexed: the query engine scans them itself.
+    pub fn trace_hits(&self, query: &TraceQuery) -> TraceHits<'_> {
+        let (from, to) = (
+            query.start_unix_nano.unwrap_or(0),
+            query.end_unix_nano.unwrap_or(u64::MAX),
+        );
+        let mut waiting: Vec<&Arc<Part>> = self
+            .manifest
+            .parts_of(Signal::Spans)
+            .filter(|p| p.meta().overlaps(from, to))
+            .collect();
+        // Newest last: the next part to open is popped.
+        waiting.sort_by_key(|p| (p.meta().max_time_unix_nano, p.meta().id));
+        TraceHits {
+            query: query.clone(),
+            waiting,
+            open: Vec::new(),
+            chunk: HIT_CHUNK,
+        }
+    }
+}
+
+/// Hits read from a part at a time.
+const HIT_CHUNK: usize = 64;
+
+/// The matches of a trace query over the parts, handed out newest first by each trace's start
+/// in its part: the parts merged like sorted lists, each read a chunk at a time as far as the
+/// merge needs (see `docs/ARCHITECTURE.md`, "Newest first, stopping early"). A trace held by
+/// several parts may come once per part.
+pub struct TraceHits<'s> {
+    query: TraceQuery,
+    /// Parts not opened yet, the one with the newest time last.
+    waiting: Vec<&'s Arc<Part>>,
+    open: Vec<PartHits<'s>>,
+    chunk: usize,
+}
+
+/// One open part: its hits read but not handed out, and where its search stopped.
+struct PartHits<'s> {
+    id: u64,
+    index: &'s PartIndex,
+    cursor: PartCursor,
+    buffer: std::collections::VecDeque<TraceHit>,
+}
+
+impl PartHits<'_> {
+    /// Reads the part's next chunk when every hit read was handed out.
+    fn fill(&mut self, query: &TraceQuery, chunk: usize) -> Result<()> {
+        if self.buffer.is_empty() && !self.cursor.done {
+            let hits = self
+                .index
+                .search_from(self.id, query, &mut self.cursor, chunk)?;
+            self.buffer.extend(hits);
+        }
+        Ok(())
+    }
+
+    fn head(&self) -> Option<u64> {
+        self.buffer.front().map(|h| h.start_time_unix_nano)
+    }
+}
+
+impl TraceHits<'_> {
+    /// The next hit, newest first; `None` once every part is read.
+    pub fn next_hit(&mut self) -> Result<Option<TraceHit>> {
+        loop {
+            let best = (0..self.open.len()).max_by_key(|&i| self.open[i].head());
+            let best_start = best.and_then(|i| self.open[i].head());
+            // A part whose newest time is at or after every open part's next hit is opened.
+            if let Some(part) = self.waiting.last()
+                && best_start.is_none_or(|s| part.meta().max_time_unix_nano >= s)
+            {
+                let part = self.waiting.pop().expect("just seen");
+                if let Some(index) = part.index()? {
+                    let mut hits = PartHits {
+                        id: part.meta().id,
+                        index,
+                        cursor: PartCursor::default(),
+                        buffer: Default::default(),
+                    };
+                    hits.fill(&self.query, self.chunk)?;
+                    if hits.head().is_some() {
+                        self.open.push(hits);
+                    }
+                }
                 continue;
             }
-            let Some(index) = part.index()? else { continue };
-            for hit in index.search(meta.id, query)? {
-                by_trace
-                    .entry(hit.trace_id)
-                    .and_modify(|h| {
-                        h.start_time_unix_nano =
-                            h.start_time_unix_nano.min(hit.start_time_unix_nano);
-                        h.end_time_unix_nano = h.end_time_unix_nano.max(hit.end_time_unix_nano);
-                        h.span_count += hit.span_count;
-                        h.error_count += hit.error_count;
-                        h.certain |= hit.certain;
-                        h.attributes_on_spans &= hit.attributes_on_spans;
-                    })
-                    .or_insert(hit);
+            let Some(i) = best.filter(|_| best_start.is_some()) else {
+                return Ok(None);
+            };
+            let hit = self.open[i].buffer.pop_front();
+            self.open[i].fill(&self.query, self.chunk)?;
+            if self.open[i].head().is_none() {
+                self.open.swap_remove(i);
             }
+            return Ok(hit);
         }
-        let mut hits: Vec<TraceHit> = by_trace.into_values().collect();
-        hits.sort_by(|a, b| {
-            b.start_time_unix_nano
-                .cmp(&a.start_time_unix_nano)
-                .then(a.trace_id.cmp(&b.trace_id))
-        });
-        hits.truncate(limit);
-        Ok(hits)
+    }
+
+    /// The newest start a hit not yet handed out can have (`None`: there is none). A trace's
+    /// start is the earliest over every part holding it, so no trace found later starts after
+    /// this.
+    pub fn frontier(&self) -> Option<u64> {
+        let open = self.open.iter().filter_map(PartHits::head).max();
+        let waiting = self.waiting.last().map(|p| p.meta().max_time_unix_nano);
+        open.max(waiting)
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use spyglass_store::model::{AttrValue, Attributes, KeyValue, SpanEvent};
-use spyglass_store::{Signal, TraceQuery};
+use spyglass_store::{Signal, TraceHit, TraceQuery};
 
 #[tokio::test]
 async fn a_trace_is_assembled_from_parts_in_different_hours_and_the_memtable() {
@@ -100,9 +100,7 @@ async fn search_filters_alone_and_combined() {
     let snapshot = store.snapshot();
 
     let found = |q: TraceQuery| -> Vec<u64> {
-        let mut ids: Vec<u64> = snapshot
-            .search_traces(&q, 100)
-            .unwrap()
+        let mut ids: Vec<u64> = all_hits(&snapshot, &q)
             .iter()
             .map(|h| u64::from_be_bytes(h.trace_id.0[8..].try_into().unwrap()))
             .collect();
@@ -228,22 +226,20 @@ async fn search_filters_alone_and_combined() {
         .is_empty()
     );
 
-    let hits = snapshot.search_traces(&q(), 2).unwrap();
+    let hits: Vec<TraceHit> = all_hits(&snapshot, &q()).into_iter().take(2).collect();
     assert_eq!(hits.len(), 2, "limit");
     assert!(
         hits[0].start_time_unix_nano >= hits[1].start_time_unix_nano,
         "newest first"
     );
-    let one = snapshot
-        .search_traces(
-            &TraceQuery {
-                service: Some("checkout".into()),
-                operation: Some("POST /cart".into()),
-                ..q()
-            },
-            10,
-        )
-        .unwrap();
+    let one = all_hits(
+        &snapshot,
+        &TraceQuery {
+            service: Some("checkout".into()),
+            operation: Some("POST /cart".into()),
+            ..q()
+        },
+    );
     assert_eq!((one[0].span_count, one[0].error_count), (2, 1));
 }
 
@@ -262,9 +258,7 @@ async fn a_large_flush_indexes_every_trace_once() {
     for s in &spans {
         *traces.entry(s.trace_id).or_default() += 1;
     }
-    let hits = snapshot
-        .search_traces(&TraceQuery::default(), usize::MAX)
-        .unwrap();
+    let hits = all_hits(&snapshot, &TraceQuery::default());
     assert_eq!(hits.len(), traces.len(), "one hit per trace");
     for hit in &hits {
         assert_eq!(
@@ -313,9 +307,7 @@ async fn hits_are_certain_only_when_the_index_proves_them() {
     store.flush().await.unwrap();
     let snapshot = store.snapshot();
     let hits = |q: TraceQuery| -> Vec<(u64, bool)> {
-        let mut hits: Vec<(u64, bool)> = snapshot
-            .search_traces(&q, 100)
-            .unwrap()
+        let mut hits: Vec<(u64, bool)> = all_hits(&snapshot, &q)
             .iter()
             .map(|h| {
                 let n = u64::from_be_bytes(h.trace_id.0[8..].try_into().unwrap());
@@ -452,15 +444,13 @@ async fn an_index_in_an_earlier_layout_or_damaged_is_rebuilt() {
 
     let store = open(dir.path());
     let snapshot = store.snapshot();
-    let hits = snapshot
-        .search_traces(
-            &TraceQuery {
-                service: Some("db".into()),
-                ..TraceQuery::default()
-            },
-            10,
-        )
-        .unwrap();
+    let hits = all_hits(
+        &snapshot,
+        &TraceQuery {
+            service: Some("db".into()),
+            ..TraceQuery::default()
+        },
+    );
     assert_eq!(hits.len(), 1);
     assert_eq!((hits[0].trace_id, hits[0].span_count), (trace_id(1), 2));
     assert_eq!(snapshot.parts_with_trace(&trace_id(1)).unwrap().len(), 1);
@@ -472,4 +462,19 @@ async fn an_index_in_an_earlier_layout_or_damaged_is_rebuilt() {
     let store = open(dir.path());
     let found = store.snapshot().find_trace(&trace_id(1)).unwrap();
     assert_eq!(found.len(), 2);
+}
+
+/// Every hit of `q`, in the order the parts hand them out (newest first).
+fn all_hits(snapshot: &spyglass_store::Snapshot, q: &TraceQuery) -> Vec<TraceHit> {
+    let mut hits = snapshot.trace_hits(q);
+    let mut out = Vec::new();
+    while let Some(hit) = hits.next_hit().unwrap() {
+        out.push(hit);
+    }
+    assert!(
+        out.windows(2)
+            .all(|w| w[0].start_time_unix_nano >= w[1].start_time_unix_nano),
+        "newest first"
+    );
+    out
 }

@@ -265,7 +265,19 @@ pub(crate) fn build_from(
     }
     std::fs::create_dir_all(dir).map_err(Error::io("create index directory", dir))?;
     let (schema, f) = schema();
-    let index = Index::create_in_dir(dir, schema).map_err(index_err("create", dir))?;
+    // Newest traces first: a search reads a part's matches in time order and stops early.
+    let settings = tantivy::IndexSettings {
+        sort_by_field: Some(tantivy::IndexSortByField {
+            field: "start".into(),
+            order: tantivy::Order::Desc,
+        }),
+        ..Default::default()
+    };
+    let index = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .create_in_dir(dir)
+        .map_err(index_err("create", dir))?;
     register_tokenizer(&index);
     let mut writer = index
         .writer_with_num_threads::<TantivyDocument>(1, INDEX_WRITER_BYTES)

@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use tantivy::collector::{Collector, DocSetCollector, SegmentCollector};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+use tantivy::{DocId, DocSet, Score, Searcher, TERMINATED, Term};
 
 use super::{PartIndex, tokens};
 use crate::error::{Error, Result};
@@ -37,7 +37,7 @@ pub struct TraceQuery {
     pub end_unix_nano: Option<u64>,
 }
 
-/// A trace found in one part (or, from `Snapshot::search_traces`, in the parts holding it).
+/// A trace found in one part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceHit {
     pub trace_id: TraceId,
@@ -55,44 +55,6 @@ pub struct TraceHit {
     /// attributes (in each part holding the hit): checking the candidate needs no resource
     /// attributes.
     pub attributes_on_spans: bool,
-}
-
-/// Every matching document with its score.
-struct ScoredDocs;
-
-impl Collector for ScoredDocs {
-    type Fruit = Vec<(DocAddress, Score)>;
-    type Child = SegmentScoredDocs;
-
-    fn for_segment(
-        &self,
-        segment: SegmentOrdinal,
-        _: &SegmentReader,
-    ) -> tantivy::Result<Self::Child> {
-        Ok(SegmentScoredDocs(segment, Vec::new()))
-    }
-
-    fn requires_scoring(&self) -> bool {
-        true
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        Ok(fruits.into_iter().flatten().collect())
-    }
-}
-
-struct SegmentScoredDocs(SegmentOrdinal, Vec<(DocAddress, Score)>);
-
-impl SegmentCollector for SegmentScoredDocs {
-    type Fruit = Vec<(DocAddress, Score)>;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        self.1.push((DocAddress::new(self.0, doc), score));
-    }
-
-    fn harvest(self) -> Self::Fruit {
-        self.1
-    }
 }
 
 /// The score of a document matched by a proving duration bucket (a proposing one scores 1).
@@ -162,7 +124,34 @@ impl PartIndex {
         Ok(searcher.doc_freq(term).map_err(search_err)? > 0)
     }
 
-    pub(crate) fn search(&self, part_id: u64, q: &TraceQuery) -> Result<Vec<TraceHit>> {
+    /// The next (up to) `limit` traces of the part matching `q`, newest first (by their start
+    /// in the part), from where `cursor` says the last call stopped; `cursor` then says where
+    /// this one stopped.
+    pub(crate) fn search_from(
+        &self,
+        part_id: u64,
+        q: &TraceQuery,
+        cursor: &mut PartCursor,
+        limit: usize,
+    ) -> Result<Vec<TraceHit>> {
+        if cursor.done || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let hits = self.search_chunk(part_id, q, cursor, limit)?;
+        if hits.is_none() {
+            cursor.done = true;
+        }
+        Ok(hits.unwrap_or_default())
+    }
+
+    /// [`PartIndex::search_from`]; `None` when nothing in the part can match.
+    fn search_chunk(
+        &self,
+        part_id: u64,
+        q: &TraceQuery,
+        cursor: &mut PartCursor,
+        limit: usize,
+    ) -> Result<Option<Vec<TraceHit>>> {
         let f = self.fields;
         let searcher = self.reader.searcher();
         let span_term = |tag: &str, value: &str| {
@@ -194,7 +183,7 @@ impl PartIndex {
                 Self::has_term(&searcher, &on_span)?,
                 Self::has_term(&searcher, &on_resource)?,
             ) {
-                (false, false) => return Ok(Vec::new()),
+                (false, false) => return Ok(None),
                 (true, false) => positional.push(on_span),
                 (false, true) => {
                     clauses.push((Occur::Must, term_query(on_resource)));
@@ -219,7 +208,7 @@ impl PartIndex {
             let min = q.min_duration_nano.unwrap_or(0);
             let max = q.max_duration_nano.unwrap_or(u64::MAX);
             if min > max {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             let mut text = String::new();
             let present =
@@ -234,7 +223,7 @@ impl PartIndex {
                 }
             }
             if proving.is_empty() && proposing.is_empty() {
-                return Ok(Vec::new());
+                return Ok(None);
             }
         }
 
@@ -291,19 +280,14 @@ impl PartIndex {
             }
         };
         let exact = on_spans && (!bounded || !proving.is_empty());
-        let docs: Vec<(DocAddress, bool)> = if exact && !proposing.is_empty() {
+        let scored = exact && !proposing.is_empty();
+        let query = if scored {
             let scored = |buckets: &[Term], score: Score| -> (Occur, Box<dyn Query>) {
                 let query = same_span_in_buckets(&positional, buckets);
                 (Occur::Should, Box::new(ConstScoreQuery::new(query, score)))
             };
             let either = BooleanQuery::new(vec![scored(&proving, PROVEN), scored(&proposing, 1.0)]);
-            let query = with(Some(Box::new(either)));
-            searcher
-                .search(query.as_ref(), &ScoredDocs)
-                .map_err(search_err)?
-                .into_iter()
-                .map(|(addr, score)| (addr, score >= PROVEN))
-                .collect()
+            with(Some(Box::new(either)))
         } else {
             let span_query = match bounded {
                 true => {
@@ -312,45 +296,110 @@ impl PartIndex {
                 }
                 false => same_span(&positional),
             };
-            let query = with(span_query);
-            searcher
-                .search(query.as_ref(), &DocSetCollector)
-                .map_err(search_err)?
-                .into_iter()
-                .map(|addr| (addr, exact))
-                .collect()
+            with(span_query)
         };
+        let scoring = match scored {
+            true => EnableScoring::enabled_from_searcher(&searcher),
+            false => EnableScoring::disabled_from_searcher(&searcher),
+        };
+        let weight = query.weight(scoring).map_err(search_err)?;
+
+        // Each segment's documents are newest first: its matches are read in that order, up to
+        // `limit` of them, then the segments' are merged and the newest `limit` kept.
+        let segments = searcher.segment_readers();
+        if cursor.next.len() != segments.len() {
+            cursor.next = vec![0; segments.len()];
+        }
+        let mut read: Vec<Candidate> = Vec::new();
+        let mut stopped_at = vec![TERMINATED; segments.len()];
+        for (ord, segment) in segments.iter().enumerate() {
+            let from = cursor.next[ord];
+            if from == TERMINATED {
+                continue;
+            }
+            let mut scorer = weight.scorer(segment, 1.0).map_err(search_err)?;
+            let mut doc = scorer.doc();
+            if doc < from {
+                doc = scorer.seek(from);
+            }
+            let starts = segment.fast_fields().u64("start").map_err(search_err)?;
+            let mut taken = 0;
+            while doc != TERMINATED && taken < limit {
+                read.push(Candidate {
+                    start: starts.first(doc).unwrap_or(0),
+                    segment: ord as u32,
+                    doc,
+                    proven: if scored {
+                        scorer.score() >= PROVEN
+                    } else {
+                        exact
+                    },
+                });
+                taken += 1;
+                doc = scorer.advance();
+            }
+            stopped_at[ord] = doc;
+        }
+        // Within a segment starts never rise, so what is kept of it is a prefix of what was read.
+        read.sort_by(|a, b| {
+            b.start
+                .cmp(&a.start)
+                .then(a.segment.cmp(&b.segment))
+                .then(a.doc.cmp(&b.doc))
+        });
+        let dropped = read.split_off(read.len().min(limit));
+        cursor.next = stopped_at;
+        for c in dropped.iter().rev() {
+            // The first document of each segment not kept is where it goes on.
+            cursor.next[c.segment as usize] = c.doc;
+        }
+        cursor.done = cursor.next.iter().all(|d| *d == TERMINATED);
+
         let certain = |proven: bool, start: u64, end: u64| {
             proven
                 && q.start_unix_nano.is_none_or(|s| start >= s)
                 && q.end_unix_nano.is_none_or(|e| end <= e)
         };
-
-        // Column readers are opened once per segment, not once per document.
-        let mut docs = docs;
-        docs.sort_unstable_by_key(|(a, _)| (a.segment_ord, a.doc_id));
-        let mut hits = Vec::with_capacity(docs.len());
-        for segment in docs.chunk_by(|(a, _), (b, _)| a.segment_ord == b.segment_ord) {
-            let columns = self.columns(&searcher, segment[0].0.segment_ord)?;
-            let mut id = Vec::with_capacity(16);
-            for (addr, proven) in segment {
-                let Some(trace_id) = columns.trace_id(addr.doc_id, &mut id)? else {
-                    continue;
-                };
-                let (start, end) = columns.bounds(addr.doc_id);
-                let (span_count, error_count) = columns.counts(addr.doc_id);
-                hits.push(TraceHit {
-                    trace_id,
-                    part_id,
-                    start_time_unix_nano: start,
-                    end_time_unix_nano: end,
-                    span_count,
-                    error_count,
-                    certain: certain(*proven, start, end),
-                    attributes_on_spans: on_spans,
-                });
-            }
+        let mut columns: Vec<Option<super::Columns>> = (0..segments.len()).map(|_| None).collect();
+        let mut hits = Vec::with_capacity(read.len());
+        let mut id = Vec::with_capacity(16);
+        for c in read {
+            let columns = match &mut columns[c.segment as usize] {
+                Some(columns) => columns,
+                slot => slot.insert(self.columns(&searcher, c.segment)?),
+            };
+            let Some(trace_id) = columns.trace_id(c.doc, &mut id)? else {
+                continue;
+            };
+            let (start, end) = columns.bounds(c.doc);
+            let (span_count, error_count) = columns.counts(c.doc);
+            hits.push(TraceHit {
+                trace_id,
+                part_id,
+                start_time_unix_nano: start,
+                end_time_unix_nano: end,
+                span_count,
+                error_count,
+                certain: certain(c.proven, start, end),
+                attributes_on_spans: on_spans,
+            });
         }
-        Ok(hits)
+        Ok(Some(hits))
     }
+}
+
+/// A matching document read, before the segments are merged.
+struct Candidate {
+    start: u64,
+    segment: u32,
+    doc: DocId,
+    proven: bool,
+}
+
+/// Where a search of one part stopped: per segment, the next document to read.
+#[derive(Clone, Debug, Default)]
+pub struct PartCursor {
+    next: Vec<DocId>,
+    /// Every match of the part has been handed out.
+    pub done: bool,
 }
