@@ -6,7 +6,8 @@
 //! 15 ms), service only, service + common attribute + more than 10 ms; errors over the whole
 //! range; the services list over 1 h and `SELECT service_name, count(*) FROM spans GROUP BY 1`,
 //! each as p50 / p99 / max over repeated runs, next to a same-run baseline: one full scan of
-//! `spans`.
+//! `spans`. Then trace by id and two of the searches again, on a copy of the store given 48
+//! small parts in its newest hour, while `Store::compact` merges parts in the background.
 //!
 //! `cargo bench -p spyglass --bench query` (`SPYGLASS_BENCH_SPANS`, default 10000000;
 //! `SPYGLASS_BENCH_RUNS`, default 200, so that two runs lie above the p99 and it is not simply
@@ -35,6 +36,9 @@ const HOUR: u64 = 3_600_000_000_000;
 const TRACE_INTERVAL_NANO: u64 = 8_100_000;
 /// Span metrics are written every minute of span time.
 const METRICS_INTERVAL_NANO: u64 = 60_000_000_000;
+/// Small parts added to the copy that is compacted while queries run, and their spans each.
+const SMALL_PARTS: usize = 48;
+const SMALL_PART_SPANS: usize = 20_000;
 
 fn store_config() -> StoreConfig {
     StoreConfig {
@@ -153,14 +157,22 @@ fn main() {
         eprintln!("{name}: {} runs", times.len());
         percentiles(times)
     };
-    let mut by_id = |i: usize| {
+    let by_id_on = |engine: &QueryEngine, i: usize| {
         let id = ids[(i * 7919) % ids.len()];
         let t = Instant::now();
         let trace = runtime.block_on(engine.trace(id)).expect("trace found");
         assert!(trace.spans.len() >= 3);
         t.elapsed()
     };
-    let trace_by_id = measured("trace by id", &mut by_id);
+    let trace_by_id = measured("trace by id", &mut |i| by_id_on(&engine, i));
+    let search_on = |engine: &QueryEngine, name: &str, query: &TraceSearch| {
+        let t = Instant::now();
+        let page = runtime
+            .block_on(engine.search(query.clone()))
+            .expect("search");
+        assert_eq!(page.traces.len(), 20, "{name}: 20 traces");
+        t.elapsed()
+    };
 
     let last_hour = |search: TraceSearch| TraceSearch {
         start_unix_nano: Some(newest - HOUR),
@@ -208,16 +220,9 @@ fn main() {
         ),
     ];
     let mut search_figures = Vec::new();
-    for (name, query, target) in searches {
-        let mut search = |_| {
-            let t = Instant::now();
-            let page = runtime
-                .block_on(engine.search(query.clone()))
-                .expect("search");
-            assert_eq!(page.traces.len(), 20, "{name}: 20 traces");
-            t.elapsed()
-        };
-        search_figures.push((name, measured(name, &mut search), target));
+    for (name, query, target) in &searches {
+        let mut search = |_| search_on(&engine, name, query);
+        search_figures.push((*name, measured(name, &mut search), *target));
     }
 
     // The services list over the last hour, timed, on `engine`.
@@ -283,6 +288,55 @@ fn main() {
     scan(0);
     let baseline = percentiles((0..baseline_runs).map(|i| scan(i + 1)).collect());
 
+    // Again while a compaction runs: a copy of the store (opened as after a restart) gets small
+    // parts in its newest hour, one flush each, and is compacted in the background until
+    // nothing is left to merge, while trace by id and two searches take turns.
+    let copy = dir.with_extension("compacting");
+    let _ = std::fs::remove_dir_all(&copy);
+    copy_dir(&dir, &copy);
+    let (busy, _) = Store::open(&copy, store_config()).expect("open the copy");
+    busy.warm_caches().expect("warm the copy's caches");
+    runtime.block_on(async {
+        let mut generator = SpanGenerator::new(7, newest - HOUR / 2)
+            .with_trace_interval(TRACE_INTERVAL_NANO)
+            .with_common_values();
+        for _ in 0..SMALL_PARTS {
+            let spans = generator.spans(SMALL_PART_SPANS);
+            busy.append(&Records::Spans(spans)).await.expect("append");
+            busy.flush().await.expect("flush");
+        }
+    });
+    let parts_before = busy.snapshot().parts(Signal::Spans).len();
+    let busy_engine = QueryEngine::new(busy.clone(), QueryConfig::default());
+    let compaction = runtime.spawn({
+        let busy = busy.clone();
+        async move {
+            let started = Instant::now();
+            let mut merged = 0;
+            loop {
+                match busy.compact().await.expect("compact") {
+                    0 => break,
+                    n => merged += n,
+                }
+            }
+            (merged, started.elapsed())
+        }
+    });
+    eprintln!("while compacting {parts_before} parts: trace by id and two searches in turn");
+    let (mut by_id_busy, mut searches_busy) = (Vec::new(), [Vec::new(), Vec::new()]);
+    let busy_searches = [&searches[1], &searches[2]];
+    while !compaction.is_finished() {
+        by_id_busy.push(by_id_on(&busy_engine, by_id_busy.len()));
+        for (times, (name, query, _)) in searches_busy.iter_mut().zip(busy_searches) {
+            times.push(search_on(&busy_engine, name, query));
+        }
+    }
+    let (merged, compaction_time) = runtime.block_on(compaction).expect("compaction task");
+    let parts_after = busy.snapshot().parts(Signal::Spans).len();
+    let busy_runs = by_id_busy.len();
+    drop((busy_engine, busy));
+    let _ = std::fs::remove_dir_all(&copy);
+
     println!("| measure | p50 | p99 | max | target (p99) |");
     println!("|---|---|---|---|---|");
     println!("| spans stored | {stored} in {} parts | | | |", parts.len());
@@ -319,4 +373,35 @@ fn main() {
         &baseline,
         "",
     );
+    println!(
+        "| while compacting: {merged} of {parts_before} parts merged (into {}) in {:.1} s, {busy_runs} runs each | | | | |",
+        parts_after - (parts_before - merged),
+        compaction_time.as_secs_f64()
+    );
+    row(
+        "trace by id, while compacting",
+        &percentiles(by_id_busy),
+        "≤ 30 ms",
+    );
+    for (times, (name, _, target)) in searches_busy.into_iter().zip(busy_searches) {
+        row(
+            &format!("{name}, while compacting"),
+            &percentiles(times),
+            target,
+        );
+    }
+}
+
+/// Copies a store's directory (its parts never change; the copy is compacted on its own).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("list the store") {
+        let entry = entry.expect("list the store");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a store file");
+        }
+    }
 }

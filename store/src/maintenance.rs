@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::manifest::{Manifest, Part};
 use crate::model::Signal;
 use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
-use crate::store::{Store, blocking};
+use crate::store::{Store, background, blocking};
 
 /// Most parts one compaction merges: it holds a batch of each.
 const MAX_PARTS_PER_MERGE: usize = 16;
@@ -41,7 +41,7 @@ impl Store {
             let inner = self.inner.clone();
             let inputs = group.clone();
             let base = self.current_manifest();
-            let next = blocking(move || {
+            let next = background(move || {
                 // Each input is read a batch at a time and merged in order as it is read.
                 let mut streams = Vec::with_capacity(inputs.len());
                 for part in &inputs {
