@@ -374,8 +374,7 @@ fn main() {
         "",
     );
     println!(
-        "| while compacting: {merged} of {parts_before} parts merged (into {}) in {:.1} s, {busy_runs} runs each | | | | |",
-        parts_after - (parts_before - merged),
+        "| while compacting: {parts_before} parts became {parts_after} in {:.1} s ({merged} parts merged, some twice), {busy_runs} runs each | | | | |",
         compaction_time.as_secs_f64()
     );
     row(

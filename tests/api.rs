@@ -302,11 +302,25 @@ async fn native_search_sql_and_errors() {
     let (_, second) = get(addr, &format!("/api/v1/traces?limit=2&cursor={cursor}")).await;
     assert_eq!(second["traces"][0]["trace_id"], trace_id(1).to_hex());
     assert_eq!(second["next_cursor"], Value::Null);
+    // The sample of the whole range: every match (three traces), as [start, duration, error].
+    let (_, sampled) = get(addr, "/api/v1/traces?limit=1&sample=10").await;
+    assert_eq!(sampled["traces"].as_array().unwrap().len(), 1);
+    assert_eq!(sampled["sample"]["matched"], 3, "{sampled}");
+    let points = sampled["sample"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{sampled}");
+    assert!(
+        points
+            .iter()
+            .any(|p| p[0] == (T0 + 1_000_000_000).to_string()),
+        "{sampled}"
+    );
+    assert!(first.get("sample").is_none(), "no sample unless asked for");
 
     for (path, parameter) in [
         ("/api/v1/traces?min_duration=10", "min_duration"),
         ("/api/v1/traces?status=ok", "status"),
         ("/api/v1/traces?limit=-1", "limit"),
+        ("/api/v1/traces?sample=5000", "sample"),
         ("/api/v1/traces?attr=novalue", "attr"),
         ("/api/v1/traces?start=yesterday", "start"),
         ("/api/v1/traces?servce=x", "servce"),

@@ -219,6 +219,19 @@ async fn search_sorts_lists_operations_and_takes_quoted_attributes() {
     unique.dedup();
     assert!(labels.len() >= 2 && unique == labels, "{labels:?}");
 
+    // Five traces loaded: the scatter draws them large and every match of the range small.
+    ui.open("/search?service=shop&range=1h&limit=5").await;
+    ui.wait_text(".result-count", "5 traces").await;
+    let caption = ui
+        .wait_text("figure.chart-box figcaption", "about 12 matching traces")
+        .await;
+    assert!(caption.contains("the 5 loaded"), "{caption}");
+    assert_eq!(ui.count("svg.scatter circle.dot").await, 5);
+    assert_eq!(ui.count("svg.scatter circle.sample").await, 12);
+    ui.done("search-sample").await;
+    ui.open("/search?service=shop&range=1h").await;
+    ui.wait_text(".result-count", "12 traces").await;
+
     ui.element("select[name=sort]")
         .await
         .select_by_value("longest")

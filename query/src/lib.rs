@@ -42,7 +42,7 @@ pub use graph::{Dependencies, Edge, Node};
 pub use health::{Health, OperationHealth, ServiceHealth, Stepped};
 pub use logs::{LogCursor, LogPage, LogSearch};
 pub use metrics::{Aggregation, MetricInfo, SeriesQuery, SeriesResult};
-pub use search::{Cursor, SearchPage, TraceSearch, TraceSummary};
+pub use search::{Cursor, SamplePoint, SearchPage, TraceSample, TraceSearch, TraceSummary};
 pub use sql::{SqlOutput, check_read_only_sql};
 pub use stats::{QueryKind, QueryStats};
 pub use supplied::BatchSource;

@@ -10,8 +10,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+pub use spyglass_store::SamplePoint;
 use spyglass_store::model::{StatusCode, TraceId};
-use spyglass_store::{Signal, Snapshot, TraceDigest, TraceHit, TraceQuery};
+use spyglass_store::{Sample, Signal, Snapshot, TraceDigest, TraceHit, TraceQuery};
 
 use crate::QueryEngine;
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub struct TraceSearch {
     pub limit: usize,
     /// Continue after the last trace of the previous page.
     pub cursor: Option<Cursor>,
+    /// Also answer a sample of at most this many matching traces over the whole time range,
+    /// and about how many match (0: none).
+    pub sample: usize,
 }
 
 /// Where a page ended: traces are ordered by (start time, trace id), newest first.
@@ -71,6 +75,16 @@ impl Cursor {
 pub struct SearchPage {
     pub traces: Vec<TraceSummary>,
     pub next_cursor: Option<Cursor>,
+    /// When asked for: a sample of the matches over the whole range.
+    pub sample: Option<TraceSample>,
+}
+
+/// About how many traces match over the whole range, and a uniform sample of them, oldest
+/// first (see `docs/ARCHITECTURE.md`, "A sample of the whole range").
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceSample {
+    pub matched: u64,
+    pub points: Vec<SamplePoint>,
 }
 
 /// What a result list shows of a trace.
@@ -180,11 +194,22 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     // The memtable first: its traces are the newest.
     let mut fresh: Vec<TraceId> = memtable_matches(snapshot, search)?;
     fresh.retain(|id| seen.insert(*id));
-    for trace in verify(snapshot, search, &fresh, Read::AllAttributes)? {
-        if before_cursor(&trace) {
-            found.push(trace);
+    let in_memtable = verify(snapshot, search, &fresh, Read::AllAttributes)?;
+    let sample = match search.sample {
+        0 => None,
+        n => {
+            let mut sample = Sample::new(n);
+            snapshot.sample_traces(&index_query(search), &mut sample)?;
+            for t in &in_memtable {
+                sample.offer(t.start_time_unix_nano, t.duration_nano, t.error_count > 0);
+            }
+            Some(TraceSample {
+                matched: sample.offered(),
+                points: sample.into_points(),
+            })
         }
-    }
+    };
+    found.extend(in_memtable.into_iter().filter(|t| before_cursor(t)));
 
     // The parts' indexes hand out their matches newest first, each part read only as far as
     // needed. Hits the index proves are summarised from it; the others are candidates whose
@@ -262,6 +287,7 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     Ok(SearchPage {
         traces: found,
         next_cursor,
+        sample,
     })
 }
 

@@ -170,3 +170,81 @@ async fn newest_pages_are_exactly_what_a_full_scan_finds() {
         }
     }
 }
+
+/// The sample beside a page: about how many traces match over the whole range, and that many
+/// of their (start, duration, error) points at most, each a matching trace's. Here no trace is
+/// split between parts, so "about" is exact.
+#[tokio::test]
+async fn the_sample_counts_every_match_and_draws_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let mut generator = spyglass_store::synth::SpanGenerator::new(5, T0).with_common_values();
+    let mut all: Vec<Span> = Vec::new();
+    for round in 0..4 {
+        let spans: Vec<Span> = (0..50).flat_map(|_| generator.trace()).collect();
+        all.extend(spans.iter().cloned());
+        store.append(&Records::Spans(spans)).await.unwrap();
+        if round < 3 {
+            store.flush().await.unwrap();
+        }
+    }
+    let engine = QueryEngine::new(store, QueryConfig::default());
+    let search = TraceSearch {
+        service: Some("checkout".into()),
+        ..Default::default()
+    };
+    let want = full_scan(&all, &search);
+    // Each matching trace as the sample shows it.
+    let mut points = std::collections::HashSet::new();
+    for id in &want {
+        let spans: Vec<&Span> = all.iter().filter(|s| s.trace_id == *id).collect();
+        let start = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap();
+        let end = spans.iter().map(|s| s.end_time_unix_nano).max().unwrap();
+        let error = spans.iter().any(|s| s.status_code == StatusCode::Error);
+        points.insert((start, end - start, error));
+    }
+    let sampled = |n: usize| {
+        let engine = &engine;
+        let search = search.clone();
+        async move {
+            let page = engine
+                .search(TraceSearch {
+                    limit: 5,
+                    sample: n,
+                    ..search
+                })
+                .await
+                .unwrap();
+            page.sample.expect("a sample was asked for")
+        }
+    };
+    let small = sampled(40).await;
+    assert_eq!(small.matched, want.len() as u64);
+    assert_eq!(small.points.len(), 40.min(want.len()));
+    for p in &small.points {
+        assert!(
+            points.contains(&(p.start_time_unix_nano, p.duration_nano, p.error)),
+            "{p:?} is a matching trace"
+        );
+    }
+    assert_eq!(
+        sampled(40).await,
+        small,
+        "the same data gives the same sample"
+    );
+    let whole = sampled(10_000).await;
+    let got: std::collections::HashSet<_> = whole
+        .points
+        .iter()
+        .map(|p| (p.start_time_unix_nano, p.duration_nano, p.error))
+        .collect();
+    assert_eq!(
+        got, points,
+        "a sample larger than the matches is all of them"
+    );
+    let page = engine
+        .search(TraceSearch { limit: 5, ..search })
+        .await
+        .unwrap();
+    assert!(page.sample.is_none(), "no sample unless asked for");
+}

@@ -23,7 +23,7 @@ mod search;
 mod tokens;
 
 pub(crate) use build::{build_from, rebuild};
-pub use search::{PartCursor, TraceHit, TraceQuery};
+pub use search::{PartCursor, Sample, SamplePoint, TraceHit, TraceQuery};
 use tokens::SpanTokenizer;
 
 /// The layout of the documents (3: sorted by `start`, newest first), kept as the index's commit

@@ -43,7 +43,7 @@ pub mod wal;
 
 pub use config::{Durability, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use index::{TraceDigest, TraceHit, TraceQuery};
+pub use index::{Sample, SamplePoint, TraceDigest, TraceHit, TraceQuery};
 pub use maintenance::Maintenance;
 pub use manifest::{Manifest, Part, PartMeta};
 pub use model::Signal;

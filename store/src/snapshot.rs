@@ -12,7 +12,7 @@ use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 
 use crate::error::{Error, Result};
-use crate::index::{PartCursor, PartIndex, TraceDigest, TraceHit, TraceQuery};
+use crate::index::{PartCursor, PartIndex, Sample, TraceDigest, TraceHit, TraceQuery};
 use crate::manifest::{Manifest, Part};
 use crate::memtable::Memtable;
 use crate::model::{Signal, Span, TraceId};
@@ -268,6 +268,24 @@ impl Snapshot {
             }
         }
         Ok(digests)
+    }
+
+    /// Offers every match of `query` in the parts to `sample` (from the indexes' fast fields;
+    /// a trace held by several parts is offered once per part that matches).
+    pub fn sample_traces(&self, query: &TraceQuery, sample: &mut Sample) -> Result<()> {
+        let (from, to) = (
+            query.start_unix_nano.unwrap_or(0),
+            query.end_unix_nano.unwrap_or(u64::MAX),
+        );
+        for part in self.manifest.parts_of(Signal::Spans) {
+            if !part.meta().overlaps(from, to) {
+                continue;
+            }
+            if let Some(index) = part.index()? {
+                index.sample_into(query, sample)?;
+            }
+        }
+        Ok(())
     }
 
     /// The traces in parts matching `query`, newest first by their start in the part (see

@@ -125,7 +125,11 @@ const SEARCH_PARAMS: &[&str] = &[
     "end",
     "limit",
     "cursor",
+    "sample",
 ];
+
+/// The largest sample a search answers beside its page.
+const MAX_SAMPLE: usize = 2_000;
 
 pub(crate) fn search_from(params: &Params) -> ApiResult<TraceSearch> {
     // Every parameter is checked, so that one answer names each bad one.
@@ -165,6 +169,16 @@ pub(crate) fn search_from(params: &Params) -> ApiResult<TraceSearch> {
             .unwrap_or(20),
         None => 20,
     };
+    let sample = match params.get("sample") {
+        Some(v) => match problems.take(params::number("sample", v, "a positive integer")) {
+            Some(n) if n > MAX_SAMPLE => {
+                problems.add("sample", format!("{n} is more than {MAX_SAMPLE}"));
+                0
+            }
+            n => n.unwrap_or(0),
+        },
+        None => 0,
+    };
     let cursor = params.get("cursor").and_then(|c| {
         let cursor = Cursor::decode(c);
         if cursor.is_none() {
@@ -190,6 +204,7 @@ pub(crate) fn search_from(params: &Params) -> ApiResult<TraceSearch> {
         end_unix_nano,
         limit,
         cursor,
+        sample,
     })
 }
 
@@ -201,10 +216,22 @@ async fn search_traces(
     let search = search_from(&params)?;
     let engine = state.engine()?;
     let page = engine.search(search).await?;
-    Ok(Json(json!({
+    let mut body = json!({
         "traces": page.traces.iter().map(render::summary_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor.map(|c| c.encode()),
-    })))
+    });
+    if let Some(sample) = page.sample {
+        // Compact: [start (ns, as text), duration (ns), error] per trace.
+        body["sample"] = json!({
+            "matched": sample.matched,
+            "points": sample.points.iter().map(|p| json!([
+                p.start_time_unix_nano.to_string(),
+                p.duration_nano,
+                p.error,
+            ])).collect::<Vec<_>>(),
+        });
+    }
+    Ok(Json(body))
 }
 
 #[derive(serde::Deserialize)]

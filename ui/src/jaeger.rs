@@ -209,6 +209,7 @@ async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
             None => 20,
         },
         cursor: None,
+        sample: 0,
     };
     let engine = state.engine()?;
     let page = engine.search(search).await?;

@@ -152,8 +152,53 @@ impl PartIndex {
         cursor: &mut PartCursor,
         limit: usize,
     ) -> Result<Option<Vec<TraceHit>>> {
-        let f = self.fields;
         let searcher = self.reader.searcher();
+        let Some(Matcher {
+            weight,
+            scored,
+            exact,
+            on_spans,
+        }) = self.matcher(&searcher, q)?
+        else {
+            return Ok(None);
+        };
+        self.read_chunk(
+            &searcher,
+            part_id,
+            q,
+            cursor,
+            limit,
+            (weight, scored, exact, on_spans),
+        )
+        .map(Some)
+    }
+
+    /// Every match of `q` in the part offered to `sample` as `(start, duration, error)`, reading
+    /// only fast fields.
+    pub(crate) fn sample_into(&self, q: &TraceQuery, sample: &mut Sample) -> Result<()> {
+        let searcher = self.reader.searcher();
+        let Some(matcher) = self.matcher(&searcher, q)? else {
+            return Ok(());
+        };
+        for segment in searcher.segment_readers() {
+            let mut scorer = matcher.weight.scorer(segment, 1.0).map_err(search_err)?;
+            let ff = segment.fast_fields();
+            let column = |name: &str| ff.u64(name).map_err(search_err);
+            let (start, end, errors) = (column("start")?, column("end")?, column("error_count")?);
+            let mut doc = scorer.doc();
+            while doc != TERMINATED {
+                let (s, e) = (start.first(doc).unwrap_or(0), end.first(doc).unwrap_or(0));
+                sample.offer(s, e.saturating_sub(s), errors.first(doc).unwrap_or(0) > 0);
+                doc = scorer.advance();
+            }
+        }
+        Ok(())
+    }
+
+    /// The query `q` asks of this part, ready to score; `None` when nothing in the part can
+    /// match.
+    fn matcher(&self, searcher: &Searcher, q: &TraceQuery) -> Result<Option<Matcher>> {
+        let f = self.fields;
         let span_term = |tag: &str, value: &str| {
             let mut text = String::new();
             tokens::term(&mut text, tag, value);
@@ -303,7 +348,24 @@ impl PartIndex {
             false => EnableScoring::disabled_from_searcher(&searcher),
         };
         let weight = query.weight(scoring).map_err(search_err)?;
+        Ok(Some(Matcher {
+            weight,
+            scored,
+            exact,
+            on_spans,
+        }))
+    }
 
+    /// The next `limit` matches from `cursor` (see [`PartIndex::search_from`]).
+    fn read_chunk(
+        &self,
+        searcher: &Searcher,
+        part_id: u64,
+        q: &TraceQuery,
+        cursor: &mut PartCursor,
+        limit: usize,
+        (weight, scored, exact, on_spans): (Box<dyn tantivy::query::Weight>, bool, bool, bool),
+    ) -> Result<Vec<TraceHit>> {
         // Each segment's documents are newest first: its matches are read in that order, up to
         // `limit` of them, then the segments' are merged and the newest `limit` kept.
         let segments = searcher.segment_readers();
@@ -384,7 +446,84 @@ impl PartIndex {
                 attributes_on_spans: on_spans,
             });
         }
-        Ok(Some(hits))
+        Ok(hits)
+    }
+}
+
+/// A part's query, ready to score: whether a document's score says which duration buckets it
+/// matched (`scored`), whether every match is proven (`exact`, when not scored), and whether
+/// every attribute condition was met on spans.
+struct Matcher {
+    weight: Box<dyn tantivy::query::Weight>,
+    scored: bool,
+    exact: bool,
+    on_spans: bool,
+}
+
+/// A uniform random sample of at most `capacity` of the matches offered (a reservoir, with a
+/// fixed seed: the same matches give the same sample), and how many were offered.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    capacity: usize,
+    offered: u64,
+    points: Vec<SamplePoint>,
+    state: u64,
+}
+
+/// One trace of a [`Sample`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SamplePoint {
+    pub start_time_unix_nano: u64,
+    pub duration_nano: u64,
+    pub error: bool,
+}
+
+impl Sample {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            offered: 0,
+            points: Vec::with_capacity(capacity.min(4096)),
+            state: 0x5eed_5eed_5eed_5eed,
+        }
+    }
+
+    pub fn offer(&mut self, start_time_unix_nano: u64, duration_nano: u64, error: bool) {
+        self.offered += 1;
+        let point = SamplePoint {
+            start_time_unix_nano,
+            duration_nano,
+            error,
+        };
+        if self.points.len() < self.capacity {
+            self.points.push(point);
+            return;
+        }
+        // Kept with probability capacity / offered, in place of a random one.
+        let k = self.next_random() % self.offered;
+        if let Some(slot) = usize::try_from(k).ok().and_then(|k| self.points.get_mut(k)) {
+            *slot = point;
+        }
+    }
+
+    /// How many matches were offered.
+    pub fn offered(&self) -> u64 {
+        self.offered
+    }
+
+    /// The sample, oldest first.
+    pub fn into_points(mut self) -> Vec<SamplePoint> {
+        self.points.sort_by_key(|p| p.start_time_unix_nano);
+        self.points
+    }
+
+    /// splitmix64.
+    fn next_random(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 

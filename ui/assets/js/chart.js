@@ -282,7 +282,21 @@ export function scatter(points, opts = {}) {
       s('text', { class: 'axis', x: X(t.at), y: height - 6, 'text-anchor': 'middle' }, t.label),
     );
   }
-  for (const p of points) {
+  // Background points (`background: true`: small, not focusable) first, under the others.
+  const ordered = [...points.filter((p) => p.background), ...points.filter((p) => !p.background)];
+  for (const p of ordered) {
+    if (p.background) {
+      svg.append(
+        s('circle', {
+          cx: X(p.x).toFixed(1),
+          cy: Y(p.y).toFixed(1),
+          r: 2,
+          fill: p.color || 'var(--muted)',
+          class: ['sample', p.className],
+        }),
+      );
+      continue;
+    }
     const dot = s(
       'circle',
       {

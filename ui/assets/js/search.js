@@ -9,6 +9,9 @@ import { openButton } from './tracefile.js';
 
 const FIELDS = ['service', 'operation', 'min', 'max', 'status', 'q', 'limit'];
 
+/** Matching traces drawn small behind the loaded ones, sampled over the whole range. */
+const SAMPLE = 1000;
+
 function servicePills(services) {
   return services.map((s) =>
     h(
@@ -339,10 +342,17 @@ export async function render(main, ctx) {
     history.replaceState(history.state, '', url);
     draw();
   });
+  // The first page also asks for a sample of every match in the range, drawn behind the
+  // loaded traces.
+  let sample = null;
   const show = async (cursor) => {
     let page;
     try {
-      page = await get('traces', { ...apiParams(params, r), cursor });
+      page = await get('traces', {
+        ...apiParams(params, r),
+        cursor,
+        sample: cursor ? undefined : SAMPLE,
+      });
     } catch (err) {
       if (!ctx.current()) return;
       if (err.problems?.length) showProblems(err);
@@ -350,6 +360,7 @@ export async function render(main, ctx) {
       return;
     }
     if (!ctx.current()) return;
+    if (page.sample) sample = page.sample;
     found.push(...page.traces);
     if (!found.length) {
       replace(chart);
@@ -357,23 +368,33 @@ export async function render(main, ctx) {
       replace(more);
       return;
     }
+    const background = (sample?.points || []).map(([start, duration, error]) => ({
+      x: fmt.msOf(start),
+      y: duration,
+      color: error ? '#ef4444' : undefined,
+      className: error ? 'error' : undefined,
+      background: true,
+    }));
+    const loaded = found.map((t) => ({
+      x: fmt.msOf(t.start_time_unix_nano),
+      y: t.duration_nano,
+      color: t.error_count ? '#ef4444' : fmt.color(t.root_service),
+      className: t.error_count ? 'error' : undefined,
+      title: `${t.root_service}: ${t.root_name} — ${fmt.duration(t.duration_nano)}`,
+      onclick: () => ctx.navigate(`/trace/${t.trace_id}`),
+    }));
+    const title = sample
+      ? `Duration over time: about ${sample.matched.toLocaleString('en')} matching traces` +
+        ` (${background.length} drawn small), the ${found.length} loaded large` +
+        ' (click one to open it)'
+      : `Duration of ${found.length} traces over time (click a dot to open it)`;
     replace(
       chart,
-      scatter(
-        found.map((t) => ({
-          x: fmt.msOf(t.start_time_unix_nano),
-          y: t.duration_nano,
-          color: t.error_count ? '#ef4444' : fmt.color(t.root_service),
-          className: t.error_count ? 'error' : undefined,
-          title: `${t.root_service}: ${t.root_name} — ${fmt.duration(t.duration_nano)}`,
-          onclick: () => ctx.navigate(`/trace/${t.trace_id}`),
-        })),
-        {
-          title: `Duration of ${found.length} traces over time (click a dot to open it)`,
-          yFormat: fmt.duration,
-          label: 'trace durations',
-        },
-      ),
+      scatter([...background, ...loaded], {
+        title,
+        yFormat: fmt.duration,
+        label: 'trace durations',
+      }),
     );
     draw();
     replace(
