@@ -308,10 +308,9 @@ async fn native_search_sql_and_errors() {
     assert_eq!(sampled["sample"]["matched"], 3, "{sampled}");
     let points = sampled["sample"]["points"].as_array().unwrap();
     assert_eq!(points.len(), 3, "{sampled}");
+    let first_start = (T0 + 1_000_000_000).to_string();
     assert!(
-        points
-            .iter()
-            .any(|p| p[0] == (T0 + 1_000_000_000).to_string()),
+        points.iter().any(|p| p[0] == first_start.as_str()),
         "{sampled}"
     );
     assert!(first.get("sample").is_none(), "no sample unless asked for");

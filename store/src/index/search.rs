@@ -225,8 +225,8 @@ impl PartIndex {
             let on_span = Term::from_field_text(f.span, &text);
             let on_resource = Term::from_field_text(f.resource, &super::attribute_term(key, value));
             match (
-                Self::has_term(&searcher, &on_span)?,
-                Self::has_term(&searcher, &on_resource)?,
+                Self::has_term(searcher, &on_span)?,
+                Self::has_term(searcher, &on_resource)?,
             ) {
                 (false, false) => return Ok(None),
                 (true, false) => positional.push(on_span),
@@ -257,7 +257,7 @@ impl PartIndex {
             }
             let mut text = String::new();
             let present =
-                buckets_present(&searcher, f.span, tokens::bucket(min), tokens::bucket(max))?;
+                buckets_present(searcher, f.span, tokens::bucket(min), tokens::bucket(max))?;
             for b in present {
                 tokens::bucket_term(&mut text, b);
                 let term = Term::from_field_text(f.span, &text);
@@ -344,8 +344,8 @@ impl PartIndex {
             with(span_query)
         };
         let scoring = match scored {
-            true => EnableScoring::enabled_from_searcher(&searcher),
-            false => EnableScoring::disabled_from_searcher(&searcher),
+            true => EnableScoring::enabled_from_searcher(searcher),
+            false => EnableScoring::disabled_from_searcher(searcher),
         };
         let weight = query.weight(scoring).map_err(search_err)?;
         Ok(Some(Matcher {
@@ -428,7 +428,7 @@ impl PartIndex {
         for c in read {
             let columns = match &mut columns[c.segment as usize] {
                 Some(columns) => columns,
-                slot => slot.insert(self.columns(&searcher, c.segment)?),
+                slot => slot.insert(self.columns(searcher, c.segment)?),
             };
             let Some(trace_id) = columns.trace_id(c.doc, &mut id)? else {
                 continue;
