@@ -555,6 +555,19 @@ async fn points_days_old_are_queryable_at_their_time_with_their_target_info() {
                 {"asInt": "12", "startTimeUnixNano": format!("{}", (first - 60) * 1_000_000_000),
                  "timeUnixNano": format!("{}", second * 1_000_000_000)}
             ]}
+        }, {
+            // Scale 0: buckets (1, 2] and (2, 4] hold one observation each; one exemplar.
+            "name": "backfill.batch.size",
+            "exponentialHistogram": {"aggregationTemporality": 2, "dataPoints": [
+                {"startTimeUnixNano": format!("{}", (first - 60) * 1_000_000_000),
+                 "timeUnixNano": format!("{}", second * 1_000_000_000),
+                 "count": "2", "sum": 4.5, "scale": 0,
+                 "positive": {"offset": 0, "bucketCounts": ["1", "1"]},
+                 "exemplars": [{"asDouble": 3.0,
+                                "timeUnixNano": format!("{}", second * 1_000_000_000),
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": "b7ad6b7169203331"}]}
+            ]}
         }]}]
     }]});
     let response = reqwest::Client::new()
@@ -567,6 +580,38 @@ async fn points_days_old_are_queryable_at_their_time_with_their_target_info() {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
     let at = (second + 10).to_string();
+    let (_, body) = api(
+        ui,
+        "query",
+        &[
+            ("query", "histogram_count(backfill_batch_size)"),
+            ("time", &at),
+        ],
+    )
+    .await;
+    assert_eq!(body["data"]["result"][0]["value"][1], "2", "{body}");
+    let (status, body) = api(
+        ui,
+        "query_exemplars",
+        &[
+            ("query", "backfill_batch_size"),
+            ("start", &first.to_string()),
+            ("end", &at),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let series = &body["data"][0];
+    assert_eq!(
+        series["seriesLabels"]["__name__"], "backfill_batch_size",
+        "{body}"
+    );
+    let exemplar = &series["exemplars"][0];
+    assert_eq!(exemplar["value"], "3", "{body}");
+    assert_eq!(
+        exemplar["labels"]["trace_id"], "0af7651916cd43dd8448eb211c80319c",
+        "{body}"
+    );
     let (status, body) = api(
         ui,
         "query",

@@ -114,7 +114,8 @@ impl QueryEngine {
     /// The exemplars of the series `query`'s selectors read, in `[start, end]` (ms): per
     /// series, its labels and each exemplar's labels (`trace_id`, `span_id`, the filtered
     /// attributes), value and time (ms). A histogram's exemplar belongs to the `_bucket` series
-    /// its value falls in, as Prometheus's OTLP translation files it.
+    /// its value falls in, an exponential histogram's to its native series, as Prometheus's OTLP
+    /// translation files them.
     pub async fn promql_exemplars(
         &self,
         query: &str,
@@ -154,7 +155,8 @@ impl QueryEngine {
                             labels.insert(METRIC_NAME.into(), format!("{name}_bucket"));
                             labels.insert("le".into(), le);
                         }
-                        PointValue::Number(_) => {
+                        // A number's, and an exponential histogram's (its one native series).
+                        PointValue::Number(_) | PointValue::ExponentialHistogram { .. } => {
                             labels.insert(METRIC_NAME.into(), name.clone());
                         }
                         _ => continue,
