@@ -1,6 +1,8 @@
 //! Shared by the benchmark programs: the model → OTLP conversion an SDK would do.
 #![allow(dead_code)]
 
+pub mod grpc;
+
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -206,6 +208,11 @@ pub fn serve(dir: &std::path::Path, config: &str) -> Serve {
 }
 
 impl Serve {
+    /// The server's process id (for its `/proc` figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn ready(&self) {
         while reqwest::get(format!("http://127.0.0.1:{}/readyz", self.ui))
