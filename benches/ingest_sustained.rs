@@ -8,11 +8,12 @@
 //! bytes are rewritten in place, a copy per send), so every trace is new to the server and the
 //! clients cost little CPU beside it.
 //!
-//! Prints, per minute: acknowledged spans/s, requests told to retry and their share, the
-//! server's resident memory (now and peak), its memtable bytes and span parts; then the whole
-//! run: sustained rate, throttled share, peak RSS, the server's flush and compaction seconds
-//! (from its `/metrics`), next to a same-run baseline: single-thread `prost` decode of the same
-//! requests.
+//! Prints, every 10 s (`SPYGLASS_BENCH_REPORT_SECS`): acknowledged spans/s, requests told to
+//! retry and their share, the server's resident memory (now and peak), its memtable bytes and
+//! span parts; then the whole run: sustained rate, throttled share, peak RSS, the server's flush
+//! and compaction seconds (from its `/metrics`; after the load it waits, up to 3 minutes, for the
+//! compactor to merge the small parts the load left), next to a same-run baseline:
+//! single-thread `prost` decode of the same requests.
 //!
 //! `cargo bench -p spyglass --bench ingest-sustained`
 
@@ -113,6 +114,7 @@ async fn metric(ui: u16, name: &str) -> f64 {
 
 fn main() {
     let total = env_usize("SPYGLASS_BENCH_SPANS", 10_000_000);
+    let every = Duration::from_secs(env_usize("SPYGLASS_BENCH_REPORT_SECS", 10) as u64);
     let clients = env_usize("SPYGLASS_BENCH_CLIENTS", 4);
     let mut generator = SpanGenerator::new(23, now_nanos());
     let templates: Arc<Vec<Template>> = Arc::new(
@@ -161,25 +163,26 @@ fn main() {
     let started = Instant::now();
 
     println!(
-        "| minute | acknowledged spans/s | requests told to retry (share) | server RSS now / peak | memtable | span parts |"
+        "| at | acknowledged spans/s | requests told to retry (share) | server RSS now / peak | memtable | span parts |"
     );
     println!("|---|---|---|---|---|---|");
     let ui = server.ui;
     let report = {
         let counts = counts.clone();
         runtime.spawn(async move {
-            let mut minute = 0;
+            let mut at = Duration::ZERO;
             let (mut spans_before, mut requests_before, mut retries_before) = (0, 0, 0);
             loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                minute += 1;
+                tokio::time::sleep(every).await;
+                at += every;
                 let spans = counts.acknowledged_spans.load(Ordering::Relaxed);
                 let requests = counts.requests.load(Ordering::Relaxed);
                 let retries = counts.retries.load(Ordering::Relaxed);
                 let (d_requests, d_retries) = (requests - requests_before, retries - retries_before);
                 println!(
-                    "| {minute} | {:.0} | {d_retries} ({:.2}%) | {:.0} / {:.0} MiB | {:.0} MiB | {:.0} |",
-                    (spans - spans_before) as f64 / 60.0,
+                    "| {} s | {:.0} | {d_retries} ({:.2}%) | {:.0} / {:.0} MiB | {:.0} MiB | {:.0} |",
+                    at.as_secs(),
+                    (spans - spans_before) as f64 / every.as_secs_f64(),
                     100.0 * d_retries as f64 / (d_requests + d_retries).max(1) as f64,
                     proc_mib(pid, "VmRSS:"),
                     proc_mib(pid, "VmHWM:"),
@@ -250,7 +253,21 @@ fn main() {
         }
     });
     let elapsed = started.elapsed();
+    let memtable = runtime.block_on(metric(ui, "spyglass_memtable_bytes"));
+    // The compactor runs on its own schedule: wait for it to merge what the load left.
+    let parts_after_load = runtime.block_on(metric(ui, "spyglass_parts{signal=\"spans\"}"));
+    let waited = Instant::now();
+    runtime.block_on(async {
+        while metric(ui, "spyglass_compaction_seconds_count").await == 0.0
+            && waited.elapsed() < Duration::from_secs(180)
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // The round that started goes on merging other parts: let it finish.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
     report.abort();
+    let parts_at_end = runtime.block_on(metric(ui, "spyglass_parts{signal=\"spans\"}"));
     let spans = counts.acknowledged_spans.load(Ordering::Relaxed);
     let requests = counts.requests.load(Ordering::Relaxed);
     let retries = counts.retries.load(Ordering::Relaxed);
@@ -263,7 +280,6 @@ fn main() {
             metric(ui, "spyglass_compaction_seconds_count").await,
         )
     });
-    let memtable = runtime.block_on(metric(ui, "spyglass_memtable_bytes"));
     println!();
     println!("| measure | value | same-run baseline | target |");
     println!("|---|---|---|---|");
@@ -286,7 +302,11 @@ fn main() {
         "| flushes / compactions | {flushes:.0} in {flush_s:.1} s / {compactions:.0} in {compaction_s:.1} s | | |"
     );
     println!(
-        "| memtable at the end | {:.0} MiB | | |",
+        "| memtable at the end of the load | {:.0} MiB | | |",
         memtable / (1 << 20) as f64
+    );
+    println!(
+        "| span parts after the load / {:.0} s later | {parts_after_load:.0} / {parts_at_end:.0} | | |",
+        waited.elapsed().as_secs_f64()
     );
 }

@@ -336,7 +336,9 @@ impl Store {
         };
         let inner = self.inner.clone();
         let table = frozen.clone();
-        let (next, report) = background(move || inner.write_flush(&manifest, &table)).await?;
+        // At the priority of ingest: what is acknowledged waits in memory until it is flushed
+        // (a flush at lower priority let the memtable fill under sustained ingest).
+        let (next, report) = blocking(move || inner.write_flush(&manifest, &table)).await?;
         {
             let mut state = self.inner.state.write().expect("store state lock");
             state.manifest = Arc::new(next);
@@ -528,12 +530,12 @@ impl Inner {
     }
 }
 
-/// The nice value background work (flushes, compactions) runs at: queries and ingest, at 0,
+/// The nice value background work (compactions) runs at: queries, ingest and flushes, at 0,
 /// come first when the cores are busy.
 const BACKGROUND_NICE: libc::c_int = 10;
 
-/// Runs background work (a flush, a compaction) on a thread of its own at a lower CPU priority
-/// than queries and ingest ([`BACKGROUND_NICE`]; the threads it starts inherit it), and waits for
+/// Runs background work (a compaction) on a thread of its own at a lower CPU priority than
+/// queries, ingest and flushes ([`BACKGROUND_NICE`]; the threads it starts inherit it), and waits for
 /// it. A thread of its own, because an unprivileged process cannot raise a thread's priority
 /// back: a pool thread lowered once would run later queries low too.
 pub(crate) async fn background<T: Send + 'static>(
