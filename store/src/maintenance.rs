@@ -16,32 +16,53 @@ use crate::store::{Store, background, blocking};
 const MAX_PARTS_PER_MERGE: usize = 16;
 
 impl Store {
-    /// Merges the small parts of each hour that has at least `compaction_min_parts` of them.
-    /// Returns how many parts were merged away.
+    /// Merges the small parts of each hour that has at least `compaction_min_parts` of them (at
+    /// most [`MAX_PARTS_PER_MERGE`] per hour in one call). Returns how many parts were merged
+    /// away.
+    ///
+    /// What to merge, and the merged parts' ids, are settled under the maintenance lock; the
+    /// merges run without it, so flushes go on meanwhile, and each merged part is installed
+    /// under it onto the manifest as it is then. A merge whose inputs left the manifest
+    /// meanwhile (retention, another compaction) is dropped.
     pub async fn compact(&self) -> Result<usize> {
-        let _guard = self.inner.maintenance.lock().await;
-        let config = &self.inner.config;
-        let manifest = self.current_manifest();
-        let mut groups: BTreeMap<(Signal, u64), Vec<Arc<Part>>> = BTreeMap::new();
-        for part in &manifest.parts {
-            if part.meta().bytes < config.compaction_small_part_bytes {
-                groups
-                    .entry((part.meta().signal, part.meta().hour))
-                    .or_default()
-                    .push(part.clone());
+        let plans = {
+            let _guard = self.inner.maintenance.lock().await;
+            let config = &self.inner.config;
+            let manifest = self.current_manifest();
+            let mut groups: BTreeMap<(Signal, u64), Vec<Arc<Part>>> = BTreeMap::new();
+            for part in &manifest.parts {
+                if part.meta().bytes < config.compaction_small_part_bytes {
+                    groups
+                        .entry((part.meta().signal, part.meta().hour))
+                        .or_default()
+                        .push(part.clone());
+                }
             }
-        }
+            groups.retain(|_, group| group.len() >= config.compaction_min_parts.max(2));
+            if groups.is_empty() {
+                return Ok(0);
+            }
+            // The merged parts' ids are taken now, in a manifest commit of their own, so that
+            // flushes meanwhile (and a restart) never give them out again.
+            let mut next = (*manifest).clone();
+            next.generation += 1;
+            let mut plans = Vec::with_capacity(groups.len());
+            for ((signal, hour), mut group) in groups {
+                group.truncate(MAX_PARTS_PER_MERGE);
+                plans.push((signal, hour, group, next.next_part_id));
+                next.next_part_id += 1;
+            }
+            let root = self.inner.root.clone();
+            let next = blocking(move || next.persist(&root).map(|_| next)).await?;
+            self.install(next, &[]);
+            plans
+        };
         let mut merged = 0;
-        for ((signal, hour), mut group) in groups {
-            if group.len() < config.compaction_min_parts.max(2) {
-                continue;
-            }
-            group.truncate(MAX_PARTS_PER_MERGE);
+        for (signal, hour, group, id) in plans {
             let started = Instant::now();
             let inner = self.inner.clone();
             let inputs = group.clone();
-            let base = self.current_manifest();
-            let next = background(move || {
+            let part = background(move || {
                 // Each input is read a batch at a time and merged in order as it is read.
                 let mut streams = Vec::with_capacity(inputs.len());
                 for part in &inputs {
@@ -51,21 +72,28 @@ impl Store {
                 }
                 let rows = inputs.iter().map(|p| p.meta().rows as usize).sum();
                 let merged = Merge::new(signal, streams)?;
-                let mut next = (*base).clone();
-                next.generation += 1;
                 let level = inputs.iter().map(|p| p.meta().level).max().unwrap_or(0) + 1;
-                let id = next.next_part_id;
-                next.next_part_id += 1;
                 let meta = inner.write_chunks(signal, hour, rows, merged, id, level)?;
                 let part = Part::new(meta, &inner.root);
                 part.warm()?;
-                next.parts.push(part);
-                let gone: HashSet<u64> = inputs.iter().map(|p| p.meta().id).collect();
-                next.parts.retain(|p| !gone.contains(&p.meta().id));
-                next.persist(&inner.root)?;
-                Ok(next)
+                Ok(part)
             })
             .await?;
+            let _guard = self.inner.maintenance.lock().await;
+            let current = self.current_manifest();
+            let present: HashSet<u64> = current.parts.iter().map(|p| p.meta().id).collect();
+            if !group.iter().all(|p| present.contains(&p.meta().id)) {
+                tracing::debug!(%signal, hour, "an input left the manifest; merge dropped");
+                part.mark_obsolete();
+                continue;
+            }
+            let gone: HashSet<u64> = group.iter().map(|p| p.meta().id).collect();
+            let mut next = (*current).clone();
+            next.generation += 1;
+            next.parts.retain(|p| !gone.contains(&p.meta().id));
+            next.parts.push(part);
+            let root = self.inner.root.clone();
+            let next = blocking(move || next.persist(&root).map(|_| next)).await?;
             self.install(next, &group);
             merged += group.len();
             self.inner
@@ -149,8 +177,9 @@ impl Store {
     }
 }
 
-/// Flushes when the memtables are big or old enough; compacts and applies retention every
-/// `maintenance_interval_secs`. Errors are logged and retried on the next round.
+/// Flushes when the memtables are big or old enough; applies retention every
+/// `maintenance_interval_secs`, and compacts as often, in a task of its own that merges until
+/// nothing is left to merge. Errors are logged and retried on the next round.
 pub struct Maintenance {
     store: Store,
 }
@@ -163,6 +192,7 @@ impl Maintenance {
         let flush_every = Duration::from_secs(config.flush_interval_secs.max(1));
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_maintenance = Instant::now();
+        let compactor = tokio::spawn(compact_rounds(self.store.clone(), maintenance_every));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -193,8 +223,27 @@ impl Maintenance {
                 if let Err(e) = self.store.enforce_retention(now).await {
                     tracing::error!(error = %e, "retention failed; will retry");
                 }
-                if let Err(e) = self.store.compact().await {
+            }
+        }
+        compactor.abort();
+    }
+}
+
+/// Every `every`, merges small parts until none are left to merge (a round catches up with
+/// what sustained ingest flushed since the last), beside the flushes.
+async fn compact_rounds(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        loop {
+            match store.compact().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
                     tracing::error!(error = %e, "compaction failed; will retry");
+                    break;
                 }
             }
         }
