@@ -11,8 +11,9 @@
 //! Prints, every 10 s (`SPYGLASS_BENCH_REPORT_SECS`): acknowledged spans/s, requests told to
 //! retry and their share, the server's resident memory (now and peak), its memtable bytes and
 //! span parts; then the whole run: sustained rate, throttled share, peak RSS, the server's flush
-//! and compaction seconds (from its `/metrics`; after the load it waits, up to 3 minutes, for the
-//! compactor to merge the small parts the load left), next to a same-run baseline:
+//! and compaction seconds (from its `/metrics`; after the load it waits for the compactor's next
+//! round to merge the small parts the load left, until it has merged nothing for 10 s), next to
+//! a same-run baseline:
 //! single-thread `prost` decode of the same requests.
 //!
 //! `cargo bench -p spyglass --bench ingest-sustained`
@@ -263,8 +264,18 @@ fn main() {
         {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        // The round that started goes on merging other parts: let it finish.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // A round merges until nothing is left: wait until it has merged nothing for 10 s.
+        let mut merges = metric(ui, "spyglass_compaction_seconds_count").await;
+        let mut quiet = Instant::now();
+        while quiet.elapsed() < Duration::from_secs(10)
+            && waited.elapsed() < Duration::from_secs(300)
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = metric(ui, "spyglass_compaction_seconds_count").await;
+            if now != merges {
+                (merges, quiet) = (now, Instant::now());
+            }
+        }
     });
     report.abort();
     let parts_at_end = runtime.block_on(metric(ui, "spyglass_parts{signal=\"spans\"}"));

@@ -325,10 +325,14 @@ fn main() {
     eprintln!("while compacting {parts_before} parts: trace by id and two searches in turn");
     let (mut by_id_busy, mut searches_busy) = (Vec::new(), [Vec::new(), Vec::new()]);
     let busy_searches = [&searches[1], &searches[2]];
-    while !compaction.is_finished() {
+    // At least one round, however soon the compaction ends.
+    loop {
         by_id_busy.push(by_id_on(&busy_engine, by_id_busy.len()));
         for (times, (name, query, _)) in searches_busy.iter_mut().zip(busy_searches) {
             times.push(search_on(&busy_engine, name, query));
+        }
+        if compaction.is_finished() {
+            break;
         }
     }
     let (merged, compaction_time) = runtime.block_on(compaction).expect("compaction task");

@@ -218,8 +218,18 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     // read.
     let mut hits = snapshot.trace_hits(&index_query(search));
     let mut chunk_len = wanted;
+    // Hits that start, in their part, at or before the cursor count against MAX_CANDIDATES;
+    // those after it are settled only to learn whether their trace starts before it.
+    let cursor_start = search.cursor.map_or(u64::MAX, |c| c.start_time_unix_nano);
     let mut taken = 0;
-    while taken < MAX_CANDIDATES {
+    // Where the search stopped before every match was read: what is unread starts at or
+    // before it.
+    let mut cut_at = None;
+    loop {
+        if taken >= MAX_CANDIDATES {
+            cut_at = hits.frontier();
+            break;
+        }
         let mut chunk = Vec::with_capacity(chunk_len);
         while chunk.len() < chunk_len
             && let Some(hit) = hits.next_hit()?
@@ -229,7 +239,10 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
         if chunk.is_empty() {
             break;
         }
-        taken += chunk.len();
+        taken += chunk
+            .iter()
+            .filter(|h| h.start_time_unix_nano <= cursor_start)
+            .count();
         let fresh: Vec<&TraceHit> = chunk.iter().filter(|h| seen.insert(h.trace_id)).collect();
         let proven: Vec<TraceId> = fresh
             .iter()
@@ -275,6 +288,21 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
     found.sort_by(|a, b| {
         (b.start_time_unix_nano, b.trace_id).cmp(&(a.start_time_unix_nano, a.trace_id))
     });
+    if let Some(frontier) = cut_at {
+        // Cut short: only traces after the frontier are sure to be the newest; the next page
+        // goes on from the frontier if this one is not full.
+        found.retain(|t| t.start_time_unix_nano > frontier);
+        if found.len() <= search.limit {
+            return Ok(SearchPage {
+                traces: found,
+                next_cursor: Some(Cursor {
+                    start_time_unix_nano: frontier.saturating_add(1),
+                    trace_id: TraceId([0; 16]),
+                }),
+                sample,
+            });
+        }
+    }
     let more = found.len() > search.limit;
     found.truncate(search.limit);
     let next_cursor = more.then(|| {
