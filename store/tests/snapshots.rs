@@ -351,10 +351,7 @@ async fn flushes_go_on_while_a_compaction_merges() {
     let mut all = Vec::new();
     let mut generator = SpanGenerator::new(3, T0 + 5 * HOUR);
     for _ in 0..8 {
-        let spans = generator.spans(3_000);
-        all.extend(spans.iter().cloned());
-        store.append(&Records::Spans(spans)).await.unwrap();
-        store.flush().await.unwrap();
+        flushed(&store, generator.spans(3_000), &mut all).await;
     }
     let compaction = tokio::spawn({
         let store = store.clone();
@@ -363,10 +360,7 @@ async fn flushes_go_on_while_a_compaction_merges() {
     // Flushes of rows an hour later (not compacted with the others) while it runs.
     let mut later = SpanGenerator::new(4, T0 + 7 * HOUR);
     for _ in 0..3 {
-        let spans = later.spans(500);
-        all.extend(spans.iter().cloned());
-        store.append(&Records::Spans(spans)).await.unwrap();
-        store.flush().await.unwrap();
+        flushed(&store, later.spans(500), &mut all).await;
     }
     assert_eq!(compaction.await.unwrap(), 8, "the eight small parts merge");
     let snapshot = store.snapshot();
@@ -383,4 +377,15 @@ async fn flushes_go_on_while_a_compaction_merges() {
     let reopened = open_with(dir.path(), config);
     assert_eq!(span_ids(&reopened.snapshot()), expected_ids(&all));
     assert_eq!(reopened.snapshot().parts(Signal::Spans).len(), 4);
+}
+
+/// Appends `spans` (kept in `all`) and flushes them into a part of their own.
+async fn flushed(
+    store: &Store,
+    spans: Vec<spyglass_store::model::Span>,
+    all: &mut Vec<spyglass_store::model::Span>,
+) {
+    all.extend(spans.iter().cloned());
+    store.append(&Records::Spans(spans)).await.unwrap();
+    store.flush().await.unwrap();
 }
