@@ -342,32 +342,11 @@ export async function render(main, ctx) {
     history.replaceState(history.state, '', url);
     draw();
   });
-  // The first page also asks for a sample of every match in the range, drawn behind the
-  // loaded traces.
+  // A sample of every match in the range, drawn small behind the loaded traces: asked for
+  // apart, after the first page, so that the list does not wait for it.
   let sample = null;
-  const show = async (cursor) => {
-    let page;
-    try {
-      page = await get('traces', {
-        ...apiParams(params, r),
-        cursor,
-        sample: cursor ? undefined : SAMPLE,
-      });
-    } catch (err) {
-      if (!ctx.current()) return;
-      if (err.problems?.length) showProblems(err);
-      else replace(cursor ? more : list, notice('error', err.message));
-      return;
-    }
-    if (!ctx.current()) return;
-    if (page.sample) sample = page.sample;
-    found.push(...page.traces);
-    if (!found.length) {
-      replace(chart);
-      replace(list, notice('info', 'No trace matches. Widen the time range or remove a filter.'));
-      replace(more);
-      return;
-    }
+  const plot = () => {
+    if (!found.length) return;
     const background = (sample?.points || []).map(([start, duration, error]) => ({
       x: fmt.msOf(start),
       y: duration,
@@ -396,6 +375,26 @@ export async function render(main, ctx) {
         label: 'trace durations',
       }),
     );
+  };
+  const show = async (cursor) => {
+    let page;
+    try {
+      page = await get('traces', { ...apiParams(params, r), cursor });
+    } catch (err) {
+      if (!ctx.current()) return;
+      if (err.problems?.length) showProblems(err);
+      else replace(cursor ? more : list, notice('error', err.message));
+      return;
+    }
+    if (!ctx.current()) return;
+    found.push(...page.traces);
+    if (!found.length) {
+      replace(chart);
+      replace(list, notice('info', 'No trace matches. Widen the time range or remove a filter.'));
+      replace(more);
+      return;
+    }
+    plot();
     draw();
     replace(
       more,
@@ -403,6 +402,16 @@ export async function render(main, ctx) {
         ? h('button', { type: 'button', onclick: () => show(page.next_cursor) }, 'Load more')
         : null,
     );
+    if (!cursor) {
+      get('traces', { ...apiParams(params, r), limit: 1, sample: SAMPLE }).then(
+        (answer) => {
+          if (!ctx.current() || !answer.sample) return;
+          sample = answer.sample;
+          plot();
+        },
+        () => {},
+      );
+    }
   };
   await show(undefined);
 }
