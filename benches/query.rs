@@ -218,6 +218,15 @@ fn main() {
             },
             "",
         ),
+        (
+            "search: service only, 1 h, newest 20 and a sample of 1,000 of every match",
+            last_hour(TraceSearch {
+                service: Some("checkout".into()),
+                sample: 1_000,
+                ..Default::default()
+            }),
+            "",
+        ),
     ];
     let mut search_figures = Vec::new();
     for (name, query, target) in &searches {

@@ -174,7 +174,12 @@ impl QueryEngine {
         }
         let snapshot = self.snapshot();
         let timeout = self.config.query_timeout();
-        let task = tokio::task::spawn_blocking(move || run_search(&snapshot, &search));
+        // The blocking work goes on after the timeout answers; the sample, which reads every
+        // match, stops at it.
+        let deadline = std::time::Instant::now() + timeout;
+        let task = tokio::task::spawn_blocking(move || {
+            run_search(&snapshot, &search, (deadline, timeout))
+        });
         match tokio::time::timeout(timeout, task).await {
             Ok(joined) => joined?,
             Err(_) => Err(Error::Timeout(timeout)),
@@ -182,7 +187,11 @@ impl QueryEngine {
     }
 }
 
-fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
+fn run_search(
+    snapshot: &Snapshot,
+    search: &TraceSearch,
+    (deadline, timeout): (std::time::Instant, std::time::Duration),
+) -> Result<SearchPage> {
     let wanted = search.limit + 1;
     let before_cursor = |trace: &TraceSummary| match &search.cursor {
         Some(c) => (trace.start_time_unix_nano, trace.trace_id) < c.key(),
@@ -199,7 +208,9 @@ fn run_search(snapshot: &Snapshot, search: &TraceSearch) -> Result<SearchPage> {
         0 => None,
         n => {
             let mut sample = Sample::new(n);
-            snapshot.sample_traces(&index_query(search), &mut sample)?;
+            if !snapshot.sample_traces(&index_query(search), &mut sample, deadline)? {
+                return Err(Error::Timeout(timeout));
+            }
             for t in &in_memtable {
                 sample.offer(t.start_time_unix_nano, t.duration_nano, t.error_count > 0);
             }

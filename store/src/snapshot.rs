@@ -272,7 +272,13 @@ impl Snapshot {
 
     /// Offers every match of `query` in the parts to `sample` (from the indexes' fast fields;
     /// a trace held by several parts is offered once per part that matches).
-    pub fn sample_traces(&self, query: &TraceQuery, sample: &mut Sample) -> Result<()> {
+    /// Stops, answering false, once `deadline` has passed (a search that timed out).
+    pub fn sample_traces(
+        &self,
+        query: &TraceQuery,
+        sample: &mut Sample,
+        deadline: std::time::Instant,
+    ) -> Result<bool> {
         let (from, to) = (
             query.start_unix_nano.unwrap_or(0),
             query.end_unix_nano.unwrap_or(u64::MAX),
@@ -281,11 +287,13 @@ impl Snapshot {
             if !part.meta().overlaps(from, to) {
                 continue;
             }
-            if let Some(index) = part.index()? {
-                index.sample_into(query, sample)?;
+            if let Some(index) = part.index()?
+                && !index.sample_into(query, sample, deadline)?
+            {
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The traces in parts matching `query`, newest first by their start in the part (see

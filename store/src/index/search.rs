@@ -175,10 +175,16 @@ impl PartIndex {
 
     /// Every match of `q` in the part offered to `sample` as `(start, duration, error)`, reading
     /// only fast fields.
-    pub(crate) fn sample_into(&self, q: &TraceQuery, sample: &mut Sample) -> Result<()> {
+    /// Stops, answering false, once `deadline` has passed.
+    pub(crate) fn sample_into(
+        &self,
+        q: &TraceQuery,
+        sample: &mut Sample,
+        deadline: std::time::Instant,
+    ) -> Result<bool> {
         let searcher = self.reader.searcher();
         let Some(matcher) = self.matcher(&searcher, q)? else {
-            return Ok(());
+            return Ok(true);
         };
         for segment in searcher.segment_readers() {
             let mut scorer = matcher.weight.scorer(segment, 1.0).map_err(search_err)?;
@@ -186,13 +192,18 @@ impl PartIndex {
             let column = |name: &str| ff.u64(name).map_err(search_err);
             let (start, end, errors) = (column("start")?, column("end")?, column("error_count")?);
             let mut doc = scorer.doc();
+            let mut read = 0u32;
             while doc != TERMINATED {
                 let (s, e) = (start.first(doc).unwrap_or(0), end.first(doc).unwrap_or(0));
                 sample.offer(s, e.saturating_sub(s), errors.first(doc).unwrap_or(0) > 0);
                 doc = scorer.advance();
+                read = read.wrapping_add(1);
+                if read.is_multiple_of(4096) && std::time::Instant::now() > deadline {
+                    return Ok(false);
+                }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The query `q` asks of this part, ready to score; `None` when nothing in the part can
