@@ -39,6 +39,7 @@ pub mod spanmetrics;
 pub mod stats;
 mod store;
 pub mod synth;
+mod threads;
 pub mod wal;
 
 pub use config::{Durability, StoreConfig};

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::manifest::{Manifest, Part};
 use crate::model::Signal;
 use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
-use crate::store::{Store, background, blocking};
+use crate::store::Store;
+use crate::threads::{background, blocking};
 
 /// Most parts one compaction merges: it holds a batch of each.
 const MAX_PARTS_PER_MERGE: usize = 16;

@@ -145,27 +145,25 @@ pub(super) fn translate(
     }
     for (labels, s) in series.iter_mut() {
         s.labels = labels.clone();
-        // A point sent twice at one time counts once, the later one.
         s.points.sort_by_key(|p| p.0);
-        s.points.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
-                std::mem::swap(later, earlier);
-                true
-            } else {
-                false
-            }
-        });
+        later_wins(&mut s.points);
         s.histograms.sort_by_key(|p| p.0);
-        s.histograms.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
-                std::mem::swap(later, earlier);
-                true
-            } else {
-                false
-            }
-        });
+        later_wins(&mut s.histograms);
     }
     series
+}
+
+/// Of samples (in time order, stably sorted) at one time, keeps the last: a point sent twice
+/// counts once, the later one.
+pub(super) fn later_wins<T>(samples: &mut Vec<(i64, T)>) {
+    samples.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            std::mem::swap(later, earlier);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// An exponential histogram point as a native histogram; `None` for another point, or one

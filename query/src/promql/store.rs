@@ -12,8 +12,8 @@ use spyglass_store::model::{MetricPoint, MetricType, PointValue};
 
 use super::cache::Exposed;
 use super::otlp::{
-    NO_RECORDED_VALUE, Part, TARGET_INFO, accumulates, base_labels, exposed, label_name, number,
-    part_values, translate,
+    NO_RECORDED_VALUE, Part, TARGET_INFO, accumulates, base_labels, exposed, label_name,
+    later_wins, number, part_values, translate,
 };
 use super::source::matches;
 use super::{
@@ -442,15 +442,7 @@ impl QueryEngine {
         runs.resize_with(out.len(), Vec::new);
         for (series, runs) in out.iter_mut().zip(runs) {
             series.points = in_time_order(runs);
-            // A point sent twice at one time counts once, the later one.
-            series.points.dedup_by(|later, earlier| {
-                if later.0 == earlier.0 {
-                    earlier.1 = later.1;
-                    true
-                } else {
-                    false
-                }
-            });
+            later_wins(&mut series.points);
         }
         out.retain(|s| !s.is_empty());
         for history in [true, false] {
