@@ -1,7 +1,8 @@
 //! Sustained ingest: 10 M spans (`SPYGLASS_BENCH_SPANS`) sent to a real `spyglass serve`
-//! (default configuration: fsync durability, 512 MiB memtable, flushes and compaction running)
-//! by 4 gRPC clients (`SPYGLASS_BENCH_CLIENTS`), each sending its next request as soon as the
-//! last was acknowledged and retrying what it is told to retry.
+//! (default configuration: fsync durability, 1 GiB memory budget, flushes and compaction
+//! running) by 4 gRPC clients (`SPYGLASS_BENCH_CLIENTS`), each sending its next request as soon
+//! as the last was acknowledged (or, with `SPYGLASS_BENCH_RATE`, when a steady stream of that
+//! many spans per second reaches it) and retrying what it is told to retry.
 //!
 //! The requests are 64 pre-encoded `ExportTraceServiceRequest`s of ~2,000 spans (the store
 //! benchmark's generator), sent again and again with their trace ids changed each time (the id
@@ -117,6 +118,8 @@ fn main() {
     let total = env_usize("SPYGLASS_BENCH_SPANS", 10_000_000);
     let every = Duration::from_secs(env_usize("SPYGLASS_BENCH_REPORT_SECS", 10) as u64);
     let clients = env_usize("SPYGLASS_BENCH_CLIENTS", 4);
+    // Spans per second to send at most (0: as fast as acknowledged).
+    let pace = env_usize("SPYGLASS_BENCH_RATE", 0);
     let mut generator = SpanGenerator::new(23, now_nanos());
     let templates: Arc<Vec<Template>> = Arc::new(
         (0..TEMPLATES)
@@ -161,6 +164,7 @@ fn main() {
     let counts = Arc::new(Counts::default());
     let next = Arc::new(AtomicUsize::new(0));
     let requests_needed = total.div_ceil(template_spans / TEMPLATES);
+    let per_request = template_spans as f64 / TEMPLATES as f64;
     let started = Instant::now();
 
     println!(
@@ -215,6 +219,12 @@ fn main() {
                         break;
                     }
                     let template = &templates[i % TEMPLATES];
+                    if pace > 0 {
+                        // Request i leaves no earlier than its place in a steady stream.
+                        let due =
+                            started + Duration::from_secs_f64(i as f64 * per_request / pace as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let request = template.instance((i / TEMPLATES) as u64 + 1);
                     loop {
                         match export::<ExportTraceServiceResponse>(
@@ -291,6 +301,13 @@ fn main() {
             metric(ui, "spyglass_compaction_seconds_count").await,
         )
     });
+    let (budget, refused_requests, deferred_compactions) = runtime.block_on(async {
+        (
+            metric(ui, "spyglass_memory_budget_bytes").await / (1 << 20) as f64,
+            metric(ui, "spyglass_memory_refused_total{share=\"requests\"}").await,
+            metric(ui, "spyglass_memory_refused_total{share=\"compaction\"}").await,
+        )
+    });
     println!();
     println!("| measure | value | same-run baseline | target |");
     println!("|---|---|---|---|");
@@ -308,7 +325,14 @@ fn main() {
         "| spans rejected through partial success | {} | | 0 |",
         counts.rejected_spans.load(Ordering::Relaxed)
     );
-    println!("| server peak RSS | {peak:.0} MiB | | ≤ 1,024 MiB |");
+    println!(
+        "| server peak RSS | {peak:.0} MiB ({}within the budget + 10%) | memory_budget_bytes: {budget:.0} MiB | ≤ {:.0} MiB |",
+        if peak <= budget * 1.1 { "" } else { "NOT " },
+        budget * 1.1
+    );
+    println!(
+        "| requests told to retry by the memory budget / compactions it deferred | {refused_requests:.0} / {deferred_compactions:.0} | | |"
+    );
     println!(
         "| flushes / compactions | {flushes:.0} in {flush_s:.1} s / {compactions:.0} in {compaction_s:.1} s | | |"
     );

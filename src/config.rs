@@ -91,6 +91,10 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.store.validate().context("invalid [store] section")?;
+        let caches = (spyglass_store::Share::Caches, self.query.cache_bytes());
+        self.store
+            .check_budget(&[caches])
+            .context("invalid [store] section")?;
         self.alerting
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid [alerting] section: {e}"))?;
@@ -296,6 +300,14 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("largest WAL record"), "{err}");
         config.ingest.max_body_bytes = 64 << 20;
+        config.validate().unwrap();
+        config.query.promql_series_cache_bytes = 512 << 20;
+        let err = format!("{:#}", config.validate().unwrap_err());
+        assert!(
+            err.contains("memory_budget_bytes (1024 MiB)") && err.contains("caches 576 MiB"),
+            "{err}"
+        );
+        config.store.memory_budget_bytes = 2 << 30;
         config.validate().unwrap();
     }
 

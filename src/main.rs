@@ -25,19 +25,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`mimalloc.h`, v2 and v3 alike).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long freed memory stays with the process before mimalloc returns it to the OS, in ms
-/// (whole arenas: ten times longer). mimalloc's default is 10 ms.
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+/// (whole arenas: ten times longer). mimalloc's default is 10 ms. Longer delays kept more than
+/// the memory budget leaves (see `return_kept_memory`).
+const PURGE_DELAY_MS: std::ffi::c_long = 250;
 
-/// Under sustained ingest the memory a flush frees is allocated again within seconds. Returned
-/// to the OS at once, each page came back through a page fault that zeroes it (2 MiB at a time
-/// with transparent huge pages): 290k faults and ~9% of the server's CPU in the ingest
-/// benchmark. Kept for ten seconds, it is reused; it still goes back soon after a burst.
+/// Under sustained ingest the memory a flush frees is allocated again soon. Returned to the OS
+/// at once, each page came back through a page fault that zeroes it (2 MiB at a time with
+/// transparent huge pages): 290k faults and ~9% of the server's CPU in the ingest benchmark.
+/// Kept a moment, it is reused; kept ten seconds, each thread's heap held its own peak and a
+/// burst of large requests took the process past its memory budget.
 /// `MIMALLOC_PURGE_DELAY` in the environment overrides this (`-1`: never return it).
 fn keep_freed_memory_for_reuse() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option of the allocator; no memory is touched.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
+}
+
+/// Returns the freed memory mimalloc keeps for reuse to the OS (this thread's and what waits in
+/// its arenas), when the memory budget is short: kept memory counts in the process's size but
+/// in no share of the budget.
+pub(crate) fn return_kept_memory() {
+    // SAFETY: asks the allocator to purge memory nothing holds; no live allocation is touched.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 #[derive(Parser)]

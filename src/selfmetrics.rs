@@ -221,6 +221,30 @@ impl Sources {
             "Bytes held by the memtables (including one being flushed).",
             &[(vec![], self.store.memtable_bytes() as i64)],
         )?;
+        let memory = self.store.memory();
+        gauges(
+            &mut encoder,
+            "spyglass_memory_budget_bytes",
+            "The process's memory budget ([store] memory_budget_bytes).",
+            &[(vec![], memory.total() as i64)],
+        )?;
+        let shares =
+            spyglass_store::Share::ALL.map(|share| (vec![("share", share.as_str())], share));
+        gauges(
+            &mut encoder,
+            "spyglass_memory_reserved_bytes",
+            "Bytes of the memory budget each share holds.",
+            &shares
+                .clone()
+                .map(|(l, s)| (l, memory.reserved_by(s) as i64)),
+        )?;
+        counters(
+            &mut encoder,
+            "spyglass_memory_refused",
+            "Reservations refused for lack of room in the memory budget (requests told to retry, \
+             compactions deferred, SQL queries that could not grow).",
+            &shares.map(|(l, s)| (l, memory.refused(s))),
+        )?;
         let stats = self.store.stats();
         counters(
             &mut encoder,

@@ -83,6 +83,7 @@ pub async fn run(
     })
     .await?
     .with_context(|| format!("failed to open the store in {}", config.data_dir.display()))?;
+    store.memory().on_short(crate::return_kept_memory);
     if !report.damaged.is_empty() {
         tracing::warn!(
             ranges = report.damaged.len(),

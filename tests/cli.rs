@@ -159,6 +159,20 @@ async fn query_prints_a_table_and_metrics_count_what_came_in() {
     assert!(value("spyglass_wal_fsync_seconds_count") >= 1.0);
     assert!(value("spyglass_wal_bytes_written_total") > 0.0);
     assert!(value("spyglass_memtable_bytes") > 0.0);
+    assert_eq!(value("spyglass_memory_budget_bytes"), (1u64 << 30) as f64);
+    assert_eq!(
+        value(r#"spyglass_memory_reserved_bytes{share="memtable"}"#),
+        (192u64 << 20) as f64,
+        "the memtables' capacity, whatever they hold"
+    );
+    assert_eq!(
+        value(r#"spyglass_memory_reserved_bytes{share="requests"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(r#"spyglass_memory_refused_total{share="requests"}"#),
+        0.0
+    );
     // Nothing flushed yet, so no part's span-metric points are kept.
     assert_eq!(value("spyglass_query_span_metrics_cache_bytes"), 0.0);
     assert!(

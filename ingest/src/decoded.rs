@@ -171,6 +171,67 @@ impl Msg {
     }
 }
 
+/// The largest struct prost makes of an OTLP message.
+fn largest_message() -> usize {
+    use Msg::*;
+    [
+        ExportTraces,
+        ResourceSpans,
+        ScopeSpans,
+        Span,
+        Event,
+        Link,
+        Status,
+        ExportMetrics,
+        ResourceMetrics,
+        ScopeMetrics,
+        Metric,
+        Numbers,
+        Histogram,
+        ExpHistogram,
+        Summary,
+        NumberPoint,
+        HistogramPoint,
+        ExpPoint,
+        ExpBuckets,
+        SummaryPoint,
+        Quantile,
+        Exemplar,
+        ExportLogs,
+        ResourceLogs,
+        ScopeLogs,
+        LogRecord,
+        Resource,
+        Scope,
+        EntityRef,
+        KeyValue,
+        AnyValue,
+        ArrayValue,
+        KeyValueList,
+    ]
+    .iter()
+    .map(|m| m.size())
+    .max()
+    .unwrap_or(0)
+}
+
+/// At most the bytes decoding a JSON request takes, without parsing it: each object becomes one
+/// struct (counted as the largest, twice for the spare room of the list holding it), each
+/// element of a list of numbers 8 bytes (counted for every comma), and strings no more than
+/// their text. `{}` is 2 bytes of JSON and a few hundred in memory; the OTLP/HTTP receiver
+/// checks this against `max_decoded_bytes` as the protobuf path checks [`bytes`].
+pub(crate) fn json_bytes(body: &[u8]) -> u64 {
+    let (mut objects, mut commas) = (0u64, 0u64);
+    for &b in body {
+        objects += u64::from(b == b'{');
+        commas += u64::from(b == b',');
+    }
+    let per_object = 2 * largest_message() as u64;
+    (body.len() as u64)
+        .saturating_add(objects.saturating_mul(per_object))
+        .saturating_add(commas.saturating_add(1).saturating_mul(8))
+}
+
 /// Deeper than this, prost refuses the message (its recursion limit).
 const MAX_DEPTH: usize = 100;
 
@@ -227,6 +288,24 @@ mod tests {
             estimate >= structs && estimate < structs + 4096,
             "{estimate} for {structs} bytes of structs"
         );
+    }
+
+    #[test]
+    fn json_of_empty_objects_costs_at_least_their_structs() {
+        let records = vec!["{}"; 10_000].join(",");
+        let body =
+            format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+        let decoded: ExportLogsServiceRequest = serde_json::from_str(&body).unwrap();
+        let records = &decoded.resource_logs[0].scope_logs[0].log_records;
+        let structs = (records.capacity() * size_of::<logs::LogRecord>()) as u64;
+        let estimate = json_bytes(body.as_bytes());
+        assert!(body.len() < 31_000, "{} bytes of JSON", body.len());
+        assert!(
+            estimate >= structs && estimate < 20 * structs,
+            "{estimate} for {structs} bytes of structs"
+        );
+        let numbers = format!("[{}]", vec!["1"; 10_000].join(","));
+        assert!(json_bytes(numbers.as_bytes()) >= 80_000);
     }
 
     #[test]

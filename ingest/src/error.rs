@@ -21,6 +21,16 @@ pub enum Error {
          {limit} ([ingest] max_decoded_bytes); send fewer items per request"
     )]
     DecodesTooLarge { bytes: u64, limit: u64 },
+    #[error(
+        "the server's memory budget is taken by the requests and queries in flight; retry later"
+    )]
+    MemoryBusy,
+    #[error(
+        "the request needs {bytes} bytes of memory to be read and stored, more than the server's \
+         memory budget leaves to requests ({room}; [store] memory_budget_bytes); send fewer \
+         items per request"
+    )]
+    OverBudget { bytes: u64, room: u64 },
     #[error("unsupported {what} {value:?}; use {allowed}")]
     Unsupported {
         what: &'static str,
@@ -57,9 +67,11 @@ impl Error {
         use spyglass_store::ErrorKind;
         match self {
             Error::Decode(_) => Answer::BadRequest,
-            Error::TooLarge { .. } | Error::Expands { .. } | Error::DecodesTooLarge { .. } => {
-                Answer::TooLarge
-            }
+            Error::TooLarge { .. }
+            | Error::Expands { .. }
+            | Error::DecodesTooLarge { .. }
+            | Error::OverBudget { .. } => Answer::TooLarge,
+            Error::MemoryBusy => Answer::RetryLater(retry_after),
             Error::Unsupported { .. } => Answer::UnsupportedMediaType,
             Error::Unauthenticated => Answer::Unauthenticated,
             Error::Store(spyglass_store::Error::TooLarge { .. }) => Answer::TooLarge,

@@ -21,11 +21,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+mod metered;
 mod raw;
 
 use raw::RawServer;
 
 use crate::error::{Answer, Error};
+use crate::inflight::RequestMemory;
 use crate::pipeline::{Ingest, Protocol};
 
 /// The gRPC receiver; run it with [`GrpcReceiver::run`].
@@ -58,10 +60,16 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let result = self
-            .ingest
-            .traces_protobuf(request.get_ref(), Protocol::Grpc)
-            .await;
+        let memory = self.request_memory(&request);
+        let result = async {
+            // The message beside the frames it was read from (or decompressed from).
+            memory.grow(request.get_ref().len() as u64)?;
+            let body = request.get_ref();
+            self.ingest
+                .traces_protobuf(body, Protocol::Grpc, &memory)
+                .await
+        }
+        .await;
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Spans, e))
@@ -71,10 +79,15 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let result = self
-            .ingest
-            .metrics_protobuf(request.get_ref(), Protocol::Grpc)
-            .await;
+        let memory = self.request_memory(&request);
+        let result = async {
+            memory.grow(request.get_ref().len() as u64)?;
+            let body = request.get_ref();
+            self.ingest
+                .metrics_protobuf(body, Protocol::Grpc, &memory)
+                .await
+        }
+        .await;
         result
             .map(Response::new)
             .map_err(|e| self.status(Signal::Metrics, e))
@@ -84,16 +97,24 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let memory = self.request_memory(&request);
         let result = async {
+            memory.grow(request.get_ref().len() as u64)?;
             let limit = self.ingest.config().max_decoded_bytes;
             let decoded: ExportLogsServiceRequest =
-                crate::pipeline::decode_protobuf(request.get_ref(), limit)?;
-            self.ingest.logs(decoded, Protocol::Grpc).await
+                crate::pipeline::decode_protobuf(request.get_ref(), limit, &memory)?;
+            self.ingest.logs(decoded, Protocol::Grpc, &memory).await
         };
         result
             .await
             .map(Response::new)
             .map_err(|e| self.status(Signal::Logs, e))
+    }
+
+    /// The reservation the raw server made for this request as its body was read.
+    fn request_memory(&self, request: &Request<Bytes>) -> RequestMemory {
+        (request.extensions().get::<RequestMemory>().cloned())
+            .unwrap_or_else(|| self.ingest.request_memory())
     }
 
     fn status(&self, signal: Signal, error: Error) -> Status {

@@ -24,6 +24,7 @@ use spyglass_store::Signal;
 use tokio::net::TcpListener;
 
 use crate::error::{Answer, Error, Result};
+use crate::inflight::RequestMemory;
 use crate::pipeline::{Ingest, Protocol};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -81,7 +82,7 @@ impl HttpReceiver {
         signal: Signal,
         headers: HeaderMap,
         body: Body,
-        export: impl FnOnce(Ingest, Bytes, Format) -> Fut,
+        export: impl FnOnce(Ingest, Bytes, Format, RequestMemory) -> Fut,
     ) -> Response
     where
         Resp: Message + Serialize,
@@ -101,8 +102,18 @@ impl HttpReceiver {
                 .get(header::CONTENT_ENCODING)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("identity");
-            let bytes = decompress(read_raw(body, limit).await?, encoding, limit)?;
-            export(self.ingest.clone(), bytes, format).await
+            let memory = self.ingest.request_memory();
+            let raw = read_raw(body, limit, &memory).await?;
+            let identity = matches!(
+                encoding.trim().to_ascii_lowercase().as_str(),
+                "" | "identity"
+            );
+            let bytes = decompress(raw, encoding, limit)?;
+            if !identity {
+                // Made beside what was read.
+                memory.grow(bytes.len() as u64)?;
+            }
+            export(self.ingest.clone(), bytes, format, memory).await
         }
         .await;
         match result {
@@ -196,18 +207,32 @@ fn content_format(headers: &HeaderMap) -> Result<Format> {
 }
 
 /// Reads the body, refusing more than `limit` bytes on the wire.
-async fn read_raw(body: Body, limit: usize) -> Result<Bytes> {
+async fn read_raw(mut body: Body, limit: usize, memory: &RequestMemory) -> Result<Bytes> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Error::TooLarge { limit })
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Decode(format!("failed to read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(Error::TooLarge { limit });
         }
-        Err(e) => Err(Error::Decode(format!("failed to read the body: {e}"))),
+        memory.grow_to(total as u64)?;
+        frames.push(data);
     }
+    if frames.len() <= 1 {
+        return Ok(frames.pop().unwrap_or_default());
+    }
+    // The frames and their concatenation, for a moment.
+    memory.grow_to(2 * total as u64)?;
+    let mut whole = bytes::BytesMut::with_capacity(total);
+    for frame in frames {
+        whole.extend_from_slice(&frame);
+    }
+    Ok(whole.freeze())
 }
 
 /// Undoes the `Content-Encoding`, refusing more than `limit` bytes decompressed — so a small
@@ -237,14 +262,27 @@ fn decompress(raw: Bytes, encoding: &str, limit: usize) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
+/// Decodes a request, refusing it first when decoding would take more than `limit` bytes, and
+/// taking what it will take from the request's memory.
 fn decode<Req: Message + Default + DeserializeOwned + crate::decoded::Root>(
     bytes: &[u8],
     format: Format,
     limit: u64,
+    memory: &RequestMemory,
 ) -> Result<Req> {
     match format {
-        Format::Protobuf => crate::pipeline::decode_protobuf(bytes, limit),
-        Format::Json => serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string())),
+        Format::Protobuf => crate::pipeline::decode_protobuf(bytes, limit, memory),
+        Format::Json => {
+            let needed = crate::decoded::json_bytes(bytes);
+            if needed > limit {
+                return Err(Error::DecodesTooLarge {
+                    bytes: needed,
+                    limit,
+                });
+            }
+            memory.grow(needed)?;
+            serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
+        }
     }
 }
 
@@ -272,7 +310,12 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::spans(decode(&bytes, format, decoded_limit)?);
+            let c = crate::convert::spans(decode(
+                &bytes,
+                format,
+                decoded_limit,
+                &RequestMemory::uncounted(),
+            )?);
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
@@ -281,11 +324,21 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::metrics(decode(&bytes, format, decoded_limit)?);
+            let c = crate::convert::metrics(decode(
+                &bytes,
+                format,
+                decoded_limit,
+                &RequestMemory::uncounted(),
+            )?);
             Ok((c.items.len(), c.rejected))
         }
         _ => {
-            let c = crate::convert::logs(decode(&bytes, format, decoded_limit)?);
+            let c = crate::convert::logs(decode(
+                &bytes,
+                format,
+                decoded_limit,
+                &RequestMemory::uncounted(),
+            )?);
             Ok((c.items.len(), c.rejected))
         }
     }
@@ -296,14 +349,17 @@ async fn traces(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) 
         Signal::Spans,
         headers,
         body,
-        |ingest, bytes, format| async move {
+        |ingest, bytes, format, memory| async move {
             match format {
-                Format::Protobuf => ingest.traces_protobuf(&bytes, Protocol::Http).await,
+                Format::Protobuf => {
+                    ingest
+                        .traces_protobuf(&bytes, Protocol::Http, &memory)
+                        .await
+                }
                 Format::Json => {
                     let limit = ingest.config().max_decoded_bytes;
-                    ingest
-                        .traces(decode(&bytes, format, limit)?, Protocol::Http)
-                        .await
+                    let request = decode(&bytes, format, limit, &memory)?;
+                    ingest.traces(request, Protocol::Http, &memory).await
                 }
             }
         },
@@ -316,12 +372,17 @@ async fn metrics(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body)
         Signal::Metrics,
         headers,
         body,
-        |ingest, bytes, format| async move {
+        |ingest, bytes, format, memory| async move {
             match format {
-                Format::Protobuf => ingest.metrics_protobuf(&bytes, Protocol::Http).await,
+                Format::Protobuf => {
+                    ingest
+                        .metrics_protobuf(&bytes, Protocol::Http, &memory)
+                        .await
+                }
                 Format::Json => {
                     let limit = ingest.config().max_decoded_bytes;
-                    (ingest.metrics(decode(&bytes, format, limit)?, Protocol::Http)).await
+                    let request = decode(&bytes, format, limit, &memory)?;
+                    ingest.metrics(request, Protocol::Http, &memory).await
                 }
             }
         },
@@ -334,11 +395,10 @@ async fn logs(State(rx): State<HttpReceiver>, headers: HeaderMap, body: Body) ->
         Signal::Logs,
         headers,
         body,
-        |ingest, bytes, format| async move {
+        |ingest, bytes, format, memory| async move {
             let limit = ingest.config().max_decoded_bytes;
-            ingest
-                .logs(decode(&bytes, format, limit)?, Protocol::Http)
-                .await
+            let request = decode(&bytes, format, limit, &memory)?;
+            ingest.logs(request, Protocol::Http, &memory).await
         },
     )
     .await

@@ -24,6 +24,7 @@ use crate::convert::{self, Converted};
 use crate::decoded::{self, Root};
 use crate::direct;
 use crate::error::{Error, Result};
+use crate::inflight::RequestMemory;
 use crate::spanmetrics::SpanMetrics;
 use crate::window::TimeWindow;
 use crate::wire::Fallback;
@@ -84,6 +85,7 @@ impl IngestStats {
             Error::Store(e) if e.kind() == spyglass_store::ErrorKind::TryLater => {
                 &self.throttled_total[s][p]
             }
+            Error::MemoryBusy => &self.throttled_total[s][p],
             Error::Store(_) => return,
             _ => &self.refused_total[s][p],
         };
@@ -187,6 +189,11 @@ impl Ingest {
         Ok(())
     }
 
+    /// A reservation for one request in the store's memory budget (the `requests` share).
+    pub fn request_memory(&self) -> RequestMemory {
+        RequestMemory::new(self.store.memory())
+    }
+
     /// Converts and appends items, answering with what was dropped: `(rejected, message)`.
     /// Refuses the request before building its rows when they would take more than
     /// `max_expanded_bytes` with their resources and scopes.
@@ -196,12 +203,14 @@ impl Ingest {
         protocol: Protocol,
         converted: Converted<T>,
         wrap: fn(Vec<T>) -> Records,
+        memory: &RequestMemory,
     ) -> Result<(i64, String)> {
         let limit = self.config.max_expanded_bytes;
         let bytes = expanded_bytes(&converted.items);
         if bytes > limit {
             return Err(Error::Expands { bytes, limit });
         }
+        memory.grow(bytes)?;
         let rejected = converted.rejected;
         let message = converted.error_message();
         let batch = match converted.items.is_empty() {
@@ -232,23 +241,25 @@ impl Ingest {
     }
 
     /// A protobuf trace request as it came: read straight into the table's columns when the
-    /// fast path takes it, decoded and converted otherwise.
+    /// fast path takes it, decoded and converted otherwise. `memory` is the request's
+    /// reservation ([`Ingest::request_memory`]): the body, and on the general path what
+    /// decoding and building its rows take, are added to it first (retry later when the
+    /// budget lacks them).
     pub async fn traces_protobuf(
         &self,
         body: &Bytes,
         protocol: Protocol,
+        memory: &RequestMemory,
     ) -> Result<ExportTraceServiceResponse> {
+        memory.grow_to(body.len() as u64)?;
         if self
             .store_direct(Signal::Spans, protocol, body, direct::spans)
             .await?
         {
             return Ok(ExportTraceServiceResponse::default());
         }
-        self.traces(
-            decode_protobuf(body, self.config.max_decoded_bytes)?,
-            protocol,
-        )
-        .await
+        let request = decode_protobuf(body, self.config.max_decoded_bytes, memory)?;
+        self.traces(request, protocol, memory).await
     }
 
     /// A protobuf metrics request as it came, the same way as [`Ingest::traces_protobuf`].
@@ -256,29 +267,29 @@ impl Ingest {
         &self,
         body: &Bytes,
         protocol: Protocol,
+        memory: &RequestMemory,
     ) -> Result<ExportMetricsServiceResponse> {
+        memory.grow_to(body.len() as u64)?;
         if self
             .store_direct(Signal::Metrics, protocol, body, direct::metrics)
             .await?
         {
             return Ok(ExportMetricsServiceResponse::default());
         }
-        self.metrics(
-            decode_protobuf(body, self.config.max_decoded_bytes)?,
-            protocol,
-        )
-        .await
+        let request = decode_protobuf(body, self.config.max_decoded_bytes, memory)?;
+        self.metrics(request, protocol, memory).await
     }
 
     pub async fn traces(
         &self,
         request: ExportTraceServiceRequest,
         protocol: Protocol,
+        memory: &RequestMemory,
     ) -> Result<ExportTraceServiceResponse> {
         let mut converted = convert::spans(request);
         self.window(Signal::Spans).retain_spans(&mut converted);
         let (rejected, message) = self
-            .store_converted(Signal::Spans, protocol, converted, Records::Spans)
+            .store_converted(Signal::Spans, protocol, converted, Records::Spans, memory)
             .await?;
         Ok(ExportTraceServiceResponse {
             partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
@@ -292,11 +303,18 @@ impl Ingest {
         &self,
         request: ExportMetricsServiceRequest,
         protocol: Protocol,
+        memory: &RequestMemory,
     ) -> Result<ExportMetricsServiceResponse> {
         let mut converted = convert::metrics(request);
         self.window(Signal::Metrics).retain_points(&mut converted);
         let (rejected, message) = self
-            .store_converted(Signal::Metrics, protocol, converted, Records::Metrics)
+            .store_converted(
+                Signal::Metrics,
+                protocol,
+                converted,
+                Records::Metrics,
+                memory,
+            )
             .await?;
         Ok(ExportMetricsServiceResponse {
             partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
@@ -310,11 +328,12 @@ impl Ingest {
         &self,
         request: ExportLogsServiceRequest,
         protocol: Protocol,
+        memory: &RequestMemory,
     ) -> Result<ExportLogsServiceResponse> {
         let mut converted = convert::logs(request);
         self.window(Signal::Logs).retain_logs(&mut converted);
         let (rejected, message) = self
-            .store_converted(Signal::Logs, protocol, converted, Records::Logs)
+            .store_converted(Signal::Logs, protocol, converted, Records::Logs, memory)
             .await?;
         Ok(ExportLogsServiceResponse {
             partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
@@ -377,12 +396,17 @@ fn expanded_bytes<T: Owned>(items: &[T]) -> u64 {
 
 /// Decodes a protobuf request with prost, unless that would take more than `limit` bytes of
 /// memory ([`crate::decoded`]).
-pub(crate) fn decode_protobuf<M: Message + Default + Root>(body: &[u8], limit: u64) -> Result<M> {
-    if limit < u64::MAX {
+pub(crate) fn decode_protobuf<M: Message + Default + Root>(
+    body: &[u8],
+    limit: u64,
+    memory: &RequestMemory,
+) -> Result<M> {
+    if limit < u64::MAX || memory.counted() {
         let bytes = decoded::bytes(M::ROOT, body);
         if bytes > limit {
             return Err(Error::DecodesTooLarge { bytes, limit });
         }
+        memory.grow(bytes)?;
     }
     M::decode(body).map_err(|e| Error::Decode(e.to_string()))
 }
@@ -405,15 +429,24 @@ pub fn source_decoder() -> SourceDecoder {
             Ok(None) => return Err("the request holds no rows".into()),
             Err(Fallback) => match signal {
                 Signal::Spans => {
-                    let c = convert::spans(decode_protobuf(bytes, u64::MAX).map_err(why)?);
+                    let c = convert::spans(
+                        decode_protobuf(bytes, u64::MAX, &RequestMemory::uncounted())
+                            .map_err(why)?,
+                    );
                     (Records::Spans(c.items), c.rejected)
                 }
                 Signal::Metrics => {
-                    let c = convert::metrics(decode_protobuf(bytes, u64::MAX).map_err(why)?);
+                    let c = convert::metrics(
+                        decode_protobuf(bytes, u64::MAX, &RequestMemory::uncounted())
+                            .map_err(why)?,
+                    );
                     (Records::Metrics(c.items), c.rejected)
                 }
                 Signal::Logs => {
-                    let c = convert::logs(decode_protobuf(bytes, u64::MAX).map_err(why)?);
+                    let c = convert::logs(
+                        decode_protobuf(bytes, u64::MAX, &RequestMemory::uncounted())
+                            .map_err(why)?,
+                    );
                     (Records::Logs(c.items), c.rejected)
                 }
             },
@@ -470,7 +503,8 @@ mod tests {
         }];
         let bytes = request(vec![with_array]);
         assert_eq!(direct::spans(&bytes, u64::MAX), Err(Fallback));
-        let general = convert::spans(decode_protobuf(&bytes, u64::MAX).unwrap());
+        let general =
+            convert::spans(decode_protobuf(&bytes, u64::MAX, &RequestMemory::uncounted()).unwrap());
         let expected = Records::Spans(general.items).to_batch().unwrap();
         assert_eq!(decode(Signal::Spans, &bytes).unwrap(), expected);
         // A request with a rejected span was never logged as a source: it is damage.

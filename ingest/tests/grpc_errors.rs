@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
 use spyglass_ingest::{GrpcReceiver, Ingest, IngestConfig, Token};
-use spyglass_store::{Records, Signal, Store, StoreConfig};
+use spyglass_store::{Records, Share, Signal, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -256,4 +256,54 @@ async fn an_undecodable_message_is_invalid_argument_and_the_next_one_succeeds() 
         unreachable!()
     };
     assert_eq!(stored.len(), 2, "only the good request's spans are stored");
+}
+
+#[tokio::test]
+async fn a_taken_memory_budget_answers_unavailable_with_retry_info_then_recovers() {
+    let (store, url, _dir) = start(IngestConfig::default(), StoreConfig::default()).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let memory = store.memory().clone();
+    // Queries and a compaction hold everything the standing shares leave.
+    let taken = memory
+        .try_reserve(Share::Queries, memory.dynamic_bytes() - 1024)
+        .unwrap();
+    let status = client.export(request(20, 0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("memory budget"), "{status:?}");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    assert!(memory.refused(Share::Requests) > 0);
+    assert_eq!(memory.reserved_by(Share::Requests), 0, "given back");
+    drop(taken);
+    let response = client
+        .export(request(20, 0))
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert!(response.partial_success.is_none());
+    assert_eq!(memory.reserved_by(Share::Requests), 0, "given back");
+    let Records::Spans(stored) = store.snapshot().read_records(Signal::Spans).unwrap() else {
+        panic!("spans read as spans");
+    };
+    assert_eq!(stored.len(), 20);
+}
+
+#[tokio::test]
+async fn a_request_needing_more_than_the_budget_leaves_is_refused_not_retried() {
+    let config = IngestConfig {
+        max_decoded_bytes: 4 << 30,
+        ..IngestConfig::default()
+    };
+    let (store, url, _dir) = start(config, StoreConfig::default()).await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    // Two million empty spans: 4 MiB on the wire, a few hundred bytes each once decoded.
+    let mut request = request(1, 0);
+    request.resource_spans[0].scope_spans[0].spans = vec![OtlpSpan::default(); 2_000_000];
+    let status = client.export(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("memory_budget_bytes"),
+        "{status:?}"
+    );
+    assert_eq!(store.memory().reserved_by(Share::Requests), 0);
 }

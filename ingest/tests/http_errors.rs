@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
 use prost::Message;
 use spyglass_ingest::{HttpReceiver, Ingest, IngestConfig};
-use spyglass_store::{Records, Signal, Store, StoreConfig};
+use spyglass_store::{Records, Share, Signal, Store, StoreConfig};
 use tower::ServiceExt;
 
 struct Harness {
@@ -661,4 +661,52 @@ async fn a_small_request_that_decodes_to_gigabytes_is_refused_before_decoding() 
         h.store.snapshot().read_records(Signal::Logs).unwrap().len(),
         1000
     );
+}
+
+#[tokio::test]
+async fn a_taken_memory_budget_answers_429_then_the_same_request_is_stored() {
+    let h = harness(IngestConfig::default(), StoreConfig::default());
+    let memory = h.store.memory().clone();
+    let taken = memory
+        .try_reserve(Share::Compaction, memory.dynamic_bytes() - 10)
+        .unwrap();
+    let body = request(vec![span(1, 1, "kept")]).encode_to_vec();
+    for content_type in ["application/x-protobuf", "application/json"] {
+        let answer = post(&h, "/v1/traces", content_type, None, body.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{content_type}"
+        );
+        let retry = answer
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(retry, Some("1"));
+        assert!(String::from_utf8_lossy(&answer.body).contains("memory budget"));
+    }
+    assert_eq!(memory.reserved_by(Share::Requests), 0, "given back");
+    drop(taken);
+    let answer = post(&h, "/v1/traces", "application/x-protobuf", None, body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(stored_span_names(&h), ["kept"]);
+    assert_eq!(memory.reserved_by(Share::Requests), 0, "given back");
+}
+
+#[tokio::test]
+async fn json_of_empty_objects_is_refused_before_it_is_decoded() {
+    let h = harness(
+        IngestConfig {
+            max_decoded_bytes: 64 << 20,
+            ..IngestConfig::default()
+        },
+        StoreConfig::default(),
+    );
+    // 3 MiB of `{}`: a million log records, a few hundred MiB once decoded.
+    let records = vec!["{}"; 1_000_000].join(",");
+    let body = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+    let answer = post(&h, "/v1/logs", "application/json", None, body.into_bytes()).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let message = String::from_utf8_lossy(&answer.body).to_string();
+    assert!(message.contains("max_decoded_bytes"), "{message}");
 }

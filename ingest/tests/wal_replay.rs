@@ -196,12 +196,16 @@ async fn fast_path_requests_come_back_after_a_crash() {
     let ingest = Ingest::new(store.clone(), IngestConfig::default());
     for first in [1, 4] {
         let answer = ingest
-            .traces_protobuf(&traces(first).into(), Protocol::Grpc)
+            .traces_protobuf(
+                &traces(first).into(),
+                Protocol::Grpc,
+                &ingest.request_memory(),
+            )
             .await;
         assert!(answer.unwrap().partial_success.is_none());
     }
     let answer = ingest
-        .metrics_protobuf(&metrics().into(), Protocol::Http)
+        .metrics_protobuf(&metrics().into(), Protocol::Http, &ingest.request_memory())
         .await;
     assert!(answer.unwrap().partial_success.is_none());
     let (spans, points) = (read(&store, Signal::Spans), read(&store, Signal::Metrics));

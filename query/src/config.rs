@@ -23,7 +23,8 @@ pub struct QueryConfig {
     pub threads: usize,
     /// Time limit of one SQL query or search, in seconds; past it the query is cancelled (504).
     pub query_timeout_secs: u64,
-    /// Memory SQL queries may use together for sorts, joins and aggregations, in bytes; past it
+    /// Memory SQL queries may use together for sorts, joins and aggregations, in bytes (taken
+    /// from `[store] memory_budget_bytes` as they grow); past it, or when the budget is taken,
     /// they spill to temporary files, and fail with the engine's "resources exhausted" message
     /// when they cannot.
     pub sql_memory_limit_bytes: usize,
@@ -77,6 +78,11 @@ impl Default for QueryConfig {
 impl QueryConfig {
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs(self.query_timeout_secs)
+    }
+
+    /// The query caches' standing share of the memory budget.
+    pub fn cache_bytes(&self) -> u64 {
+        (self.span_metrics_cache_bytes as u64).saturating_add(self.promql_series_cache_bytes as u64)
     }
 
     /// What one PromQL query may use.

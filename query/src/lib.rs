@@ -20,6 +20,7 @@ mod graph;
 mod health;
 mod logs;
 mod metrics;
+mod pool;
 pub mod promql;
 mod rollup;
 mod search;
@@ -70,12 +71,17 @@ pub struct QueryEngine {
     supplied: Arc<std::sync::RwLock<SuppliedTables>>,
     /// Permits for queries from the API (`max_concurrent`); see [`QueryEngine::try_admit`].
     admission: Arc<tokio::sync::Semaphore>,
+    /// The caches' standing share of the store's memory budget.
+    _caches: Arc<spyglass_store::Reserved>,
 }
 
 impl QueryEngine {
     pub fn new(store: Store, config: QueryConfig) -> Self {
+        let memory = store.memory();
+        let caches = memory.hold(spyglass_store::Share::Caches, config.cache_bytes());
+        let pool = pool::BudgetPool::new(config.sql_memory_limit_bytes, memory);
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(config.sql_memory_limit_bytes, 1.0)
+            .with_memory_pool(Arc::new(pool))
             .build_arc()
             .expect("a runtime of a memory pool and a lazily created spill directory builds");
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
@@ -89,6 +95,7 @@ impl QueryEngine {
             exposed: Arc::default(),
             supplied: Arc::default(),
             admission,
+            _caches: Arc::new(caches),
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::Layout;
 use spyglass_query::{ErrorKind, QueryConfig, QueryEngine};
+use spyglass_store::Share;
 
 async fn engine(dir: &std::path::Path, config: QueryConfig) -> QueryEngine {
     QueryEngine::new(common::loaded_store(dir, Layout::Split).await, config)
@@ -65,4 +66,25 @@ async fn an_answer_stops_at_its_byte_limit() {
     assert!(out.rows > 0 && out.rows < 10_000, "{} rows", out.rows);
     let answer = out.to_json().unwrap().len();
     assert!(answer <= 2 * (64 << 10), "a {answer}-byte answer");
+}
+
+#[tokio::test]
+async fn sql_queries_take_their_memory_from_the_process_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::loaded_store(dir.path(), Layout::Split).await;
+    let engine = QueryEngine::new(store.clone(), QueryConfig::default());
+    let query = "SELECT count(DISTINCT value) AS n FROM generate_series(1, 3000000)";
+    let memory = store.memory().clone();
+    let taken = memory
+        .try_reserve(Share::Requests, memory.dynamic_bytes() - (256 << 10))
+        .unwrap();
+    let err = engine.sql(query).await.expect_err("no room for the query");
+    assert_eq!(err.kind(), ErrorKind::TooExpensive, "{err}");
+    assert!(err.to_string().contains("memory_budget_bytes"), "{err}");
+    assert_eq!(memory.reserved_by(Share::Queries), 0, "given back");
+    drop(taken);
+    let out = engine.sql(query).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.to_json().unwrap()).unwrap();
+    assert_eq!(json["rows"][0]["n"], 3_000_000);
+    assert_eq!(memory.reserved_by(Share::Queries), 0, "given back");
 }

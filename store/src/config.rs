@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::memory::{COMPACTION_BYTES, INDEX_WRITER_BYTES, PROCESS_BYTES, Share};
 
 /// When an append is acknowledged relative to the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,11 @@ pub struct StoreConfig {
     pub wal_segment_bytes: u64,
     /// Appends that may wait for the WAL writer before appends are answered "retry later".
     pub wal_queue_depth: usize,
+    /// Memory the process may hold, in bytes, shared by the memtables, a flush, a compaction,
+    /// the query caches, SQL queries and ingest requests in flight (see the memory budget in
+    /// docs/ARCHITECTURE.md). Past it, ingest answers "retry later", a compaction waits and a
+    /// SQL query spills or fails; a configuration whose standing shares do not fit is refused.
+    pub memory_budget_bytes: u64,
     /// Memory the memtables (data acknowledged but not yet in Parquet) may use, in bytes.
     /// When it is full, appends are answered "retry later" until a flush frees it.
     pub memtable_max_bytes: u64,
@@ -82,7 +88,8 @@ impl Default for StoreConfig {
             wal_sync_interval_ms: 200,
             wal_segment_bytes: 64 << 20,
             wal_queue_depth: 4096,
-            memtable_max_bytes: 512 << 20,
+            memory_budget_bytes: 1 << 30,
+            memtable_max_bytes: 192 << 20,
             flush_bytes: 64 << 20,
             flush_interval_secs: 60,
             parquet_zstd_level: 3,
@@ -109,6 +116,7 @@ impl StoreConfig {
         if self.flush_bytes > self.memtable_max_bytes {
             return fail("flush_bytes must not exceed memtable_max_bytes");
         }
+        self.check_budget(&[])?;
         if !(1..=22).contains(&self.parquet_zstd_level) {
             return fail("parquet_zstd_level must be between 1 and 22");
         }
@@ -116,6 +124,44 @@ impl StoreConfig {
             return fail("wal_queue_depth and parquet_row_group_rows must be above 0");
         }
         Ok(())
+    }
+
+    /// The standing shares of the memory budget the store holds: the process, the memtables'
+    /// capacity, one flush.
+    pub fn standing_shares(&self) -> [(Share, u64); 3] {
+        [
+            (Share::Process, PROCESS_BYTES),
+            (Share::Memtable, self.memtable_max_bytes),
+            (
+                Share::Flush,
+                self.flush_bytes.saturating_add(INDEX_WRITER_BYTES),
+            ),
+        ]
+    }
+
+    /// Checks that the store's standing shares, `others` (shares held outside the store) and one
+    /// compaction fit in `memory_budget_bytes`, naming each when they do not.
+    pub fn check_budget(&self, others: &[(Share, u64)]) -> Result<()> {
+        let mut shares: Vec<(Share, u64)> = self.standing_shares().to_vec();
+        shares.extend_from_slice(others);
+        shares.push((Share::Compaction, COMPACTION_BYTES));
+        let needed = shares
+            .iter()
+            .fold(0u64, |sum, (_, b)| sum.saturating_add(*b));
+        if needed <= self.memory_budget_bytes {
+            return Ok(());
+        }
+        let listed: Vec<String> = shares
+            .iter()
+            .map(|(share, bytes)| format!("{share} {} MiB", bytes >> 20))
+            .collect();
+        Err(Error::Config(format!(
+            "memory_budget_bytes ({} MiB) is smaller than what its shares need ({} MiB: {}); \
+             raise it or lower memtable_max_bytes, flush_bytes or the query caches",
+            self.memory_budget_bytes >> 20,
+            needed >> 20,
+            listed.join(", ")
+        )))
     }
 
     pub fn wal_sync_interval(&self) -> Duration {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::manifest::{Manifest, Part};
+use crate::memory::{COMPACTION_BYTES, Share};
 use crate::model::Signal;
 use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
 use crate::store::Store;
@@ -25,8 +26,11 @@ impl Store {
     /// merges run without it, so flushes go on meanwhile, and each merged part is installed
     /// under it onto the manifest as it is then. A merge whose inputs left the manifest
     /// meanwhile (retention, another compaction) is dropped.
+    ///
+    /// A compaction reserves its working set in the memory budget first; when the budget lacks
+    /// it, nothing is merged (the next round tries again).
     pub async fn compact(&self) -> Result<usize> {
-        let plans = {
+        let (plans, _working_set) = {
             let _guard = self.inner.maintenance.lock().await;
             let config = &self.inner.config;
             let manifest = self.current_manifest();
@@ -43,6 +47,11 @@ impl Store {
             if groups.is_empty() {
                 return Ok(0);
             }
+            let memory = &self.inner.memory;
+            let Some(working_set) = memory.try_reserve(Share::Compaction, COMPACTION_BYTES) else {
+                tracing::debug!("the memory budget lacks a compaction's working set; deferred");
+                return Ok(0);
+            };
             // The merged parts' ids are taken now, in a manifest commit of their own, so that
             // flushes meanwhile (and a restart) never give them out again.
             let mut next = (*manifest).clone();
@@ -56,7 +65,7 @@ impl Store {
             let root = self.inner.root.clone();
             let next = blocking(move || next.persist(&root).map(|_| next)).await?;
             self.install(next, &[]);
-            plans
+            (plans, working_set)
         };
         let mut merged = 0;
         for (signal, hour, group, id) in plans {

@@ -13,6 +13,7 @@ use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::gather::gather_batch;
 use crate::manifest::{Manifest, Part, PartMeta};
+use crate::memory::{MemoryBudget, Reserved};
 use crate::memtable::{Budget, Memtable, Reservation, batch_bytes};
 use crate::model::Signal;
 use crate::part::{HourPlan, batch_time_range, hour_folder, sort_plan, write_part_stream};
@@ -61,6 +62,9 @@ pub(crate) struct Inner {
     pub(crate) config: StoreConfig,
     pub(crate) state: Arc<RwLock<State>>,
     pub(crate) budget: Arc<Budget>,
+    /// The process's memory budget; the store holds its standing shares for its lifetime.
+    pub(crate) memory: Arc<MemoryBudget>,
+    _standing: Vec<Reserved>,
     wal: Wal<Pending>,
     /// Serializes everything that writes the manifest: flush, compaction, retention.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
@@ -178,11 +182,17 @@ impl Store {
             max_group_bytes: 16 << 20,
         };
         let wal = Wal::start(wal_dir, options, fs, replayed.segments, next_lsn, apply)?;
+        let memory = MemoryBudget::new(config.memory_budget_bytes);
+        let standing = (config.standing_shares().iter())
+            .map(|&(share, bytes)| memory.hold(share, bytes))
+            .collect();
         let inner = Inner {
             root,
             config,
             state,
             budget,
+            memory,
+            _standing: standing,
             wal,
             maintenance: tokio::sync::Mutex::new(()),
             flush_wanted: Notify::new(),
@@ -195,6 +205,12 @@ impl Store {
             },
             report,
         ))
+    }
+
+    /// The process's memory budget, shared with the receivers (requests in flight) and the
+    /// query engine (caches, SQL queries).
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.inner.memory
     }
 
     pub fn root(&self) -> &Path {

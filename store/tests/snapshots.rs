@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use spyglass_store::synth::SpanGenerator;
-use spyglass_store::{Records, Signal, Store, StoreConfig};
+use spyglass_store::{Records, Share, Signal, Store, StoreConfig};
 
 #[tokio::test]
 async fn a_snapshot_reads_the_same_rows_through_flush_compaction_and_retention() {
@@ -388,4 +388,37 @@ async fn flushed(
     all.extend(spans.iter().cloned());
     store.append(&Records::Spans(spans)).await.unwrap();
     store.flush().await.unwrap();
+}
+
+/// A compaction takes its working set from the memory budget first: while queries and
+/// requests hold what the standing shares leave, it merges nothing, and the next round does.
+#[tokio::test]
+async fn a_compaction_waits_while_the_memory_budget_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(
+        dir.path(),
+        StoreConfig {
+            compaction_min_parts: 2,
+            ..config()
+        },
+    );
+    let mut all = Vec::new();
+    for part in 0..3u64 {
+        let spans = (0..100).map(|t| span(t, part + 1, "api", T0 + t)).collect();
+        flushed(&store, spans, &mut all).await;
+    }
+    let memory = store.memory().clone();
+    let room = memory.dynamic_bytes();
+    let queries = memory.try_reserve(Share::Queries, room / 2).unwrap();
+    let requests = memory.try_reserve(Share::Requests, room / 2).unwrap();
+    assert_eq!(store.compact().await.unwrap(), 0, "no room for a merge");
+    assert_eq!(store.snapshot().parts(Signal::Spans).len(), 3);
+    assert_eq!(memory.refused(Share::Compaction), 1);
+    drop(queries);
+    assert_eq!(store.compact().await.unwrap(), 3);
+    assert_eq!(store.snapshot().parts(Signal::Spans).len(), 1);
+    assert_eq!(span_ids(&store.snapshot()), expected_ids(&all));
+    assert_eq!(memory.reserved_by(Share::Compaction), 0, "given back");
+    assert!(memory.reserved() <= memory.total());
+    drop(requests);
 }

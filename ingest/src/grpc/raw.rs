@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -22,6 +23,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::GrpcReceiver;
+use super::metered::Metered;
 
 /// One OTLP service: its name and what `Export` answers.
 pub(super) trait Export: Send + Sync + 'static {
@@ -192,14 +194,24 @@ where
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let server = self.clone();
+        let memory = self.receiver.ingest.request_memory();
+        let refused = Arc::new(Mutex::new(None));
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(memory.clone());
+        let request = http::Request::from_parts(parts, Metered::new(body, memory, refused.clone()));
         Box::pin(async move {
             let mut grpc = Grpc::new(RawCodec::<E::Response>::new())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(server.max_message_bytes);
-            let method = Method::<E>(server.receiver, PhantomData);
-            Ok(grpc.unary(method, request).await)
+            let method = Method::<E>(server.receiver.clone(), PhantomData);
+            let response = grpc.unary(method, request).await;
+            let refused = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+            Ok(match refused {
+                Some(e) => server.receiver.status(E::SIGNAL, e).into_http(),
+                None => response,
+            })
         })
     }
 }

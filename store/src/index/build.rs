@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 /// The index writer's memory: enough for a part's postings in one segment (a smaller budget
 /// writes several segments and merges them, which cost a quarter of the build's time).
-const INDEX_WRITER_BYTES: usize = 128 << 20;
+const INDEX_WRITER_BYTES: usize = crate::memory::INDEX_WRITER_BYTES as usize;
 
 /// Scalar entries of the typed attribute maps stored under one prefix.
 struct ScalarMaps<'a> {
