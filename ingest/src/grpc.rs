@@ -60,10 +60,8 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let memory = self.request_memory(&request);
         let result = async {
-            // The message beside the frames it was read from (or decompressed from).
-            memory.grow(request.get_ref().len() as u64)?;
+            let memory = self.request_memory(&request)?;
             let body = request.get_ref();
             self.ingest
                 .traces_protobuf(body, Protocol::Grpc, &memory)
@@ -79,9 +77,8 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let memory = self.request_memory(&request);
         let result = async {
-            memory.grow(request.get_ref().len() as u64)?;
+            let memory = self.request_memory(&request)?;
             let body = request.get_ref();
             self.ingest
                 .metrics_protobuf(body, Protocol::Grpc, &memory)
@@ -97,9 +94,8 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let memory = self.request_memory(&request);
         let result = async {
-            memory.grow(request.get_ref().len() as u64)?;
+            let memory = self.request_memory(&request)?;
             let limit = self.ingest.config().max_decoded_bytes;
             let decoded: ExportLogsServiceRequest =
                 crate::pipeline::decode_protobuf(request.get_ref(), limit, &memory)?;
@@ -111,10 +107,13 @@ impl GrpcReceiver {
             .map_err(|e| self.status(Signal::Logs, e))
     }
 
-    /// The reservation the raw server made for this request as its body was read.
-    fn request_memory(&self, request: &Request<Bytes>) -> RequestMemory {
-        (request.extensions().get::<RequestMemory>().cloned())
-            .unwrap_or_else(|| self.ingest.request_memory())
+    /// The reservation the raw server made for this request as its body was read, grown by
+    /// the message (beside the frames it was read or decompressed from).
+    fn request_memory(&self, request: &Request<Bytes>) -> Result<RequestMemory, Error> {
+        let memory = (request.extensions().get::<RequestMemory>().cloned())
+            .unwrap_or_else(|| self.ingest.request_memory());
+        memory.grow(request.get_ref().len() as u64)?;
+        Ok(memory)
     }
 
     fn status(&self, signal: Signal, error: Error) -> Status {

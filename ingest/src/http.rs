@@ -104,15 +104,7 @@ impl HttpReceiver {
                 .unwrap_or("identity");
             let memory = self.ingest.request_memory();
             let raw = read_raw(body, limit, &memory).await?;
-            let identity = matches!(
-                encoding.trim().to_ascii_lowercase().as_str(),
-                "" | "identity"
-            );
-            let bytes = decompress(raw, encoding, limit)?;
-            if !identity {
-                // Made beside what was read.
-                memory.grow(bytes.len() as u64)?;
-            }
+            let bytes = decompress(raw, encoding, limit, &memory)?;
             export(self.ingest.clone(), bytes, format, memory).await
         }
         .await;
@@ -237,7 +229,7 @@ async fn read_raw(mut body: Body, limit: usize, memory: &RequestMemory) -> Resul
 
 /// Undoes the `Content-Encoding`, refusing more than `limit` bytes decompressed — so a small
 /// gzip bomb is refused as early as a large body.
-fn decompress(raw: Bytes, encoding: &str, limit: usize) -> Result<Bytes> {
+fn decompress(raw: Bytes, encoding: &str, limit: usize, memory: &RequestMemory) -> Result<Bytes> {
     let encoding = encoding.trim().to_ascii_lowercase();
     let mut out = Vec::new();
     let read = match encoding.as_str() {
@@ -259,6 +251,8 @@ fn decompress(raw: Bytes, encoding: &str, limit: usize) -> Result<Bytes> {
     if out.len() > limit {
         return Err(Error::TooLarge { limit });
     }
+    // Made beside what was read.
+    memory.grow(out.len() as u64)?;
     Ok(Bytes::from(out))
 }
 
@@ -273,14 +267,7 @@ fn decode<Req: Message + Default + DeserializeOwned + crate::decoded::Root>(
     match format {
         Format::Protobuf => crate::pipeline::decode_protobuf(bytes, limit, memory),
         Format::Json => {
-            let needed = crate::decoded::json_bytes(bytes);
-            if needed > limit {
-                return Err(Error::DecodesTooLarge {
-                    bytes: needed,
-                    limit,
-                });
-            }
-            memory.grow(needed)?;
+            memory.admit_decode(crate::decoded::json_bytes(bytes), limit)?;
             serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
         }
     }
@@ -301,7 +288,13 @@ pub fn decode_and_convert(
         headers.insert(header::CONTENT_TYPE, value);
     }
     let format = content_format(&headers)?;
-    let bytes = decompress(Bytes::copy_from_slice(body), content_encoding, limit)?;
+    let uncounted = RequestMemory::uncounted();
+    let bytes = decompress(
+        Bytes::copy_from_slice(body),
+        content_encoding,
+        limit,
+        &uncounted,
+    )?;
     let decoded_limit = crate::IngestConfig::default().max_decoded_bytes;
     match path {
         "/v1/traces" => {
@@ -310,12 +303,7 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::spans(decode(
-                &bytes,
-                format,
-                decoded_limit,
-                &RequestMemory::uncounted(),
-            )?);
+            let c = crate::convert::spans(decode(&bytes, format, decoded_limit, &uncounted)?);
             Ok((c.items.len(), c.rejected))
         }
         "/v1/metrics" => {
@@ -324,21 +312,11 @@ pub fn decode_and_convert(
             {
                 return Ok((batch.map_or(0, |b| b.num_rows()), 0));
             }
-            let c = crate::convert::metrics(decode(
-                &bytes,
-                format,
-                decoded_limit,
-                &RequestMemory::uncounted(),
-            )?);
+            let c = crate::convert::metrics(decode(&bytes, format, decoded_limit, &uncounted)?);
             Ok((c.items.len(), c.rejected))
         }
         _ => {
-            let c = crate::convert::logs(decode(
-                &bytes,
-                format,
-                decoded_limit,
-                &RequestMemory::uncounted(),
-            )?);
+            let c = crate::convert::logs(decode(&bytes, format, decoded_limit, &uncounted)?);
             Ok((c.items.len(), c.rejected))
         }
     }

@@ -42,6 +42,15 @@ impl RequestMemory {
         self.held.is_some()
     }
 
+    /// Admits decoding that will take `bytes`: refused past `limit` (`max_decoded_bytes`),
+    /// then taken from the reservation.
+    pub(crate) fn admit_decode(&self, bytes: u64, limit: u64) -> Result<()> {
+        if bytes > limit {
+            return Err(Error::DecodesTooLarge { bytes, limit });
+        }
+        self.grow(bytes)
+    }
+
     /// Takes `bytes` more.
     pub(crate) fn grow(&self, bytes: u64) -> Result<()> {
         self.reserve(|held| held.bytes().saturating_add(bytes))

@@ -242,16 +242,15 @@ impl Ingest {
 
     /// A protobuf trace request as it came: read straight into the table's columns when the
     /// fast path takes it, decoded and converted otherwise. `memory` is the request's
-    /// reservation ([`Ingest::request_memory`]): the body, and on the general path what
-    /// decoding and building its rows take, are added to it first (retry later when the
-    /// budget lacks them).
+    /// reservation ([`Ingest::request_memory`]), which holds the body already (the receivers
+    /// count it as they read it); on the general path what decoding and building the rows
+    /// take is added to it first (retry later when the budget lacks it).
     pub async fn traces_protobuf(
         &self,
         body: &Bytes,
         protocol: Protocol,
         memory: &RequestMemory,
     ) -> Result<ExportTraceServiceResponse> {
-        memory.grow_to(body.len() as u64)?;
         if self
             .store_direct(Signal::Spans, protocol, body, direct::spans)
             .await?
@@ -269,7 +268,6 @@ impl Ingest {
         protocol: Protocol,
         memory: &RequestMemory,
     ) -> Result<ExportMetricsServiceResponse> {
-        memory.grow_to(body.len() as u64)?;
         if self
             .store_direct(Signal::Metrics, protocol, body, direct::metrics)
             .await?
@@ -402,11 +400,7 @@ pub(crate) fn decode_protobuf<M: Message + Default + Root>(
     memory: &RequestMemory,
 ) -> Result<M> {
     if limit < u64::MAX || memory.counted() {
-        let bytes = decoded::bytes(M::ROOT, body);
-        if bytes > limit {
-            return Err(Error::DecodesTooLarge { bytes, limit });
-        }
-        memory.grow(bytes)?;
+        memory.admit_decode(decoded::bytes(M::ROOT, body), limit)?;
     }
     M::decode(body).map_err(|e| Error::Decode(e.to_string()))
 }

@@ -3,7 +3,6 @@
 //! `sql_memory_limit_bytes` for all queries together and within what the budget has left.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::common::{DataFusionError, Result};
@@ -12,8 +11,7 @@ use spyglass_store::{MemoryBudget, Reserved, Share};
 
 pub(crate) struct BudgetPool {
     limit: usize,
-    used: AtomicUsize,
-    /// What the queries hold of the budget; grows and shrinks with `used`.
+    /// What the queries hold of the budget: the pool's use.
     held: Mutex<Reserved>,
 }
 
@@ -24,7 +22,6 @@ impl BudgetPool {
             .expect("an empty reservation always fits");
         Self {
             limit,
-            used: AtomicUsize::new(0),
             held: Mutex::new(held),
         }
     }
@@ -45,7 +42,7 @@ impl fmt::Display for BudgetPool {
         write!(
             f,
             "SQL memory pool: {} of {} bytes used",
-            self.used.load(Ordering::Relaxed),
+            self.held().bytes(),
             self.limit
         )
     }
@@ -58,18 +55,16 @@ impl MemoryPool for BudgetPool {
 
     /// Accounts for memory a consumer already holds: counted in the budget whatever is left.
     fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
-        self.used.fetch_add(additional, Ordering::Relaxed);
         self.held().force_grow(additional as u64);
     }
 
     fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
-        self.used.fetch_sub(shrink, Ordering::Relaxed);
         self.held().shrink(shrink as u64);
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
         let mut held = self.held();
-        let used = self.used.load(Ordering::Relaxed);
+        let used = held.bytes() as usize;
         let why = if used.saturating_add(additional) > self.limit {
             Some(format!(
                 "SQL queries hold {used} bytes of their {} ([query] sql_memory_limit_bytes)",
@@ -81,10 +76,7 @@ impl MemoryPool for BudgetPool {
             None
         };
         match why {
-            None => {
-                self.used.fetch_add(additional, Ordering::Relaxed);
-                Ok(())
-            }
+            None => Ok(()),
             Some(why) => Err(DataFusionError::ResourcesExhausted(format!(
                 "failed to allocate {additional} more bytes for {} (holding {}): {why}",
                 reservation.consumer().name(),
@@ -94,7 +86,7 @@ impl MemoryPool for BudgetPool {
     }
 
     fn reserved(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        self.held().bytes() as usize
     }
 
     fn memory_limit(&self) -> MemoryLimit {
