@@ -167,17 +167,7 @@ impl Server {
     /// CPU time the server has used so far (user and system), in seconds. Less disturbed than
     /// throughput by other work on a shared machine, so it compares two builds better.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which ends with ')'): utime and stime are 12th and 13th.
-        let ticks: f64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum();
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+        common::cpu_seconds_of(self.child.id())
     }
 
     fn stop(mut self) {

@@ -301,6 +301,10 @@ fn main() {
             metric(ui, "spyglass_compaction_seconds_count").await,
         )
     });
+    let (server_cpu, generator_cpu) = (
+        common::cpu_seconds_of(pid),
+        common::cpu_seconds_of(std::process::id()),
+    );
     let (budget, refused_requests, deferred_compactions) = runtime.block_on(async {
         (
             metric(ui, "spyglass_memory_budget_bytes").await / (1 << 20) as f64,
@@ -335,6 +339,10 @@ fn main() {
     );
     println!(
         "| flushes / compactions | {flushes:.0} in {flush_s:.1} s / {compactions:.0} in {compaction_s:.1} s | | |"
+    );
+    println!(
+        "| CPU seconds: server (receive, flush, compaction) / this load generator | {server_cpu:.0} / {generator_cpu:.0} (of {:.0} on 2 cores) | | |",
+        2.0 * (elapsed + waited.elapsed()).as_secs_f64()
     );
     println!(
         "| memtable at the end of the load | {:.0} MiB | | |",

@@ -14,8 +14,9 @@ use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
 use crate::store::Store;
 use crate::threads::{background, blocking};
 
-/// Most parts one compaction merges: it holds a batch of each.
-const MAX_PARTS_PER_MERGE: usize = 16;
+/// Most parts one compaction merges: it holds a batch of each, and its index writer fills its
+/// 128 MiB budget with the postings of about a million spans.
+const MAX_PARTS_PER_MERGE: usize = 8;
 
 impl Store {
     /// Merges the small parts of each hour that has at least `compaction_min_parts` of them (at

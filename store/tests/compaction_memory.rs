@@ -27,13 +27,13 @@ async fn merging_parts_holds_a_batch_of_each_not_the_parts() {
             ..config()
         },
     );
-    // Sixteen parts of one hour (the most one merge takes), each of 3,000 spans carrying 8 KB
-    // of attributes: 24 MB a part once decoded, 384 MB for all (on disk they compress to
+    // Eight parts of one hour (the most one merge takes), each of 6,000 spans carrying 8 KB
+    // of attributes: 48 MB a part once decoded, 384 MB for all (on disk they compress to
     // little). The index writer's budget (128 MiB) is the larger part of what a merge holds.
-    const PARTS: u64 = 16;
+    const PARTS: u64 = 8;
     let mut decoded = 0u64;
     for part in 0..PARTS {
-        let spans: Vec<_> = (0..3_000u64)
+        let spans: Vec<_> = (0..6_000u64)
             .map(|t| {
                 let mut s = span(t, part + 1, "api", T0 + t * 1_000 + part);
                 let text = format!("{t:08}{}", "x".repeat(8_184));
@@ -69,7 +69,7 @@ async fn merging_parts_holds_a_batch_of_each_not_the_parts() {
     );
     assert_eq!(store.snapshot().parts(Signal::Spans).len(), 1);
     assert_eq!(
-        store.snapshot().find_trace(&trace_id(2_999)).unwrap().len(),
+        store.snapshot().find_trace(&trace_id(5_999)).unwrap().len(),
         PARTS as usize
     );
 }
