@@ -20,6 +20,7 @@ mod fast;
 mod functions;
 pub mod histogram;
 mod otlp;
+mod read;
 mod scan;
 mod source;
 mod store;
