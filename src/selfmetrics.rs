@@ -221,6 +221,12 @@ impl Sources {
             "Bytes held by the memtables (including one being flushed).",
             &[(vec![], self.store.memtable_bytes() as i64)],
         )?;
+        gauges(
+            &mut encoder,
+            "spyglass_footer_cache_bytes",
+            "Parsed Parquet footers kept for reuse (at most 64 MiB; least recently used dropped).",
+            &[(vec![], self.store.footer_cache_bytes() as i64)],
+        )?;
         let memory = self.store.memory();
         gauges(
             &mut encoder,

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::PartIndex;
 use crate::model::Signal;
+use crate::part::Footers;
 use crate::rollup::Rollup;
 
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
@@ -66,7 +67,10 @@ pub struct Part {
     index: OnceLock<PartIndex>,
     /// Held while an outdated index is rebuilt, so it is rebuilt once.
     rebuilding: Mutex<()>,
-    reader_metadata: OnceLock<ArrowReaderMetadata>,
+    /// The parsed footer while [`Footers`] keeps it.
+    footer: Mutex<Option<ArrowReaderMetadata>>,
+    footers: &'static Footers,
+    me: Weak<Part>,
     /// Set by [`Part::warm`]; `None` inside when the part has too many combinations.
     rollup: OnceLock<Option<Rollup>>,
     /// Whether the directory entries naming the part's files are known durable: true for a
@@ -82,13 +86,24 @@ impl std::fmt::Debug for Part {
 
 impl Part {
     pub(crate) fn new(meta: PartMeta, root: &Path) -> Arc<Self> {
-        Arc::new(Self {
+        Self::with_footers(meta, root, Footers::shared())
+    }
+
+    /// A part whose footer `footers` keeps or drops.
+    pub(crate) fn with_footers(
+        meta: PartMeta,
+        root: &Path,
+        footers: &'static Footers,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             meta,
             root: root.to_owned(),
             obsolete: AtomicBool::new(false),
             index: OnceLock::new(),
             rebuilding: Mutex::new(()),
-            reader_metadata: OnceLock::new(),
+            footer: Mutex::new(None),
+            footers,
+            me: me.clone(),
             rollup: OnceLock::new(),
             entries_synced: AtomicBool::new(false),
         })
@@ -157,14 +172,34 @@ impl Part {
             .ok_or_else(|| Error::Corrupt(format!("rebuilt index {} is unreadable", dir.display())))
     }
 
-    /// The Parquet footer and page index, parsed on first use and kept.
-    pub fn reader_metadata(&self) -> Result<&ArrowReaderMetadata> {
-        if self.reader_metadata.get().is_none() {
-            let _ = self
-                .reader_metadata
-                .set(crate::part::load_reader_metadata(&self.path())?);
+    /// The Parquet footer and page index: parsed on first use and kept while the store's
+    /// footer cache has room ([`Footers`]), parsed again after it was dropped.
+    pub fn reader_metadata(&self) -> Result<ArrowReaderMetadata> {
+        let key = self as *const Self as usize;
+        let kept = self.footer_slot().clone();
+        if let Some(footer) = kept {
+            self.footers.touch(key);
+            return Ok(footer);
         }
-        Ok(self.reader_metadata.get().expect("set above"))
+        let footer = crate::part::load_reader_metadata(&self.path())?;
+        *self.footer_slot() = Some(footer.clone());
+        let bytes = footer.metadata().memory_size() as u64;
+        self.footers.keep(key, self.me.clone(), bytes);
+        Ok(footer)
+    }
+
+    fn footer_slot(&self) -> std::sync::MutexGuard<'_, Option<ArrowReaderMetadata>> {
+        self.footer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the parsed footer (the footer cache needs the room).
+    pub(crate) fn drop_footer(&self) {
+        *self.footer_slot() = None;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn keeps_footer(&self) -> bool {
+        self.footer_slot().is_some()
     }
 
     /// Row counts per combination of the signal's rollup columns, once [`Part::warm`] has run
@@ -180,7 +215,7 @@ impl Part {
         self.index()?;
         let metadata = self.reader_metadata()?;
         if self.rollup.get().is_none() {
-            let rollup = crate::rollup::load(self.meta.signal, &self.path(), metadata)?;
+            let rollup = crate::rollup::load(self.meta.signal, &self.path(), &metadata)?;
             let _ = self.rollup.set(rollup);
         }
         Ok(())
@@ -198,6 +233,7 @@ impl Part {
 
 impl Drop for Part {
     fn drop(&mut self) {
+        self.footers.forget(self as *const Self as usize);
         if !self.obsolete.load(Ordering::Acquire) {
             return;
         }

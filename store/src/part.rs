@@ -23,6 +23,9 @@ use crate::model::Signal;
 use crate::rollup::{ROLLUP_KEY, Rollup};
 use crate::schema::{SCHEMA_VERSION, schema_for, time_column};
 
+mod footers;
+
+pub(crate) use footers::Footers;
 mod merge;
 mod traces;
 
@@ -408,7 +411,7 @@ pub(crate) fn open_part(part: &Part) -> Result<ParquetRecordBatchReaderBuilder<F
     let file = File::open(path).map_err(Error::io("open part", path))?;
     Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
         file,
-        part.reader_metadata()?.clone(),
+        part.reader_metadata()?,
     ))
 }
 

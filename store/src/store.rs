@@ -213,6 +213,11 @@ impl Store {
         &self.inner.memory
     }
 
+    /// Bytes of the parsed Parquet footers kept for reuse (bounded; see `part::Footers`).
+    pub fn footer_cache_bytes(&self) -> u64 {
+        crate::part::Footers::shared().bytes()
+    }
+
     pub fn root(&self) -> &Path {
         &self.inner.root
     }

@@ -137,8 +137,8 @@ impl ValueScan {
         each: &mut dyn FnMut(RecordBatch) -> bool,
     ) -> Result<(), String> {
         let file = File::open(part.path()).map_err(|e| e.to_string())?;
-        // The footer the part keeps (parsed once, when the part was opened).
-        let arrow_metadata = part.reader_metadata().map_err(|e| e.to_string())?.clone();
+        // The footer the part keeps (parsed again only when the footer cache dropped it).
+        let arrow_metadata = part.reader_metadata().map_err(|e| e.to_string())?;
         let metadata = arrow_metadata.metadata().clone();
         let fields = metadata
             .file_metadata()
