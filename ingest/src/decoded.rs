@@ -171,49 +171,25 @@ impl Msg {
     }
 }
 
-/// The largest struct prost makes of an OTLP message.
+/// The largest struct prost makes of an OTLP message: every message reachable from the three
+/// requests through [`Msg::child`].
 fn largest_message() -> usize {
-    use Msg::*;
-    [
-        ExportTraces,
-        ResourceSpans,
-        ScopeSpans,
-        Span,
-        Event,
-        Link,
-        Status,
-        ExportMetrics,
-        ResourceMetrics,
-        ScopeMetrics,
-        Metric,
-        Numbers,
-        Histogram,
-        ExpHistogram,
-        Summary,
-        NumberPoint,
-        HistogramPoint,
-        ExpPoint,
-        ExpBuckets,
-        SummaryPoint,
-        Quantile,
-        Exemplar,
-        ExportLogs,
-        ResourceLogs,
-        ScopeLogs,
-        LogRecord,
-        Resource,
-        Scope,
-        EntityRef,
-        KeyValue,
-        AnyValue,
-        ArrayValue,
-        KeyValueList,
-    ]
-    .iter()
-    .map(|m| m.size())
-    .max()
-    .unwrap_or(0)
+    static LARGEST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LARGEST.get_or_init(|| {
+        let mut seen: Vec<Msg> = Vec::new();
+        let mut todo = vec![Msg::ExportTraces, Msg::ExportMetrics, Msg::ExportLogs];
+        while let Some(msg) = todo.pop() {
+            if !seen.contains(&msg) {
+                seen.push(msg);
+                todo.extend((1..=MAX_FIELD).filter_map(|number| msg.child(number)));
+            }
+        }
+        seen.iter().map(|m| m.size()).max().unwrap_or(0)
+    })
 }
+
+/// The highest field number [`Msg::child`] knows.
+const MAX_FIELD: u32 = 16;
 
 /// At most the bytes decoding a JSON request takes, without parsing it: each object becomes one
 /// struct (counted as the largest, twice for the spare room of the list holding it), each
@@ -288,6 +264,18 @@ mod tests {
             estimate >= structs && estimate < structs + 4096,
             "{estimate} for {structs} bytes of structs"
         );
+    }
+
+    #[test]
+    fn the_largest_message_is_reached_from_the_requests() {
+        let largest = [
+            size_of::<trace::Span>(),
+            size_of::<logs::LogRecord>(),
+            size_of::<metrics::ExponentialHistogramDataPoint>(),
+            size_of::<metrics::HistogramDataPoint>(),
+            size_of::<metrics::Metric>(),
+        ];
+        assert!(largest.iter().all(|&size| largest_message() >= size));
     }
 
     #[test]
