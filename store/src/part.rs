@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::DataType;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -291,7 +292,16 @@ fn writer_properties(
             KeyValue::new("spyglass.schema_version".into(), SCHEMA_VERSION.to_string()),
         ]));
     for field in schema_for(signal).fields() {
-        if !field.data_type().is_nested() {
+        // Spans are sorted by trace: a page of them holds every service, name and status, so
+        // only `trace_id` among their strings prunes; the others' bounds cost a comparison of
+        // every value (measured ~9% of a merge's CPU) for nothing.
+        let unordered_text = signal == Signal::Spans
+            && field.name() != "trace_id"
+            && matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::FixedSizeBinary(_)
+            );
+        if !field.data_type().is_nested() && !unordered_text {
             builder = builder.set_column_statistics_enabled(
                 ColumnPath::from(field.name().as_str()),
                 EnabledStatistics::Page,
