@@ -53,6 +53,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("failed to {action} {key} in the object store")]
+    Bucket {
+        action: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("a background store task failed: {0}")]

@@ -20,6 +20,7 @@
 //! Main types: [`Store`] (open, append, snapshot, flush, close), [`Snapshot`],
 //! [`Maintenance`] (the background flusher, compactor and retention, run by the binary).
 
+pub mod bucket;
 mod config;
 mod error;
 mod gather;

@@ -113,3 +113,4 @@ pub fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
     }
     out
 }
+pub mod moto;

@@ -1,0 +1,335 @@
+//! Parts, manifests and leases in an S3-compatible bucket, through `object_store` (see "Object
+//! storage" in docs/ARCHITECTURE.md).
+//!
+//! Every object more than one process may write is written with a conditional put: `Create`
+//! when the writer read no object, `Update` on the ETag it read otherwise. A writer that loses
+//! gets [`Committed::Lost`] and reads again.
+
+mod lease;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use lease::Lease;
+
+use crate::error::{Error, Result};
+use crate::manifest::PartMeta;
+
+/// Bytes a file is uploaded by: a larger file goes up as a multipart upload of such pieces.
+const UPLOAD_PIECE_BYTES: usize = 8 << 20;
+
+/// Where the bucket is and how to reach it. Credentials come from the usual `AWS_*` variables.
+#[derive(Clone, Debug, Default)]
+pub struct BucketConfig {
+    /// `s3://<bucket>[/<prefix>]`.
+    pub url: String,
+    /// The S3 endpoint, for an S3-compatible server (`http://127.0.0.1:9000`); AWS's otherwise.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow `http://` endpoints (a local server).
+    pub allow_http: bool,
+    /// Any other setting of `object_store`'s S3 client by its name (`aws_access_key_id`,
+    /// `aws_session_token`, `aws_virtual_hosted_style_request`, ...).
+    pub options: BTreeMap<String, String>,
+}
+
+/// A bucket and the prefix under which Spyglass keeps its objects.
+#[derive(Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+/// The version of an object as read: what a conditional replacement is conditional on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(UpdateVersion);
+
+/// What came of a conditional put.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// The object is written; this is its new version.
+    Done(Version),
+    /// Another writer changed the object first (or created it, when none was expected).
+    Lost,
+}
+
+impl Bucket {
+    /// The bucket `config.url` names, with `AWS_*` variables for what the config leaves out.
+    pub fn open(config: &BucketConfig) -> Result<Self> {
+        let rest = config.url.strip_prefix("s3://").ok_or_else(|| {
+            Error::Config(format!(
+                "object store url {:?} must start with s3://",
+                config.url
+            ))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config(format!(
+                "object store url {:?} names no bucket",
+                config.url
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_allow_http(config.allow_http);
+        for (key, value) in &config.options {
+            let key = AmazonS3ConfigKey::from_str(key).map_err(|_| {
+                Error::Config(format!("object store option {key:?} is not an S3 setting"))
+            })?;
+            builder = builder.with_config(key, value);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &config.region {
+            builder = builder.with_region(region);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::Config(format!("object store {}: {e}", config.url)))?;
+        Ok(Self::with_store(Arc::new(store), prefix))
+    }
+
+    /// A bucket over any `object_store` backend.
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self {
+            store,
+            prefix: prefix.trim_matches('/').to_owned(),
+        }
+    }
+
+    fn key(&self, name: &str) -> Key {
+        if self.prefix.is_empty() {
+            Key::from(name)
+        } else {
+            Key::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    /// The JSON object `name` and its version, or `None` when there is none.
+    pub async fn get_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<(T, Version)>> {
+        let result = match self.store.get(&self.key(name)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(bucket_err("read", name, source)),
+        };
+        let version = Version(UpdateVersion {
+            e_tag: result.meta.e_tag.clone(),
+            version: result.meta.version.clone(),
+        });
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|source| bucket_err("read", name, source))?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("object {name} is not what was written: {e}")))?;
+        Ok(Some((value, version)))
+    }
+
+    /// Writes `value` as the JSON object `name` if it is still at `read` (`None`: if there is
+    /// no such object).
+    pub async fn put_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        read: Option<&Version>,
+    ) -> Result<Committed> {
+        let body = serde_json::to_vec(value).map_err(|e| Error::Task(e.to_string()))?;
+        let mode = match read {
+            None => PutMode::Create,
+            Some(version) => PutMode::Update(version.0.clone()),
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match (self.store)
+            .put_opts(&self.key(name), PutPayload::from(body), opts)
+            .await
+        {
+            Ok(put) => Ok(Committed::Done(Version(UpdateVersion {
+                e_tag: put.e_tag,
+                version: put.version,
+            }))),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Committed::Lost),
+            Err(source) => Err(bucket_err("write", name, source)),
+        }
+    }
+
+    /// Uploads the local file `from` as `name`, in pieces: the file is never in memory whole.
+    pub async fn upload_file(&self, from: &Path, name: &str) -> Result<u64> {
+        let mut file = tokio::fs::File::open(from)
+            .await
+            .map_err(Error::io("open", from))?;
+        let mut writer =
+            BufWriter::with_capacity(self.store.clone(), self.key(name), UPLOAD_PIECE_BYTES);
+        let mut total = 0u64;
+        loop {
+            let mut piece = Vec::with_capacity(UPLOAD_PIECE_BYTES);
+            let read = (&mut file)
+                .take(UPLOAD_PIECE_BYTES as u64)
+                .read_to_end(&mut piece)
+                .await
+                .map_err(Error::io("read", from))?;
+            if read == 0 {
+                break;
+            }
+            total += read as u64;
+            if let Err(source) = writer.put(Bytes::from(piece)).await {
+                let _ = writer.abort().await;
+                return Err(bucket_err("upload", name, source));
+            }
+        }
+        if let Err(e) = writer.shutdown().await {
+            let _ = writer.abort().await;
+            return Err(Error::Io {
+                action: "upload",
+                path: PathBuf::from(name),
+                source: e,
+            });
+        }
+        Ok(total)
+    }
+
+    /// Downloads `name` to the local file `to` (written beside it, then renamed), returning its
+    /// size.
+    pub async fn download_file(&self, name: &str, to: &Path) -> Result<u64> {
+        let result = (self.store.get(&self.key(name)).await)
+            .map_err(|source| bucket_err("download", name, source))?;
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(Error::io("create", dir))?;
+        }
+        let partial = to.with_extension("download");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(Error::io("create", &partial))?;
+        let mut stream = result.into_stream();
+        let mut total = 0u64;
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|source| bucket_err("download", name, source))?;
+            total += piece.len() as u64;
+            file.write_all(&piece)
+                .await
+                .map_err(Error::io("write", &partial))?;
+        }
+        file.sync_all().await.map_err(Error::io("sync", &partial))?;
+        tokio::fs::rename(&partial, to)
+            .await
+            .map_err(Error::io("rename", &partial))?;
+        Ok(total)
+    }
+
+    /// Deletes `name`; deleting what is not there is not an error.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        match self.store.delete(&self.key(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(bucket_err("delete", name, source)),
+        }
+    }
+
+    /// Uploads a part's files (its Parquet file and, for spans, every file of its trace index)
+    /// from the data directory `root` under `owner`'s prefix. Returns the part's entry for the
+    /// owner's manifest, its index files listed. Uploading a part again writes the same keys.
+    pub async fn upload_part(
+        &self,
+        owner: &str,
+        part: &PartMeta,
+        root: &Path,
+    ) -> Result<BucketPart> {
+        self.upload_file(&root.join(&part.file), &part_key(owner, &part.file))
+            .await?;
+        let mut index_files = Vec::new();
+        if let Some(index) = &part.index {
+            let dir = root.join(index);
+            let mut entries = tokio::fs::read_dir(&dir)
+                .await
+                .map_err(Error::io("list", &dir))?;
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(Error::io("list", &dir))?
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // tantivy's lock files are the writer's, not the index's.
+                if name.ends_with(".lock") {
+                    continue;
+                }
+                index_files.push(name);
+            }
+            index_files.sort();
+            for name in &index_files {
+                let file = format!("{index}/{name}");
+                self.upload_file(&root.join(&file), &part_key(owner, &file))
+                    .await?;
+            }
+        }
+        Ok(BucketPart {
+            owner: owner.to_owned(),
+            meta: part.clone(),
+            index_files,
+        })
+    }
+
+    /// Downloads a part's files into the data directory `root`, at the paths its entry names.
+    pub async fn download_part(&self, part: &BucketPart, root: &Path) -> Result<u64> {
+        let mut total = (self.download_file(
+            &part_key(&part.owner, &part.meta.file),
+            &root.join(&part.meta.file),
+        ))
+        .await?;
+        if let Some(index) = &part.meta.index {
+            for name in &part.index_files {
+                let file = format!("{index}/{name}");
+                total += self
+                    .download_file(&part_key(&part.owner, &file), &root.join(&file))
+                    .await?;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A part in the bucket: its owner (an ingester's id, or `shared`), its manifest entry and the
+/// files of its trace index.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct BucketPart {
+    pub owner: String,
+    #[serde(flatten)]
+    pub meta: PartMeta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_files: Vec<String>,
+}
+
+/// The key of a part's file (`parts/...`, as the manifest names it) under `owner`'s prefix.
+fn part_key(owner: &str, file: &str) -> String {
+    if owner == "shared" {
+        format!("shared/{file}")
+    } else {
+        format!("ingesters/{owner}/{file}")
+    }
+}
+
+fn bucket_err(action: &'static str, name: &str, source: object_store::Error) -> Error {
+    Error::Bucket {
+        action,
+        key: name.to_owned(),
+        source,
+    }
+}
