@@ -6,8 +6,9 @@
 //! gets [`Committed::Lost`] and reads again.
 
 mod lease;
+mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use lease::Lease;
+pub use sync::{Mirror, Synced, Uploader};
 
 use crate::error::{Error, Result};
 use crate::manifest::PartMeta;
@@ -287,23 +289,83 @@ impl Bucket {
         })
     }
 
-    /// Downloads a part's files into the data directory `root`, at the paths its entry names.
-    pub async fn download_part(&self, part: &BucketPart, root: &Path) -> Result<u64> {
-        let mut total = (self.download_file(
-            &part_key(&part.owner, &part.meta.file),
-            &root.join(&part.meta.file),
-        ))
-        .await?;
-        if let Some(index) = &part.meta.index {
+    /// Downloads a part's files: its Parquet file to `file`, its index's files into `index`.
+    pub async fn download_part(
+        &self,
+        part: &BucketPart,
+        file: &Path,
+        index: Option<&Path>,
+    ) -> Result<u64> {
+        let mut total = (self.download_file(&part_key(&part.owner, &part.meta.file), file)).await?;
+        if let (Some(from), Some(to)) = (&part.meta.index, index) {
             for name in &part.index_files {
-                let file = format!("{index}/{name}");
-                total += self
-                    .download_file(&part_key(&part.owner, &file), &root.join(&file))
-                    .await?;
+                let key = part_key(&part.owner, &format!("{from}/{name}"));
+                total += self.download_file(&key, &to.join(name)).await?;
             }
         }
         Ok(total)
     }
+
+    /// The ids of the ingesters that have written to the bucket.
+    pub async fn ingesters(&self) -> Result<Vec<String>> {
+        let listed = (self.store.list_with_delimiter(Some(&self.key("ingesters"))))
+            .await
+            .map_err(|source| bucket_err("list", "ingesters/", source))?;
+        let mut ids: Vec<String> = (listed.common_prefixes.iter())
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The parts readers see: every ingester's listed parts and the shared ones, less those
+    /// retired.
+    pub async fn visible_parts(&self) -> Result<Vec<BucketPart>> {
+        let shared = self.get_json::<SharedManifest>(SHARED_MANIFEST).await?;
+        let shared = shared.map(|(m, _)| m).unwrap_or_default();
+        let retired: HashSet<&PartRef> = shared.retired.iter().collect();
+        let mut parts = Vec::new();
+        for ingester in self.ingesters().await? {
+            let name = ingester_manifest(&ingester);
+            if let Some((manifest, _)) = self.get_json::<OwnerManifest>(&name).await? {
+                parts.extend(manifest.parts);
+            }
+        }
+        parts.extend(shared.parts.iter().cloned());
+        parts.retain(|p| !retired.contains(&p.key()));
+        Ok(parts)
+    }
+}
+
+/// The object that lists what an owner (an ingester) has uploaded.
+pub fn ingester_manifest(ingester: &str) -> String {
+    format!("ingesters/{ingester}/manifest.json")
+}
+
+const SHARED_MANIFEST: &str = "shared/manifest.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// An ingester's manifest in the bucket: the parts it has uploaded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct OwnerManifest {
+    pub format_version: u32,
+    pub parts: Vec<BucketPart>,
+}
+
+/// `shared/manifest.json`: the compactor's parts, and the parts no reader may see any more.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct SharedManifest {
+    pub format_version: u32,
+    pub next_part_id: u64,
+    pub parts: Vec<BucketPart>,
+    pub retired: Vec<PartRef>,
+}
+
+/// A part's name in the bucket: its owner and the owner's id for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct PartRef {
+    pub owner: String,
+    pub id: u64,
 }
 
 /// A part in the bucket: its owner (an ingester's id, or `shared`), its manifest entry and the
@@ -315,6 +377,15 @@ pub struct BucketPart {
     pub meta: PartMeta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub index_files: Vec<String>,
+}
+
+impl BucketPart {
+    pub fn key(&self) -> PartRef {
+        PartRef {
+            owner: self.owner.clone(),
+            id: self.meta.id,
+        }
+    }
 }
 
 /// The key of a part's file (`parts/...`, as the manifest names it) under `owner`'s prefix.

@@ -60,6 +60,9 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// Another process keeps changing an object this one writes.
+    #[error("{0}")]
+    Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("a background store task failed: {0}")]

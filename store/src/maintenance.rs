@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
-use crate::manifest::{Manifest, Part};
+use crate::manifest::{Manifest, Part, PartMeta};
 use crate::memory::{COMPACTION_BYTES, Share};
 use crate::model::Signal;
 use crate::part::{MERGE_BATCH_ROWS, Merge, NANOS_PER_HOUR, part_batches_of};
@@ -173,6 +173,43 @@ impl Store {
     }
 
     /// Makes a committed manifest current; the removed parts' files go once unused.
+    /// Makes parts written elsewhere part of this store: `add` (each part's files already under
+    /// the data directory at the paths it names; its `id` is ignored) join the manifest and the
+    /// parts whose ids are in `remove` leave it (their files are deleted once no snapshot holds
+    /// them). One manifest commit. Returns the ids given to `add`, in order. This is how a
+    /// querier mirrors the parts of an object store.
+    pub async fn adopt_parts(&self, add: Vec<PartMeta>, remove: &[u64]) -> Result<Vec<u64>> {
+        let root = self.inner.root.clone();
+        let _guard = self.inner.maintenance.lock().await;
+        let current = self.current_manifest();
+        let mut next = (*current).clone();
+        next.generation += 1;
+        let gone: HashSet<u64> = remove.iter().copied().collect();
+        let removed: Vec<Arc<Part>> = (next.parts.iter())
+            .filter(|p| gone.contains(&p.meta().id))
+            .cloned()
+            .collect();
+        next.parts.retain(|p| !gone.contains(&p.meta().id));
+        let mut ids = Vec::with_capacity(add.len());
+        let mut added = Vec::with_capacity(add.len());
+        for mut meta in add {
+            meta.id = next.next_part_id;
+            next.next_part_id += 1;
+            ids.push(meta.id);
+            added.push(Part::new(meta, &root));
+        }
+        let next = blocking(move || {
+            for part in &added {
+                part.warm()?;
+            }
+            next.parts.extend(added);
+            next.persist(&root).map(|_| next)
+        })
+        .await?;
+        self.install(next, &removed);
+        Ok(ids)
+    }
+
     fn install(&self, next: Manifest, removed: &[Arc<Part>]) {
         self.inner.state.write().expect("store state lock").manifest = Arc::new(next);
         for part in removed {

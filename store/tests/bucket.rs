@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::moto::Moto;
 use common::*;
-use spyglass_store::Signal;
-use spyglass_store::bucket::{BucketPart, Committed, Lease};
+use spyglass_store::bucket::{BucketPart, Committed, Lease, Mirror, Synced, Uploader};
+use spyglass_store::{Signal, StoreConfig};
 
 #[tokio::test]
 async fn a_conditional_put_loses_to_an_earlier_writer() {
@@ -147,7 +147,12 @@ async fn parts_uploaded_and_downloaded_are_the_parts_written() {
     assert_eq!(listed, uploaded);
     let reader = dir.path().join("querier");
     for part in &listed {
-        let bytes = bucket.download_part(part, &reader).await.unwrap();
+        let index = part.meta.index.as_ref().map(|i| reader.join(i));
+        let file = reader.join(&part.meta.file);
+        let bytes = bucket
+            .download_part(part, &file, index.as_deref())
+            .await
+            .unwrap();
         assert_eq!(bytes, part.meta.bytes + part.meta.index_bytes);
         let original = std::fs::read(store.root().join(&part.meta.file)).unwrap();
         assert_eq!(
@@ -164,4 +169,126 @@ async fn parts_uploaded_and_downloaded_are_the_parts_written() {
         }
     }
     store.close().await.unwrap();
+}
+
+/// Every span id the store shows, sorted, duplicates kept (a part listed twice shows twice).
+fn all_ids(store: &spyglass_store::Store) -> Vec<spyglass_store::model::SpanId> {
+    span_ids(&store.snapshot())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingesters_and_a_querier_share_a_bucket() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("shared-bucket", "prod");
+    let dir = tempfile::tempdir().unwrap();
+    let compacting = StoreConfig {
+        compaction_min_parts: 2,
+        ..config()
+    };
+    let a = open_with(&dir.path().join("a"), compacting);
+    let b = open(&dir.path().join("b"));
+    let mut up_a = Uploader::new(bucket.clone(), "ingester-a").unwrap();
+    let mut up_b = Uploader::new(bucket.clone(), "ingester-b").unwrap();
+    let querier = open(&dir.path().join("q"));
+    let mut mirror = Mirror::new(bucket.clone());
+
+    // Traces 0..100 go to a, 100..200 to b (as a load balancer routing by trace id sends them).
+    let traces = |from: u64, to: u64| -> Vec<_> {
+        (from..to)
+            .flat_map(|t| {
+                (0..4).map(move |n| span(t, n, ["web", "db"][n as usize % 2], T0 + t * 10 + n))
+            })
+            .collect()
+    };
+    let mut sent = traces(0, 100);
+    append(&a, sent.clone()).await;
+    a.flush().await.unwrap();
+    append(&b, traces(100, 200)).await;
+    b.flush().await.unwrap();
+    sent.extend(traces(100, 200));
+    // Nothing is visible before it is uploaded and listed.
+    assert_eq!(mirror.refresh(&querier).await.unwrap(), Synced::default());
+    assert_eq!(
+        up_a.sync(&a).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 0
+        }
+    );
+    assert_eq!(
+        up_b.sync(&b).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 0
+        }
+    );
+    assert_eq!(
+        up_a.sync(&a).await.unwrap(),
+        Synced::default(),
+        "an uploaded part goes up once"
+    );
+
+    assert_eq!(
+        mirror.refresh(&querier).await.unwrap(),
+        Synced {
+            added: 2,
+            removed: 0
+        }
+    );
+    assert_eq!(all_ids(&querier), expected_ids(&sent));
+    for t in [7, 150] {
+        let found = querier.snapshot().find_trace(&trace_id(t)).unwrap();
+        assert_eq!(found.len(), 4, "trace {t} by id through the querier");
+    }
+
+    // a flushes again and compacts its two parts into one: the bucket lists the merged part in
+    // the same commit that drops its inputs, and the querier never sees a span twice.
+    let more = traces(200, 250);
+    append(&a, more.clone()).await;
+    a.flush().await.unwrap();
+    sent.extend(more);
+    assert_eq!(
+        up_a.sync(&a).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 0
+        }
+    );
+    assert_eq!(
+        mirror.refresh(&querier).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 0
+        }
+    );
+    assert_eq!(all_ids(&querier), expected_ids(&sent));
+    assert_eq!(a.compact().await.unwrap(), 2);
+    assert_eq!(
+        up_a.sync(&a).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 2
+        }
+    );
+    assert_eq!(
+        mirror.refresh(&querier).await.unwrap(),
+        Synced {
+            added: 1,
+            removed: 2
+        }
+    );
+    assert_eq!(all_ids(&querier), expected_ids(&sent));
+    assert_eq!(querier.snapshot().parts(Signal::Spans).len(), 2);
+
+    // A querier restarted on its cache directory knows what it holds: nothing is fetched again.
+    querier.close().await.unwrap();
+    drop(querier);
+    let querier = open(&dir.path().join("q"));
+    let mut mirror = Mirror::new(bucket.clone());
+    assert_eq!(mirror.refresh(&querier).await.unwrap(), Synced::default());
+    assert_eq!(all_ids(&querier), expected_ids(&sent));
+
+    for store in [a, b, querier] {
+        store.close().await.unwrap();
+    }
 }

@@ -1,0 +1,226 @@
+//! Keeping a bucket and a local store in step: an ingester's [`Uploader`] puts its parts up
+//! and lists them; a querier's [`Mirror`] brings the visible parts down into a store of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::{
+    Bucket, BucketPart, Committed, FORMAT_VERSION, OwnerManifest, PartRef, Version,
+    ingester_manifest,
+};
+use crate::error::{Error, Result};
+use crate::model::Signal;
+use crate::store::Store;
+
+/// Times a manifest commit is tried again after losing to another write.
+const COMMIT_TRIES: usize = 3;
+
+/// Uploads an ingester's parts and keeps its manifest in the bucket in step with its store.
+pub struct Uploader {
+    bucket: Bucket,
+    owner: String,
+    /// The manifest as last read or written, and its version (`None`: there is none yet).
+    listed: Option<(OwnerManifest, Option<Version>)>,
+}
+
+/// What one [`Uploader::sync`] or [`Mirror::refresh`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub added: usize,
+    pub removed: usize,
+}
+
+impl Uploader {
+    /// The uploader of ingester `owner` (letters, digits, `.`, `_` and `-`).
+    pub fn new(bucket: Bucket, owner: &str) -> Result<Self> {
+        check_owner(owner)?;
+        Ok(Self {
+            bucket,
+            owner: owner.to_owned(),
+            listed: None,
+        })
+    }
+
+    /// Uploads the store's parts the bucket does not list yet, then commits the ingester's
+    /// manifest: the parts the store has (a part it compacted away leaves the list in the same
+    /// commit as the part that replaced it). A part is listed only once all its files are up;
+    /// after a failure nothing new is listed, and the next call uploads it again.
+    pub async fn sync(&mut self, store: &Store) -> Result<Synced> {
+        let name = ingester_manifest(&self.owner);
+        for _ in 0..COMMIT_TRIES {
+            let (listed, version) = match self.listed.take() {
+                Some(listed) => listed,
+                None => match self.bucket.get_json::<OwnerManifest>(&name).await? {
+                    Some((manifest, version)) => (manifest, Some(version)),
+                    None => (
+                        OwnerManifest {
+                            format_version: FORMAT_VERSION,
+                            parts: Vec::new(),
+                        },
+                        None,
+                    ),
+                },
+            };
+            let snapshot = store.snapshot();
+            let local: Vec<_> = (Signal::ALL.iter())
+                .flat_map(|s| snapshot.parts(*s))
+                .collect();
+            let local_ids: HashSet<u64> = local.iter().map(|p| p.meta().id).collect();
+            let listed_ids: HashSet<u64> = listed.parts.iter().map(|p| p.meta.id).collect();
+            let mut next = listed.clone();
+            next.parts.retain(|p| local_ids.contains(&p.meta.id));
+            let synced = Synced {
+                removed: listed.parts.len() - next.parts.len(),
+                added: local_ids.difference(&listed_ids).count(),
+            };
+            if synced == Synced::default() {
+                self.listed = Some((listed, version));
+                return Ok(synced);
+            }
+            for part in local.iter().filter(|p| !listed_ids.contains(&p.meta().id)) {
+                let uploaded = self
+                    .bucket
+                    .upload_part(&self.owner, part.meta(), store.root());
+                match uploaded.await {
+                    Ok(up) => next.parts.push(up),
+                    Err(e) => {
+                        self.listed = Some((listed, version));
+                        return Err(e);
+                    }
+                }
+            }
+            next.parts.sort_by_key(|p| p.meta.id);
+            match self.bucket.put_json(&name, &next, version.as_ref()).await {
+                Ok(Committed::Done(version)) => {
+                    self.listed = Some((next, Some(version)));
+                    return Ok(synced);
+                }
+                // Lost: read the manifest again (it may hold a commit of ours whose answer
+                // was lost) and redo the difference.
+                Ok(Committed::Lost) => {}
+                Err(e) => {
+                    // The commit may or may not have happened: read it again next time.
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Conflict(format!(
+            "the manifest of ingester {} keeps changing under it: is another process using \
+             that ingester id?",
+            self.owner
+        )))
+    }
+}
+
+/// Brings the bucket's visible parts into a local store (a querier's), and drops from it the
+/// parts the bucket no longer shows.
+pub struct Mirror {
+    bucket: Bucket,
+    /// Bucket part → the local store's id for it.
+    held: Option<HashMap<PartRef, u64>>,
+}
+
+impl Mirror {
+    pub fn new(bucket: Bucket) -> Self {
+        Self { bucket, held: None }
+    }
+
+    /// Reads the bucket's manifests, downloads the parts the store lacks and drops those no
+    /// longer visible, in one manifest commit of the store.
+    pub async fn refresh(&mut self, store: &Store) -> Result<Synced> {
+        let mut held = match self.held.take() {
+            Some(held) => held,
+            None => mirrored(store),
+        };
+        let visible = match self.bucket.visible_parts().await {
+            Ok(visible) => visible,
+            Err(e) => {
+                self.held = Some(held);
+                return Err(e);
+            }
+        };
+        let keys: HashSet<PartRef> = visible.iter().map(BucketPart::key).collect();
+        let gone: Vec<PartRef> = held.keys().filter(|k| !keys.contains(k)).cloned().collect();
+        let gone_ids: Vec<u64> = gone.iter().map(|k| held[k]).collect();
+        let mut metas = Vec::new();
+        let mut refs = Vec::new();
+        for part in visible.iter().filter(|p| !held.contains_key(&p.key())) {
+            let base = mirror_name(part);
+            let mut meta = part.meta.clone();
+            meta.file = format!("{base}.parquet");
+            meta.index = part.meta.index.as_ref().map(|_| format!("{base}.index"));
+            let index = meta.index.as_ref().map(|i| store.root().join(i));
+            let file = store.root().join(&meta.file);
+            if let Err(e) = self
+                .bucket
+                .download_part(part, &file, index.as_deref())
+                .await
+            {
+                self.held = Some(held);
+                return Err(e);
+            }
+            metas.push(meta);
+            refs.push(part.key());
+        }
+        let synced = Synced {
+            added: metas.len(),
+            removed: gone_ids.len(),
+        };
+        if synced != Synced::default() {
+            match store.adopt_parts(metas, &gone_ids).await {
+                Ok(ids) => {
+                    for key in &gone {
+                        held.remove(key);
+                    }
+                    held.extend(refs.into_iter().zip(ids));
+                }
+                Err(e) => {
+                    // The store's manifest is unknown now: rebuild from it next time.
+                    return Err(e);
+                }
+            }
+        }
+        self.held = Some(held);
+        Ok(synced)
+    }
+}
+
+/// Where a mirrored part's files go: beside local parts of its hour, named by owner and id.
+fn mirror_name(part: &BucketPart) -> String {
+    let hour = Path::new(&part.meta.file)
+        .parent()
+        .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+    format!("{hour}/{}.{:012}", part.owner, part.meta.id)
+}
+
+/// The bucket parts a store holds, read back from their file names.
+fn mirrored(store: &Store) -> HashMap<PartRef, u64> {
+    let snapshot = store.snapshot();
+    let mut held = HashMap::new();
+    for part in Signal::ALL.iter().flat_map(|s| snapshot.parts(*s)) {
+        let stem = Path::new(&part.meta().file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some((owner, id)) = stem.rsplit_once('.')
+            && let Ok(id) = id.parse()
+        {
+            let key = PartRef {
+                owner: owner.to_owned(),
+                id,
+            };
+            held.insert(key, part.meta().id);
+        }
+    }
+    held
+}
+
+fn check_owner(owner: &str) -> Result<()> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if owner.is_empty() || owner == "shared" || !owner.chars().all(fine) {
+        return Err(Error::Config(format!(
+            "ingester id {owner:?} must be letters, digits, '.', '_' or '-' (and not \"shared\")"
+        )));
+    }
+    Ok(())
+}
