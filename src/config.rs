@@ -19,6 +19,10 @@ use spyglass_ui::UiConfig;
 pub struct Config {
     /// Directory holding the WAL, the Parquet parts, the trace index and the manifest.
     pub data_dir: PathBuf,
+    /// What this process does: "all" (everything, on one machine), "ingest" (receive
+    /// telemetry and upload its parts to [store.object_store]) or "query" (the UI and API over
+    /// the parts in [store.object_store], its data directory a cache).
+    pub role: Role,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
@@ -30,6 +34,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            role: Role::All,
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
@@ -37,6 +42,19 @@ impl Default for Config {
             alerting: AlertingConfig::default(),
         }
     }
+}
+
+/// What a `spyglass serve` process does (see "Object storage" in docs/ARCHITECTURE.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything: receivers, store, compaction, queries, alerting.
+    #[default]
+    All,
+    /// Receivers and store; its parts go up to the object store.
+    Ingest,
+    /// The UI and API over the object store's parts.
+    Query,
 }
 
 /// The demo's defaults: its own data directory, span metrics every 5 s so that charts move
@@ -98,6 +116,13 @@ impl Config {
         self.alerting
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid [alerting] section: {e}"))?;
+        if self.role != Role::All && self.store.object_store.is_none() {
+            bail!(
+                "role {:?} needs an object store shared with the other processes: set \
+                 [store.object_store] url",
+                self.role
+            );
+        }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
         }

@@ -88,6 +88,10 @@ struct ServeArgs {
     /// UI and API listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// What this process does [default: all]: "ingest" and "query" share
+    /// [store.object_store] with the others.
+    #[arg(long, value_enum)]
+    role: Option<config::Role>,
     /// Alert rule file (Prometheus format; a glob is allowed); repeat for more. Added to
     /// `[alerting] rule_files`.
     #[arg(long = "rules", value_name = "PATH")]
@@ -116,6 +120,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.http {
             cfg.ui.http_addr = addr;
+        }
+        if let Some(role) = self.role {
+            cfg.role = role;
         }
         cfg.alerting.rule_files.extend(self.rules);
         if let Some(path) = self.notify_config {

@@ -18,15 +18,25 @@ use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_query::QueryEngine;
 use spyglass_store::Signal;
 use spyglass_store::Store;
+use spyglass_store::bucket::{self, Bucket, Mirror, Uploader};
 use spyglass_ui::{AlertingSlot, EngineSlot, Readiness, UiServer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::selfmetrics;
 
 /// How long the final flush may take before Spyglass exits anyway (the WAL still has the data).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often an ingester looks for parts to upload.
+const UPLOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest wait between upload attempts while the object store fails.
+const UPLOAD_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How long the upload after the final flush may take.
+const UPLOAD_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long an evaluation in progress may hold up the exit.
 const ALERTING_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,48 +121,71 @@ pub async fn run(
         query: engine,
         alerting: alerting.clone(),
     });
-    let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "failed to bind the OTLP/gRPC address {}",
-                config.ingest.otlp_grpc_addr
-            )
-        })?;
-    let http_listener = TcpListener::bind(config.ingest.otlp_http_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "failed to bind the OTLP/HTTP address {}",
-                config.ingest.otlp_http_addr
-            )
-        })?;
-    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "OTLP receivers listening");
-    let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
-    let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let grpc_task = tokio::spawn(GrpcReceiver::new(ingest.clone()).run(grpc_listener, async {
-        let _ = grpc_stopped.await;
-    }));
-    let writer = SpanMetricsWriter::new(
-        ingest.span_metrics().clone(),
-        store.clone(),
-        Duration::from_secs(config.ingest.span_metrics_interval_secs.max(1)),
-    );
-    let http_task = tokio::spawn(HttpReceiver::new(ingest).run(http_listener, async {
-        let _ = http_stopped.await;
-    }));
-    let (stop_writer, writer_stopped) = oneshot::channel::<()>();
-    let writer_task = tokio::spawn(writer.run(async {
-        let _ = writer_stopped.await;
-    }));
+    let role = config.role;
+    let bucket = (config.store.object_store.as_ref())
+        .map(Bucket::open)
+        .transpose()
+        .context("invalid [store.object_store] section")?;
+    let receivers = match role {
+        Role::Query => None,
+        Role::All | Role::Ingest => Some(Receivers::start(&config, &ingest, &store).await?),
+    };
+    // A querier shows the bucket's parts: the first read is done before it says it is ready.
+    let mirror_task = match (&bucket, role) {
+        (Some(bucket), Role::Query) => {
+            let mut mirror = Mirror::new(bucket.clone());
+            if let Err(error) = mirror.refresh(&store).await {
+                tracing::warn!(%error, "failed to read the object store; retrying");
+            }
+            let every = Duration::from_secs(
+                config
+                    .store
+                    .object_store
+                    .as_ref()
+                    .map_or(5, |c| c.refresh_secs),
+            );
+            let (stop, stopped) = oneshot::channel::<()>();
+            Some((
+                stop,
+                tokio::spawn(mirror_loop(mirror, store.clone(), every, async {
+                    let _ = stopped.await;
+                })),
+            ))
+        }
+        _ => None,
+    };
+    let upload_task = match (&bucket, role) {
+        (Some(bucket), Role::All | Role::Ingest) => {
+            let configured = config
+                .store
+                .object_store
+                .as_ref()
+                .and_then(|c| c.ingester_id.as_deref());
+            let id = bucket::ingester_id(&config.data_dir, configured)?;
+            tracing::info!(ingester = %id, "uploading parts to the object store");
+            let uploader = Uploader::new(bucket.clone(), &id)?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            Some((
+                stop,
+                tokio::spawn(upload_loop(uploader, store.clone(), async {
+                    let _ = stopped.await;
+                })),
+            ))
+        }
+        _ => None,
+    };
     readiness.set_ready();
     on_ready();
-    tracing::info!(data_dir = %config.data_dir.display(), replayed = report.records_replayed, "ready");
+    tracing::info!(data_dir = %config.data_dir.display(), ?role, replayed = report.records_replayed, "ready");
 
+    // Alerts are evaluated by the process that does everything; an ingester or a querier of
+    // several does not (each would notify).
     let (stop_alerting, alerting_stopped) = oneshot::channel::<()>();
-    let alerting_task = queries.spawn(evaluator.run(async {
-        let _ = alerting_stopped.await;
-    }));
+    let alerting_task = (role == Role::All).then(|| {
+        queries.spawn(evaluator.run(async {
+            let _ = alerting_stopped.await;
+        }))
+    });
     // It ends when the evaluator (the holder of its inbox) is gone.
     let dispatcher_task = tokio::spawn(dispatcher.run(std::future::pending()));
     let (stop_hangups, hangups_stopped) = oneshot::channel::<()>();
@@ -160,46 +193,195 @@ pub async fn run(
         let _ = hangups_stopped.await;
     }));
 
+    // A querier's store holds the bucket's parts as they are: it neither flushes nor compacts.
     let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
-    let maintenance_task = tokio::spawn(store.maintenance().run(async {
-        let _ = maintenance_stopped.await;
-    }));
+    let maintenance_task = (role != Role::Query).then(|| {
+        tokio::spawn(store.maintenance().run(async {
+            let _ = maintenance_stopped.await;
+        }))
+    });
 
     shutdown.await?;
-    tracing::info!("shutting down: stopping the receivers");
-    let _ = stop_grpc.send(());
-    let _ = stop_http.send(());
-    grpc_task.await.context("OTLP/gRPC task failed")??;
-    http_task.await.context("OTLP/HTTP task failed")??;
-    let _ = stop_writer.send(());
-    writer_task.await.context("span metrics task failed")?;
+    if let Some(receivers) = receivers {
+        receivers.stop().await?;
+    }
+    if let Some((stop, task)) = mirror_task {
+        let _ = stop.send(());
+        task.await.context("object store reader failed")?;
+    }
     tracing::info!("stopping alerting");
     let _ = stop_hangups.send(());
     hangup_task.await.context("reload task failed")??;
     let _ = stop_alerting.send(());
     // An evaluation in progress finishes first; a slow rule must not hold the exit up for long
     // (the state was saved after the last evaluation that finished).
-    if tokio::time::timeout(ALERTING_STOP_TIMEOUT, alerting_task)
-        .await
-        .is_err()
+    if let Some(task) = alerting_task
+        && tokio::time::timeout(ALERTING_STOP_TIMEOUT, task)
+            .await
+            .is_err()
     {
         tracing::warn!("alerting did not stop in time; its last saved state is kept");
     }
     dispatcher_task.abort();
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
-    maintenance_task.await.context("maintenance task failed")?;
+    if let Some(task) = maintenance_task {
+        task.await.context("maintenance task failed")?;
+    }
     match tokio::time::timeout(CLOSE_TIMEOUT, store.close()).await {
         Ok(result) => result.context("failed to flush the memtable")?,
         Err(_) => tracing::warn!(
             "final flush timed out; the WAL still holds the data and is replayed on start"
         ),
     }
+    if let Some((stop, task)) = upload_task {
+        let _ = stop.send(());
+        let mut uploader = task.await.context("uploader failed")?;
+        // The last flush's parts go up now; what cannot goes up at the next start.
+        match tokio::time::timeout(UPLOAD_STOP_TIMEOUT, uploader.sync(&store)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "parts not uploaded; they go up at the next start")
+            }
+            Err(_) => tracing::warn!("upload timed out; the rest goes up at the next start"),
+        }
+    }
     let _ = stop_ui.send(());
     ui_task.await.context("UI task failed")??;
     queries.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The OTLP receivers and the span-metrics writer: what an ingesting process runs.
+struct Receivers {
+    stop_grpc: oneshot::Sender<()>,
+    stop_http: oneshot::Sender<()>,
+    stop_writer: oneshot::Sender<()>,
+    grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Receivers {
+    /// Binds the OTLP addresses and starts taking telemetry.
+    async fn start(config: &Config, ingest: &Ingest, store: &Store) -> anyhow::Result<Self> {
+        let grpc_listener = TcpListener::bind(config.ingest.otlp_grpc_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to bind the OTLP/gRPC address {}",
+                    config.ingest.otlp_grpc_addr
+                )
+            })?;
+        let http_listener = TcpListener::bind(config.ingest.otlp_http_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to bind the OTLP/HTTP address {}",
+                    config.ingest.otlp_http_addr
+                )
+            })?;
+        tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "OTLP receivers listening");
+        let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+        let (stop_http, http_stopped) = oneshot::channel::<()>();
+        let grpc = tokio::spawn(GrpcReceiver::new(ingest.clone()).run(grpc_listener, async {
+            let _ = grpc_stopped.await;
+        }));
+        let writer = SpanMetricsWriter::new(
+            ingest.span_metrics().clone(),
+            store.clone(),
+            Duration::from_secs(config.ingest.span_metrics_interval_secs.max(1)),
+        );
+        let http = tokio::spawn(HttpReceiver::new(ingest.clone()).run(http_listener, async {
+            let _ = http_stopped.await;
+        }));
+        let (stop_writer, writer_stopped) = oneshot::channel::<()>();
+        let writer = tokio::spawn(writer.run(async {
+            let _ = writer_stopped.await;
+        }));
+        Ok(Self {
+            stop_grpc,
+            stop_http,
+            stop_writer,
+            grpc,
+            http,
+            writer,
+        })
+    }
+
+    /// Stops the receivers (requests in flight finish), then writes the last span metrics.
+    async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: stopping the receivers");
+        let _ = self.stop_grpc.send(());
+        let _ = self.stop_http.send(());
+        self.grpc.await.context("OTLP/gRPC task failed")??;
+        self.http.await.context("OTLP/HTTP task failed")??;
+        let _ = self.stop_writer.send(());
+        self.writer.await.context("span metrics task failed")?;
+        Ok(())
+    }
+}
+
+/// Uploads new parts every second until `stop`; after a failure it waits twice as long (at most
+/// a minute). Returns the uploader for a last upload after the final flush.
+async fn upload_loop(
+    mut uploader: Uploader,
+    store: Store,
+    stop: impl Future<Output = ()>,
+) -> Uploader {
+    tokio::pin!(stop);
+    let mut delay = UPLOAD_EVERY;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return uploader,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match uploader.sync(&store).await {
+            Ok(synced) => {
+                if synced.added + synced.removed > 0 {
+                    tracing::debug!(
+                        added = synced.added,
+                        removed = synced.removed,
+                        "parts uploaded"
+                    );
+                }
+                delay = UPLOAD_EVERY;
+            }
+            Err(error) => {
+                delay = (delay * 2).min(UPLOAD_BACKOFF_MAX);
+                tracing::warn!(%error, retry_in = ?delay, "failed to upload parts");
+            }
+        }
+    }
+}
+
+/// Reads the bucket every `every` and brings its parts into the querier's store, until `stop`.
+async fn mirror_loop(
+    mut mirror: Mirror,
+    store: Store,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match mirror.refresh(&store).await {
+            Ok(synced) => {
+                if synced.added + synced.removed > 0 {
+                    tracing::debug!(
+                        added = synced.added,
+                        removed = synced.removed,
+                        "parts read from the object store"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "failed to read the object store"),
+        }
+    }
 }
 
 /// The runtime queries run on, threads named `spyglass-query`.

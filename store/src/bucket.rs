@@ -32,19 +32,73 @@ use crate::manifest::PartMeta;
 /// Bytes a file is uploaded by: a larger file goes up as a multipart upload of such pieces.
 const UPLOAD_PIECE_BYTES: usize = 8 << 20;
 
-/// Where the bucket is and how to reach it. Credentials come from the usual `AWS_*` variables.
-#[derive(Clone, Debug, Default)]
-pub struct BucketConfig {
-    /// `s3://<bucket>[/<prefix>]`.
+/// `[store.object_store]`: the S3-compatible bucket parts and manifests live in (see "Object
+/// storage" in docs/ARCHITECTURE.md). Credentials come from the usual `AWS_*` variables.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreConfig {
+    /// `s3://<bucket>[/<prefix>]`: where the parts and manifests live.
     pub url: String,
-    /// The S3 endpoint, for an S3-compatible server (`http://127.0.0.1:9000`); AWS's otherwise.
+    /// The S3 endpoint of an S3-compatible server (`http://127.0.0.1:9000`); AWS's if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The bucket's region; `AWS_REGION` or `AWS_DEFAULT_REGION` if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Allow `http://` endpoints (a local server).
+    /// Allow an `http://` endpoint (a server on the local network).
     pub allow_http: bool,
-    /// Any other setting of `object_store`'s S3 client by its name (`aws_access_key_id`,
+    /// Any other setting of the S3 client, by its `object_store` name (`aws_access_key_id`,
     /// `aws_session_token`, `aws_virtual_hosted_style_request`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// This ingester's name in the bucket (letters, digits, `.`, `_`, `-`). If unset, a random
+    /// one is made once and kept in the data directory (`ingester_id`), beside the WAL it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingester_id: Option<String>,
+    /// How often a querier reads the bucket's manifests for new parts, in seconds.
+    pub refresh_secs: u64,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            options: BTreeMap::new(),
+            ingester_id: None,
+            refresh_secs: 5,
+        }
+    }
+}
+
+/// This ingester's id: the configured one, else the one kept in the data directory `root`
+/// (made and kept there, durably, the first time).
+pub fn ingester_id(root: &Path, configured: Option<&str>) -> Result<String> {
+    if let Some(id) = configured {
+        sync::check_owner(id)?;
+        return Ok(id.to_owned());
+    }
+    let path = root.join("ingester_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => {
+            let id = id.trim().to_owned();
+            sync::check_owner(&id)?;
+            return Ok(id);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("read", &path)(e)),
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    let partial = root.join("ingester_id.tmp");
+    std::fs::write(&partial, format!("{id}\n")).map_err(Error::io("write", &partial))?;
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("sync", &partial))?;
+    std::fs::rename(&partial, &path).map_err(Error::io("rename", &partial))?;
+    crate::manifest::sync_dir(root)?;
+    Ok(id)
 }
 
 /// A bucket and the prefix under which Spyglass keeps its objects.
@@ -69,7 +123,12 @@ pub enum Committed {
 
 impl Bucket {
     /// The bucket `config.url` names, with `AWS_*` variables for what the config leaves out.
-    pub fn open(config: &BucketConfig) -> Result<Self> {
+    pub fn open(config: &ObjectStoreConfig) -> Result<Self> {
+        if config.refresh_secs == 0 {
+            return Err(Error::Config(
+                "object_store refresh_secs must be at least 1".into(),
+            ));
+        }
         let rest = config.url.strip_prefix("s3://").ok_or_else(|| {
             Error::Config(format!(
                 "object store url {:?} must start with s3://",
@@ -401,6 +460,6 @@ fn bucket_err(action: &'static str, name: &str, source: object_store::Error) -> 
     Error::Bucket {
         action,
         key: name.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }

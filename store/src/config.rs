@@ -55,7 +55,8 @@ pub struct StoreConfig {
     /// Flush the memtables to Parquet parts once they hold this many bytes. A flush's working
     /// set (the sorted copy, Parquet and index buffers) grows with it.
     pub flush_bytes: u64,
-    /// Flush the memtables at least this often, in seconds, so that the WAL stays short.
+    /// Flush the memtables at least this often, in seconds, so that the WAL stays short. With
+    /// an object store, at most every 8 s, so that other processes see the data within 15 s.
     pub flush_interval_secs: u64,
     /// Parquet zstd compression level (1-22).
     pub parquet_zstd_level: i32,
@@ -79,6 +80,10 @@ pub struct StoreConfig {
     pub metrics_max_bytes: u64,
     /// Most bytes the logs may take on disk; the oldest parts go first (0: no limit).
     pub logs_max_bytes: u64,
+    /// The S3-compatible bucket that parts and manifests go to (`[store.object_store]`; see
+    /// its fields in docs/ARCHITECTURE.md). Unset: everything stays on the local disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<crate::bucket::ObjectStoreConfig>,
 }
 
 impl Default for StoreConfig {
@@ -103,11 +108,25 @@ impl Default for StoreConfig {
             spans_max_bytes: 0,
             metrics_max_bytes: 0,
             logs_max_bytes: 0,
+            object_store: None,
         }
     }
 }
 
+/// The longest time between flushes with an object store: a span is searchable from every
+/// querier within its flush, its upload and the querier's next read of the bucket (15 s).
+const OBJECT_STORE_FLUSH_SECS: u64 = 8;
+
 impl StoreConfig {
+    /// How often the memtables are flushed when not full.
+    pub fn flush_every(&self) -> Duration {
+        let mut secs = self.flush_interval_secs.max(1);
+        if self.object_store.is_some() {
+            secs = secs.min(OBJECT_STORE_FLUSH_SECS);
+        }
+        Duration::from_secs(secs)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |what: &str| Err(Error::Config(what.to_owned()));
         if self.memtable_max_bytes == 0 || self.flush_bytes == 0 {

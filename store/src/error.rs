@@ -57,8 +57,9 @@ pub enum Error {
     Bucket {
         action: &'static str,
         key: String,
+        /// Boxed: `object_store`'s error is large, and every `Result` of the store carries it.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Another process keeps changing an object this one writes.
     #[error("{0}")]

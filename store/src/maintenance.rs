@@ -237,7 +237,7 @@ impl Maintenance {
         let inner = self.store.inner.clone();
         let config = inner.config.clone();
         let maintenance_every = Duration::from_secs(config.maintenance_interval_secs.max(1));
-        let flush_every = Duration::from_secs(config.flush_interval_secs.max(1));
+        let flush_every = config.flush_every();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_maintenance = Instant::now();
         let compactor = tokio::spawn(compact_rounds(self.store.clone(), maintenance_every));

@@ -215,7 +215,7 @@ fn mirrored(store: &Store) -> HashMap<PartRef, u64> {
     held
 }
 
-fn check_owner(owner: &str) -> Result<()> {
+pub(super) fn check_owner(owner: &str) -> Result<()> {
     let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if owner.is_empty() || owner == "shared" || !owner.chars().all(fine) {
         return Err(Error::Config(format!(

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spyglass_store::bucket::{Bucket, BucketConfig};
+use spyglass_store::bucket::{Bucket, ObjectStoreConfig};
 
 pub struct Moto {
     child: Child,
@@ -70,13 +70,13 @@ impl Moto {
         Bucket::open(&self.config(name, prefix)).expect("bucket opens")
     }
 
-    pub fn config(&self, name: &str, prefix: &str) -> BucketConfig {
+    pub fn config(&self, name: &str, prefix: &str) -> ObjectStoreConfig {
         // moto takes any keys.
         let options = [
             ("aws_access_key_id", "test"),
             ("aws_secret_access_key", "test"),
         ];
-        BucketConfig {
+        ObjectStoreConfig {
             url: format!("s3://{name}/{prefix}"),
             endpoint: Some(self.endpoint.clone()),
             region: Some("us-east-1".into()),
@@ -85,6 +85,7 @@ impl Moto {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..ObjectStoreConfig::default()
         }
     }
 
