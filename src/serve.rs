@@ -18,7 +18,7 @@ use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_query::QueryEngine;
 use spyglass_store::Signal;
 use spyglass_store::Store;
-use spyglass_store::bucket::{self, Bucket, Mirror, Uploader};
+use spyglass_store::bucket::{self, Backlog, Bucket, Mirror, Uploader};
 use spyglass_ui::{AlertingSlot, EngineSlot, Readiness, UiServer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -164,6 +164,11 @@ pub async fn run(
             let id = bucket::ingester_id(&config.data_dir, configured)?;
             tracing::info!(ingester = %id, "uploading parts to the object store");
             let uploader = Uploader::new(bucket.clone(), &id)?;
+            // What waits for upload is measured every second, whatever the network does.
+            drop(tokio::spawn(watch_backlog(
+                uploader.backlog(),
+                store.clone(),
+            )));
             let (stop, stopped) = oneshot::channel::<()>();
             Some((
                 stop,
@@ -353,6 +358,16 @@ async fn upload_loop(
                 tracing::warn!(%error, retry_in = ?delay, "failed to upload parts");
             }
         }
+    }
+}
+
+/// Records every second how many bytes of parts wait for upload (the store refuses appends
+/// past `max_pending_bytes`). Ends with the process.
+async fn watch_backlog(backlog: Backlog, store: Store) {
+    let mut every = tokio::time::interval(UPLOAD_EVERY);
+    loop {
+        every.tick().await;
+        backlog.update(&store);
     }
 }
 

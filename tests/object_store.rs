@@ -6,27 +6,44 @@ mod common;
 #[path = "../store/tests/common/moto.rs"]
 mod moto;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Server, TEST_CONFIG, checkout, get_json, provider, start_server_with, within};
+use common::{Server, TEST_CONFIG, checkout, get_json, provider, sql, start_server_with, within};
 use moto::Moto;
 use opentelemetry::trace::TracerProvider;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use spyglass_store::Signal;
+use spyglass_store::bucket::{Bucket, OwnerManifest};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The test configuration with the bucket `cluster` of `moto`, everything else by default.
 fn cluster_config(moto: &Moto) -> String {
+    config_for(&moto.endpoint, "")
+}
+
+/// The test configuration with the bucket `cluster` at `endpoint`, and `more` settings of
+/// `[store.object_store]`.
+fn config_for(endpoint: &str, more: &str) -> String {
     format!(
         "{TEST_CONFIG}
 [store.object_store]
 url = \"s3://cluster/prod\"
-endpoint = \"{}\"
+endpoint = \"{endpoint}\"
 region = \"us-east-1\"
 allow_http = true
+{more}
 
 [store.object_store.options]
 aws_access_key_id = \"test\"
 aws_secret_access_key = \"test\"
-",
-        moto.endpoint
+"
     )
 }
 
@@ -115,5 +132,215 @@ async fn ingest_and_query_roles_need_an_object_store() {
     assert!(
         stderr.contains("[store.object_store]"),
         "the refusal names the missing section: {stderr}"
+    );
+}
+
+/// A TCP proxy in front of the object store that can be cut: while cut, connections are
+/// closed as they arrive and those open are dropped, as when the store cannot be reached.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(to: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let (to, flag) = (to.clone(), flag.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = async {
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        } => {}
+                    }
+                });
+            }
+        });
+        Self { port, up }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// OTLP/HTTP protobuf request `n` of 100 spans with ids of their own.
+fn spans_request(n: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans = (0..100u64)
+        .map(|i| Span {
+            trace_id: [7u64.to_be_bytes(), (n << 8 | i).to_be_bytes()].concat(),
+            span_id: ((n << 8 | i) + 1).to_be_bytes().to_vec(),
+            name: "GET /orders".into(),
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 2_000_000,
+            ..Default::default()
+        })
+        .collect();
+    let service = KeyValue {
+        key: "service.name".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("orders".into())),
+        }),
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![service],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Sends request `n` to the ingester's OTLP/HTTP port: its status and `Retry-After`.
+async fn send(http: u16, n: u64) -> (u16, Option<String>) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(spans_request(n))
+        .send()
+        .await
+        .unwrap();
+    let retry =
+        (response.headers().get("retry-after")).map(|v| v.to_str().unwrap_or_default().to_owned());
+    (response.status().as_u16(), retry)
+}
+
+/// Spans the bucket lists for ingester `ingester`.
+async fn listed_spans(bucket: &Bucket, ingester: &str) -> u64 {
+    let name = format!("ingesters/{ingester}/manifest.json");
+    match bucket.get_json::<OwnerManifest>(&name).await.unwrap() {
+        Some((manifest, _)) => (manifest.parts.iter())
+            .filter(|p| p.meta.signal == Signal::Spans)
+            .map(|p| p.meta.rows)
+            .sum(),
+        None => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_object_store_is_waited_for_then_caught_up() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("cluster", "prod");
+    let proxy = Proxy::start(moto.endpoint.trim_start_matches("http://").to_owned()).await;
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let config = format!(
+        "{}\n[store]\nflush_interval_secs = 1\n",
+        config_for(
+            &endpoint,
+            "ingester_id = \"orders-1\"\nmax_pending_bytes = 100000"
+        )
+    );
+    let args = ["--role".to_owned(), "ingest".to_owned()];
+    let ingester = start_server_with(tempfile::tempdir().unwrap(), &config, &args).await;
+
+    let mut acked = 0u64;
+    let mut n = 0u64;
+    for _ in 0..5 {
+        assert_eq!(send(ingester.http, n).await.0, 200);
+        (acked, n) = (acked + 100, n + 1);
+    }
+    let uploaded = within(Duration::from_secs(60), || async {
+        listed_spans(&bucket, "orders-1").await == acked
+    })
+    .await;
+    assert!(
+        uploaded.is_some(),
+        "the first spans go up: {} of {acked} listed",
+        listed_spans(&bucket, "orders-1").await
+    );
+
+    // The store cannot be reached: acknowledgements go on until 100 kB of parts wait, then
+    // 503 with a retry delay.
+    proxy.cut();
+    let during = acked;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let refused = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "past the bound, ingest answers 503"
+        );
+        let (status, retry) = send(ingester.http, n).await;
+        n += 1;
+        match status {
+            200 => acked += 100,
+            503 => break retry,
+            other => panic!("unexpected answer {other} while the store is away"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(refused.is_some(), "a 503 says when to retry");
+    assert!(
+        acked > during,
+        "spans were acknowledged while the store was away"
+    );
+    assert_eq!(listed_spans(&bucket, "orders-1").await, during);
+
+    // Back again: everything acknowledged goes up, once, and ingest takes spans again.
+    proxy.restore();
+    let caught_up = within(Duration::from_secs(240), || async {
+        listed_spans(&bucket, "orders-1").await == acked
+    })
+    .await;
+    assert!(
+        caught_up.is_some(),
+        "every acknowledged span is uploaded: {} of {acked} listed; {}",
+        listed_spans(&bucket, "orders-1").await,
+        ingester.stderr()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while send(ingester.http, n).await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingest takes spans again"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    acked += 100;
+
+    let querier = start(&moto, "query").await;
+    let counted = within(Duration::from_secs(60), || async {
+        let answer = sql(
+            querier.ui,
+            "SELECT count(*) AS n, count(DISTINCT span_id) AS d FROM spans",
+        )
+        .await;
+        answer["rows"][0] == serde_json::json!({"n": acked, "d": acked})
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "the querier counts each acknowledged span once"
     );
 }

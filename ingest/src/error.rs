@@ -89,7 +89,11 @@ impl Error {
             Error::Store(e) => match e.kind() {
                 spyglass_store::ErrorKind::TryLater => e.to_string(),
                 spyglass_store::ErrorKind::Unavailable => {
-                    "storage is unavailable; nothing was stored, retry later".into()
+                    if matches!(e, spyglass_store::Error::UploadBehind { .. }) {
+                        format!("{e}; nothing was stored")
+                    } else {
+                        "storage is unavailable; nothing was stored, retry later".into()
+                    }
                 }
                 _ if matches!(e, spyglass_store::Error::TooLarge { .. }) => {
                     format!(

@@ -131,7 +131,11 @@ impl GrpcReceiver {
                 message,
                 ErrorDetails::with_retry_info(Some(delay)),
             ),
-            Answer::Unavailable => Status::unavailable(message),
+            Answer::Unavailable => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             Answer::Internal => Status::internal(message),
         }
     }

@@ -9,22 +9,25 @@ mod lease;
 mod sync;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use object_store::RetryConfig;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use lease::Lease;
-pub use sync::{Mirror, Synced, Uploader};
+pub use sync::{Backlog, Mirror, Synced, Uploader};
 
 use crate::error::{Error, Result};
 use crate::manifest::PartMeta;
@@ -57,6 +60,9 @@ pub struct ObjectStoreConfig {
     pub ingester_id: Option<String>,
     /// How often a querier reads the bucket's manifests for new parts, in seconds.
     pub refresh_secs: u64,
+    /// Bytes of parts an ingester keeps for upload while the object store cannot be reached;
+    /// past them it answers 503 / UNAVAILABLE (with a retry delay) until they are up.
+    pub max_pending_bytes: u64,
 }
 
 impl Default for ObjectStoreConfig {
@@ -69,6 +75,7 @@ impl Default for ObjectStoreConfig {
             options: BTreeMap::new(),
             ingester_id: None,
             refresh_secs: 5,
+            max_pending_bytes: 4 << 30,
         }
     }
 }
@@ -142,9 +149,17 @@ impl Bucket {
                 config.url
             )));
         }
+        // A request the store does not answer is given up within about ten seconds (the
+        // uploader tries again later), not the client's default three minutes.
+        let retry = RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(10),
+            ..RetryConfig::default()
+        };
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_allow_http(config.allow_http);
+            .with_allow_http(config.allow_http)
+            .with_retry(retry);
         for (key, value) in &config.options {
             let key = AmazonS3ConfigKey::from_str(key).map_err(|_| {
                 Error::Config(format!("object store option {key:?} is not an S3 setting"))
@@ -232,38 +247,49 @@ impl Bucket {
         }
     }
 
-    /// Uploads the local file `from` as `name`, in pieces: the file is never in memory whole.
+    /// Uploads the local file `from` as `name`: in one request up to [`UPLOAD_PIECE_BYTES`],
+    /// else as a multipart upload of such pieces (two in flight), so the file is never in
+    /// memory whole. A failed multipart upload is aborted.
     pub async fn upload_file(&self, from: &Path, name: &str) -> Result<u64> {
         let mut file = tokio::fs::File::open(from)
             .await
             .map_err(Error::io("open", from))?;
-        let mut writer =
-            BufWriter::with_capacity(self.store.clone(), self.key(name), UPLOAD_PIECE_BYTES);
+        let size = (file.metadata().await)
+            .map_err(Error::io("read", from))?
+            .len();
+        let key = self.key(name);
+        if size <= UPLOAD_PIECE_BYTES as u64 {
+            let mut bytes = Vec::with_capacity(size as usize);
+            (file.read_to_end(&mut bytes).await).map_err(Error::io("read", from))?;
+            (self.store.put(&key, PutPayload::from(bytes)).await)
+                .map_err(|source| bucket_err("upload", name, source))?;
+            return Ok(size);
+        }
+        let upload = (self.store.put_multipart(&key).await)
+            .map_err(|source| bucket_err("upload", name, source))?;
+        let mut write = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PIECE_BYTES);
         let mut total = 0u64;
-        loop {
+        let failed = loop {
             let mut piece = Vec::with_capacity(UPLOAD_PIECE_BYTES);
             let read = (&mut file)
                 .take(UPLOAD_PIECE_BYTES as u64)
                 .read_to_end(&mut piece)
-                .await
-                .map_err(Error::io("read", from))?;
-            if read == 0 {
-                break;
+                .await;
+            match read {
+                Ok(0) => break None,
+                Ok(read) => total += read as u64,
+                Err(e) => break Some(Error::io("read", from)(e)),
             }
-            total += read as u64;
-            if let Err(source) = writer.put(Bytes::from(piece)).await {
-                let _ = writer.abort().await;
-                return Err(bucket_err("upload", name, source));
+            if let Err(source) = write.wait_for_capacity(2).await {
+                break Some(bucket_err("upload", name, source));
             }
+            write.put(Bytes::from(piece));
+        };
+        if let Some(error) = failed {
+            let _ = write.abort().await;
+            return Err(error);
         }
-        if let Err(e) = writer.shutdown().await {
-            let _ = writer.abort().await;
-            return Err(Error::Io {
-                action: "upload",
-                path: PathBuf::from(name),
-                source: e,
-            });
-        }
+        (write.finish().await).map_err(|source| bucket_err("upload", name, source))?;
         Ok(total)
     }
 

@@ -17,6 +17,13 @@ pub enum Error {
     },
     #[error("the store is shut down")]
     Closed,
+    /// The object store has been unreachable long enough that `pending` bytes of parts wait
+    /// for upload, more than `max_pending_bytes`: nothing more is taken until they are up.
+    #[error(
+        "the object store is unreachable and {pending} bytes of parts wait for upload (more \
+         than max_pending_bytes, {limit}); retry later"
+    )]
+    UploadBehind { pending: u64, limit: u64 },
     /// One append larger than the store can ever take at once (the memtable, or a WAL record).
     #[error("{what} of {bytes} bytes is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -93,7 +100,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::TryLater { .. } => ErrorKind::TryLater,
-            Error::WalWrite { .. } | Error::Closed => ErrorKind::Unavailable,
+            Error::WalWrite { .. } | Error::Closed | Error::UploadBehind { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::Config(_) | Error::TooLarge { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Internal,
         }

@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) flush_wanted: Notify,
     /// Set when an append was refused for lack of memtable room: flush whatever the thresholds.
     pub(crate) memtable_full: std::sync::atomic::AtomicBool,
+    /// Bytes of parts not yet in the object store (kept by its uploader; 0 without one).
+    upload_backlog: AtomicU64,
     pub(crate) stats: StoreStats,
 }
 
@@ -197,6 +199,7 @@ impl Store {
             maintenance: tokio::sync::Mutex::new(()),
             flush_wanted: Notify::new(),
             memtable_full: std::sync::atomic::AtomicBool::new(false),
+            upload_backlog: AtomicU64::new(0),
             stats: StoreStats::default(),
         };
         Ok((
@@ -234,6 +237,17 @@ impl Store {
             .await
     }
 
+    /// Records how many bytes of parts wait for upload to the object store: past
+    /// `max_pending_bytes`, appends are refused with [`Error::UploadBehind`] until they are up.
+    pub fn set_upload_backlog(&self, bytes: u64) {
+        self.inner.upload_backlog.store(bytes, Ordering::Release);
+    }
+
+    /// Bytes of parts waiting for upload to the object store, as last recorded.
+    pub fn upload_backlog(&self) -> u64 {
+        self.inner.upload_backlog.load(Ordering::Acquire)
+    }
+
     /// Appends a batch already in the signal's Arrow schema.
     pub async fn append_batch(&self, signal: Signal, batch: RecordBatch) -> Result<u64> {
         self.append_with(signal, batch, None).await
@@ -266,6 +280,17 @@ impl Store {
             )));
         }
         let inner = &self.inner;
+        if let Some(limit) = inner
+            .config
+            .object_store
+            .as_ref()
+            .map(|c| c.max_pending_bytes)
+        {
+            let pending = inner.upload_backlog.load(Ordering::Acquire);
+            if pending > limit {
+                return Err(Error::UploadBehind { pending, limit });
+            }
+        }
         let bytes = batch_bytes(&batch);
         if bytes > inner.budget.limit() {
             return Err(Error::TooLarge {

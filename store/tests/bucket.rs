@@ -292,3 +292,26 @@ async fn two_ingesters_and_a_querier_share_a_bucket() {
         store.close().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_file_larger_than_a_piece_goes_up_as_a_multipart_upload() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("multipart", "");
+    let dir = tempfile::tempdir().unwrap();
+    // 20 MiB of varied bytes: three pieces of at most 8 MiB.
+    let bytes: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(dir.path().join("big"), &bytes).unwrap();
+    let sent = bucket
+        .upload_file(&dir.path().join("big"), "parts/big")
+        .await
+        .unwrap();
+    assert_eq!(sent, bytes.len() as u64);
+    let got = bucket
+        .download_file("parts/big", &dir.path().join("back"))
+        .await
+        .unwrap();
+    assert_eq!(got, sent);
+    assert!(std::fs::read(dir.path().join("back")).unwrap() == bytes);
+}

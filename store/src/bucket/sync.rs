@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use super::{
     Bucket, BucketPart, Committed, FORMAT_VERSION, OwnerManifest, PartRef, Version,
@@ -15,10 +16,40 @@ use crate::store::Store;
 /// Times a manifest commit is tried again after losing to another write.
 const COMMIT_TRIES: usize = 3;
 
+/// What waits for upload: the store's parts the bucket does not list yet. Cheap to clone: the
+/// uploader keeps it up to date, and anyone may measure it without touching the network.
+#[derive(Clone, Default)]
+pub struct Backlog {
+    /// Ids of the parts the bucket lists (`None` until its manifest was first read).
+    listed: Arc<RwLock<Option<HashSet<u64>>>>,
+}
+
+impl Backlog {
+    /// Bytes of the store's parts the bucket does not list (every part before the manifest
+    /// was first read), recorded in the store, which refuses appends past `max_pending_bytes`.
+    pub fn update(&self, store: &Store) -> u64 {
+        let snapshot = store.snapshot();
+        let listed = self.listed.read().expect("backlog lock");
+        let bytes = (Signal::ALL.iter())
+            .flat_map(|s| snapshot.parts(*s))
+            .filter(|p| listed.as_ref().is_none_or(|l| !l.contains(&p.meta().id)))
+            .map(|p| p.meta().bytes + p.meta().index_bytes)
+            .sum();
+        store.set_upload_backlog(bytes);
+        bytes
+    }
+
+    fn listed(&self, manifest: &OwnerManifest) {
+        let ids = manifest.parts.iter().map(|p| p.meta.id).collect();
+        *self.listed.write().expect("backlog lock") = Some(ids);
+    }
+}
+
 /// Uploads an ingester's parts and keeps its manifest in the bucket in step with its store.
 pub struct Uploader {
     bucket: Bucket,
     owner: String,
+    backlog: Backlog,
     /// The manifest as last read or written, and its version (`None`: there is none yet).
     listed: Option<(OwnerManifest, Option<Version>)>,
 }
@@ -37,8 +68,14 @@ impl Uploader {
         Ok(Self {
             bucket,
             owner: owner.to_owned(),
+            backlog: Backlog::default(),
             listed: None,
         })
+    }
+
+    /// What waits for upload, kept up to date by [`Uploader::sync`].
+    pub fn backlog(&self) -> Backlog {
+        self.backlog.clone()
     }
 
     /// Uploads the store's parts the bucket does not list yet, then commits the ingester's
@@ -46,12 +83,21 @@ impl Uploader {
     /// commit as the part that replaced it). A part is listed only once all its files are up;
     /// after a failure nothing new is listed, and the next call uploads it again.
     pub async fn sync(&mut self, store: &Store) -> Result<Synced> {
+        let synced = self.commit(store).await;
+        self.backlog.update(store);
+        synced
+    }
+
+    async fn commit(&mut self, store: &Store) -> Result<Synced> {
         let name = ingester_manifest(&self.owner);
         for _ in 0..COMMIT_TRIES {
             let (listed, version) = match self.listed.take() {
                 Some(listed) => listed,
                 None => match self.bucket.get_json::<OwnerManifest>(&name).await? {
-                    Some((manifest, version)) => (manifest, Some(version)),
+                    Some((manifest, version)) => {
+                        self.backlog.listed(&manifest);
+                        (manifest, Some(version))
+                    }
                     None => (
                         OwnerManifest {
                             format_version: FORMAT_VERSION,
@@ -92,6 +138,7 @@ impl Uploader {
             next.parts.sort_by_key(|p| p.meta.id);
             match self.bucket.put_json(&name, &next, version.as_ref()).await {
                 Ok(Committed::Done(version)) => {
+                    self.backlog.listed(&next);
                     self.listed = Some((next, Some(version)));
                     return Ok(synced);
                 }
