@@ -7,10 +7,13 @@ mod common;
 mod moto;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Server, TEST_CONFIG, checkout, get_json, provider, sql, start_server_with, within};
+use common::{
+    Server, TEST_CONFIG, checkout, get_json, provider, spawn_serve_with, sql, start_ready,
+    start_server_with, within,
+};
 use moto::Moto;
 use opentelemetry::trace::TracerProvider;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -20,7 +23,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use spyglass_store::Signal;
 use spyglass_store::bucket::{Bucket, OwnerManifest};
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The test configuration with the bucket `cluster` of `moto`, everything else by default.
@@ -135,44 +138,77 @@ async fn ingest_and_query_roles_need_an_object_store() {
     );
 }
 
-/// A TCP proxy in front of the object store that can be cut: while cut, connections are
-/// closed as they arrive and those open are dropped, as when the store cannot be reached.
+/// A TCP proxy in front of the object store that can be cut (connections are closed as they
+/// arrive and those open are dropped, as when the store cannot be reached) or slowed (what
+/// clients send goes on at ~64 kB/s, so an upload stays in flight for seconds).
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    slow: Arc<AtomicBool>,
+    /// Bytes sent to the store while slowed.
+    slowed_bytes: Arc<AtomicU64>,
 }
 
 impl Proxy {
     async fn start(to: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = up.clone();
+        let proxy = Self {
+            port,
+            up: Arc::new(AtomicBool::new(true)),
+            slow: Arc::new(AtomicBool::new(false)),
+            slowed_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let (up, slow, slowed) = (
+            proxy.up.clone(),
+            proxy.slow.clone(),
+            proxy.slowed_bytes.clone(),
+        );
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                if !flag.load(Ordering::SeqCst) {
+                if !up.load(Ordering::SeqCst) {
                     continue;
                 }
-                let (to, flag) = (to.clone(), flag.clone());
+                let (to, up, slow, slowed) = (to.clone(), up.clone(), slow.clone(), slowed.clone());
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&to).await else {
+                    let Ok(server) = TcpStream::connect(&to).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
-                        _ = async {
-                            while flag.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+                    let (mut from_client, mut to_server) =
+                        (client.into_split(), server.into_split());
+                    let upstream = async {
+                        let mut buffer = vec![0u8; 16 << 10];
+                        loop {
+                            let read = from_client.0.read(&mut buffer).await.unwrap_or(0);
+                            if read == 0 {
+                                return;
                             }
-                        } => {}
+                            if slow.load(Ordering::SeqCst) {
+                                slowed.fetch_add(read as u64, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                            if to_server.1.write_all(&buffer[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut to_server.0, &mut from_client.1);
+                    let cut = async {
+                        while up.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = async { tokio::join!(upstream, downstream) } => {}
+                        _ = cut => {}
                     }
                 });
             }
         });
-        Self { port, up }
+        proxy
     }
 
     fn cut(&self) {
@@ -181,6 +217,11 @@ impl Proxy {
 
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.slow.store(false, Ordering::SeqCst);
+    }
+
+    fn slow_down(&self) {
+        self.slow.store(true, Ordering::SeqCst);
     }
 }
 
@@ -249,6 +290,33 @@ async fn listed_spans(bucket: &Bucket, ingester: &str) -> u64 {
     }
 }
 
+/// Spans listed for `ingester`, and then counted by a new querier: each acknowledged span once.
+async fn counted_once(moto: &Moto, bucket: &Bucket, ingester: &str, acked: u64) {
+    let listed = within(Duration::from_secs(120), || async {
+        listed_spans(bucket, ingester).await == acked
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "{} spans listed, {acked} acknowledged",
+        listed_spans(bucket, ingester).await
+    );
+    let querier = start(moto, "query").await;
+    let counted = within(Duration::from_secs(60), || async {
+        let answer = sql(
+            querier.ui,
+            "SELECT count(*) AS n, count(DISTINCT span_id) AS d FROM spans",
+        )
+        .await;
+        answer["rows"][0] == serde_json::json!({"n": acked, "d": acked})
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "the querier counts each acknowledged span once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_object_store_is_waited_for_then_caught_up() {
     let moto = Moto::start();
@@ -315,9 +383,8 @@ async fn an_unreachable_object_store_is_waited_for_then_caught_up() {
     .await;
     assert!(
         caught_up.is_some(),
-        "every acknowledged span is uploaded: {} of {acked} listed; {}",
+        "every acknowledged span is uploaded: {} of {acked} listed",
         listed_spans(&bucket, "orders-1").await,
-        ingester.stderr()
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while send(ingester.http, n).await.0 != 200 {
@@ -329,18 +396,58 @@ async fn an_unreachable_object_store_is_waited_for_then_caught_up() {
     }
     acked += 100;
 
-    let querier = start(&moto, "query").await;
-    let counted = within(Duration::from_secs(60), || async {
-        let answer = sql(
-            querier.ui,
-            "SELECT count(*) AS n, count(DISTINCT span_id) AS d FROM spans",
-        )
-        .await;
-        answer["rows"][0] == serde_json::json!({"n": acked, "d": acked})
+    counted_once(&moto, &bucket, "orders-1", acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingester_killed_during_an_upload_loses_nothing_and_lists_nothing_twice() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("cluster", "prod");
+    let proxy = Proxy::start(moto.endpoint.trim_start_matches("http://").to_owned()).await;
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let config = format!(
+        "{}\n[store]\nflush_interval_secs = 1\n",
+        config_for(&endpoint, "ingester_id = \"orders-2\"")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--role".to_owned(), "ingest".to_owned()];
+    let spawn = |ports| spawn_serve_with(dir.path(), ports, &config, &args);
+    let (mut child, ports) = start_ready(dir.path(), spawn).await;
+
+    let mut acked = 0u64;
+    for n in 0..10 {
+        assert_eq!(send(ports.http, n).await.0, 200);
+        acked += 100;
+    }
+    let up = within(Duration::from_secs(60), || async {
+        listed_spans(&bucket, "orders-2").await == acked
     })
     .await;
+    assert!(up.is_some(), "the first spans go up");
+
+    // Uploads crawl; more spans are acknowledged and flushed, and the ingester is killed
+    // while a part of them is on its way up.
+    proxy.slow_down();
+    for n in 10..30 {
+        assert_eq!(send(ports.http, n).await.0, 200);
+        acked += 100;
+    }
+    let in_flight = within(Duration::from_secs(60), || async {
+        proxy.slowed_bytes.load(Ordering::SeqCst) > 32 << 10
+    })
+    .await;
+    assert!(in_flight.is_some(), "an upload is under way");
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert!(
-        counted.is_some(),
-        "the querier counts each acknowledged span once"
+        listed_spans(&bucket, "orders-2").await < acked,
+        "killed before all was up"
     );
+
+    // Restarted on its data directory: the WAL and the parts not yet listed go up, once.
+    proxy.restore();
+    let (mut child, _) = start_ready(dir.path(), spawn).await;
+    counted_once(&moto, &bucket, "orders-2", acked).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -43,11 +43,6 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-
-    /// What the server wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        serve_stderr(self._dir.path())
-    }
 }
 
 impl Drop for Server {
