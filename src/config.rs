@@ -20,8 +20,9 @@ pub struct Config {
     /// Directory holding the WAL, the Parquet parts, the trace index and the manifest.
     pub data_dir: PathBuf,
     /// What this process does: "all" (everything, on one machine), "ingest" (receive
-    /// telemetry and upload its parts to [store.object_store]) or "query" (the UI and API over
-    /// the parts in [store.object_store], its data directory a cache).
+    /// telemetry and upload its parts to [store.object_store]), "query" (the UI and API over
+    /// the parts in [store.object_store], its data directory a cache) or "alert" (a querier
+    /// that evaluates the alert rules while it holds the object store's alerting lease).
     pub role: Role,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
@@ -55,6 +56,10 @@ pub enum Role {
     Ingest,
     /// The UI and API over the object store's parts.
     Query,
+    /// A querier that also evaluates the alert rules and sends notifications while it holds
+    /// the alerting lease: one such process at a time, another taking over within 30 s of
+    /// its death.
+    Alert,
 }
 
 /// The demo's defaults: its own data directory, span metrics every 5 s so that charts move

@@ -88,7 +88,7 @@ struct ServeArgs {
     /// UI and API listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     http: Option<SocketAddr>,
-    /// What this process does [default: all]: "ingest" and "query" share
+    /// What this process does [default: all]: "ingest", "query" and "alert" share
     /// [store.object_store] with the others.
     #[arg(long, value_enum)]
     role: Option<config::Role>,

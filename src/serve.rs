@@ -18,7 +18,7 @@ use spyglass_ingest::{GrpcReceiver, HttpReceiver, Ingest, SpanMetricsWriter};
 use spyglass_query::QueryEngine;
 use spyglass_store::Signal;
 use spyglass_store::Store;
-use spyglass_store::bucket::{self, Backlog, Bucket, Mirror, Uploader};
+use spyglass_store::bucket::{self, Backlog, Bucket, Lease, Mirror, Uploader};
 use spyglass_ui::{AlertingSlot, EngineSlot, Readiness, UiServer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -37,6 +37,9 @@ const UPLOAD_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// How long the upload after the final flush may take.
 const UPLOAD_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a lease outlives its holder's last renewal.
+const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// How long an evaluation in progress may hold up the exit.
 const ALERTING_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,12 +130,12 @@ pub async fn run(
         .transpose()
         .context("invalid [store.object_store] section")?;
     let receivers = match role {
-        Role::Query => None,
+        Role::Query | Role::Alert => None,
         Role::All | Role::Ingest => Some(Receivers::start(&config, &ingest, &store).await?),
     };
     // A querier shows the bucket's parts: the first read is done before it says it is ready.
     let mirror_task = match (&bucket, role) {
-        (Some(bucket), Role::Query) => {
+        (Some(bucket), Role::Query | Role::Alert) => {
             let mut mirror = Mirror::new(bucket.clone());
             if let Err(error) = mirror.refresh(&store).await {
                 tracing::warn!(%error, "failed to read the object store; retrying");
@@ -183,10 +186,29 @@ pub async fn run(
     on_ready();
     tracing::info!(data_dir = %config.data_dir.display(), ?role, replayed = report.records_replayed, "ready");
 
-    // Alerts are evaluated by the process that does everything; an ingester or a querier of
-    // several does not (each would notify).
+    // Alerts are evaluated by the process that does everything, or by the one process of role
+    // `alert` that holds the alerting lease; ingesters and queriers do not (each would notify).
+    let lease_task = match (&bucket, role) {
+        (Some(bucket), Role::Alert) => {
+            let holder = lease_holder();
+            tracing::info!(%holder, "taking part in the alerting lease");
+            let lease = Lease::new(bucket.clone(), "alerting", &holder, LEASE_TTL);
+            let (gate, gated) = tokio::sync::watch::channel(false);
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(hold_lease(lease, gate, async {
+                let _ = stopped.await;
+            }));
+            Some((stop, task, gated))
+        }
+        _ => None,
+    };
     let (stop_alerting, alerting_stopped) = oneshot::channel::<()>();
-    let alerting_task = (role == Role::All).then(|| {
+    let alerting_task = match (&lease_task, role) {
+        (_, Role::All) => Some(evaluator),
+        (Some((_, _, gated)), Role::Alert) => Some(evaluator.with_gate(gated.clone())),
+        _ => None,
+    }
+    .map(|evaluator| {
         queries.spawn(evaluator.run(async {
             let _ = alerting_stopped.await;
         }))
@@ -200,7 +222,7 @@ pub async fn run(
 
     // A querier's store holds the bucket's parts as they are: it neither flushes nor compacts.
     let (stop_maintenance, maintenance_stopped) = oneshot::channel::<()>();
-    let maintenance_task = (role != Role::Query).then(|| {
+    let maintenance_task = matches!(role, Role::All | Role::Ingest).then(|| {
         tokio::spawn(store.maintenance().run(async {
             let _ = maintenance_stopped.await;
         }))
@@ -228,6 +250,10 @@ pub async fn run(
         tracing::warn!("alerting did not stop in time; its last saved state is kept");
     }
     dispatcher_task.abort();
+    if let Some((stop, task, _)) = lease_task {
+        let _ = stop.send(());
+        task.await.context("alerting lease task failed")?;
+    }
     tracing::info!("flushing the memtable");
     let _ = stop_maintenance.send(());
     if let Some(task) = maintenance_task {
@@ -359,6 +385,56 @@ async fn upload_loop(
             }
         }
     }
+}
+
+/// Keeps the lease: refreshes it every third of its time to live and tells the evaluator
+/// (`gate`) whether this process holds it. A refresh that fails keeps the lease as held only
+/// for half its time to live after the last renewal, so that the process stops before another
+/// may take over. Releases it when stopped.
+async fn hold_lease(
+    mut lease: Lease,
+    gate: tokio::sync::watch::Sender<bool>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut renewed: Option<std::time::Instant> = None;
+    loop {
+        let held = match lease.refresh().await {
+            Ok(held) => {
+                if held {
+                    renewed = Some(std::time::Instant::now());
+                }
+                held
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to refresh the alerting lease");
+                renewed.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
+            }
+        };
+        if held != *gate.borrow() {
+            tracing::info!(held, "alerting lease");
+        }
+        gate.send_replace(held);
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(LEASE_TTL / 3) => {}
+        }
+    }
+    gate.send_replace(false);
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "failed to release the alerting lease; it expires by itself");
+    }
+}
+
+/// This process's name in a lease: host, process id and a random part.
+fn lease_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{}-{}-{:08x}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Records every second how many bytes of parts wait for upload (the store refuses appends

@@ -451,3 +451,59 @@ async fn an_ingester_killed_during_an_upload_loses_nothing_and_lists_nothing_twi
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Whether the process on `ui` shows the `AlwaysOn` alert: whether it has evaluated the rules.
+async fn evaluates(ui: u16) -> bool {
+    let (status, body) = get_json(ui, "/api/v1/alerts?state=pending&state=firing").await;
+    assert_eq!(status, 200, "{body}");
+    (body["alerts"].as_array().into_iter().flatten()).any(|a| a["rule"] == "AlwaysOn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerting_lease_moves_when_its_holder_is_killed() {
+    let moto = Moto::start();
+    moto.bucket("cluster", "prod");
+    let rules = tempfile::tempdir().unwrap();
+    let file = rules.path().join("always.yml");
+    std::fs::write(
+        &file,
+        "groups:\n  - name: always\n    rules:\n      - alert: AlwaysOn\n        expr: vector(1) > 0\n",
+    )
+    .unwrap();
+    let config = format!(
+        "{}\n[alerting]\nevaluation_interval_secs = 1\n",
+        cluster_config(&moto)
+    );
+    let args = [
+        "--role".to_owned(),
+        "alert".to_owned(),
+        "--rules".to_owned(),
+        file.display().to_string(),
+    ];
+    let a = start_server_with(tempfile::tempdir().unwrap(), &config, &args).await;
+    let b = start_server_with(tempfile::tempdir().unwrap(), &config, &args).await;
+
+    // One of the two takes the lease and evaluates; the other waits.
+    let taken = within(Duration::from_secs(60), || async {
+        evaluates(a.ui).await || evaluates(b.ui).await
+    })
+    .await;
+    assert!(taken.is_some(), "one alert process evaluates the rules");
+    let (holder, waiting) = if evaluates(a.ui).await {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(evaluates(holder.ui).await);
+    assert!(
+        !evaluates(waiting.ui).await,
+        "only the lease's holder evaluates"
+    );
+
+    // kill -9: the lease expires 30 s after its last renewal and the other takes it.
+    drop(holder);
+    let moved = within(Duration::from_secs(120), || evaluates(waiting.ui)).await;
+    let moved = moved.expect("the waiting process takes the lease and evaluates");
+    eprintln!("the alerting lease moved {moved:?} after its holder was killed");
+}

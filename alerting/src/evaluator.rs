@@ -71,6 +71,8 @@ pub struct Evaluator<R: Reader> {
     origins: HashMap<String, Vec<String>>,
     /// Where firing and resolved alerts go after each evaluation.
     notifier: Option<crate::notify::Notifier>,
+    /// While it holds `false`, nothing is evaluated (another process holds the alerting lease).
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<R: Reader> Evaluator<R> {
@@ -142,6 +144,7 @@ impl<R: Reader> Evaluator<R> {
             saved_alerts: true,
             origins: HashMap::new(),
             notifier: None,
+            gate: None,
         };
         evaluator.set_groups(groups, saved.rules);
         evaluator.publish();
@@ -157,6 +160,13 @@ impl<R: Reader> Evaluator<R> {
     /// Sends firing and resolved alerts to `notifier` after each evaluation.
     pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Evaluates only while `gate` holds `true` (the process holds the alerting lease); rules
+    /// that fell due meanwhile are evaluated as soon as it does.
+    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -540,17 +550,48 @@ impl<R: Reader> Evaluator<R> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            if let Some(gate) = self.gate.as_mut()
+                && !*gate.borrow_and_update()
+            {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    changed = gate.changed() => {
+                        if changed.is_err() {
+                            // The gate's keeper is gone: nothing will open it again.
+                            (&mut shutdown).await;
+                            break;
+                        }
+                    }
+                    Some(reply) = self.reloads.recv() => {
+                        let _ = reply.send(self.reload());
+                    }
+                }
+                continue;
+            }
             self.evaluate_due().await;
             let next =
                 self.groups.iter().map(|g| g.due).min().unwrap_or_else(|| {
                     tokio::time::Instant::now() + self.config.evaluation_interval()
                 });
+            // A gate that closes stops the evaluations at once, not at the next due time.
+            // Its keeper gone, the gate stays as it is (`true`) and is no longer watched.
+            let gate_moved = async {
+                match self.gate.as_mut() {
+                    Some(gate) => gate.changed().await.is_err(),
+                    None => std::future::pending().await,
+                }
+            };
+            let mut gate_gone = false;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(next) => {}
+                gone = gate_moved => gate_gone = gone,
                 Some(reply) = self.reloads.recv() => {
                     let _ = reply.send(self.reload());
                 }
+            }
+            if gate_gone {
+                self.gate = None;
             }
         }
     }
