@@ -178,6 +178,18 @@ impl Drop for Serve {
 }
 
 pub fn serve(dir: &std::path::Path, config: &str) -> Serve {
+    serve_as(dir, config, "all")
+}
+
+impl Serve {
+    /// [`serve`] with `--role role`.
+    #[allow(dead_code)]
+    pub fn with_role(dir: &std::path::Path, config: &str, role: &str) -> Serve {
+        serve_as(dir, config, role)
+    }
+}
+
+fn serve_as(dir: &std::path::Path, config: &str, role: &str) -> Serve {
     let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -200,6 +212,8 @@ pub fn serve(dir: &std::path::Path, config: &str) -> Serve {
             &format!("127.0.0.1:{grpc}"),
             "--otlp-http",
             &format!("127.0.0.1:{http}"),
+            "--role",
+            role,
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
