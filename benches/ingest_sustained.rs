@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::grpc::{Encoded, export};
-use common::{env_usize, now_nanos, to_otlp};
+use common::{env_usize, metric, now_nanos, to_otlp};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -97,21 +97,6 @@ fn proc_mib(pid: u32, field: &str) -> f64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// A sample's value from the server's `/metrics` (the first line starting with `name`).
-async fn metric(ui: u16, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{ui}/metrics"))
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|rest| rest.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn main() {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::grpc::{Encoded, export};
-use common::{Figures, Serve, env_usize, ms, now_nanos, percentiles, to_otlp};
+use common::{Figures, Serve, env_usize, metric, ms, now_nanos, percentiles, to_otlp};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use spyglass_store::Signal;
@@ -165,10 +165,16 @@ fn main() {
     );
 
     runtime.block_on(async {
+        // One server at a time, each measured once its compaction has settled, so that none
+        // works beside another's measurement.
         let local = common::serve(dirs[0].path(), flush);
         local.ready().await;
         eprintln!("sending to the server on local disk");
         let local_rate = send_all(local.grpc, &requests, spans).await;
+        settle(local.ui).await;
+        eprintln!("measuring the server on local disk");
+        let (local_ids, local_search) = measure(local.ui, &ids, &services).await;
+        drop(local);
 
         let ingester = Serve::with_role(dirs[1].path(), &cluster, "ingest");
         ingester.ready().await;
@@ -180,8 +186,10 @@ fn main() {
         }
         let upload_lag = acked.elapsed();
         eprintln!("all listed {upload_lag:?} after the last acknowledgement");
-        // The local server's memtable is flushed too, so both answer from parts.
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        settle(ingester.ui).await;
+        // Its last merge is uploaded within a second or two of the commit.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(ingester);
 
         let started = Instant::now();
         let querier = Serve::with_role(dirs[2].path(), &cluster, "query");
@@ -192,8 +200,7 @@ fn main() {
         assert_eq!(status, 200);
         let first = started.elapsed();
         let cached: u64 = walk_bytes(&dirs[2].path().join("data/parts"));
-        eprintln!("measuring");
-        let (local_ids, local_search) = measure(local.ui, &ids, &services).await;
+        eprintln!("measuring the querier");
         let (bucket_ids, bucket_search) = measure(querier.ui, &ids, &services).await;
 
         println!("| measure | value | same-run baseline (local disk) | target |");
@@ -220,8 +227,23 @@ fn main() {
             ms(bucket_search.p50), ms(bucket_search.p99), ms(bucket_search.max),
             ms(local_search.p50), ms(local_search.p99), ms(local_search.max),
         );
-        drop(ingester);
     });
+}
+
+/// Waits until the server's memtable is empty and its span part count has not changed for
+/// 10 s (its flushes and merges are done).
+async fn settle(ui: u16) {
+    let mut last = (-1.0, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let parts = metric(ui, "spyglass_parts{signal=\"spans\"}").await;
+        let memtable = metric(ui, "spyglass_memtable_bytes").await;
+        if parts != last.0 || memtable > 0.0 {
+            last = (parts, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(10) {
+            return;
+        }
+    }
 }
 
 /// Bytes of the files under `dir`.

@@ -292,3 +292,19 @@ pub fn percentiles(mut samples: Vec<std::time::Duration>) -> Figures {
         max: at(1.0),
     }
 }
+
+/// A sample's value from the server's `/metrics` (the first line starting with `name`).
+#[allow(dead_code)]
+pub async fn metric(ui: u16, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{ui}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

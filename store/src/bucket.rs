@@ -331,6 +331,36 @@ impl Bucket {
         }
     }
 
+    /// Deletes a part's objects: its Parquet file and its index's files.
+    pub async fn delete_part(&self, part: &BucketPart) -> Result<()> {
+        self.delete(&part_key(&part.owner, &part.meta.file)).await?;
+        if let Some(index) = &part.meta.index {
+            for name in &part.index_files {
+                self.delete(&part_key(&part.owner, &format!("{index}/{name}")))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the objects under `prefix` (relative to the bucket's prefix), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut listed = self.store.list(Some(&self.key(prefix)));
+        let mut names = Vec::new();
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(|source| bucket_err("list", prefix, source))?;
+            let name = meta.location.as_ref();
+            names.push(name.strip_prefix(&strip).unwrap_or(name).to_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Uploads a part's files (its Parquet file and, for spans, every file of its trace index)
     /// from the data directory `root` under `owner`'s prefix. Returns the part's entry for the
     /// owner's manifest, its index files listed. Uploading a part again writes the same keys.

@@ -187,7 +187,9 @@ async fn two_ingesters_and_a_querier_share_a_bucket() {
     };
     let a = open_with(&dir.path().join("a"), compacting);
     let b = open(&dir.path().join("b"));
-    let mut up_a = Uploader::new(bucket.clone(), "ingester-a").unwrap();
+    let mut up_a = Uploader::new(bucket.clone(), "ingester-a")
+        .unwrap()
+        .with_grace(Duration::ZERO);
     let mut up_b = Uploader::new(bucket.clone(), "ingester-b").unwrap();
     let querier = open(&dir.path().join("q"));
     let mut mirror = Mirror::new(bucket.clone());

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use super::{
     Bucket, BucketPart, Committed, FORMAT_VERSION, OwnerManifest, PartRef, Version,
@@ -15,6 +16,10 @@ use crate::store::Store;
 
 /// Times a manifest commit is tried again after losing to another write.
 const COMMIT_TRIES: usize = 3;
+
+/// How long the objects of a part dropped from an ingester's manifest are kept: a querier that
+/// read the manifest before may still be downloading them.
+const DROPPED_GRACE: Duration = Duration::from_secs(300);
 
 /// What waits for upload: the store's parts the bucket does not list yet. Cheap to clone: the
 /// uploader keeps it up to date, and anyone may measure it without touching the network.
@@ -52,6 +57,9 @@ pub struct Uploader {
     backlog: Backlog,
     /// The manifest as last read or written, and its version (`None`: there is none yet).
     listed: Option<(OwnerManifest, Option<Version>)>,
+    /// Parts dropped from the manifest (merged, or past retention), and when their objects go.
+    dropped: Vec<(Instant, BucketPart)>,
+    grace: Duration,
 }
 
 /// What one [`Uploader::sync`] or [`Mirror::refresh`] changed.
@@ -70,7 +78,15 @@ impl Uploader {
             owner: owner.to_owned(),
             backlog: Backlog::default(),
             listed: None,
+            dropped: Vec::new(),
+            grace: DROPPED_GRACE,
         })
+    }
+
+    /// Keeps the objects of dropped parts for `grace` instead of five minutes.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// What waits for upload, kept up to date by [`Uploader::sync`].
@@ -85,7 +101,24 @@ impl Uploader {
     pub async fn sync(&mut self, store: &Store) -> Result<Synced> {
         let synced = self.commit(store).await;
         self.backlog.update(store);
+        self.delete_dropped().await;
         synced
+    }
+
+    /// Deletes the objects of dropped parts whose grace has passed; what fails is tried again
+    /// at the next sync. (A process that dies first leaves them: nothing lists them.)
+    async fn delete_dropped(&mut self) {
+        let now = Instant::now();
+        let mut kept = Vec::new();
+        for (due, part) in std::mem::take(&mut self.dropped) {
+            if due > now {
+                kept.push((due, part));
+            } else if let Err(error) = self.bucket.delete_part(&part).await {
+                tracing::warn!(%error, part = part.meta.id, "failed to delete a dropped part's objects");
+                kept.push((due, part));
+            }
+        }
+        self.dropped = kept;
     }
 
     async fn commit(&mut self, store: &Store) -> Result<Synced> {
@@ -139,6 +172,13 @@ impl Uploader {
             match self.bucket.put_json(&name, &next, version.as_ref()).await {
                 Ok(Committed::Done(version)) => {
                     self.backlog.listed(&next);
+                    let kept: HashSet<u64> = next.parts.iter().map(|p| p.meta.id).collect();
+                    let due = Instant::now() + self.grace;
+                    (self.dropped).extend(
+                        (listed.parts.iter())
+                            .filter(|p| !kept.contains(&p.meta.id))
+                            .map(|p| (due, p.clone())),
+                    );
                     self.listed = Some((next, Some(version)));
                     return Ok(synced);
                 }
