@@ -230,15 +230,15 @@ fn main() {
     });
 }
 
-/// Waits until the server's memtable is empty and its span part count has not changed for
-/// 10 s (its flushes and merges are done).
+/// Waits until the server's memtable holds less than a MiB (span metrics keep arriving) and its
+/// span part count has not changed for 10 s (its flushes and merges are done).
 async fn settle(ui: u16) {
     let mut last = (-1.0, Instant::now());
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let parts = metric(ui, "spyglass_parts{signal=\"spans\"}").await;
         let memtable = metric(ui, "spyglass_memtable_bytes").await;
-        if parts != last.0 || memtable > 0.0 {
+        if parts != last.0 || memtable >= (1 << 20) as f64 {
             last = (parts, Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(10) {
             return;

@@ -164,9 +164,9 @@ pub async fn run(
                 .object_store
                 .as_ref()
                 .and_then(|c| c.ingester_id.as_deref());
-            let id = bucket::ingester_id(&config.data_dir, configured)?;
-            tracing::info!(ingester = %id, "uploading parts to the object store");
-            let uploader = Uploader::new(bucket.clone(), &id)?;
+            let ingester = bucket::ingester(&config.data_dir, configured)?;
+            tracing::info!(ingester = %ingester.id, "uploading parts to the object store");
+            let uploader = Uploader::new(bucket.clone(), &ingester)?;
             // What waits for upload is measured every second, whatever the network does.
             drop(tokio::spawn(watch_backlog(
                 uploader.backlog(),
@@ -388,36 +388,47 @@ async fn upload_loop(
 }
 
 /// Keeps the lease: refreshes it every third of its time to live and tells the evaluator
-/// (`gate`) whether this process holds it. A refresh that fails keeps the lease as held only
-/// for half its time to live after the last renewal, so that the process stops before another
-/// may take over. Releases it when stopped.
+/// (`gate`) whether this process holds it. The gate stays open only while the last successful
+/// renewal was *sent* less than half the time to live ago, and a refresh is given up after a
+/// third of it, so the holder stops before the lease it wrote can expire, whatever the bucket
+/// does. Releases it when stopped.
 async fn hold_lease(
     mut lease: Lease,
     gate: tokio::sync::watch::Sender<bool>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut renewed: Option<std::time::Instant> = None;
+    let mut renewed: Option<tokio::time::Instant> = None;
     loop {
-        let held = match lease.refresh().await {
-            Ok(held) => {
-                if held {
-                    renewed = Some(std::time::Instant::now());
-                }
-                held
-            }
-            Err(error) => {
-                tracing::warn!(%error, "failed to refresh the alerting lease");
-                renewed.is_some_and(|at| at.elapsed() < LEASE_TTL / 2)
-            }
-        };
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout(LEASE_TTL / 3, lease.refresh()).await {
+            Ok(Ok(true)) => renewed = Some(sent),
+            Ok(Ok(false)) => renewed = None,
+            Ok(Err(error)) => tracing::warn!(%error, "failed to refresh the alerting lease"),
+            Err(_) => tracing::warn!("refreshing the alerting lease timed out"),
+        }
+        let open_until = renewed.map(|at| at + LEASE_TTL / 2);
+        let held = open_until.is_some_and(|until| tokio::time::Instant::now() < until);
         if held != *gate.borrow() {
             tracing::info!(held, "alerting lease");
         }
         gate.send_replace(held);
+        let next = sent + LEASE_TTL / 3;
+        // Close the gate at `open_until` even if the next refresh has not answered by then.
+        let close = async {
+            match open_until {
+                Some(until) if held => {
+                    tokio::time::sleep_until(until).await;
+                    gate.send_replace(false);
+                    std::future::pending::<()>().await
+                }
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut stop => break,
-            _ = tokio::time::sleep(LEASE_TTL / 3) => {}
+            _ = tokio::time::sleep_until(next) => {}
+            _ = close => {}
         }
     }
     gate.send_replace(false);

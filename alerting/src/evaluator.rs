@@ -574,7 +574,6 @@ impl<R: Reader> Evaluator<R> {
                     tokio::time::Instant::now() + self.config.evaluation_interval()
                 });
             // A gate that closes stops the evaluations at once, not at the next due time.
-            // Its keeper gone, the gate stays as it is (`true`) and is no longer watched.
             let gate_moved = async {
                 match self.gate.as_mut() {
                     Some(gate) => gate.changed().await.is_err(),
@@ -591,7 +590,9 @@ impl<R: Reader> Evaluator<R> {
                 }
             }
             if gate_gone {
-                self.gate = None;
+                // Its keeper is gone: the lease is not known to be held, so evaluate no more.
+                (&mut shutdown).await;
+                break;
             }
         }
     }

@@ -54,8 +54,9 @@ pub struct ObjectStoreConfig {
     /// `aws_session_token`, `aws_virtual_hosted_style_request`, ...).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
-    /// This ingester's name in the bucket (letters, digits, `.`, `_`, `-`). If unset, a random
-    /// one is made once and kept in the data directory (`ingester_id`), beside the WAL it names.
+    /// This ingester's name in the bucket (letters, digits, `.`, `_`, `-`), one per data
+    /// directory. If unset, a random one is made. Either is kept in the data directory
+    /// (`ingester_id`) with a token that only this directory writes under that name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingester_id: Option<String>,
     /// How often a querier reads the bucket's manifests for new parts, in seconds.
@@ -80,32 +81,60 @@ impl Default for ObjectStoreConfig {
     }
 }
 
-/// This ingester's id: the configured one, else the one kept in the data directory `root`
-/// (made and kept there, durably, the first time).
-pub fn ingester_id(root: &Path, configured: Option<&str>) -> Result<String> {
-    if let Some(id) = configured {
-        sync::check_owner(id)?;
-        return Ok(id.to_owned());
-    }
+/// Who an ingester is in the bucket: its id, and the token of the data directory that owns the
+/// id (written into its manifest, so that no other directory can commit under that id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ingester {
+    pub id: String,
+    pub token: String,
+}
+
+/// This data directory's ingester: kept in `root/ingester_id` (id, then token), made the first
+/// time from the configured id or a random one. A configured id other than the one kept is
+/// refused: the directory's parts and WAL belong to the id it has.
+pub fn ingester(root: &Path, configured: Option<&str>) -> Result<Ingester> {
     let path = root.join("ingester_id");
     match std::fs::read_to_string(&path) {
-        Ok(id) => {
-            let id = id.trim().to_owned();
-            sync::check_owner(&id)?;
-            return Ok(id);
+        Ok(text) => {
+            let mut lines = text.lines();
+            let (id, token) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+            sync::check_owner(id)?;
+            if token.is_empty() {
+                return Err(Error::Corrupt(format!("{} holds no token", path.display())));
+            }
+            if let Some(configured) = configured
+                && configured != id
+            {
+                return Err(Error::Config(format!(
+                    "ingester_id is {configured:?} but data directory {} belongs to ingester \
+                     {id:?}: use that id, or another data directory",
+                    root.display()
+                )));
+            }
+            return Ok(Ingester {
+                id: id.to_owned(),
+                token: token.to_owned(),
+            });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("read", &path)(e)),
     }
-    let id = format!("{:016x}", rand::random::<u64>());
+    let id = match configured {
+        Some(id) => {
+            sync::check_owner(id)?;
+            id.to_owned()
+        }
+        None => format!("{:016x}", rand::random::<u64>()),
+    };
+    let token = format!("{:032x}", rand::random::<u128>());
     let partial = root.join("ingester_id.tmp");
-    std::fs::write(&partial, format!("{id}\n")).map_err(Error::io("write", &partial))?;
+    std::fs::write(&partial, format!("{id}\n{token}\n")).map_err(Error::io("write", &partial))?;
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())
         .map_err(Error::io("sync", &partial))?;
     std::fs::rename(&partial, &path).map_err(Error::io("rename", &partial))?;
     crate::manifest::sync_dir(root)?;
-    Ok(id)
+    Ok(Ingester { id, token })
 }
 
 /// A bucket and the prefix under which Spyglass keeps its objects.
@@ -464,6 +493,9 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct OwnerManifest {
     pub format_version: u32,
+    /// The token of the data directory that writes this manifest (see [`Ingester`]).
+    #[serde(default)]
+    pub token: String,
     pub parts: Vec<BucketPart>,
 }
 

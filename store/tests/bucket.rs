@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::moto::Moto;
 use common::*;
-use spyglass_store::bucket::{BucketPart, Committed, Lease, Mirror, Synced, Uploader};
+use spyglass_store::bucket::{BucketPart, Committed, Lease, Mirror, Synced, Uploader, ingester};
 use spyglass_store::{Signal, StoreConfig};
 
 #[tokio::test]
@@ -187,10 +187,12 @@ async fn two_ingesters_and_a_querier_share_a_bucket() {
     };
     let a = open_with(&dir.path().join("a"), compacting);
     let b = open(&dir.path().join("b"));
-    let mut up_a = Uploader::new(bucket.clone(), "ingester-a")
+    let id_a = ingester(&dir.path().join("a"), Some("ingester-a")).unwrap();
+    let mut up_a = Uploader::new(bucket.clone(), &id_a)
         .unwrap()
         .with_grace(Duration::ZERO);
-    let mut up_b = Uploader::new(bucket.clone(), "ingester-b").unwrap();
+    let id_b = ingester(&dir.path().join("b"), None).unwrap();
+    let mut up_b = Uploader::new(bucket.clone(), &id_b).unwrap();
     let querier = open(&dir.path().join("q"));
     let mut mirror = Mirror::new(bucket.clone());
 
@@ -289,6 +291,25 @@ async fn two_ingesters_and_a_querier_share_a_bucket() {
     let mut mirror = Mirror::new(bucket.clone());
     assert_eq!(mirror.refresh(&querier).await.unwrap(), Synced::default());
     assert_eq!(all_ids(&querier), expected_ids(&sent));
+
+    // A second data directory configured with a's id cannot commit under it, and a's data
+    // directory cannot be given another id.
+    let impostor = open(&dir.path().join("c"));
+    append(&impostor, traces(900, 901)).await;
+    impostor.flush().await.unwrap();
+    let id_c = ingester(&dir.path().join("c"), Some("ingester-a")).unwrap();
+    let refused = Uploader::new(bucket.clone(), &id_c)
+        .unwrap()
+        .sync(&impostor)
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("another data directory")),
+        "{refused:?}"
+    );
+    assert!(ingester(&dir.path().join("a"), Some("ingester-z")).is_err());
+    assert_eq!(mirror.refresh(&querier).await.unwrap(), Synced::default());
+    assert_eq!(all_ids(&querier), expected_ids(&sent));
+    impostor.close().await.unwrap();
 
     for store in [a, b, querier] {
         store.close().await.unwrap();

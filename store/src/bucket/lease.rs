@@ -55,14 +55,17 @@ impl Lease {
             holder: self.holder.clone(),
             expires_unix_ms: now_unix_ms.saturating_add(self.ttl.as_millis() as u64),
         };
-        // A renewal that loses means another process wrote the lease. Read it: it may be this
-        // process's own write whose answer was lost, or a taker's.
-        if let Some(version) = self.held.take()
-            && let Committed::Done(version) =
-                (self.bucket.put_json(&self.key, &record, Some(&version))).await?
-        {
-            self.held = Some(version);
-            return Ok(true);
+        // A renewal that loses means another process wrote the lease: read it below (it may be
+        // this process's own write whose answer was lost, or a taker's). A renewal that fails
+        // on the way leaves the version known, so that a release can still give the lease up.
+        if let Some(version) = self.held.clone() {
+            match (self.bucket.put_json(&self.key, &record, Some(&version))).await? {
+                Committed::Done(version) => {
+                    self.held = Some(version);
+                    return Ok(true);
+                }
+                Committed::Lost => self.held = None,
+            }
         }
         let read = match self.bucket.get_json::<Record>(&self.key).await? {
             None => None,

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{
-    Bucket, BucketPart, Committed, FORMAT_VERSION, OwnerManifest, PartRef, Version,
+    Bucket, BucketPart, Committed, FORMAT_VERSION, Ingester, OwnerManifest, PartRef, Version,
     ingester_manifest,
 };
 use crate::error::{Error, Result};
@@ -54,6 +54,7 @@ impl Backlog {
 pub struct Uploader {
     bucket: Bucket,
     owner: String,
+    token: String,
     backlog: Backlog,
     /// The manifest as last read or written, and its version (`None`: there is none yet).
     listed: Option<(OwnerManifest, Option<Version>)>,
@@ -70,12 +71,13 @@ pub struct Synced {
 }
 
 impl Uploader {
-    /// The uploader of ingester `owner` (letters, digits, `.`, `_` and `-`).
-    pub fn new(bucket: Bucket, owner: &str) -> Result<Self> {
-        check_owner(owner)?;
+    /// The uploader of `ingester` (see [`super::ingester`]).
+    pub fn new(bucket: Bucket, ingester: &Ingester) -> Result<Self> {
+        check_owner(&ingester.id)?;
         Ok(Self {
             bucket,
-            owner: owner.to_owned(),
+            owner: ingester.id.clone(),
+            token: ingester.token.clone(),
             backlog: Backlog::default(),
             listed: None,
             dropped: Vec::new(),
@@ -134,12 +136,20 @@ impl Uploader {
                     None => (
                         OwnerManifest {
                             format_version: FORMAT_VERSION,
+                            token: self.token.clone(),
                             parts: Vec::new(),
                         },
                         None,
                     ),
                 },
             };
+            if listed.token != self.token {
+                return Err(Error::Conflict(format!(
+                    "ingester id {} belongs to another data directory (its manifest in the \
+                     bucket was written by it): give this one another ingester_id",
+                    self.owner
+                )));
+            }
             let snapshot = store.snapshot();
             let local: Vec<_> = (Signal::ALL.iter())
                 .flat_map(|s| snapshot.parts(*s))
