@@ -108,6 +108,11 @@ impl Error {
         }
     }
 
+    /// Whether this is the object store saying the object is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Bucket { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

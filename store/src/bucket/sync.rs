@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::model::Signal;
 use crate::store::Store;
 
+/// Parts a querier filling its cache takes into its store at a time.
+const ADOPT_BATCH: usize = 32;
+
 /// Times a manifest commit is tried again after losing to another write.
 const COMMIT_TRIES: usize = 3;
 
@@ -27,17 +30,30 @@ const DROPPED_GRACE: Duration = Duration::from_secs(300);
 pub struct Backlog {
     /// Ids of the parts the bucket lists (`None` until its manifest was first read).
     listed: Arc<RwLock<Option<HashSet<u64>>>>,
+    /// The store's parts when first measured: until the manifest is read, they are taken as
+    /// uploaded (most are; a restart while the bucket is away must not refuse ingest for them).
+    at_start: Arc<std::sync::OnceLock<HashSet<u64>>>,
 }
 
 impl Backlog {
-    /// Bytes of the store's parts the bucket does not list (every part before the manifest
-    /// was first read), recorded in the store, which refuses appends past `max_pending_bytes`.
+    /// Bytes of the store's parts the bucket does not list (before its manifest was first
+    /// read: of those made since the first measure), recorded in the store, which refuses
+    /// appends past `max_pending_bytes`.
     pub fn update(&self, store: &Store) -> u64 {
         let snapshot = store.snapshot();
-        let listed = self.listed.read().expect("backlog lock");
-        let bytes = (Signal::ALL.iter())
+        let parts: Vec<_> = Signal::ALL
+            .iter()
             .flat_map(|s| snapshot.parts(*s))
-            .filter(|p| listed.as_ref().is_none_or(|l| !l.contains(&p.meta().id)))
+            .collect();
+        let at_start = self
+            .at_start
+            .get_or_init(|| parts.iter().map(|p| p.meta().id).collect());
+        let listed = self.listed.read().expect("backlog lock");
+        let bytes = (parts.iter())
+            .filter(|p| match listed.as_ref() {
+                Some(listed) => !listed.contains(&p.meta().id),
+                None => !at_start.contains(&p.meta().id),
+            })
             .map(|p| p.meta().bytes + p.meta().index_bytes)
             .sum();
         store.set_upload_backlog(bytes);
@@ -239,46 +255,81 @@ impl Mirror {
         let keys: HashSet<PartRef> = visible.iter().map(BucketPart::key).collect();
         let gone: Vec<PartRef> = held.keys().filter(|k| !keys.contains(k)).cloned().collect();
         let gone_ids: Vec<u64> = gone.iter().map(|k| held[k]).collect();
-        let mut metas = Vec::new();
-        let mut refs = Vec::new();
-        for part in visible.iter().filter(|p| !held.contains_key(&p.key())) {
+        // Parts that replace others (merges) go in with the removal of what they replace, in
+        // one commit. When nothing goes (a querier filling its cache), parts are taken in
+        // batches as they arrive, so a long first read shows its progress and keeps it.
+        let batch = if gone.is_empty() {
+            ADOPT_BATCH
+        } else {
+            usize::MAX
+        };
+        let mut synced = Synced {
+            added: 0,
+            removed: gone_ids.len(),
+        };
+        let (mut metas, mut refs) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        let wanted: Vec<&BucketPart> = (visible.iter())
+            .filter(|p| !held.contains_key(&p.key()))
+            .collect();
+        for part in wanted {
             let base = mirror_name(part);
             let mut meta = part.meta.clone();
             meta.file = format!("{base}.parquet");
             meta.index = part.meta.index.as_ref().map(|_| format!("{base}.index"));
             let index = meta.index.as_ref().map(|i| store.root().join(i));
             let file = store.root().join(&meta.file);
-            if let Err(e) = self
+            match self
                 .bucket
                 .download_part(part, &file, index.as_deref())
                 .await
             {
-                self.held = Some(held);
-                return Err(e);
-            }
-            metas.push(meta);
-            refs.push(part.key());
-        }
-        let synced = Synced {
-            added: metas.len(),
-            removed: gone_ids.len(),
-        };
-        if synced != Synced::default() {
-            match store.adopt_parts(metas, &gone_ids).await {
-                Ok(ids) => {
-                    for key in &gone {
-                        held.remove(key);
-                    }
-                    held.extend(refs.into_iter().zip(ids));
+                Ok(_) => {
+                    metas.push(meta);
+                    refs.push(part.key());
+                }
+                // Dropped (merged again, or past retention) since the manifest was read: the
+                // next read shows what replaced it.
+                Err(e) if e.is_not_found() => {
+                    tracing::debug!(part = ?part.key(), "a part left the bucket while read");
                 }
                 Err(e) => {
-                    // The store's manifest is unknown now: rebuild from it next time.
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
             }
+            if metas.len() >= batch {
+                synced.added += metas.len();
+                let ids = store.adopt_parts(std::mem::take(&mut metas), &[]).await?;
+                held.extend(std::mem::take(&mut refs).into_iter().zip(ids));
+            }
+        }
+        if failed.is_some() && !gone.is_empty() {
+            // All or nothing when parts go: what was fetched is taken at the next read.
+            metas.clear();
+            refs.clear();
+            synced.removed = 0;
+        }
+        if !metas.is_empty() || synced.removed > 0 {
+            synced.added += metas.len();
+            let removing = if synced.removed > 0 {
+                gone_ids.as_slice()
+            } else {
+                &[]
+            };
+            let ids = store.adopt_parts(metas, removing).await?;
+            if synced.removed > 0 {
+                for key in &gone {
+                    held.remove(key);
+                }
+            }
+            held.extend(refs.into_iter().zip(ids));
         }
         self.held = Some(held);
-        Ok(synced)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(synced),
+        }
     }
 }
 
