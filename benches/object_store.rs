@@ -24,7 +24,7 @@ use common::{Figures, Serve, env_usize, metric, ms, now_nanos, percentiles, to_o
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use spyglass_store::Signal;
-use spyglass_store::bucket::{Bucket, OwnerManifest};
+use spyglass_store::bucket::Bucket;
 use spyglass_store::synth::SpanGenerator;
 
 const SPANS_PER_REQUEST: usize = 1_000;
@@ -109,14 +109,8 @@ async fn measure(ui: u16, ids: &[String], services: &[String]) -> (Figures, Figu
 }
 
 async fn listed_spans(bucket: &Bucket, ingester: &str) -> u64 {
-    let name = format!("ingesters/{ingester}/manifest.json");
-    match bucket.get_json::<OwnerManifest>(&name).await.unwrap() {
-        Some((manifest, _)) => (manifest.parts.iter())
-            .filter(|p| p.meta.signal == Signal::Spans)
-            .map(|p| p.meta.rows)
-            .sum(),
-        None => 0,
-    }
+    let manifest = bucket.read_ingester_manifest(ingester).await.unwrap();
+    manifest.map_or(0, |m| m.rows(Signal::Spans))
 }
 
 fn main() {

@@ -14,9 +14,7 @@ use std::time::Duration;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 const BUDGET: u64 = 640 << 20;
 const CLIENTS: u64 = 48;
@@ -53,26 +51,7 @@ fn request(client: u64, n: u64) -> ExportTraceServiceRequest {
             ..Default::default()
         })
         .collect();
-    let service = KeyValue {
-        key: "service.name".into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue("burst".into())),
-        }),
-        ..Default::default()
-    };
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![service],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    traces_request("burst", spans)
 }
 
 /// Peak resident memory of `pid` so far, in bytes (`VmHWM`).

@@ -12,17 +12,14 @@ use std::time::Duration;
 
 use common::{
     Server, TEST_CONFIG, checkout, get_json, provider, spawn_serve_with, sql, start_ready,
-    start_server_with, within,
+    start_server_with, traces_request, within,
 };
 use moto::Moto;
 use opentelemetry::trace::TracerProvider;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use spyglass_store::Signal;
-use spyglass_store::bucket::{Bucket, OwnerManifest};
+use spyglass_store::bucket::Bucket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -241,27 +238,7 @@ fn spans_request(n: u64) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let service = KeyValue {
-        key: "service.name".into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue("orders".into())),
-        }),
-        ..Default::default()
-    };
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![service],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    traces_request("orders", spans).encode_to_vec()
 }
 
 /// Sends request `n` to the ingester's OTLP/HTTP port: its status and `Retry-After`.
@@ -280,14 +257,8 @@ async fn send(http: u16, n: u64) -> (u16, Option<String>) {
 
 /// Spans the bucket lists for ingester `ingester`.
 async fn listed_spans(bucket: &Bucket, ingester: &str) -> u64 {
-    let name = format!("ingesters/{ingester}/manifest.json");
-    match bucket.get_json::<OwnerManifest>(&name).await.unwrap() {
-        Some((manifest, _)) => (manifest.parts.iter())
-            .filter(|p| p.meta.signal == Signal::Spans)
-            .map(|p| p.meta.rows)
-            .sum(),
-        None => 0,
-    }
+    let manifest = bucket.read_ingester_manifest(ingester).await.unwrap();
+    manifest.map_or(0, |m| m.rows(Signal::Spans))
 }
 
 /// Spans listed for `ingester`, and then counted by a new querier: each acknowledged span once.

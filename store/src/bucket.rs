@@ -31,6 +31,7 @@ pub use sync::{Backlog, Mirror, Synced, Uploader};
 
 use crate::error::{Error, Result};
 use crate::manifest::PartMeta;
+use crate::model::Signal;
 
 /// Bytes a file is uploaded by: a larger file goes up as a multipart upload of such pieces.
 const UPLOAD_PIECE_BYTES: usize = 8 << 20;
@@ -450,6 +451,14 @@ impl Bucket {
         Ok(total)
     }
 
+    /// The manifest of ingester `id`, if it has one.
+    pub async fn read_ingester_manifest(&self, id: &str) -> Result<Option<OwnerManifest>> {
+        let manifest = self
+            .get_json::<OwnerManifest>(&ingester_manifest(id))
+            .await?;
+        Ok(manifest.map(|(manifest, _)| manifest))
+    }
+
     /// The ids of the ingesters that have written to the bucket.
     pub async fn ingesters(&self) -> Result<Vec<String>> {
         let listed = (self.store.list_with_delimiter(Some(&self.key("ingesters"))))
@@ -497,6 +506,16 @@ pub struct OwnerManifest {
     #[serde(default)]
     pub token: String,
     pub parts: Vec<BucketPart>,
+}
+
+impl OwnerManifest {
+    /// Rows of `signal` in the listed parts.
+    pub fn rows(&self, signal: Signal) -> u64 {
+        (self.parts.iter())
+            .filter(|p| p.meta.signal == signal)
+            .map(|p| p.meta.rows)
+            .sum()
+    }
 }
 
 /// `shared/manifest.json`: the compactor's parts, and the parts no reader may see any more.

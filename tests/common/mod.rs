@@ -360,3 +360,33 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An OTLP export request of `spans`, all of one resource with `service.name` = `service`.
+pub fn traces_request(
+    service: &str,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    let service = KeyValue {
+        key: "service.name".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(service.into())),
+        }),
+        ..Default::default()
+    };
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![service],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
