@@ -2,6 +2,7 @@
 //! graceful shutdown live here; everything else lives in the library crates.
 
 mod check;
+mod cluster;
 mod config;
 mod demo;
 mod otel;
